@@ -1,0 +1,124 @@
+//! The CLI's connection to the cluster: picks a voter that answers and turns gRPC failures into one clear line.
+
+use std::time::Duration;
+
+use baton_proto::v1::admin_client::AdminClient;
+use baton_proto::v1::lease_client::LeaseClient;
+use tonic::transport::{Channel, Endpoint};
+
+/// Why a CLI call failed, in words an operator can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no voter reachable at {endpoints}: {reason}")]
+    Unreachable { endpoints: String, reason: String },
+    #[error("invalid endpoint {endpoint:?}: {reason}")]
+    BadEndpoint { endpoint: String, reason: String },
+    #[error("{endpoint}: {message}")]
+    Rejected { endpoint: String, message: String },
+    #[error("{endpoint}: cluster unavailable: {message}")]
+    Unavailable { endpoint: String, message: String },
+    #[error("{endpoint}: no answer within {timeout:?}")]
+    Timeout { endpoint: String, timeout: Duration },
+}
+
+/// A connected channel to one voter.
+#[derive(Clone)]
+pub struct Client {
+    channel: Channel,
+    endpoint: String,
+    request_timeout: Duration,
+}
+
+/// The innermost cause of an error, which names the real problem
+/// ("Connection refused") rather than the layers around it.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    let text = current.to_string();
+    // "Connection refused (os error 111)" -> "connection refused"
+    let text = text.split(" (os error").next().unwrap_or(&text).to_string();
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().collect::<String>() + chars.as_str(),
+        None => text,
+    }
+}
+
+impl Client {
+    /// Connects to the first of `endpoints` (`host:port`) that answers.
+    pub async fn connect(
+        endpoints: &[String],
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        let mut reasons = Vec::new();
+        for endpoint in endpoints {
+            let target = Endpoint::from_shared(format!("http://{endpoint}"))
+                .map_err(|e| ClientError::BadEndpoint {
+                    endpoint: endpoint.clone(),
+                    reason: root_cause(&e),
+                })?
+                .connect_timeout(connect_timeout)
+                .timeout(request_timeout)
+                .tcp_nodelay(true);
+            match tokio::time::timeout(connect_timeout, target.connect()).await {
+                Ok(Ok(channel)) => {
+                    return Ok(Client {
+                        channel,
+                        endpoint: endpoint.clone(),
+                        request_timeout,
+                    })
+                }
+                Ok(Err(e)) => reasons.push(root_cause(&e)),
+                Err(_) => reasons.push(format!("no connection within {connect_timeout:?}")),
+            }
+        }
+        reasons.dedup();
+        Err(ClientError::Unreachable {
+            endpoints: endpoints.join(", "),
+            reason: reasons.join("; "),
+        })
+    }
+
+    /// The voter this client talks to.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub fn lease(&self) -> LeaseClient<Channel> {
+        LeaseClient::new(self.channel.clone())
+    }
+
+    pub fn admin(&self) -> AdminClient<Channel> {
+        AdminClient::new(self.channel.clone())
+    }
+
+    /// Turns a failed call into a [`ClientError`].
+    pub fn error(&self, status: tonic::Status) -> ClientError {
+        let endpoint = self.endpoint.clone();
+        match status.code() {
+            tonic::Code::Unavailable if status.message().contains("transport") => {
+                ClientError::Unreachable {
+                    endpoints: endpoint,
+                    reason: std::error::Error::source(&status)
+                        .map(root_cause)
+                        .unwrap_or_else(|| status.message().to_string()),
+                }
+            }
+            tonic::Code::Unavailable => ClientError::Unavailable {
+                endpoint,
+                message: status.message().to_string(),
+            },
+            tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => ClientError::Timeout {
+                endpoint,
+                timeout: self.request_timeout,
+            },
+            _ => ClientError::Rejected {
+                endpoint,
+                message: status.message().to_string(),
+            },
+        }
+    }
+}

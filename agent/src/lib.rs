@@ -1,0 +1,28 @@
+//! baton: coordinated, lease-guarded OS update reboots. See ARCHITECTURE.md for the map.
+//!
+//! Layers, bottom to top (imports only go downwards):
+//! - rules: `lease` (the lease state machine), `config` (settings types);
+//! - raft adapters: `raft_types`, `log_store`, `state_machine`, `transport`, `raft_network`;
+//! - services: `cluster`, `wire`, `raft_service`, `lease_service`, `admin_service`, `node`;
+//! - command line: `client`, `output`, `logging`, `cli`.
+
+pub mod config;
+pub mod lease;
+
+pub mod log_store;
+pub mod raft_network;
+pub mod raft_types;
+pub mod state_machine;
+pub mod transport;
+
+pub mod admin_service;
+pub mod cluster;
+pub mod lease_service;
+pub mod node;
+pub mod raft_service;
+pub mod wire;
+
+pub mod cli;
+pub mod client;
+pub mod logging;
+pub mod output;

@@ -1,0 +1,40 @@
+//! The `baton` binary: parses the command line, sets up logging, runs the command, prints errors as one chain.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use baton::cli::{self, Cli};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    baton::logging::init(matches!(cli.command, cli::Command::Agent));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("baton: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            let mut message = format!("baton: {error}");
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                let text = cause.to_string();
+                if !message.contains(&text) {
+                    message.push_str(": ");
+                    message.push_str(&text);
+                }
+                source = cause.source();
+            }
+            eprintln!("{message}");
+            error.exit_code()
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! Runs a voter: opens storage, starts raft and the gRPC server, bootstraps a new cluster, expires stale entries, stops cleanly.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_proto::v1::admin_server::AdminServer;
+use baton_proto::v1::lease_server::LeaseServer;
+use baton_proto::v1::raft_server::RaftServer;
+use openraft::error::{InitializeError, RaftError};
+use openraft::{Config, SnapshotPolicy};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::admin_service::AdminService;
+use crate::cluster::{now_ms, Cluster};
+use crate::config::{Settings, VoterSettings};
+use crate::lease::{Command, EventKind};
+use crate::lease_service::LeaseService;
+use crate::log_store::{open_database, LogStore, OpenError};
+use crate::raft_network::{NetworkFactory, PeerHealth};
+use crate::raft_service::RaftService;
+use crate::raft_types::{NodeId, Raft, StorageError, VoterNode};
+use crate::state_machine::{Change, StateMachine};
+use crate::transport::{self, Dialer, TransportError};
+
+/// How often the leader looks for waiters and holds that ran out of time.
+const EXPIRY_CHECK: Duration = Duration::from_millis(250);
+
+/// Why a voter could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("this host ({name}) is not among [cluster].voters; only voters run the lease cluster")]
+    NotAVoter { name: String },
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("raft storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("invalid raft settings: {0}")]
+    RaftConfig(#[from] openraft::ConfigError),
+    #[error("raft failed to start: {0}")]
+    RaftStart(String),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A voter that serves until asked to stop.
+pub struct Voter {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub cluster: Cluster,
+    server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    stop_server: watch::Sender<bool>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The raft tuning from the settings.
+fn raft_config(settings: &Settings) -> Result<Config, openraft::ConfigError> {
+    let cluster = &settings.cluster;
+    let election_ms = cluster.election_timeout.as_millis() as u64;
+    let keep = cluster.snapshot_every / 2;
+    Config {
+        cluster_name: "baton".to_string(),
+        heartbeat_interval: cluster.heartbeat_interval.as_millis() as u64,
+        election_timeout_min: election_ms,
+        election_timeout_max: election_ms * 2,
+        install_snapshot_timeout: cluster.request_timeout.as_millis() as u64,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(cluster.snapshot_every),
+        // Keep some log after a snapshot so a briefly lagging follower is
+        // caught up by entries; one further behind gets the snapshot.
+        max_in_snapshot_log_to_keep: keep,
+        purge_batch_size: 64,
+        ..Default::default()
+    }
+    .validate()
+}
+
+fn members(voters: &[VoterSettings]) -> BTreeMap<NodeId, VoterNode> {
+    voters
+        .iter()
+        .map(|v| {
+            (
+                v.id,
+                VoterNode {
+                    name: v.name.clone(),
+                    address: v.address.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
+impl Voter {
+    /// Opens storage, starts raft, listens, and bootstraps the cluster from
+    /// the configured voters when this voter has no state yet.
+    pub async fn start(settings: &Settings) -> Result<Voter, NodeError> {
+        let me = settings
+            .this_voter()
+            .ok_or_else(|| NodeError::NotAVoter {
+                name: settings.node.name.clone(),
+            })?
+            .clone();
+        let db = open_database(&settings.node.state_dir)?;
+        let log_store = LogStore::new(db.clone());
+        let pristine = log_store.is_pristine()?;
+        let state_machine = StateMachine::open(db)?;
+        let view = state_machine.view();
+
+        let dialer = Dialer::new(
+            settings.cluster.connect_timeout,
+            settings.cluster.request_timeout,
+        );
+        let health = PeerHealth::default();
+        let network = NetworkFactory::new(dialer.clone(), health.clone());
+        let config = Arc::new(raft_config(settings)?);
+        let raft = Raft::new(me.id, config, network, log_store, state_machine)
+            .await
+            .map_err(|e| NodeError::RaftStart(e.to_string()))?;
+
+        let cluster = Cluster {
+            id: me.id,
+            raft: raft.clone(),
+            view,
+            dialer,
+            health,
+            lease: settings.lease.clone(),
+        };
+
+        // Listen before bootstrapping, so peers can reach us for the first election.
+        let incoming = transport::listen(settings.cluster.listen).await?;
+        let (stop_server, mut stop_rx) = watch::channel(false);
+        let router = tonic::transport::Server::builder()
+            .add_service(RaftServer::new(RaftService::new(raft.clone())))
+            .add_service(LeaseServer::new(LeaseService::new(cluster.clone())))
+            .add_service(AdminServer::new(AdminService::new(cluster.clone())));
+        let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        }));
+        info!(
+            BATON_NODE = me.id,
+            listen = %settings.cluster.listen,
+            "voter {} ({}) serving",
+            me.id,
+            me.name
+        );
+
+        if pristine {
+            bootstrap(&raft, &settings.cluster.voters).await?;
+        }
+
+        let background = vec![
+            tokio::spawn(expire_loop(cluster.clone(), settings.lease.hold_timeout)),
+            tokio::spawn(log_changes(cluster.clone())),
+        ];
+        Ok(Voter {
+            id: me.id,
+            raft,
+            cluster,
+            server,
+            stop_server,
+            background,
+        })
+    }
+
+    /// Serves until `shutdown` resolves (or the server fails), then stops.
+    pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+        let served = tokio::select! {
+            () = shutdown => Ok(()),
+            served = &mut self.server => served.map_err(|e| NodeError::RaftStart(e.to_string()))?,
+        };
+        self.stop().await;
+        served.map_err(NodeError::Serve)
+    }
+
+    /// Stops serving and shuts raft down.
+    pub async fn stop(self) {
+        let _ = self.stop_server.send(true);
+        for task in &self.background {
+            task.abort();
+        }
+        let _ = self.server.await;
+        if let Err(e) = self.raft.shutdown().await {
+            warn!("raft did not shut down cleanly: {e}");
+        }
+        info!(BATON_NODE = self.id, "voter stopped");
+    }
+}
+
+/// Forms the cluster from the configured voters. Every voter of a new
+/// cluster does this with the same list; openraft accepts that, and a voter
+/// that already has state refuses without changing anything.
+async fn bootstrap(raft: &Raft, voters: &[VoterSettings]) -> Result<(), NodeError> {
+    match raft.initialize(members(voters)).await {
+        Ok(()) => {
+            info!("new cluster: bootstrapped from {} configured voters", voters.len());
+            Ok(())
+        }
+        Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+        Err(e) => Err(NodeError::RaftStart(format!("bootstrap failed: {e}"))),
+    }
+}
+
+/// On the leader: proposes `Expire` whenever a waiter's TTL or a hold
+/// timeout has run out, so dead waiters never block the queue.
+async fn expire_loop(cluster: Cluster, hold_timeout: Option<Duration>) {
+    let hold_timeout_ms = hold_timeout.map(|d| d.as_millis() as u64);
+    let mut tick = tokio::time::interval(EXPIRY_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let leading = cluster.raft.metrics().borrow().current_leader == Some(cluster.id);
+        if !leading {
+            continue;
+        }
+        let Ok(now) = now_ms() else { continue };
+        let due = cluster.view.read().lease.next_expiry(hold_timeout_ms);
+        if due.is_some_and(|at| at <= now) {
+            if let Err(e) = cluster
+                .raft
+                .client_write(Command::Expire {
+                    now,
+                    hold_timeout_ms,
+                })
+                .await
+            {
+                warn!("could not expire stale lease entries: {e}");
+            }
+        }
+    }
+}
+
+/// Writes every applied lease change to the log with structured fields.
+async fn log_changes(cluster: Cluster) {
+    let mut changes = cluster.view.subscribe();
+    loop {
+        match changes.recv().await {
+            Ok(change) => match &*change {
+                Change::Applied { index, event, .. } => log_event(*index, &event.group, &event.kind),
+                Change::Resync { index } => info!(index, "installed snapshot up to log index {index}"),
+            },
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                warn!("lease change log fell behind by {n} changes")
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+fn log_event(index: u64, group: &str, kind: &EventKind) {
+    match kind {
+        EventKind::Granted(g) => info!(
+            index,
+            BATON_GROUP = group,
+            BATON_HOLDER = %g.holder,
+            BATON_TOKEN = g.token,
+            "lease granted to {} in {group} (token {})",
+            g.holder,
+            g.token
+        ),
+        EventKind::Released {
+            holder,
+            token,
+            cause: crate::lease::ReleaseCause::HoldTimeout,
+        } => warn!(
+            index,
+            BATON_GROUP = group,
+            BATON_HOLDER = %holder,
+            BATON_TOKEN = token,
+            "HOLD TIMEOUT: lease of {holder} in {group} (token {token}) expired and was taken back"
+        ),
+        EventKind::Released {
+            holder,
+            token,
+            cause,
+        } => info!(
+            index,
+            BATON_GROUP = group,
+            BATON_HOLDER = %holder,
+            BATON_TOKEN = token,
+            "lease of {holder} in {group} (token {token}) released ({cause:?})"
+        ),
+        other => info!(index, BATON_GROUP = group, "lease change in {group}: {other:?}"),
+    }
+}

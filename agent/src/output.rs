@@ -1,0 +1,209 @@
+//! How the CLI shows cluster status: a readable table, or JSON with stable keys for scripts.
+
+use std::fmt::Write as _;
+
+use baton_proto::v1 as pb;
+use serde_json::{json, Map, Value};
+
+/// Unix milliseconds as an RFC 3339 timestamp (UTC), or the number if out of range.
+pub fn timestamp(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map(|t| t.to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// The status as JSON. These keys are a public interface: scripts and tests
+/// depend on them, so only ever add keys.
+pub fn status_json(status: &pb::StatusResponse) -> Value {
+    let voters: Vec<Value> = status
+        .voters
+        .iter()
+        .map(|v| json!({"id": v.id, "name": v.name, "address": v.address, "reachable": v.reachable}))
+        .collect();
+    let mut groups = Map::new();
+    for g in &status.groups {
+        groups.insert(
+            g.name.clone(),
+            json!({
+                "max_holders": g.max_holders,
+                "paused": g.paused,
+                "holders": g.holders.iter().map(|h| json!({
+                    "holder": h.holder,
+                    "token": h.token,
+                    "since": timestamp(h.since_ms),
+                    "machine_id": h.machine_id,
+                })).collect::<Vec<_>>(),
+                "queue": g.queue.iter().map(|w| json!({
+                    "holder": w.holder,
+                    "position": w.position,
+                    "since": timestamp(w.since_ms),
+                    "expires": timestamp(w.expires_ms),
+                })).collect::<Vec<_>>(),
+            }),
+        );
+    }
+    json!({
+        "leader": status.leader,
+        "term": status.term,
+        "voters": voters,
+        "groups": groups,
+        "paused_all": status.paused_all,
+        "last_applied": status.last_applied,
+        "served_by": status.served_by,
+    })
+}
+
+/// Pads each column of `rows` to its widest cell.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            let _ = write!(line, "{cell:<width$}  ", width = widths[c]);
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The status as tables for people.
+pub fn status_text(status: &pb::StatusResponse) -> String {
+    let mut out = String::new();
+    let leader = status
+        .leader
+        .map(|id| id.to_string())
+        .unwrap_or_else(|| "none".to_string());
+    let _ = writeln!(out, "leader: {leader}   term: {}", status.term);
+    if let Some(reason) = &status.paused_all {
+        let _ = writeln!(out, "ALL GROUPS PAUSED: {reason}");
+    }
+    out.push('\n');
+    let mut voters = vec![vec![
+        "VOTER".to_string(),
+        "NAME".to_string(),
+        "ADDRESS".to_string(),
+        "REACHABLE".to_string(),
+        "ROLE".to_string(),
+    ]];
+    for v in &status.voters {
+        voters.push(vec![
+            v.id.to_string(),
+            v.name.clone(),
+            v.address.clone(),
+            if v.reachable { "yes" } else { "NO" }.to_string(),
+            if status.leader == Some(v.id) { "leader" } else { "follower" }.to_string(),
+        ]);
+    }
+    out.push_str(&table(&voters));
+    if status.groups.is_empty() {
+        out.push_str("\nno lease groups yet (a group appears on first use)\n");
+        return out;
+    }
+    for g in &status.groups {
+        let _ = writeln!(
+            out,
+            "\ngroup {}: {} of {} held{}",
+            g.name,
+            g.holders.len(),
+            g.max_holders,
+            g.paused
+                .as_ref()
+                .map(|r| format!(", PAUSED: {r}"))
+                .unwrap_or_default()
+        );
+        let mut rows = vec![vec![
+            "STATE".to_string(),
+            "HOLDER".to_string(),
+            "TOKEN".to_string(),
+            "SINCE".to_string(),
+        ]];
+        for h in &g.holders {
+            rows.push(vec![
+                "holding".to_string(),
+                h.holder.clone(),
+                h.token.to_string(),
+                timestamp(h.since_ms),
+            ]);
+        }
+        for w in &g.queue {
+            rows.push(vec![
+                format!("queued #{}", w.position),
+                w.holder.clone(),
+                "-".to_string(),
+                timestamp(w.since_ms),
+            ]);
+        }
+        if rows.len() > 1 {
+            out.push_str(&table(&rows));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> pb::StatusResponse {
+        pb::StatusResponse {
+            leader: Some(2),
+            term: 7,
+            voters: vec![pb::Voter {
+                id: 2,
+                name: "cp-2".into(),
+                address: "127.0.0.1:7422".into(),
+                reachable: true,
+            }],
+            groups: vec![pb::GroupStatus {
+                name: "workers".into(),
+                max_holders: 1,
+                paused: None,
+                holders: vec![pb::Holder {
+                    holder: "h1".into(),
+                    token: 12,
+                    machine_id: String::new(),
+                    since_ms: 0,
+                }],
+                queue: vec![pb::Waiter {
+                    holder: "h2".into(),
+                    position: 1,
+                    since_ms: 0,
+                    expires_ms: 30_000,
+                }],
+            }],
+            paused_all: None,
+            last_applied: 40,
+            served_by: 2,
+        }
+    }
+
+    #[test]
+    fn json_keeps_the_documented_shape() {
+        let v = status_json(&sample());
+        assert_eq!(v["leader"], 2);
+        assert_eq!(v["term"], 7);
+        assert_eq!(v["voters"][0]["reachable"], true);
+        let g = &v["groups"]["workers"];
+        assert_eq!(g["max_holders"], 1);
+        assert!(g["paused"].is_null());
+        assert_eq!(g["holders"][0]["holder"], "h1");
+        assert_eq!(g["holders"][0]["token"], 12);
+        assert_eq!(g["holders"][0]["since"], "1970-01-01T00:00:00Z");
+        assert_eq!(g["queue"][0]["position"], 1);
+    }
+
+    #[test]
+    fn text_lists_holders_and_queue() {
+        let text = status_text(&sample());
+        assert!(text.contains("leader: 2"), "{text}");
+        assert!(text.contains("group workers: 1 of 1 held"), "{text}");
+        assert!(text.contains("queued #1"), "{text}");
+    }
+}

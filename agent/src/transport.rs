@@ -1,0 +1,103 @@
+//! The network seam: the one place that dials voters and the one place that listens.
+//!
+//! Everything else receives `tonic` channels from a [`Dialer`] and serves on
+//! what [`listen`] returns, so a deterministic simulation can swap both for a
+//! simulated network without touching the services or raft.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+
+/// Why a channel could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("invalid voter address {address:?}: {source}")]
+    Address {
+        address: String,
+        source: tonic::transport::Error,
+    },
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Makes long-lived gRPC channels to `host:port` addresses and reuses them.
+///
+/// Channels connect lazily and reconnect by themselves; connect and request
+/// timeouts bound every call so a dead peer costs at most those.
+#[derive(Clone)]
+pub struct Dialer {
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl Dialer {
+    pub fn new(connect_timeout: Duration, request_timeout: Duration) -> Self {
+        Self {
+            connect_timeout,
+            request_timeout,
+            channels: Arc::default(),
+        }
+    }
+
+    /// The request timeout every call through this dialer gets.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// The shared channel to `address` (`host:port`), created on first use.
+    pub fn channel(&self, address: &str) -> Result<Channel, TransportError> {
+        let mut channels = self
+            .channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(channel) = channels.get(address) {
+            return Ok(channel.clone());
+        }
+        let channel = self.endpoint(address)?.connect_lazy();
+        channels.insert(address.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// A channel for long streams (Watch): no request timeout, which would
+    /// cut the stream, but the same connect timeout and keep-alives.
+    pub fn stream_channel(&self, address: &str) -> Result<Channel, TransportError> {
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|source| TransportError::Address {
+                address: address.to_string(),
+                source,
+            })?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5));
+        Ok(endpoint.connect_lazy())
+    }
+
+    fn endpoint(&self, address: &str) -> Result<Endpoint, TransportError> {
+        Ok(Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|source| TransportError::Address {
+                address: address.to_string(),
+                source,
+            })?
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.request_timeout)
+            .tcp_nodelay(true))
+    }
+}
+
+/// Binds the gRPC listener. Returns the bound socket's incoming stream.
+pub async fn listen(
+    address: SocketAddr,
+) -> Result<tonic::transport::server::TcpIncoming, TransportError> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| TransportError::Listen { address, source })?;
+    Ok(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)))
+}

@@ -1,0 +1,241 @@
+//! Test support: real `baton agent` processes on 127.0.0.1, their configs, and the CLI.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use baton_proto::v1::lease_client::LeaseClient;
+use serde_json::Value;
+use tonic::transport::Channel;
+
+/// The `baton` binary cargo built for these tests.
+pub fn baton_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_baton"))
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port on 127.0.0.1")
+}
+
+/// A cluster of voters, each a real `baton agent` process with its own
+/// config file and state directory under one temp dir.
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub ports: Vec<u16>,
+    pub procs: Vec<Option<Child>>,
+    /// Extra TOML appended to every voter's config (e.g. snapshot settings).
+    pub extra: String,
+}
+
+impl TestCluster {
+    /// Writes configs for `n` voters and starts them all.
+    pub fn start(n: usize, extra: &str) -> TestCluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let mut cluster = TestCluster {
+            dir,
+            ports,
+            procs: (0..n).map(|_| None).collect(),
+            extra: extra.to_string(),
+        };
+        for i in 0..n {
+            cluster.write_config(i);
+        }
+        for i in 0..n {
+            cluster.start_voter(i);
+        }
+        cluster
+    }
+
+    pub fn config_path(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("cp-{}", i + 1)).join("baton.toml")
+    }
+
+    pub fn state_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("cp-{}", i + 1)).join("state")
+    }
+
+    pub fn address(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.ports[i])
+    }
+
+    /// All voter addresses, comma-separated, for `--endpoint`.
+    pub fn endpoints(&self) -> String {
+        (0..self.ports.len()).map(|i| self.address(i)).collect::<Vec<_>>().join(",")
+    }
+
+    fn write_config(&self, i: usize) {
+        let voters: Vec<String> = (0..self.ports.len())
+            .map(|j| {
+                format!(
+                    "  {{ id = {}, name = \"cp-{}\", address = \"{}\" }},",
+                    j + 1,
+                    j + 1,
+                    self.address(j)
+                )
+            })
+            .collect();
+        let config = format!(
+            "[node]\nname = \"cp-{n}\"\nstate_dir = \"{state}\"\n\n[cluster]\nlisten = \"{listen}\"\nvoters = [\n{voters}\n]\n{extra}\n",
+            n = i + 1,
+            state = self.state_dir(i).display(),
+            listen = self.address(i),
+            voters = voters.join("\n"),
+            extra = self.extra,
+        );
+        let path = self.config_path(i);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, config).unwrap();
+    }
+
+    pub fn start_voter(&mut self, i: usize) {
+        let log = std::fs::File::create(self.dir.path().join(format!("cp-{}.log", i + 1)))
+            .expect("log file");
+        let child = Command::new(baton_bin())
+            .args(["agent", "--config"])
+            .arg(self.config_path(i))
+            .arg("--vendor-dir")
+            .arg(self.dir.path().join("no-vendor"))
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn baton agent");
+        self.procs[i] = Some(child);
+    }
+
+    /// kill -9: no clean shutdown, no flush beyond what fsync already did.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.procs[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait: the clean shutdown path.
+    pub fn terminate(&mut self, i: usize) -> std::process::ExitStatus {
+        let mut child = self.procs[i].take().expect("voter running");
+        let pid = nix_pid(&child);
+        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        wait_with_timeout(&mut child, Duration::from_secs(10)).expect("voter stops after SIGTERM")
+    }
+
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("cp-{}.log", i + 1))).unwrap_or_default()
+    }
+
+    /// Runs the CLI against the given endpoints.
+    pub fn cli_at(&self, endpoints: &str, args: &[&str]) -> Output {
+        Command::new(baton_bin())
+            .args(["--endpoint", endpoints])
+            .args(args)
+            .output()
+            .expect("run baton cli")
+    }
+
+    /// Runs the CLI against all voters (first that answers).
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_at(&self.endpoints(), args)
+    }
+
+    /// `status --json` from voter `i` (linearizable: forwarded to the leader).
+    pub fn status_json_at(&self, i: usize) -> Option<Value> {
+        let out = self.cli_at(&self.address(i), &["status", "--json"]);
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Waits until some voter serves a linearizable status with a leader.
+    pub fn wait_for_leader(&self, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            for i in 0..self.ports.len() {
+                if self.procs[i].is_none() {
+                    continue;
+                }
+                if let Some(status) = self.status_json_at(i) {
+                    if status["leader"].is_u64() {
+                        return status;
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("no leader within {within:?}; logs:\n{}", self.all_logs());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn all_logs(&self) -> String {
+        (0..self.ports.len())
+            .map(|i| format!("--- cp-{} ---\n{}", i + 1, self.log(i)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// A gRPC Lease client to voter `i`.
+    pub async fn lease_client(&self, i: usize) -> LeaseClient<Channel> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match LeaseClient::connect(format!("http://{}", self.address(i))).await {
+                Ok(client) => return client,
+                Err(e) if Instant::now() > deadline => panic!("connect to voter {i}: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for i in 0..self.procs.len() {
+            self.kill(i);
+        }
+    }
+}
+
+fn nix_pid(child: &Child) -> u32 {
+    child.id()
+}
+
+/// Waits for `child` to exit, up to `timeout`.
+pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Writes `text` as a config file in `dir` and returns its path.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
