@@ -24,7 +24,12 @@ async fn acquire_queue_release_and_watch_sees_the_release_fast() {
     let token: u64 = stdout(&h1).trim().parse().expect("token printed");
 
     let h2 = acquire(&cluster, "workers", "h2");
-    assert_eq!(h2.status.code(), Some(75), "h2 must be queued: {}", stdout(&h2));
+    assert_eq!(
+        h2.status.code(),
+        Some(75),
+        "h2 must be queued: {}",
+        stdout(&h2)
+    );
     assert!(stdout(&h2).contains("position 1"), "{}", stdout(&h2));
 
     // Reentrant: h1 asking again gets the same token.
@@ -34,7 +39,9 @@ async fn acquire_queue_release_and_watch_sees_the_release_fast() {
     // Watch from a follower and from the leader alike: any voter serves it.
     let mut watcher = cluster.lease_client(2).await;
     let mut stream = watcher
-        .watch(pb::WatchRequest { group: "workers".into() })
+        .watch(pb::WatchRequest {
+            group: "workers".into(),
+        })
         .await
         .expect("watch")
         .into_inner();
@@ -43,7 +50,11 @@ async fn acquire_queue_release_and_watch_sees_the_release_fast() {
 
     let mut releaser = cluster.lease_client(0).await;
     releaser
-        .release(pb::ReleaseRequest { group: "workers".into(), holder: "h1".into(), token: Some(token) })
+        .release(pb::ReleaseRequest {
+            group: "workers".into(),
+            holder: "h1".into(),
+            token: Some(token),
+        })
         .await
         .expect("release");
     let released_at = Instant::now();
@@ -60,10 +71,17 @@ async fn acquire_queue_release_and_watch_sees_the_release_fast() {
     let lag = released_at.elapsed();
     assert_eq!(seen.holder, "h1");
     assert_eq!(seen.token, token);
-    assert!(lag <= Duration::from_millis(100), "watch saw the release after {lag:?}");
+    assert!(
+        lag <= Duration::from_millis(100),
+        "watch saw the release after {lag:?}"
+    );
 
     let h2 = acquire(&cluster, "workers", "h2");
-    assert!(h2.status.success(), "h2 granted after release: {}", stdout(&h2));
+    assert!(
+        h2.status.success(),
+        "h2 granted after release: {}",
+        stdout(&h2)
+    );
     let token2: u64 = stdout(&h2).trim().parse().unwrap();
     assert!(token2 > token, "fencing tokens increase");
 
@@ -90,28 +108,38 @@ fn leader_kill_keeps_the_grant_and_the_voter_rejoins() {
     let status = cluster.wait_for_leader(Duration::from_secs(10));
     let failover = killed_at.elapsed();
     assert_ne!(status["leader"].as_u64().unwrap() as usize - 1, leader);
-    assert!(failover < Duration::from_secs(5), "new leader after {failover:?}");
+    assert!(
+        failover < Duration::from_secs(5),
+        "new leader after {failover:?}"
+    );
     let holders = &status["groups"]["workers"]["holders"];
     assert_eq!(holders[0]["holder"], "h1", "{status}");
     assert_eq!(holders[0]["token"], token, "{status}");
 
-    // The killed voter restarts from disk and catches up.
+    // The killed voter restarts from disk and rejoins: the leader reaches
+    // it and it stores the log up to the leader's.
     cluster.start_voter(leader);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let out = cluster.cli_at(&cluster.address(leader), &["status", "--json", "--stale"]);
-        if out.status.success() {
-            let own: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-            if own["groups"]["workers"]["holders"][0]["token"] == token && own["leader"].is_u64() {
-                break;
-            }
+        let status = cluster.wait_for_leader(Duration::from_secs(5));
+        let last = status["last_applied"].as_u64().unwrap();
+        let back = &status["voters"][leader];
+        if back["reachable"] == true && back["matched"].as_u64() >= Some(last) {
+            break;
         }
-        assert!(Instant::now() < deadline, "restarted voter did not rejoin:\n{}", cluster.all_logs());
+        assert!(
+            Instant::now() < deadline,
+            "restarted voter did not rejoin: {status}\n{}",
+            cluster.all_logs()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let status = cluster.wait_for_leader(Duration::from_secs(5));
-    let reachable: Vec<bool> = status["voters"].as_array().unwrap().iter().map(|v| v["reachable"].as_bool().unwrap()).collect();
-    assert_eq!(reachable, vec![true, true, true], "{status}");
+    let own = cluster.cli_at(&cluster.address(leader), &["status", "--json", "--stale"]);
+    let own: serde_json::Value = serde_json::from_slice(&own.stdout).unwrap();
+    assert_eq!(
+        own["groups"]["workers"]["holders"][0]["token"], token,
+        "{own}"
+    );
 }
 
 #[test]
@@ -120,9 +148,15 @@ fn all_voters_killed_and_restarted_keep_the_lease_state_exactly() {
     cluster.wait_for_leader(Duration::from_secs(10));
     assert!(acquire(&cluster, "workers", "h1").status.success());
     assert_eq!(acquire(&cluster, "workers", "h2").status.code(), Some(75));
-    assert!(cluster.cli(&["set-max", "control-plane", "2"]).status.success());
+    assert!(cluster
+        .cli(&["set-max", "control-plane", "2"])
+        .status
+        .success());
     assert!(acquire(&cluster, "control-plane", "cp-a").status.success());
-    assert!(cluster.cli(&["pause", "control-plane", "--reason", "kernel regression"]).status.success());
+    assert!(cluster
+        .cli(&["pause", "control-plane", "--reason", "kernel regression"])
+        .status
+        .success());
     let before = cluster.wait_for_leader(Duration::from_secs(5));
 
     for i in 0..3 {
@@ -132,8 +166,14 @@ fn all_voters_killed_and_restarted_keep_the_lease_state_exactly() {
         cluster.start_voter(i);
     }
     let after = cluster.wait_for_leader(Duration::from_secs(15));
-    assert_eq!(before["groups"], after["groups"], "lease state changed across a full restart");
-    assert_eq!(after["groups"]["control-plane"]["paused"], "kernel regression");
+    assert_eq!(
+        before["groups"], after["groups"],
+        "lease state changed across a full restart"
+    );
+    assert_eq!(
+        after["groups"]["control-plane"]["paused"],
+        "kernel regression"
+    );
 }
 
 #[test]
@@ -146,16 +186,32 @@ fn a_voter_that_missed_many_commands_is_caught_up_by_snapshot() {
     let down = (leader + 1) % 3;
     cluster.kill(down);
     let up: Vec<usize> = (0..3).filter(|&i| i != down).collect();
-    let endpoints = up.iter().map(|&i| cluster.address(i)).collect::<Vec<_>>().join(",");
+    let endpoints = up
+        .iter()
+        .map(|&i| cluster.address(i))
+        .collect::<Vec<_>>()
+        .join(",");
 
     for n in 0..60 {
         let holder = format!("h{n}");
-        let out = cluster.cli_at(&endpoints, &["lease", "acquire", "roll", "--holder", &holder]);
+        let out = cluster.cli_at(
+            &endpoints,
+            &["lease", "acquire", "roll", "--holder", &holder],
+        );
         assert!(out.status.success(), "acquire {n}: {}", stderr(&out));
-        let out = cluster.cli_at(&endpoints, &["lease", "release", "roll", "--holder", &holder]);
+        let out = cluster.cli_at(
+            &endpoints,
+            &["lease", "release", "roll", "--holder", &holder],
+        );
         assert!(out.status.success(), "release {n}: {}", stderr(&out));
     }
-    assert!(cluster.cli_at(&endpoints, &["lease", "acquire", "roll", "--holder", "last"]).status.success());
+    assert!(cluster
+        .cli_at(
+            &endpoints,
+            &["lease", "acquire", "roll", "--holder", "last"]
+        )
+        .status
+        .success());
     let live = cluster.wait_for_leader(Duration::from_secs(5));
     assert!(live["last_applied"].as_u64().unwrap() > 120);
     assert!(
@@ -170,11 +226,18 @@ fn a_voter_that_missed_many_commands_is_caught_up_by_snapshot() {
         if out.status.success() {
             let own: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
             if own["groups"] == live["groups"] {
-                assert!(own["snapshot"].as_u64().unwrap_or(0) > 0, "caught up without a snapshot? {own}");
+                assert!(
+                    own["snapshot"].as_u64().unwrap_or(0) > 0,
+                    "caught up without a snapshot? {own}"
+                );
                 break;
             }
         }
-        assert!(Instant::now() < deadline, "voter was not caught up:\n{}", cluster.all_logs());
+        assert!(
+            Instant::now() < deadline,
+            "voter was not caught up:\n{}",
+            cluster.all_logs()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -186,7 +249,13 @@ async fn twenty_concurrent_holders_never_exceed_max_two() {
     assert!(cluster.cli(&["set-max", "pool", "2"]).status.success());
 
     let mut watch = cluster.lease_client(1).await;
-    let mut stream = watch.watch(pb::WatchRequest { group: "pool".into() }).await.unwrap().into_inner();
+    let mut stream = watch
+        .watch(pb::WatchRequest {
+            group: "pool".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let observer = tokio::spawn(async move {
         let mut max_seen = 0usize;
         let mut holders = BTreeSet::new();
@@ -217,18 +286,28 @@ async fn twenty_concurrent_holders_never_exceed_max_two() {
     for n in 0..20 {
         let address = cluster.address(n % 3);
         tasks.push(tokio::spawn(async move {
-            let mut client = pb::lease_client::LeaseClient::connect(format!("http://{address}")).await.unwrap();
+            let mut client = pb::lease_client::LeaseClient::connect(format!("http://{address}"))
+                .await
+                .unwrap();
             let holder = format!("host-{n}");
             loop {
                 let reply = client
-                    .acquire(pb::AcquireRequest { group: "pool".into(), holder: holder.clone(), machine_id: String::new() })
+                    .acquire(pb::AcquireRequest {
+                        group: "pool".into(),
+                        holder: holder.clone(),
+                        machine_id: String::new(),
+                    })
                     .await
                     .expect("acquire")
                     .into_inner();
                 if let Some(pb::acquire_response::Outcome::Granted(grant)) = reply.outcome {
                     tokio::time::sleep(Duration::from_millis(30)).await;
                     client
-                        .release(pb::ReleaseRequest { group: "pool".into(), holder: holder.clone(), token: Some(grant.token) })
+                        .release(pb::ReleaseRequest {
+                            group: "pool".into(),
+                            holder: holder.clone(),
+                            token: Some(grant.token),
+                        })
                         .await
                         .expect("release");
                     return;
@@ -240,9 +319,15 @@ async fn twenty_concurrent_holders_never_exceed_max_two() {
     let mut status_max = 0;
     let poll_until = Instant::now() + Duration::from_secs(60);
     while tasks.iter().any(|t| !t.is_finished()) {
-        assert!(Instant::now() < poll_until, "holders did not all get their turn");
+        assert!(
+            Instant::now() < poll_until,
+            "holders did not all get their turn"
+        );
         if let Some(status) = cluster.status_json_at(0) {
-            let n = status["groups"]["pool"]["holders"].as_array().map(|a| a.len()).unwrap_or(0);
+            let n = status["groups"]["pool"]["holders"]
+                .as_array()
+                .map(|a| a.len())
+                .unwrap_or(0);
             status_max = status_max.max(n);
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -250,11 +335,20 @@ async fn twenty_concurrent_holders_never_exceed_max_two() {
     for t in tasks {
         t.await.unwrap();
     }
-    let (max_seen, grants) = tokio::time::timeout(Duration::from_secs(10), observer).await.unwrap().unwrap();
+    let (max_seen, grants) = tokio::time::timeout(Duration::from_secs(10), observer)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(grants, 20);
     assert!(max_seen <= 2, "watch saw {max_seen} holders at once");
-    assert!(max_seen == 2, "with 20 eager holders both slots should have been used at once");
-    assert!(status_max <= 2, "status showed {status_max} holders at once");
+    assert!(
+        max_seen == 2,
+        "with 20 eager holders both slots should have been used at once"
+    );
+    assert!(
+        status_max <= 2,
+        "status showed {status_max} holders at once"
+    );
 }
 
 #[test]
@@ -264,13 +358,21 @@ fn invalid_group_names_are_rejected_as_invalid_argument() {
     for bad in ["work ers", "wörkers", "a/b", ""] {
         let out = acquire(&cluster, bad, "h1");
         assert!(!out.status.success(), "group {bad:?} accepted");
-        assert!(stderr(&out).contains("invalid group name"), "{bad:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("invalid group name"),
+            "{bad:?}: {}",
+            stderr(&out)
+        );
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut client = cluster.lease_client(0).await;
         let err = client
-            .acquire(pb::AcquireRequest { group: "bad name".into(), holder: "h".into(), machine_id: String::new() })
+            .acquire(pb::AcquireRequest {
+                group: "bad name".into(),
+                holder: "h".into(),
+                machine_id: String::new(),
+            })
             .await
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
@@ -283,7 +385,11 @@ fn calls_to_a_stopped_cluster_fail_clearly_and_quickly() {
     cluster.wait_for_leader(Duration::from_secs(10));
     for i in 0..3 {
         let status = cluster.terminate(i);
-        assert!(status.success(), "clean exit on SIGTERM: {status:?}\n{}", cluster.log(i));
+        assert!(
+            status.success(),
+            "clean exit on SIGTERM: {status:?}\n{}",
+            cluster.log(i)
+        );
     }
     let started = Instant::now();
     let out = cluster.cli(&["status", "--timeout", "2s"]);
@@ -292,7 +398,11 @@ fn calls_to_a_stopped_cluster_fail_clearly_and_quickly() {
     assert!(line.contains("no voter reachable at 127.0.0.1:"), "{line}");
     assert!(line.contains("connection refused"), "{line}");
     assert_eq!(line.trim().lines().count(), 1, "one clear line: {line}");
-    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -302,8 +412,92 @@ fn a_cluster_without_quorum_answers_within_the_timeout() {
     cluster.kill(0);
     cluster.kill(1);
     let started = Instant::now();
-    let out = cluster.cli_at(&cluster.address(2), &["lease", "acquire", "g", "--holder", "h", "--timeout", "5s"]);
+    let out = cluster.cli_at(
+        &cluster.address(2),
+        &["lease", "acquire", "g", "--holder", "h", "--timeout", "5s"],
+    );
     assert!(!out.status.success());
-    assert!(started.elapsed() < Duration::from_secs(7), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(7),
+        "took {:?}",
+        started.elapsed()
+    );
     assert!(!stderr(&out).is_empty());
+}
+
+#[test]
+fn voters_are_added_and_removed_with_the_cli() {
+    let mut cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    assert!(acquire(&cluster, "workers", "h1").status.success());
+
+    let new = cluster.start_new_voter();
+    let address = cluster.address(new);
+    let endpoints = (0..3)
+        .map(|i| cluster.address(i))
+        .collect::<Vec<_>>()
+        .join(",");
+    let out = cluster.cli_at(&endpoints, &["voter", "add", "4", "cp-4", &address]);
+    assert!(
+        out.status.success(),
+        "voter add: {}\n{}",
+        stderr(&out),
+        cluster.all_logs()
+    );
+
+    let status = cluster.wait_for_leader(Duration::from_secs(5));
+    let ids: Vec<u64> = status["voters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![1, 2, 3, 4], "{status}");
+    // The new voter has the lease state.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = cluster.cli_at(&address, &["status", "--json", "--stale"]);
+        let own: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if own["groups"]["workers"]["holders"][0]["holder"] == "h1" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "new voter never got the state: {own} {}\n{}",
+            stderr(&out),
+            cluster.all_logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let out = cluster.cli_at(&endpoints, &["voter", "remove", "4"]);
+    assert!(out.status.success(), "voter remove: {}", stderr(&out));
+    let status = cluster.wait_for_leader(Duration::from_secs(5));
+    assert_eq!(status["voters"].as_array().unwrap().len(), 3, "{status}");
+
+    // Ids are never reused.
+    let out = cluster.cli_at(&endpoints, &["voter", "add", "2", "again", &address]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn a_voter_whose_state_was_wiped_refuses_to_rejoin_under_its_id() {
+    let mut cluster = TestCluster::start(3, "");
+    let status = cluster.wait_for_leader(Duration::from_secs(10));
+    assert!(acquire(&cluster, "workers", "h1").status.success());
+    let leader = status["leader"].as_u64().unwrap() as usize - 1;
+    let victim = (leader + 1) % 3;
+    cluster.kill(victim);
+    std::fs::remove_dir_all(cluster.state_dir(victim)).unwrap();
+    cluster.start_voter(victim);
+    let exit = cluster
+        .wait_exit(victim, Duration::from_secs(10))
+        .expect("voter exits");
+    assert_eq!(exit.code(), Some(78), "{}", cluster.log(victim));
+    let log = cluster.log(victim);
+    assert!(log.contains("its state was lost"), "{log}");
+    assert!(
+        log.contains(&format!("baton voter remove {}", victim + 1)),
+        "{log}"
+    );
 }

@@ -49,15 +49,15 @@ impl AdminService {
             .on_leader(
                 forward,
                 move || async move {
-                    propose_stamped(cluster, |now| make(req, now))
-                        .await
-                        .map(|outcome| match outcome {
+                    propose_stamped(cluster, |now| make(req, now)).await.map(
+                        |outcome| match outcome {
                             Outcome::Done { message } => pb::AdminResponse { message, index: 0 },
                             other => pb::AdminResponse {
                                 message: format!("{other:?}"),
                                 index: 0,
                             },
-                        })
+                        },
+                    )
                 },
                 move |channel| async move {
                     remote(AdminClient::new(channel), forwarded(req.clone()))
@@ -216,7 +216,13 @@ impl Admin for AdminService {
                 "a voter needs an id >= 1, a name and an address",
             ));
         }
-        let membership = self.cluster.raft.metrics().borrow().membership_config.clone();
+        let membership = self
+            .cluster
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .clone();
         if membership.membership().get_node(&req.id).is_some() {
             return Err(Status::already_exists(format!(
                 "voter id {} is taken; never reuse an id, pick a new one",

@@ -116,7 +116,11 @@ pub struct AcquireArgs {
 #[derive(Debug, Subcommand)]
 pub enum VoterCommand {
     /// Add a voter (caught up as a learner first). Never reuse an id.
-    Add { id: u64, name: String, address: String },
+    Add {
+        id: u64,
+        name: String,
+        address: String,
+    },
     /// Remove a voter from the cluster.
     Remove { id: u64 },
 }
@@ -148,7 +152,9 @@ impl CliError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             CliError::Config(_) => ExitCode::from(EXIT_CONFIG),
-            CliError::Node(NodeError::NotAVoter { .. }) => ExitCode::from(EXIT_CONFIG),
+            CliError::Node(NodeError::NotAVoter { .. } | NodeError::WipedState { .. }) => {
+                ExitCode::from(EXIT_CONFIG)
+            }
             CliError::Client(ClientError::Unreachable { .. }) => ExitCode::from(EXIT_UNAVAILABLE),
             CliError::Usage(_) => ExitCode::from(2),
             _ => ExitCode::FAILURE,
@@ -219,7 +225,12 @@ fn machine_id() -> String {
 }
 
 async fn run_client_command(cli: &Cli) -> Result<ExitCode, CliError> {
-    let client = Client::connect(&endpoints(cli)?, cli.timeout.min(Duration::from_secs(3)), cli.timeout).await?;
+    let client = Client::connect(
+        &endpoints(cli)?,
+        cli.timeout.min(Duration::from_secs(3)),
+        cli.timeout,
+    )
+    .await?;
     match &cli.command {
         Command::Agent => Err(CliError::Usage("agent is not a client command".into())),
         Command::Status { json, stale } => {
@@ -296,12 +307,13 @@ async fn run_client_command(cli: &Cli) -> Result<ExitCode, CliError> {
             };
             admin_done(&client, client.admin().add_voter(request).await)
         }
-        Command::Voter(VoterCommand::Remove { id }) => {
-            admin_done(
-                &client,
-                client.admin().remove_voter(pb::RemoveVoterRequest { id: *id }).await,
-            )
-        }
+        Command::Voter(VoterCommand::Remove { id }) => admin_done(
+            &client,
+            client
+                .admin()
+                .remove_voter(pb::RemoveVoterRequest { id: *id })
+                .await,
+        ),
         Command::Watch { group } => watch(&client, group.clone().unwrap_or_default()).await,
     }
 }
@@ -381,7 +393,10 @@ async fn acquire(client: &Client, args: &AcquireArgs) -> Result<ExitCode, CliErr
                         token: None,
                     })
                     .await;
-                eprintln!("gave up waiting after {:?}; left the queue", args.wait_timeout.unwrap_or_default());
+                eprintln!(
+                    "gave up waiting after {:?}; left the queue",
+                    args.wait_timeout.unwrap_or_default()
+                );
                 return Ok(ExitCode::from(EXIT_QUEUED));
             }
             wake = wake.min(deadline);
@@ -435,12 +450,22 @@ fn describe_event(event: &pb::WatchEvent) -> String {
             "state: {} of {} held by [{}], queue [{}]",
             g.holders.len(),
             g.max_holders,
-            g.holders.iter().map(|h| h.holder.as_str()).collect::<Vec<_>>().join(", "),
-            g.queue.iter().map(|w| w.holder.as_str()).collect::<Vec<_>>().join(", ")
+            g.holders
+                .iter()
+                .map(|h| h.holder.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            g.queue
+                .iter()
+                .map(|w| w.holder.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         Some(Kind::Granted(g)) => format!("granted to {} (token {})", g.holder, g.token),
         Some(Kind::Queued(q)) => format!("{} queued at position {}", q.holder, q.position),
-        Some(Kind::Released(r)) => format!("{} released (token {}, {})", r.holder, r.token, r.cause),
+        Some(Kind::Released(r)) => {
+            format!("{} released (token {}, {})", r.holder, r.token, r.cause)
+        }
         Some(Kind::WaiterDropped(h)) => format!("{h} dropped from the queue (TTL ran out)"),
         Some(Kind::LeftQueue(h)) => format!("{h} left the queue"),
         Some(Kind::Paused(r)) => format!("paused: {r}"),
@@ -451,6 +476,10 @@ fn describe_event(event: &pb::WatchEvent) -> String {
         Some(Kind::Resync(_)) => "state replaced by a snapshot; re-reading".to_string(),
         None => "unknown change".to_string(),
     };
-    let group = if event.group.is_empty() { "*" } else { &event.group };
+    let group = if event.group.is_empty() {
+        "*"
+    } else {
+        &event.group
+    };
     format!("[{}] {group}: {what}", event.index)
 }

@@ -13,8 +13,8 @@ use crate::lease::{Command, Outcome, UnixMillis};
 use crate::raft_network::PeerHealth;
 use crate::raft_types::{NodeId, Raft};
 use crate::state_machine::StateView;
-use crate::wire;
 use crate::transport::Dialer;
+use crate::wire;
 
 /// gRPC metadata key set on a call that one voter forwarded to another, so
 /// that a call is forwarded at most once (no loops during elections).
@@ -111,7 +111,8 @@ impl Cluster {
                     match remote(channel).await {
                         Ok(value) => return Ok(value),
                         Err(status) if status.code() == tonic::Code::Unavailable => {
-                            last_problem = format!("leader {leader} at {address}: {}", status.message());
+                            last_problem =
+                                format!("leader {leader} at {address}: {}", status.message());
                         }
                         Err(status) => return Err(status),
                     }
@@ -128,7 +129,8 @@ impl Cluster {
                 )));
             }
             // Wake on the next leadership change, or re-check soon anyway.
-            let _ = tokio::time::timeout(left.min(Duration::from_millis(50)), metrics.changed()).await;
+            let _ =
+                tokio::time::timeout(left.min(Duration::from_millis(50)), metrics.changed()).await;
         }
     }
 
@@ -143,8 +145,12 @@ impl Cluster {
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Attempt::Retry(format!("leadership moved to {:?}", f.leader_id))
             }
-            Err(RaftError::APIError(other)) => Attempt::Fail(Status::failed_precondition(other.to_string())),
-            Err(RaftError::Fatal(fatal)) => Attempt::Fail(Status::unavailable(format!("raft stopped: {fatal}"))),
+            Err(RaftError::APIError(other)) => {
+                Attempt::Fail(Status::failed_precondition(other.to_string()))
+            }
+            Err(RaftError::Fatal(fatal)) => {
+                Attempt::Fail(Status::unavailable(format!("raft stopped: {fatal}")))
+            }
         }
     }
 
@@ -154,7 +160,9 @@ impl Cluster {
         match self.raft.ensure_linearizable().await {
             Ok(_) => Attempt::Done(()),
             Err(RaftError::APIError(e)) => Attempt::Retry(e.to_string()),
-            Err(RaftError::Fatal(fatal)) => Attempt::Fail(Status::unavailable(format!("raft stopped: {fatal}"))),
+            Err(RaftError::Fatal(fatal)) => {
+                Attempt::Fail(Status::unavailable(format!("raft stopped: {fatal}")))
+            }
         }
     }
 
@@ -163,6 +171,19 @@ impl Cluster {
         let metrics = self.raft.metrics().borrow().clone();
         let leading = metrics.current_leader == Some(self.id);
         let membership = metrics.membership_config.membership();
+        let matched = |id: &NodeId| {
+            metrics
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(id).copied().flatten())
+                .map(|log_id| log_id.index)
+                .or_else(|| {
+                    // The leader itself is not in its replication map.
+                    (leading && *id == self.id)
+                        .then_some(metrics.last_log_index)
+                        .flatten()
+                })
+        };
         let voters = membership
             .nodes()
             .filter(|(id, _)| membership.voter_ids().any(|v| v == **id))
@@ -176,6 +197,7 @@ impl Cluster {
                     } else {
                         metrics.current_leader == Some(*id)
                     },
+                matched: matched(id),
             })
             .collect();
         let state = self.view.read();
@@ -192,6 +214,8 @@ impl Cluster {
             paused_all: state.lease.paused_all.clone(),
             last_applied: state.last_applied.map(|l| l.index).unwrap_or(0),
             served_by: self.id,
+            snapshot: metrics.snapshot.map(|l| l.index),
+            purged: metrics.purged.map(|l| l.index),
         }
     }
 }

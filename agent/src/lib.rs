@@ -3,8 +3,13 @@
 //! Layers, bottom to top (imports only go downwards):
 //! - rules: `lease` (the lease state machine), `config` (settings types);
 //! - raft adapters: `raft_types`, `log_store`, `state_machine`, `transport`, `raft_network`;
-//! - services: `cluster`, `wire`, `raft_service`, `lease_service`, `admin_service`, `node`;
+//! - services: `cluster`, `wire`, `bootstrap`, `raft_service`, `lease_service`, `admin_service`, `node`;
 //! - command line: `client`, `output`, `logging`, `cli`.
+
+// openraft's StorageError (224 bytes) is the error type of its storage
+// traits; our storage code returns it as is rather than boxing it at every
+// edge. Errors are rare and off the hot path.
+#![allow(clippy::result_large_err)]
 
 pub mod config;
 pub mod lease;
@@ -16,6 +21,7 @@ pub mod state_machine;
 pub mod transport;
 
 pub mod admin_service;
+pub mod bootstrap;
 pub mod cluster;
 pub mod lease_service;
 pub mod node;

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::admin_service::AdminService;
+use crate::bootstrap::{self, Start};
 use crate::cluster::{now_ms, Cluster};
 use crate::config::{Settings, VoterSettings};
 use crate::lease::{Command, EventKind};
@@ -33,6 +34,17 @@ const EXPIRY_CHECK: Duration = Duration::from_millis(250);
 pub enum NodeError {
     #[error("this host ({name}) is not among [cluster].voters; only voters run the lease cluster")]
     NotAVoter { name: String },
+    #[error(
+        "voter {id} has no state in {state_dir}, but the cluster (leader: voter {leader}) knows it stored log entries up to {matched}: \
+         its state was lost, and a voter that forgot its vote must not rejoin under the same id. \
+         Remove it (baton voter remove {id}) and add this host under a new id (baton voter add NEW_ID NAME ADDRESS, and the same id in [cluster].voters)"
+    )]
+    WipedState {
+        id: NodeId,
+        leader: NodeId,
+        matched: u64,
+        state_dir: std::path::PathBuf,
+    },
     #[error(transparent)]
     Open(#[from] OpenError),
     #[error("raft storage: {0}")]
@@ -148,7 +160,13 @@ impl Voter {
         );
 
         if pristine {
-            bootstrap(&raft, &settings.cluster.voters).await?;
+            let start = bootstrap::probe(settings, me.id, &cluster.dialer).await;
+            if let Err(e) = begin(&raft, settings, &me, start).await {
+                let _ = stop_server.send(true);
+                let _ = server.await;
+                let _ = raft.shutdown().await;
+                return Err(e);
+            }
         }
 
         let background = vec![
@@ -189,13 +207,51 @@ impl Voter {
     }
 }
 
+/// Acts on what a voter without state found out about the cluster.
+async fn begin(
+    raft: &Raft,
+    settings: &Settings,
+    me: &VoterSettings,
+    start: Start,
+) -> Result<(), NodeError> {
+    match start {
+        Start::FormCluster => form_cluster(raft, &settings.cluster.voters).await,
+        Start::CatchUp { leader } => {
+            info!("joining the cluster led by voter {leader}; it sends this voter the log");
+            Ok(())
+        }
+        Start::AwaitAdd { leader } => {
+            warn!(
+                "voter {} is not a member of the cluster led by voter {leader}; add it with: baton voter add {} {} {}",
+                me.id, me.id, me.name, me.address
+            );
+            Ok(())
+        }
+        // Entries that arrived while we asked came to this very process:
+        // the leader's `matched` is about them, not about lost state.
+        Start::Refuse { leader, .. } if raft.metrics().borrow().last_log_index.is_some() => {
+            info!("joining the cluster led by voter {leader}; it is sending this voter the log");
+            Ok(())
+        }
+        Start::Refuse { leader, matched } => Err(NodeError::WipedState {
+            id: me.id,
+            leader,
+            matched,
+            state_dir: settings.node.state_dir.clone(),
+        }),
+    }
+}
+
 /// Forms the cluster from the configured voters. Every voter of a new
 /// cluster does this with the same list; openraft accepts that, and a voter
 /// that already has state refuses without changing anything.
-async fn bootstrap(raft: &Raft, voters: &[VoterSettings]) -> Result<(), NodeError> {
+async fn form_cluster(raft: &Raft, voters: &[VoterSettings]) -> Result<(), NodeError> {
     match raft.initialize(members(voters)).await {
         Ok(()) => {
-            info!("new cluster: bootstrapped from {} configured voters", voters.len());
+            info!(
+                "new cluster: bootstrapped from {} configured voters",
+                voters.len()
+            );
             Ok(())
         }
         Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
@@ -238,8 +294,12 @@ async fn log_changes(cluster: Cluster) {
     loop {
         match changes.recv().await {
             Ok(change) => match &*change {
-                Change::Applied { index, event, .. } => log_event(*index, &event.group, &event.kind),
-                Change::Resync { index } => info!(index, "installed snapshot up to log index {index}"),
+                Change::Applied { index, event, .. } => {
+                    log_event(*index, &event.group, &event.kind)
+                }
+                Change::Resync { index } => {
+                    info!(index, "installed snapshot up to log index {index}")
+                }
             },
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                 warn!("lease change log fell behind by {n} changes")
@@ -282,6 +342,10 @@ fn log_event(index: u64, group: &str, kind: &EventKind) {
             BATON_TOKEN = token,
             "lease of {holder} in {group} (token {token}) released ({cause:?})"
         ),
-        other => info!(index, BATON_GROUP = group, "lease change in {group}: {other:?}"),
+        other => info!(
+            index,
+            BATON_GROUP = group,
+            "lease change in {group}: {other:?}"
+        ),
     }
 }

@@ -20,7 +20,7 @@ pub fn status_json(status: &pb::StatusResponse) -> Value {
     let voters: Vec<Value> = status
         .voters
         .iter()
-        .map(|v| json!({"id": v.id, "name": v.name, "address": v.address, "reachable": v.reachable}))
+        .map(|v| json!({"id": v.id, "name": v.name, "address": v.address, "reachable": v.reachable, "matched": v.matched}))
         .collect();
     let mut groups = Map::new();
     for g in &status.groups {
@@ -52,6 +52,8 @@ pub fn status_json(status: &pb::StatusResponse) -> Value {
         "paused_all": status.paused_all,
         "last_applied": status.last_applied,
         "served_by": status.served_by,
+        "snapshot": status.snapshot,
+        "purged": status.purged,
     })
 }
 
@@ -59,7 +61,13 @@ pub fn status_json(status: &pb::StatusResponse) -> Value {
 fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
-        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for row in rows {
@@ -98,7 +106,12 @@ pub fn status_text(status: &pb::StatusResponse) -> String {
             v.name.clone(),
             v.address.clone(),
             if v.reachable { "yes" } else { "NO" }.to_string(),
-            if status.leader == Some(v.id) { "leader" } else { "follower" }.to_string(),
+            if status.leader == Some(v.id) {
+                "leader"
+            } else {
+                "follower"
+            }
+            .to_string(),
         ]);
     }
     out.push_str(&table(&voters));
@@ -160,6 +173,7 @@ mod tests {
                 name: "cp-2".into(),
                 address: "127.0.0.1:7422".into(),
                 reachable: true,
+                matched: Some(40),
             }],
             groups: vec![pb::GroupStatus {
                 name: "workers".into(),
@@ -181,6 +195,8 @@ mod tests {
             paused_all: None,
             last_applied: 40,
             served_by: 2,
+            snapshot: None,
+            purged: None,
         }
     }
 

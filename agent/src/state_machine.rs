@@ -9,16 +9,16 @@ use std::io::Cursor;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use openraft::storage::RaftStateMachine;
-use openraft::{
-    EntryPayload, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageIOError,
-};
+use openraft::{EntryPayload, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageIOError};
 use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::lease::{Event, Group, LeaseState, Outcome};
 use crate::log_store::{decode, encode};
-use crate::raft_types::{Applied, Entry, LogId, NodeId, StorageError, StoredMembership, TypeConfig, VoterNode};
+use crate::raft_types::{
+    Applied, Entry, LogId, NodeId, StorageError, StoredMembership, TypeConfig, VoterNode,
+};
 
 /// The current snapshot: `meta` (JSON of `SnapshotMeta`) and `data` (JSON of `AppliedState`).
 pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_snapshot");
@@ -44,7 +44,9 @@ pub enum Change {
         /// The event's group right after the command that caused it.
         group: Option<Group>,
     },
-    Resync { index: u64 },
+    Resync {
+        index: u64,
+    },
 }
 
 /// Read access to the applied state, shared with the gRPC services.
@@ -59,7 +61,9 @@ impl StateView {
     pub fn read(&self) -> RwLockReadGuard<'_, AppliedState> {
         // A poisoned lock means a panic while applying; the data is still the
         // last fully applied state because apply mutates a copy first.
-        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Subscribes to changes applied from now on.
@@ -113,7 +117,11 @@ impl StateMachine {
         }
     }
 
-    fn store_snapshot(&self, meta: &SnapshotMeta<NodeId, VoterNode>, data: &[u8]) -> Result<(), redb::Error> {
+    fn store_snapshot(
+        &self,
+        meta: &SnapshotMeta<NodeId, VoterNode>,
+        data: &[u8],
+    ) -> Result<(), redb::Error> {
         let meta = encode(meta)?;
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
@@ -127,7 +135,10 @@ impl StateMachine {
     }
 }
 
-fn read_snapshot(db: &Database) -> Result<Option<(Vec<u8>, Vec<u8>)>, redb::Error> {
+/// A stored snapshot: its meta and its data, both as stored bytes.
+type StoredSnapshot = (Vec<u8>, Vec<u8>);
+
+fn read_snapshot(db: &Database) -> Result<Option<StoredSnapshot>, redb::Error> {
     let txn = db.begin_read()?;
     let table = txn.open_table(SNAPSHOT)?;
     let meta = table.get("meta")?.map(|v| v.value().to_vec());
@@ -144,7 +155,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let state = self.view.read().clone();
         let data = encode(&state).map_err(|e| snapshot_err(&e))?;
         let snapshot_id = match state.last_applied {
-            Some(log_id) => format!("{}-{}-{}", log_id.leader_id.term, log_id.leader_id.node_id, log_id.index),
+            Some(log_id) => format!(
+                "{}-{}-{}",
+                log_id.leader_id.term, log_id.leader_id.node_id, log_id.index
+            ),
             None => "empty".to_string(),
         };
         let meta = SnapshotMeta {
@@ -234,8 +248,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let mut incoming: AppliedState = decode(&data)
-            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        let mut incoming: AppliedState =
+            decode(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         // The meta is authoritative for what the snapshot covers.
         incoming.last_applied = meta.last_log_id;
         incoming.membership = meta.last_membership.clone();
@@ -260,7 +274,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let db = self.db.clone();
         let stored = tokio::task::spawn_blocking(move || read_snapshot(&db))
             .await
-            .map_err(|e| StorageIOError::read_snapshot(None, &redb::Error::Io(std::io::Error::other(e))))?
+            .map_err(|e| {
+                StorageIOError::read_snapshot(None, &redb::Error::Io(std::io::Error::other(e)))
+            })?
             .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
         match stored {
             Some((meta, data)) => {

@@ -5,6 +5,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use baton_proto::v1::lease_client::LeaseClient;
@@ -16,12 +17,20 @@ pub fn baton_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_baton"))
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago. Taken below the kernel's ephemeral
+/// range (32768 and up), so that no outgoing connection of another test can
+/// grab it between now and the agent's bind; spread by process id so that
+/// test binaries running at once do not collide.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port on 127.0.0.1")
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 10_000 + (std::process::id() % 200) as u16 * 100;
+    loop {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 20_000;
+        let port = 10_000 + (base - 10_000 + offset) % 20_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A cluster of voters, each a real `baton agent` process with its own
@@ -55,7 +64,10 @@ impl TestCluster {
     }
 
     pub fn config_path(&self, i: usize) -> PathBuf {
-        self.dir.path().join(format!("cp-{}", i + 1)).join("baton.toml")
+        self.dir
+            .path()
+            .join(format!("cp-{}", i + 1))
+            .join("baton.toml")
     }
 
     pub fn state_dir(&self, i: usize) -> PathBuf {
@@ -68,7 +80,10 @@ impl TestCluster {
 
     /// All voter addresses, comma-separated, for `--endpoint`.
     pub fn endpoints(&self) -> String {
-        (0..self.ports.len()).map(|i| self.address(i)).collect::<Vec<_>>().join(",")
+        (0..self.ports.len())
+            .map(|i| self.address(i))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     fn write_config(&self, i: usize) {
@@ -95,6 +110,17 @@ impl TestCluster {
         std::fs::write(&path, config).unwrap();
     }
 
+    /// Adds a voter process that is not in the cluster yet: its own config
+    /// lists all voters including itself; the others' configs stay as they are.
+    pub fn start_new_voter(&mut self) -> usize {
+        self.ports.push(free_port());
+        self.procs.push(None);
+        let i = self.ports.len() - 1;
+        self.write_config(i);
+        self.start_voter(i);
+        i
+    }
+
     pub fn start_voter(&mut self, i: usize) {
         let log = std::fs::File::create(self.dir.path().join(format!("cp-{}.log", i + 1)))
             .expect("log file");
@@ -111,6 +137,12 @@ impl TestCluster {
         self.procs[i] = Some(child);
     }
 
+    /// Waits for voter `i`'s process to exit by itself.
+    pub fn wait_exit(&mut self, i: usize, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.procs[i].take()?;
+        wait_with_timeout(&mut child, within)
+    }
+
     /// kill -9: no clean shutdown, no flush beyond what fsync already did.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.procs[i].take() {
@@ -123,12 +155,15 @@ impl TestCluster {
     pub fn terminate(&mut self, i: usize) -> std::process::ExitStatus {
         let mut child = self.procs[i].take().expect("voter running");
         let pid = nix_pid(&child);
-        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
         wait_with_timeout(&mut child, Duration::from_secs(10)).expect("voter stops after SIGTERM")
     }
 
     pub fn log(&self, i: usize) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("cp-{}.log", i + 1))).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join(format!("cp-{}.log", i + 1)))
+            .unwrap_or_default()
     }
 
     /// Runs the CLI against the given endpoints.
