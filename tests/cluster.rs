@@ -392,7 +392,7 @@ fn calls_to_a_stopped_cluster_fail_clearly_and_quickly() {
         );
     }
     let started = Instant::now();
-    let out = cluster.cli(&["status", "--timeout", "2s"]);
+    let out = cluster.cli(&["status", "--request-timeout", "2s"]);
     assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
     let line = stderr(&out);
     assert!(line.contains("no voter reachable at 127.0.0.1:"), "{line}");
@@ -414,7 +414,15 @@ fn a_cluster_without_quorum_answers_within_the_timeout() {
     let started = Instant::now();
     let out = cluster.cli_at(
         &cluster.address(2),
-        &["lease", "acquire", "g", "--holder", "h", "--timeout", "5s"],
+        &[
+            "lease",
+            "acquire",
+            "g",
+            "--holder",
+            "h",
+            "--request-timeout",
+            "5s",
+        ],
     );
     assert!(!out.status.success());
     assert!(

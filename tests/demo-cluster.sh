@@ -48,7 +48,7 @@ cli lease acquire workers --holder host-b || echo "(exit $?)"
 cli status
 
 echo; echo "== host-b waits in the background; host-a releases; host-b is granted at once"
-cli lease acquire workers --holder host-b --wait --wait-timeout 20s &
+cli lease acquire workers --holder host-b --wait --timeout 20s &
 waiter=$!
 sleep 0.5
 cli lease release workers --holder host-a

@@ -34,9 +34,9 @@ pub struct Cli {
     /// Voter to talk to (HOST:PORT); default: this host's listen address, then the other voters.
     #[arg(long, global = true, env = "BATON_ENDPOINT")]
     pub endpoint: Option<String>,
-    /// How long to wait for an answer.
+    /// How long to wait for each answer from the cluster.
     #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
-    pub timeout: Duration,
+    pub request_timeout: Duration,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -105,8 +105,8 @@ pub struct AcquireArgs {
     /// Stay queued (refreshing the place) until granted.
     #[arg(long)]
     pub wait: bool,
-    /// With --wait: give up after this long, and leave the queue.
-    #[arg(long = "wait-timeout", alias = "for", requires = "wait", value_parser = parse_duration)]
+    /// With --wait: give up after this long (exit 75), and leave the queue.
+    #[arg(long = "timeout", requires = "wait", value_parser = parse_duration)]
     pub wait_timeout: Option<Duration>,
     /// Machine id recorded with the grant (default: /etc/machine-id).
     #[arg(long)]
@@ -209,11 +209,12 @@ fn endpoints(cli: &Cli) -> Result<Vec<String>, CliError> {
             "no --endpoint given, and the local configuration gives none: {e}"
         ))
     })?;
-    let mut list = vec![settings.cluster.listen.to_string()];
-    for voter in &settings.cluster.voters {
-        if !list.contains(&voter.address) {
-            list.push(voter.address.clone());
-        }
+    let list = crate::lease_client::lease_endpoints(&settings);
+    if list.is_empty() {
+        return Err(CliError::Usage(format!(
+            "no --endpoint given, and {} lists no voters",
+            cli.config.display()
+        )));
     }
     Ok(list)
 }
@@ -227,8 +228,8 @@ fn machine_id() -> String {
 async fn run_client_command(cli: &Cli) -> Result<ExitCode, CliError> {
     let client = Client::connect(
         &endpoints(cli)?,
-        cli.timeout.min(Duration::from_secs(3)),
-        cli.timeout,
+        cli.request_timeout.min(Duration::from_secs(3)),
+        cli.request_timeout,
     )
     .await?;
     match &cli.command {

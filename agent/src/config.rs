@@ -7,7 +7,9 @@
 //!    rejected. Syntax, unknown-key and wrong-type errors therefore point at
 //!    the file that contains them.
 //! 2. **Inputs**: fragments are overlaid in merge order, key by key (tables
-//!    merge, scalars and arrays replace). Each merged value remembers which
+//!    merge, scalars and arrays replace). Arrays of tables such as
+//!    `[[reboot.window]]` are arrays too: a later fragment's entries replace
+//!    the earlier array as a whole. Each merged value remembers which
 //!    fragment and byte span it came from.
 //! 3. **Settings**: defaults are filled in and the merged inputs are
 //!    validated; every error names the file, the dotted key and the line of
@@ -22,6 +24,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use jiff::civil::{Time, Weekday};
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
@@ -47,6 +50,33 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 const DEFAULT_MAX_HOLDERS: u32 = 1;
 const DEFAULT_WAITER_TTL: Duration = Duration::from_secs(30);
+const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
+const DEFAULT_OS_RELEASE: &str = "/etc/os-release";
+const DEFAULT_REBOOT_REQUIRED: &str = "/var/run/reboot-required";
+const DEFAULT_UNATTENDED_UPGRADE: &str = "unattended-upgrade";
+const DEFAULT_APT_CONF_DIR: &str = "/etc/apt/apt.conf.d";
+const DEFAULT_SENTINEL_FILE: &str = "/var/run/reboot-required";
+/// `reboot.time_zone` value meaning the host's zone, resolved at use time.
+const LOCALTIME: &str = "localtime";
+const DEFAULT_BLOCKER_RETRY: Duration = Duration::from_secs(60);
+const DEFAULT_BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
+const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+const DEFAULT_EVICTION_RETRY: Duration = Duration::from_secs(5);
+
+/// Longest accepted `[[reboot.window]]` length: a window repeats at most weekly.
+const MAX_WINDOW_LENGTH: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// Accepted day names (matched case-insensitively): short and full form.
+const WEEKDAYS: [(Weekday, &str, &str); 7] = [
+    (Weekday::Monday, "mon", "monday"),
+    (Weekday::Tuesday, "tue", "tuesday"),
+    (Weekday::Wednesday, "wed", "wednesday"),
+    (Weekday::Thursday, "thu", "thursday"),
+    (Weekday::Friday, "fri", "friday"),
+    (Weekday::Saturday, "sat", "saturday"),
+    (Weekday::Sunday, "sun", "sunday"),
+];
 
 /// Longest accepted holder name (node and voter names), as for a DNS name.
 const MAX_HOLDER_NAME_CHARS: usize = 253;
@@ -66,6 +96,14 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     /// Lease defaults.
     pub lease: LeaseSettings,
+    /// Where update state comes from.
+    pub updates: UpdateSettings,
+    /// How and when this host reboots.
+    pub reboot: RebootSettings,
+    /// Commands run around a reboot.
+    pub hooks: HookSettings,
+    /// Node draining; present when the config has a `[kubernetes]` table.
+    pub kubernetes: Option<KubernetesSettings>,
     /// Fragments that were read, in merge order.
     pub sources: Vec<PathBuf>,
 }
@@ -84,8 +122,9 @@ pub struct NodeSettings {
 /// `[cluster]`: raft membership and transport timings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSettings {
-    /// Address the gRPC server binds to.
-    pub listen: SocketAddr,
+    /// Address the gRPC server binds to; required when `node.name` is among
+    /// the voters, optional on a client host.
+    pub listen: Option<SocketAddr>,
     /// Raft voters; empty means this node only runs as a client.
     pub voters: Vec<VoterSettings>,
     /// Raft heartbeat interval (default 100ms).
@@ -120,6 +159,142 @@ pub struct LeaseSettings {
     pub waiter_ttl: Duration,
     /// Longest a holder may keep a lease; `None` means no limit.
     pub hold_timeout: Option<Duration>,
+}
+
+/// `[updates] source`: which updater tells this host that it needs a reboot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateSourceKind {
+    /// `"auto"` (default): chosen from `os_release` (Flatcar or apt).
+    Auto,
+    /// `"flatcar"`: update_engine over D-Bus.
+    Flatcar,
+    /// `"apt"`: unattended-upgrades and the `reboot_required` file.
+    Apt,
+    /// `"sentinel"`: a sentinel file or command (kured-compatible).
+    Sentinel,
+    /// `"none"`: no host agent on this host (a voter that only serves the
+    /// lease, or a host that must never be rebooted by baton).
+    None,
+}
+
+/// `[updates]`: where update state comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateSettings {
+    /// `source`: the updater to watch (default `auto`).
+    pub source: UpdateSourceKind,
+    /// `check_interval`: ask the updater to look for updates this often
+    /// (update_engine AttemptUpdate / run unattended_upgrade); `None`
+    /// (default) leaves that to the OS's own timers.
+    pub check_interval: Option<Duration>,
+    /// `poll_interval`: how often file and command sources are re-checked,
+    /// and update_engine's status as a fallback to its signal (default 10s).
+    pub poll_interval: Duration,
+    /// `dbus_address`: D-Bus address of the system bus (update_engine,
+    /// logind); `None` (default) means the system bus.
+    pub dbus_address: Option<String>,
+    /// `os_release`: file read by `auto` (default `/etc/os-release`).
+    pub os_release: PathBuf,
+    /// `reboot_required`: apt's reboot flag file; the reason is read from the
+    /// same path plus `.pkgs` (default `/var/run/reboot-required`).
+    pub reboot_required: PathBuf,
+    /// `unattended_upgrade`: command run every `check_interval` by the apt
+    /// source (default `["unattended-upgrade"]`).
+    pub unattended_upgrade: Vec<String>,
+    /// `apt_conf_dir`: scanned at start to warn when
+    /// `Unattended-Upgrade::Automatic-Reboot` is on (default `/etc/apt/apt.conf.d`).
+    pub apt_conf_dir: PathBuf,
+    /// `sentinel_file`: sentinel source: a reboot is needed while this file
+    /// exists. Defaults to `/var/run/reboot-required` when `source = "sentinel"`
+    /// and no `sentinel_command` is set.
+    pub sentinel_file: Option<PathBuf>,
+    /// `sentinel_command`: sentinel source: exit status 0 means a reboot is
+    /// needed. Mutually exclusive with `sentinel_file`.
+    pub sentinel_command: Option<Vec<String>>,
+}
+
+/// `[reboot] method`: how the reboot itself is performed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RebootMethod {
+    /// `method = "logind"` (default): ask systemd-logind over D-Bus.
+    Logind,
+    /// `method = "command"` with `command = [...]`: run this command.
+    Command(Vec<String>),
+}
+
+/// `[reboot]`: how and when this host reboots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebootSettings {
+    /// `method` and `command`.
+    pub method: RebootMethod,
+    /// `time_zone` of the windows: `"localtime"` (default, resolved at use
+    /// time) or an IANA name known to the system's time zone database.
+    pub time_zone: String,
+    /// `[[reboot.window]]`; empty means any time.
+    pub windows: Vec<WindowSettings>,
+    /// `[[reboot.blocker]]`: all must exit 0 before queueing for the lease.
+    pub blockers: Vec<CommandSettings>,
+    /// `blocker_retry`: wait before re-running failed blockers (default 1m).
+    pub blocker_retry: Duration,
+    /// `boot_id_path`: where the current boot id is read
+    /// (default `/proc/sys/kernel/random/boot_id`).
+    pub boot_id_path: PathBuf,
+}
+
+/// One `[[reboot.window]]`: a weekly period in which reboots may start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowSettings {
+    /// `days` on which the window opens, Monday first, without duplicates
+    /// (default every day). Written `Mon`..`Sun` or in full, any case.
+    pub days: Vec<Weekday>,
+    /// `start`: time of day the window opens (`"HH:MM"`, required).
+    pub start: Time,
+    /// `length`: how long it stays open (required, > 0, at most 7 days).
+    pub length: Duration,
+}
+
+/// A command to run: a blocker or a hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandSettings {
+    /// `command`: program and arguments (required, non-empty).
+    pub command: Vec<String>,
+    /// `timeout`: kill the command after this long (default 5m).
+    pub timeout: Duration,
+    /// `force`: carry on with the reboot even if the command fails (default
+    /// false; only accepted in `hooks.before_reboot`).
+    pub force: bool,
+}
+
+/// `[[hooks.before_reboot]]` and `[[hooks.after_reboot]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookSettings {
+    /// Run in order before rebooting.
+    pub before_reboot: Vec<CommandSettings>,
+    /// Run in order after the reboot.
+    pub after_reboot: Vec<CommandSettings>,
+}
+
+/// `[kubernetes]`: drain this node before rebooting, uncordon after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesSettings {
+    /// `kubeconfig` path; `None` (default) means the KUBECONFIG environment
+    /// variable or the in-cluster config.
+    pub kubeconfig: Option<PathBuf>,
+    /// `node_name` of this host in Kubernetes (default `node.name`).
+    pub node_name: String,
+    /// `drain_timeout`: give up evicting after this, then abort, uncordon and
+    /// release the lease (default 10m).
+    pub drain_timeout: Duration,
+    /// `grace_period` given to evicted pods; `None` (default) means each pod's own.
+    pub grace_period: Option<Duration>,
+    /// `pod_selector`: label selector; only matching pods are evicted.
+    /// `None` (default) means all pods.
+    pub pod_selector: Option<String>,
+    /// `ready_timeout`: how long to wait after boot for the node to be Ready
+    /// (default 10m).
+    pub ready_timeout: Duration,
+    /// `eviction_retry`: back-off after an eviction is refused with 429
+    /// by a PodDisruptionBudget (default 5s).
+    pub eviction_retry: Duration,
 }
 
 /// Why the configuration could not be loaded.
@@ -303,9 +478,17 @@ fn host_name_or_localhost(raw: Option<String>) -> String {
 #[serde(deny_unknown_fields, expecting = "a table")]
 struct Fragment {
     node: Option<FragmentNode>,
-    cluster: Option<FragmentCluster>,
+    /// Spanned so that a missing `cluster.listen` can point at the table.
+    cluster: Option<Spanned<FragmentCluster>>,
     lease: Option<FragmentLease>,
+    updates: Option<FragmentUpdates>,
+    reboot: Option<FragmentReboot>,
+    hooks: Option<FragmentHooks>,
+    kubernetes: Option<FragmentKubernetes>,
 }
+
+/// A string array as written (command line, day list), each element spanned.
+type SpannedStrings = Spanned<Vec<Spanned<String>>>;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a table")]
@@ -346,6 +529,76 @@ struct FragmentLease {
     default_max_holders: Option<Spanned<u32>>,
     waiter_ttl: Option<Spanned<String>>,
     hold_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+struct FragmentUpdates {
+    source: Option<Spanned<String>>,
+    check_interval: Option<Spanned<String>>,
+    poll_interval: Option<Spanned<String>>,
+    dbus_address: Option<Spanned<String>>,
+    os_release: Option<Spanned<String>>,
+    reboot_required: Option<Spanned<String>>,
+    unattended_upgrade: Option<SpannedStrings>,
+    apt_conf_dir: Option<Spanned<String>>,
+    sentinel_file: Option<Spanned<String>>,
+    sentinel_command: Option<SpannedStrings>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+struct FragmentReboot {
+    method: Option<Spanned<String>>,
+    command: Option<SpannedStrings>,
+    time_zone: Option<Spanned<String>>,
+    window: Option<Spanned<Vec<Spanned<FragmentWindow>>>>,
+    blocker: Option<Spanned<Vec<Spanned<FragmentCommand>>>>,
+    blocker_retry: Option<Spanned<String>>,
+    boot_id_path: Option<Spanned<String>>,
+}
+
+/// Like voters, required fields are optional here for better errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a window table such as { days = [\"Sat\"], start = \"02:00\", length = \"3h\" }"
+)]
+struct FragmentWindow {
+    days: Option<SpannedStrings>,
+    start: Option<Spanned<String>>,
+    length: Option<Spanned<String>>,
+}
+
+/// A blocker or hook entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a command table such as { command = [\"/usr/local/bin/check\"], timeout = \"30s\" }"
+)]
+struct FragmentCommand {
+    command: Option<SpannedStrings>,
+    timeout: Option<Spanned<String>>,
+    force: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+struct FragmentHooks {
+    before_reboot: Option<Spanned<Vec<Spanned<FragmentCommand>>>>,
+    after_reboot: Option<Spanned<Vec<Spanned<FragmentCommand>>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+struct FragmentKubernetes {
+    kubeconfig: Option<Spanned<String>>,
+    node_name: Option<Spanned<String>>,
+    drain_timeout: Option<Spanned<String>>,
+    grace_period: Option<Spanned<String>>,
+    pod_selector: Option<Spanned<String>>,
+    ready_timeout: Option<Spanned<String>>,
+    eviction_retry: Option<Spanned<String>>,
 }
 
 /// Deserializes one fragment, turning parser and serde errors into
@@ -475,23 +728,36 @@ struct Located<T> {
     span: Range<usize>,
 }
 
-/// Replaces `slot` with `value` if the later fragment sets it.
-fn overlay<T>(slot: &mut Option<Located<T>>, value: Option<Spanned<T>>, fragment: usize) {
-    if let Some(value) = value {
+impl<T> Located<T> {
+    fn new(value: Spanned<T>, fragment: usize) -> Located<T> {
         let span = value.span();
-        *slot = Some(Located {
+        Located {
             value: value.into_inner(),
             fragment,
             span,
-        });
+        }
     }
 }
+
+/// Replaces `slot` with `value` if the later fragment sets it.
+fn overlay<T>(slot: &mut Option<Located<T>>, value: Option<Spanned<T>>, fragment: usize) {
+    if let Some(value) = value {
+        *slot = Some(Located::new(value, fragment));
+    }
+}
+
+/// A merged string array whose elements keep their own spans.
+type LocatedStrings = Located<Vec<Spanned<String>>>;
 
 #[derive(Debug, Default)]
 struct Inputs {
     node: NodeInputs,
     cluster: ClusterInputs,
     lease: LeaseInputs,
+    updates: UpdatesInputs,
+    reboot: RebootInputs,
+    hooks: HooksInputs,
+    kubernetes: KubernetesInputs,
 }
 
 #[derive(Debug, Default)]
@@ -503,6 +769,9 @@ struct NodeInputs {
 
 #[derive(Debug, Default)]
 struct ClusterInputs {
+    /// The `[cluster]` table (header or dotted key) of the last fragment
+    /// that has one: where a missing `listen` is reported.
+    table: Option<Located<()>>,
     listen: Option<Located<String>>,
     /// Arrays replace as a whole; entries keep their own spans.
     voters: Option<Located<Vec<Spanned<FragmentVoter>>>>,
@@ -520,8 +789,58 @@ struct LeaseInputs {
     hold_timeout: Option<Located<String>>,
 }
 
+#[derive(Debug, Default)]
+struct UpdatesInputs {
+    source: Option<Located<String>>,
+    check_interval: Option<Located<String>>,
+    poll_interval: Option<Located<String>>,
+    dbus_address: Option<Located<String>>,
+    os_release: Option<Located<String>>,
+    reboot_required: Option<Located<String>>,
+    unattended_upgrade: Option<LocatedStrings>,
+    apt_conf_dir: Option<Located<String>>,
+    sentinel_file: Option<Located<String>>,
+    sentinel_command: Option<LocatedStrings>,
+}
+
+#[derive(Debug, Default)]
+struct RebootInputs {
+    method: Option<Located<String>>,
+    command: Option<LocatedStrings>,
+    time_zone: Option<Located<String>>,
+    window: Option<Located<Vec<Spanned<FragmentWindow>>>>,
+    blocker: Option<Located<Vec<Spanned<FragmentCommand>>>>,
+    blocker_retry: Option<Located<String>>,
+    boot_id_path: Option<Located<String>>,
+}
+
+#[derive(Debug, Default)]
+struct HooksInputs {
+    before_reboot: Option<Located<Vec<Spanned<FragmentCommand>>>>,
+    after_reboot: Option<Located<Vec<Spanned<FragmentCommand>>>>,
+}
+
+#[derive(Debug, Default)]
+struct KubernetesInputs {
+    /// Some fragment has a `[kubernetes]` table, even an empty one.
+    present: bool,
+    kubeconfig: Option<Located<String>>,
+    node_name: Option<Located<String>>,
+    drain_timeout: Option<Located<String>>,
+    grace_period: Option<Located<String>>,
+    pod_selector: Option<Located<String>>,
+    ready_timeout: Option<Located<String>>,
+    eviction_retry: Option<Located<String>>,
+}
+
 impl Inputs {
-    /// Overlays a later fragment: tables merge, scalars and arrays replace.
+    /// Overlays a later fragment: tables merge key by key, scalars and arrays
+    /// replace. Arrays of tables (`[[reboot.window]]`, `[[reboot.blocker]]`,
+    /// `[[hooks.before_reboot]]`, `[[hooks.after_reboot]]`) are arrays like
+    /// any other: a later fragment that has entries replaces the earlier
+    /// fragment's whole array instead of appending to it, so a drop-in can
+    /// redefine the windows without repeating or knowing the vendor's, and
+    /// `window = []` under `[reboot]` clears them.
     fn overlay(&mut self, fragment: Fragment, index: usize) {
         if let Some(node) = fragment.node {
             let n = &mut self.node;
@@ -531,6 +850,13 @@ impl Inputs {
         }
         if let Some(cluster) = fragment.cluster {
             let c = &mut self.cluster;
+            let span = cluster.span();
+            let cluster = cluster.into_inner();
+            c.table = Some(Located {
+                value: (),
+                fragment: index,
+                span,
+            });
             overlay(&mut c.listen, cluster.listen, index);
             overlay(&mut c.voters, cluster.voters, index);
             overlay(&mut c.heartbeat_interval, cluster.heartbeat_interval, index);
@@ -544,6 +870,45 @@ impl Inputs {
             overlay(&mut l.default_max_holders, lease.default_max_holders, index);
             overlay(&mut l.waiter_ttl, lease.waiter_ttl, index);
             overlay(&mut l.hold_timeout, lease.hold_timeout, index);
+        }
+        if let Some(updates) = fragment.updates {
+            let u = &mut self.updates;
+            overlay(&mut u.source, updates.source, index);
+            overlay(&mut u.check_interval, updates.check_interval, index);
+            overlay(&mut u.poll_interval, updates.poll_interval, index);
+            overlay(&mut u.dbus_address, updates.dbus_address, index);
+            overlay(&mut u.os_release, updates.os_release, index);
+            overlay(&mut u.reboot_required, updates.reboot_required, index);
+            overlay(&mut u.unattended_upgrade, updates.unattended_upgrade, index);
+            overlay(&mut u.apt_conf_dir, updates.apt_conf_dir, index);
+            overlay(&mut u.sentinel_file, updates.sentinel_file, index);
+            overlay(&mut u.sentinel_command, updates.sentinel_command, index);
+        }
+        if let Some(reboot) = fragment.reboot {
+            let r = &mut self.reboot;
+            overlay(&mut r.method, reboot.method, index);
+            overlay(&mut r.command, reboot.command, index);
+            overlay(&mut r.time_zone, reboot.time_zone, index);
+            overlay(&mut r.window, reboot.window, index);
+            overlay(&mut r.blocker, reboot.blocker, index);
+            overlay(&mut r.blocker_retry, reboot.blocker_retry, index);
+            overlay(&mut r.boot_id_path, reboot.boot_id_path, index);
+        }
+        if let Some(hooks) = fragment.hooks {
+            let h = &mut self.hooks;
+            overlay(&mut h.before_reboot, hooks.before_reboot, index);
+            overlay(&mut h.after_reboot, hooks.after_reboot, index);
+        }
+        if let Some(kubernetes) = fragment.kubernetes {
+            let k = &mut self.kubernetes;
+            k.present = true;
+            overlay(&mut k.kubeconfig, kubernetes.kubeconfig, index);
+            overlay(&mut k.node_name, kubernetes.node_name, index);
+            overlay(&mut k.drain_timeout, kubernetes.drain_timeout, index);
+            overlay(&mut k.grace_period, kubernetes.grace_period, index);
+            overlay(&mut k.pod_selector, kubernetes.pod_selector, index);
+            overlay(&mut k.ready_timeout, kubernetes.ready_timeout, index);
+            overlay(&mut k.eviction_retry, kubernetes.eviction_retry, index);
         }
     }
 }
@@ -591,12 +956,31 @@ impl Validator<'_> {
         inputs: Inputs,
         host_name: impl FnOnce() -> Option<String>,
     ) -> Result<Settings, ConfigError> {
+        let node = self.node(inputs.node, host_name)?;
+        let cluster = self.cluster(inputs.cluster, &node.name)?;
+        let kubernetes = if inputs.kubernetes.present {
+            Some(self.kubernetes(inputs.kubernetes, &node.name)?)
+        } else {
+            None
+        };
         Ok(Settings {
-            node: self.node(inputs.node, host_name)?,
-            cluster: self.cluster(inputs.cluster)?,
+            cluster,
             lease: self.lease(inputs.lease)?,
+            updates: self.updates(inputs.updates)?,
+            reboot: self.reboot(inputs.reboot)?,
+            hooks: self.hooks(inputs.hooks)?,
+            kubernetes,
+            node,
             sources: Vec::new(),
         })
+    }
+
+    /// `file:line` of a merged value, for messages that mention a second key.
+    fn location<T>(&self, at: &Located<T>) -> String {
+        match self.fragments.get(at.fragment) {
+            Some((file, text)) => format!("{}:{}", file.display(), line_of(text, at.span.start)),
+            None => "?".to_owned(),
+        }
     }
 
     fn node(
@@ -619,21 +1003,7 @@ impl Validator<'_> {
                 name
             }
         };
-        let state_dir = match inputs.state_dir {
-            Some(dir) => {
-                // The daemon may chdir or run from anywhere; a relative path
-                // would silently split its state.
-                if !Path::new(&dir.value).is_absolute() {
-                    return Err(self.error(
-                        &dir,
-                        "node.state_dir",
-                        format!("{:?} is not an absolute path", dir.value),
-                    ));
-                }
-                PathBuf::from(dir.value)
-            }
-            None => PathBuf::from(DEFAULT_STATE_DIR),
-        };
+        let state_dir = self.path_or(inputs.state_dir, "node.state_dir", DEFAULT_STATE_DIR)?;
         let group = match inputs.group {
             Some(group) => {
                 check_group(&group.value).map_err(|m| self.error(&group, "node.group", m))?;
@@ -648,22 +1018,42 @@ impl Validator<'_> {
         })
     }
 
-    fn cluster(&self, inputs: ClusterInputs) -> Result<ClusterSettings, ConfigError> {
-        let listen = inputs.listen.ok_or_else(|| ConfigError::Missing {
-            key: "cluster.listen".to_owned(),
-        })?;
-        let listen = listen.value.parse::<SocketAddr>().map_err(|e| {
-            self.error(
-                &listen,
-                "cluster.listen",
-                format!("invalid socket address {:?}: {e}", listen.value),
-            )
-        })?;
+    fn cluster(
+        &self,
+        inputs: ClusterInputs,
+        node_name: &str,
+    ) -> Result<ClusterSettings, ConfigError> {
+        let listen = inputs
+            .listen
+            .map(|listen| {
+                listen.value.parse::<SocketAddr>().map_err(|e| {
+                    self.error(
+                        &listen,
+                        "cluster.listen",
+                        format!("invalid socket address {:?}: {e}", listen.value),
+                    )
+                })
+            })
+            .transpose()?;
 
         let voters = match inputs.voters {
             Some(voters) => self.voters(voters)?,
             None => Vec::new(),
         };
+        // A voter serves raft and the lease API; a client host only calls out.
+        if listen.is_none() {
+            if let Some(index) = voters.iter().position(|v| v.name == node_name) {
+                let message = format!(
+                    "required because node.name {node_name:?} is a voter (cluster.voters[{index}])"
+                );
+                return Err(match &inputs.table {
+                    Some(table) => self.error(table, "cluster.listen", message),
+                    None => ConfigError::Missing {
+                        key: "cluster.listen".to_owned(),
+                    },
+                });
+            }
+        }
 
         let heartbeat_interval = self.duration(
             inputs.heartbeat_interval.as_ref(),
@@ -807,16 +1197,450 @@ impl Validator<'_> {
             "lease.waiter_ttl",
             DEFAULT_WAITER_TTL,
         )?;
-        let hold_timeout = inputs
-            .hold_timeout
-            .as_ref()
-            .map(|at| self.parse_duration(at, "lease.hold_timeout"))
-            .transpose()?;
+        let hold_timeout =
+            self.optional_duration(inputs.hold_timeout.as_ref(), "lease.hold_timeout")?;
         Ok(LeaseSettings {
             default_max_holders,
             waiter_ttl,
             hold_timeout,
         })
+    }
+
+    fn updates(&self, inputs: UpdatesInputs) -> Result<UpdateSettings, ConfigError> {
+        let source = match &inputs.source {
+            None => UpdateSourceKind::Auto,
+            Some(at) => match at.value.as_str() {
+                "auto" => UpdateSourceKind::Auto,
+                "flatcar" => UpdateSourceKind::Flatcar,
+                "apt" => UpdateSourceKind::Apt,
+                "sentinel" => UpdateSourceKind::Sentinel,
+                "none" => UpdateSourceKind::None,
+                other => {
+                    return Err(self.error(
+                        at,
+                        "updates.source",
+                        format!(
+                            "unknown update source {other:?}; expected \"auto\", \"flatcar\", \
+                             \"apt\", \"sentinel\" or \"none\""
+                        ),
+                    ))
+                }
+            },
+        };
+        if let (Some(file), Some(command)) = (&inputs.sentinel_file, &inputs.sentinel_command) {
+            // Blame whichever was written last; it is the likelier addition.
+            let (at_file, at_command) = (
+                (file.fragment, file.span.start),
+                (command.fragment, command.span.start),
+            );
+            return Err(if at_command > at_file {
+                let message = format!(
+                    "conflicts with updates.sentinel_file ({}); set only one of them",
+                    self.location(file)
+                );
+                self.error(command, "updates.sentinel_command", message)
+            } else {
+                let message = format!(
+                    "conflicts with updates.sentinel_command ({}); set only one of them",
+                    self.location(command)
+                );
+                self.error(file, "updates.sentinel_file", message)
+            });
+        }
+
+        let check_interval =
+            self.optional_duration(inputs.check_interval.as_ref(), "updates.check_interval")?;
+        let poll_interval = self.duration(
+            inputs.poll_interval.as_ref(),
+            "updates.poll_interval",
+            DEFAULT_POLL_INTERVAL,
+        )?;
+        let dbus_address = match inputs.dbus_address {
+            // Every D-Bus address is `transport:key=value,...`.
+            Some(at) if !at.value.contains(':') => {
+                let message = format!(
+                    "invalid D-Bus address {:?}, expected e.g. \
+                     \"unix:path=/run/dbus/system_bus_socket\"",
+                    at.value
+                );
+                return Err(self.error(&at, "updates.dbus_address", message));
+            }
+            Some(at) => Some(at.value),
+            None => None,
+        };
+        let os_release =
+            self.path_or(inputs.os_release, "updates.os_release", DEFAULT_OS_RELEASE)?;
+        let reboot_required = self.path_or(
+            inputs.reboot_required,
+            "updates.reboot_required",
+            DEFAULT_REBOOT_REQUIRED,
+        )?;
+        let unattended_upgrade = match inputs.unattended_upgrade {
+            Some(at) => self.command_line(at, "updates.unattended_upgrade")?,
+            None => vec![DEFAULT_UNATTENDED_UPGRADE.to_owned()],
+        };
+        let apt_conf_dir = self.path_or(
+            inputs.apt_conf_dir,
+            "updates.apt_conf_dir",
+            DEFAULT_APT_CONF_DIR,
+        )?;
+        let sentinel_command = inputs
+            .sentinel_command
+            .map(|at| self.command_line(at, "updates.sentinel_command"))
+            .transpose()?;
+        let sentinel_file = match inputs.sentinel_file {
+            Some(at) => Some(self.path(at, "updates.sentinel_file")?),
+            None if source == UpdateSourceKind::Sentinel && sentinel_command.is_none() => {
+                Some(PathBuf::from(DEFAULT_SENTINEL_FILE))
+            }
+            None => None,
+        };
+        Ok(UpdateSettings {
+            source,
+            check_interval,
+            poll_interval,
+            dbus_address,
+            os_release,
+            reboot_required,
+            unattended_upgrade,
+            apt_conf_dir,
+            sentinel_file,
+            sentinel_command,
+        })
+    }
+
+    fn reboot(&self, inputs: RebootInputs) -> Result<RebootSettings, ConfigError> {
+        let method = match inputs.method.as_ref().map(|at| (at, at.value.as_str())) {
+            None | Some((_, "logind")) => {
+                if let Some(command) = inputs.command {
+                    let method = match &inputs.method {
+                        Some(at) => format!("\"logind\" ({})", self.location(at)),
+                        None => "\"logind\" (the default)".to_owned(),
+                    };
+                    let message = format!(
+                        "only used with method = \"command\", but reboot.method is {method}"
+                    );
+                    return Err(self.error(&command, "reboot.command", message));
+                }
+                RebootMethod::Logind
+            }
+            Some((at, "command")) => match inputs.command {
+                Some(command) => {
+                    RebootMethod::Command(self.command_line(command, "reboot.command")?)
+                }
+                None => {
+                    return Err(self.error(
+                        at,
+                        "reboot.method",
+                        "method \"command\" needs reboot.command, \
+                         e.g. command = [\"/usr/sbin/shutdown\", \"-r\", \"now\"]",
+                    ))
+                }
+            },
+            Some((at, other)) => {
+                let message =
+                    format!("unknown reboot method {other:?}; expected \"logind\" or \"command\"");
+                return Err(self.error(at, "reboot.method", message));
+            }
+        };
+
+        let time_zone = match inputs.time_zone {
+            // Resolved when windows are evaluated, so that a changed
+            // /etc/localtime is picked up without a restart.
+            Some(at) if at.value == LOCALTIME => at.value,
+            Some(at) => match jiff::tz::TimeZone::get(&at.value) {
+                Ok(_) => at.value,
+                Err(e) => {
+                    let message = format!(
+                        "unknown time zone {:?} ({e}); use \"localtime\" or an IANA \
+                         name such as \"Europe/Berlin\"",
+                        at.value
+                    );
+                    return Err(self.error(&at, "reboot.time_zone", message));
+                }
+            },
+            None => LOCALTIME.to_owned(),
+        };
+        let windows = match inputs.window {
+            Some(list) => self.windows(list)?,
+            None => Vec::new(),
+        };
+        let blockers = match inputs.blocker {
+            Some(list) => self.commands(list, "reboot.blocker", false)?,
+            None => Vec::new(),
+        };
+        let blocker_retry = self.duration(
+            inputs.blocker_retry.as_ref(),
+            "reboot.blocker_retry",
+            DEFAULT_BLOCKER_RETRY,
+        )?;
+        let boot_id_path = self.path_or(
+            inputs.boot_id_path,
+            "reboot.boot_id_path",
+            DEFAULT_BOOT_ID_PATH,
+        )?;
+        Ok(RebootSettings {
+            method,
+            time_zone,
+            windows,
+            blockers,
+            blocker_retry,
+            boot_id_path,
+        })
+    }
+
+    fn windows(
+        &self,
+        list: Located<Vec<Spanned<FragmentWindow>>>,
+    ) -> Result<Vec<WindowSettings>, ConfigError> {
+        let fragment = list.fragment;
+        let mut out = Vec::with_capacity(list.value.len());
+        for (index, entry) in list.value.into_iter().enumerate() {
+            let entry_span = entry.span();
+            let entry = entry.into_inner();
+            let key = |field: &str| format!("reboot.window[{index}].{field}");
+            let required = |field: &str| {
+                self.error_at(fragment, &entry_span, key(field), "required key is missing")
+            };
+            let start = Located::new(entry.start.ok_or_else(|| required("start"))?, fragment);
+            let length = Located::new(entry.length.ok_or_else(|| required("length"))?, fragment);
+
+            let days = match entry.days {
+                Some(days) => self.days(Located::new(days, fragment), &key("days"))?,
+                None => WEEKDAYS.iter().map(|(day, _, _)| *day).collect(),
+            };
+            let start_time =
+                parse_time_of_day(&start.value).map_err(|m| self.error(&start, key("start"), m))?;
+            let length_value = self.parse_duration(&length, &key("length"))?;
+            if length_value > MAX_WINDOW_LENGTH {
+                return Err(self.error(
+                    &length,
+                    key("length"),
+                    format!(
+                        "window length {:?} is longer than a week (at most \"168h\")",
+                        length.value
+                    ),
+                ));
+            }
+            out.push(WindowSettings {
+                days,
+                start: start_time,
+                length: length_value,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A non-empty list of day names, returned Monday first without duplicates.
+    fn days(&self, days: LocatedStrings, key: &str) -> Result<Vec<Weekday>, ConfigError> {
+        if days.value.is_empty() {
+            return Err(self.error(
+                &days,
+                key,
+                "must name at least one day; leave days out for every day",
+            ));
+        }
+        let mut out = Vec::with_capacity(days.value.len());
+        for (index, name) in days.value.iter().enumerate() {
+            let day = parse_weekday(name.get_ref()).ok_or_else(|| {
+                self.error_at(
+                    days.fragment,
+                    &name.span(),
+                    format!("{key}[{index}]"),
+                    format!(
+                        "unknown day {:?}; expected Mon, Tue, Wed, Thu, Fri, Sat or Sun \
+                         (or the full name)",
+                        name.get_ref()
+                    ),
+                )
+            })?;
+            if !out.contains(&day) {
+                out.push(day);
+            }
+        }
+        out.sort_by_key(|day| day.to_monday_zero_offset());
+        Ok(out)
+    }
+
+    fn hooks(&self, inputs: HooksInputs) -> Result<HookSettings, ConfigError> {
+        Ok(HookSettings {
+            before_reboot: match inputs.before_reboot {
+                Some(list) => self.commands(list, "hooks.before_reboot", true)?,
+                None => Vec::new(),
+            },
+            after_reboot: match inputs.after_reboot {
+                Some(list) => self.commands(list, "hooks.after_reboot", false)?,
+                None => Vec::new(),
+            },
+        })
+    }
+
+    /// Blocker or hook entries; `force` is accepted only where it means something.
+    fn commands(
+        &self,
+        list: Located<Vec<Spanned<FragmentCommand>>>,
+        key: &str,
+        force_allowed: bool,
+    ) -> Result<Vec<CommandSettings>, ConfigError> {
+        let fragment = list.fragment;
+        let mut out = Vec::with_capacity(list.value.len());
+        for (index, entry) in list.value.into_iter().enumerate() {
+            let entry_span = entry.span();
+            let entry = entry.into_inner();
+            let key = |field: &str| format!("{key}[{index}].{field}");
+            let command = entry.command.ok_or_else(|| {
+                self.error_at(
+                    fragment,
+                    &entry_span,
+                    key("command"),
+                    "required key is missing",
+                )
+            })?;
+            let command = self.command_line(Located::new(command, fragment), &key("command"))?;
+            let timeout = match entry.timeout {
+                Some(timeout) => {
+                    self.parse_duration(&Located::new(timeout, fragment), &key("timeout"))?
+                }
+                None => DEFAULT_COMMAND_TIMEOUT,
+            };
+            let force = match entry.force {
+                Some(force) if !force_allowed => {
+                    return Err(self.error_at(
+                        fragment,
+                        &force.span(),
+                        key("force"),
+                        "only hooks.before_reboot entries can be forced",
+                    ))
+                }
+                Some(force) => force.into_inner(),
+                None => false,
+            };
+            out.push(CommandSettings {
+                command,
+                timeout,
+                force,
+            });
+        }
+        Ok(out)
+    }
+
+    fn kubernetes(
+        &self,
+        inputs: KubernetesInputs,
+        node_name: &str,
+    ) -> Result<KubernetesSettings, ConfigError> {
+        let kubeconfig = inputs
+            .kubeconfig
+            .map(|at| self.path(at, "kubernetes.kubeconfig"))
+            .transpose()?;
+        let node_name = match inputs.node_name {
+            Some(at) => {
+                check_holder_name(&at.value)
+                    .map_err(|m| self.error(&at, "kubernetes.node_name", m))?;
+                at.value
+            }
+            None => node_name.to_owned(),
+        };
+        let drain_timeout = self.duration(
+            inputs.drain_timeout.as_ref(),
+            "kubernetes.drain_timeout",
+            DEFAULT_DRAIN_TIMEOUT,
+        )?;
+        let grace_period =
+            self.optional_duration(inputs.grace_period.as_ref(), "kubernetes.grace_period")?;
+        let pod_selector = match inputs.pod_selector {
+            // An empty selector would select every pod, which is what
+            // leaving the key out already says; more likely a mistake.
+            Some(at) if at.value.trim().is_empty() => {
+                return Err(self.error(
+                    &at,
+                    "kubernetes.pod_selector",
+                    "must not be empty; leave pod_selector out to evict all pods",
+                ))
+            }
+            Some(at) => Some(at.value),
+            None => None,
+        };
+        let ready_timeout = self.duration(
+            inputs.ready_timeout.as_ref(),
+            "kubernetes.ready_timeout",
+            DEFAULT_READY_TIMEOUT,
+        )?;
+        let eviction_retry = self.duration(
+            inputs.eviction_retry.as_ref(),
+            "kubernetes.eviction_retry",
+            DEFAULT_EVICTION_RETRY,
+        )?;
+        Ok(KubernetesSettings {
+            kubeconfig,
+            node_name,
+            drain_timeout,
+            grace_period,
+            pod_selector,
+            ready_timeout,
+            eviction_retry,
+        })
+    }
+
+    /// A command line: program and arguments; the program must be named.
+    fn command_line(&self, at: LocatedStrings, key: &str) -> Result<Vec<String>, ConfigError> {
+        let Some(program) = at.value.first() else {
+            return Err(self.error(
+                &at,
+                key,
+                "must not be empty; give the program and its arguments, \
+                 e.g. [\"/usr/local/bin/check\", \"--quiet\"]",
+            ));
+        };
+        if program.get_ref().is_empty() {
+            return Err(self.error_at(
+                at.fragment,
+                &program.span(),
+                format!("{key}[0]"),
+                "program name must not be empty",
+            ));
+        }
+        // exec cannot pass NUL; reject it here rather than at reboot time.
+        if let Some((index, arg)) = at
+            .value
+            .iter()
+            .enumerate()
+            .find(|(_, arg)| arg.get_ref().contains('\0'))
+        {
+            return Err(self.error_at(
+                at.fragment,
+                &arg.span(),
+                format!("{key}[{index}]"),
+                "must not contain a NUL character",
+            ));
+        }
+        Ok(at.value.into_iter().map(Spanned::into_inner).collect())
+    }
+
+    /// An absolute path: the daemon may chdir or run from anywhere, and a
+    /// relative path would silently depend on that (or split its state).
+    fn path(&self, at: Located<String>, key: &str) -> Result<PathBuf, ConfigError> {
+        if !Path::new(&at.value).is_absolute() {
+            return Err(self.error(&at, key, format!("{:?} is not an absolute path", at.value)));
+        }
+        Ok(PathBuf::from(at.value))
+    }
+
+    fn path_or(
+        &self,
+        input: Option<Located<String>>,
+        key: &str,
+        default: &str,
+    ) -> Result<PathBuf, ConfigError> {
+        input.map_or_else(|| Ok(PathBuf::from(default)), |at| self.path(at, key))
+    }
+
+    fn optional_duration(
+        &self,
+        input: Option<&Located<String>>,
+        key: &str,
+    ) -> Result<Option<Duration>, ConfigError> {
+        input.map(|at| self.parse_duration(at, key)).transpose()
     }
 
     fn duration(
@@ -844,6 +1668,30 @@ impl Validator<'_> {
         Duration::try_from(signed)
             .map_err(|e| self.error(at, key, format!("invalid duration {text:?}: {e}")))
     }
+}
+
+/// A 24-hour time of day, `HH:MM` (a one-digit hour is accepted too).
+fn parse_time_of_day(text: &str) -> Result<Time, String> {
+    let invalid = || format!("invalid time {text:?}, expected HH:MM from 00:00 to 23:59");
+    let (hour, minute) = text.split_once(':').ok_or_else(invalid)?;
+    let digits = |s: &str, max_len: usize| {
+        (1..=max_len).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+    };
+    if !digits(hour, 2) || minute.len() != 2 || !digits(minute, 2) {
+        return Err(invalid());
+    }
+    let hour = hour.parse::<i8>().map_err(|_| invalid())?;
+    let minute = minute.parse::<i8>().map_err(|_| invalid())?;
+    Time::new(hour, minute, 0, 0).map_err(|_| invalid())
+}
+
+/// A day name: `Mon`..`Sun` or the full English name, in any case.
+fn parse_weekday(name: &str) -> Option<Weekday> {
+    let name = name.to_ascii_lowercase();
+    WEEKDAYS
+        .iter()
+        .find(|(_, short, long)| name == *short || name == *long)
+        .map(|(day, _, _)| *day)
 }
 
 /// A holder name: 1..=253 characters, no control characters, no whitespace.
@@ -1035,7 +1883,7 @@ waiter_ttl = "30s"
                     group: "default".into(),
                 },
                 cluster: ClusterSettings {
-                    listen: "127.0.0.1:7421".parse().unwrap(),
+                    listen: Some("127.0.0.1:7421".parse().unwrap()),
                     voters: (1..=3)
                         .map(|i| VoterSettings {
                             id: i,
@@ -1054,6 +1902,31 @@ waiter_ttl = "30s"
                     waiter_ttl: Duration::from_secs(30),
                     hold_timeout: None,
                 },
+                updates: UpdateSettings {
+                    source: UpdateSourceKind::Auto,
+                    check_interval: None,
+                    poll_interval: Duration::from_secs(10),
+                    dbus_address: None,
+                    os_release: "/etc/os-release".into(),
+                    reboot_required: "/var/run/reboot-required".into(),
+                    unattended_upgrade: vec!["unattended-upgrade".into()],
+                    apt_conf_dir: "/etc/apt/apt.conf.d".into(),
+                    sentinel_file: None,
+                    sentinel_command: None,
+                },
+                reboot: RebootSettings {
+                    method: RebootMethod::Logind,
+                    time_zone: "localtime".into(),
+                    windows: vec![],
+                    blockers: vec![],
+                    blocker_retry: Duration::from_secs(60),
+                    boot_id_path: "/proc/sys/kernel/random/boot_id".into(),
+                },
+                hooks: HookSettings {
+                    before_reboot: vec![],
+                    after_reboot: vec![],
+                },
+                kubernetes: None,
                 sources: vec![PathBuf::from("/etc/baton/baton.toml")],
             }
         );
@@ -1067,7 +1940,7 @@ waiter_ttl = "30s"
             .replace("listen = \"127.0.0.1:7421\"", "listen = \"127.0.0.1:7422\"");
         let settings = load_one(&text).unwrap();
         assert_eq!(settings.node.name, "cp-2");
-        assert_eq!(settings.cluster.listen.port(), 7422);
+        assert_eq!(settings.cluster.listen.map(|l| l.port()), Some(7422));
         assert_eq!(settings.this_voter().map(|v| v.id), Some(2));
     }
 
@@ -1153,18 +2026,82 @@ waiter_ttl = "30s"
     // --- cluster.listen ---------------------------------------------------------
 
     #[test]
-    fn listen_is_required() {
-        let err = load_one("[node]\nname = \"n1\"\n").unwrap_err();
+    fn listen_is_optional_on_a_client_host() {
+        // No `[cluster]` table at all: a client host with no voters yet.
+        let settings = load_one("[node]\nname = \"n1\"\n").unwrap();
+        assert_eq!(settings.cluster.listen, None);
+        assert!(settings.cluster.voters.is_empty());
+        assert_eq!(settings.cluster.snapshot_every, 1000);
+        // No fragments at all is the same situation.
+        assert!(Settings::from_fragments(&[]).is_ok());
+        // Voters that do not include this node.
+        let text = "[node]\nname = \"worker-1\"\n[cluster]\n\
+                    voters = [{ id = 1, name = \"cp-1\", address = \"h:1\" }]\n";
+        let settings = load_one(text).unwrap();
+        assert_eq!(settings.cluster.listen, None);
+        assert_eq!(settings.this_voter(), None);
+    }
+
+    #[test]
+    fn listen_is_required_on_a_voter() {
+        let voters = "voters = [\n{ id = 1, name = \"a\", address = \"h:1\" },\n\
+                      { id = 2, name = \"n1\", address = \"h:2\" },\n]\n";
+        let text = format!("[node]\nname = \"n1\"\n\n[cluster]\n{voters}");
+        let message = assert_invalid_one(&text, "cluster.listen", 4);
+        assert!(message.contains("cluster.voters[1]"), "{message}");
+        // Without a `[cluster]` header, the dotted key's table is blamed.
+        let text =
+            "[node]\nname = \"a\"\n\n[[cluster.voters]]\nid = 1\nname = \"a\"\naddress = \"h:1\"\n";
+        assert_invalid_one(text, "cluster.listen", 4);
+        // Voters from a vendor drop-in, node name from the main file: the
+        // last `[cluster]` table is where listen belongs.
+        let fragments = [
+            frag("vendor.toml", &format!("[cluster]\n{voters}")),
+            frag(
+                "main.toml",
+                "[node]\nname = \"n1\"\n[cluster]\nheartbeat_interval = \"50ms\"\n",
+            ),
+            frag("local.toml", "[lease]\nwaiter_ttl = \"1m\"\n"),
+        ];
+        assert_invalid(
+            Settings::from_fragments(&fragments),
+            "main.toml",
+            "cluster.listen",
+            3,
+        );
+        let fragments = [
+            fragments[0].clone(),
+            frag(
+                "main.toml",
+                "[node]\nname = \"n1\"\n[cluster]\nlisten = \"0.0.0.0:7421\"\n",
+            ),
+        ];
+        let settings = Settings::from_fragments(&fragments).unwrap();
+        assert_eq!(
+            settings.cluster.listen,
+            Some("0.0.0.0:7421".parse().unwrap())
+        );
+        assert_eq!(settings.this_voter().map(|v| v.id), Some(2));
+    }
+
+    #[test]
+    fn listen_missing_without_a_located_table_is_a_missing_error() {
+        // Unreachable through fragments (voters always come with a
+        // `cluster` table), but the fallback must still name the key.
+        let validator = Validator { fragments: &[] };
+        let mut inputs = Inputs::default();
+        inputs.overlay(
+            toml::from_str("[node]\nname = \"n1\"\n[cluster]\nvoters = [{ id = 1, name = \"n1\", address = \"h:1\" }]\n")
+                .unwrap(),
+            0,
+        );
+        inputs.cluster.table = None;
+        let err = validator.settings(inputs, || None).unwrap_err();
         assert!(
             matches!(&err, ConfigError::Missing { key } if key == "cluster.listen"),
             "{err:?}"
         );
         assert!(err.to_string().contains("cluster.listen"), "{err}");
-        // No fragments at all is the same situation.
-        assert!(matches!(
-            Settings::from_fragments(&[]),
-            Err(ConfigError::Missing { .. })
-        ));
     }
 
     #[test]
@@ -1504,6 +2441,643 @@ waiter_ttl = "30s"
             frag("b.toml", "[lease]\nwaiter_ttl = \"5s\"\n"),
         ];
         assert!(Settings::from_fragments(&fragments).is_ok());
+    }
+
+    // --- updates, reboot, hooks, kubernetes -------------------------------------
+
+    const FULL_EXAMPLE: &str = r#"[node]
+name = "worker-7"
+group = "workers"
+
+[cluster]
+voters = [ { id = 1, name = "cp-1", address = "10.0.0.1:7421" } ]
+
+[updates]
+source = "apt"
+check_interval = "6h"
+
+[reboot]
+time_zone = "Europe/Berlin"
+[[reboot.window]]
+days = ["Mon", "Tue", "Wed", "Thu"]
+start = "22:30"
+length = "3h"
+[[reboot.blocker]]
+command = ["/usr/local/bin/no-active-backups"]
+timeout = "30s"
+
+[[hooks.before_reboot]]
+command = ["/usr/local/bin/stop-workload"]
+timeout = "2m"
+force = true
+[[hooks.after_reboot]]
+command = ["/usr/local/bin/health-check"]
+
+[kubernetes]
+kubeconfig = "/etc/kubernetes/kubelet.conf"
+drain_timeout = "15m"
+pod_selector = "app!=critical"
+"#;
+
+    fn with(text: &str) -> String {
+        format!("{MINIMAL}{text}")
+    }
+
+    fn command(argv: &[&str], timeout: Duration, force: bool) -> CommandSettings {
+        CommandSettings {
+            command: argv.iter().map(|s| s.to_string()).collect(),
+            timeout,
+            force,
+        }
+    }
+
+    #[test]
+    fn full_example_parses_as_written() {
+        let settings = load_one(FULL_EXAMPLE).unwrap();
+        assert_eq!(settings.node.name, "worker-7");
+        assert_eq!(settings.node.group, "workers");
+        assert_eq!(settings.cluster.listen, None);
+        assert_eq!(settings.this_voter(), None);
+        assert_eq!(
+            settings.updates,
+            UpdateSettings {
+                source: UpdateSourceKind::Apt,
+                check_interval: Some(Duration::from_secs(6 * 3600)),
+                poll_interval: Duration::from_secs(10),
+                dbus_address: None,
+                os_release: "/etc/os-release".into(),
+                reboot_required: "/var/run/reboot-required".into(),
+                unattended_upgrade: vec!["unattended-upgrade".into()],
+                apt_conf_dir: "/etc/apt/apt.conf.d".into(),
+                sentinel_file: None,
+                sentinel_command: None,
+            }
+        );
+        assert_eq!(
+            settings.reboot,
+            RebootSettings {
+                method: RebootMethod::Logind,
+                time_zone: "Europe/Berlin".into(),
+                windows: vec![WindowSettings {
+                    days: vec![
+                        Weekday::Monday,
+                        Weekday::Tuesday,
+                        Weekday::Wednesday,
+                        Weekday::Thursday
+                    ],
+                    start: Time::new(22, 30, 0, 0).unwrap(),
+                    length: Duration::from_secs(3 * 3600),
+                }],
+                blockers: vec![command(
+                    &["/usr/local/bin/no-active-backups"],
+                    Duration::from_secs(30),
+                    false
+                )],
+                blocker_retry: Duration::from_secs(60),
+                boot_id_path: "/proc/sys/kernel/random/boot_id".into(),
+            }
+        );
+        assert_eq!(
+            settings.hooks,
+            HookSettings {
+                before_reboot: vec![command(
+                    &["/usr/local/bin/stop-workload"],
+                    Duration::from_secs(120),
+                    true
+                )],
+                after_reboot: vec![command(
+                    &["/usr/local/bin/health-check"],
+                    Duration::from_secs(300),
+                    false
+                )],
+            }
+        );
+        assert_eq!(
+            settings.kubernetes,
+            Some(KubernetesSettings {
+                kubeconfig: Some("/etc/kubernetes/kubelet.conf".into()),
+                node_name: "worker-7".into(),
+                drain_timeout: Duration::from_secs(15 * 60),
+                grace_period: None,
+                pod_selector: Some("app!=critical".into()),
+                ready_timeout: Duration::from_secs(600),
+                eviction_retry: Duration::from_secs(5),
+            })
+        );
+    }
+
+    #[test]
+    fn every_new_key_can_be_set() {
+        let text = with(
+            "[updates]\nsource = \"sentinel\"\npoll_interval = \"1m\"\n\
+             dbus_address = \"unix:path=/run/dbus/system_bus_socket\"\n\
+             os_release = \"/usr/lib/os-release\"\nreboot_required = \"/run/reboot-required\"\n\
+             unattended_upgrade = [\"/usr/bin/unattended-upgrade\", \"-v\"]\n\
+             apt_conf_dir = \"/etc/apt/conf.d\"\nsentinel_command = [\"/bin/check\", \"\"]\n\
+             [reboot]\nmethod = \"command\"\ncommand = [\"/usr/sbin/shutdown\", \"-r\", \"now\"]\n\
+             time_zone = \"UTC\"\nblocker_retry = \"10s\"\nboot_id_path = \"/tmp/boot_id\"\n\
+             window = [{ start = \"7:05\", length = \"168h\" }, \
+                       { days = [\"sunday\", \"SAT\", \"Sun\"], start = \"00:00\", length = \"1m\" }]\n\
+             [kubernetes]\nnode_name = \"k8s-n1\"\ngrace_period = \"45s\"\n\
+             ready_timeout = \"20m\"\neviction_retry = \"1s\"\n",
+        );
+        let settings = load_one(&text).unwrap();
+        let u = &settings.updates;
+        assert_eq!(u.source, UpdateSourceKind::Sentinel);
+        assert_eq!(u.poll_interval, Duration::from_secs(60));
+        assert_eq!(
+            u.dbus_address.as_deref(),
+            Some("unix:path=/run/dbus/system_bus_socket")
+        );
+        assert_eq!(u.os_release, Path::new("/usr/lib/os-release"));
+        assert_eq!(u.reboot_required, Path::new("/run/reboot-required"));
+        assert_eq!(u.unattended_upgrade, ["/usr/bin/unattended-upgrade", "-v"]);
+        assert_eq!(u.apt_conf_dir, Path::new("/etc/apt/conf.d"));
+        // An explicit command means no default sentinel file.
+        assert_eq!(u.sentinel_file, None);
+        assert_eq!(
+            u.sentinel_command,
+            Some(vec!["/bin/check".to_owned(), String::new()])
+        );
+        let r = &settings.reboot;
+        assert_eq!(
+            r.method,
+            RebootMethod::Command(vec!["/usr/sbin/shutdown".into(), "-r".into(), "now".into()])
+        );
+        assert_eq!(r.time_zone, "UTC");
+        assert_eq!(r.blocker_retry, Duration::from_secs(10));
+        assert_eq!(r.boot_id_path, Path::new("/tmp/boot_id"));
+        assert_eq!(r.windows.len(), 2);
+        assert_eq!(r.windows[0].days.len(), 7);
+        assert_eq!(r.windows[0].days[0], Weekday::Monday);
+        assert_eq!(r.windows[0].start, Time::new(7, 5, 0, 0).unwrap());
+        assert_eq!(r.windows[0].length, Duration::from_secs(7 * 24 * 3600));
+        // Any case, full names, duplicates dropped, Monday first.
+        assert_eq!(r.windows[1].days, [Weekday::Saturday, Weekday::Sunday]);
+        let k = settings.kubernetes.unwrap();
+        assert_eq!(k.node_name, "k8s-n1");
+        assert_eq!(k.kubeconfig, None);
+        assert_eq!(k.grace_period, Some(Duration::from_secs(45)));
+        assert_eq!(k.ready_timeout, Duration::from_secs(1200));
+        assert_eq!(k.eviction_retry, Duration::from_secs(1));
+        assert_eq!(k.drain_timeout, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn sentinel_file_defaults_only_for_the_sentinel_source() {
+        let settings = load_one(&with("[updates]\nsource = \"sentinel\"\n")).unwrap();
+        assert_eq!(
+            settings.updates.sentinel_file.as_deref(),
+            Some(Path::new("/var/run/reboot-required"))
+        );
+        let settings = load_one(&with("[updates]\nsource = \"flatcar\"\n")).unwrap();
+        assert_eq!(settings.updates.source, UpdateSourceKind::Flatcar);
+        assert_eq!(settings.updates.sentinel_file, None);
+        let settings = load_one(&with(
+            "[updates]\nsource = \"sentinel\"\nsentinel_file = \"/run/need-reboot\"\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            settings.updates.sentinel_file.as_deref(),
+            Some(Path::new("/run/need-reboot"))
+        );
+    }
+
+    #[test]
+    fn kubernetes_is_present_only_with_its_table() {
+        assert_eq!(load_one(MINIMAL).unwrap().kubernetes, None);
+        // An empty table enables it with every default, node name included.
+        let k = load_one(&with("[kubernetes]\n"))
+            .unwrap()
+            .kubernetes
+            .unwrap();
+        assert_eq!(k.node_name, "n1");
+        assert_eq!(k.kubeconfig, None);
+        assert_eq!(k.drain_timeout, Duration::from_secs(600));
+        assert_eq!(k.pod_selector, None);
+        // A table from any fragment counts.
+        let fragments = [
+            frag("main.toml", MINIMAL),
+            frag("50-k8s.toml", "[kubernetes]\n"),
+            frag("60-other.toml", "[lease]\nwaiter_ttl = \"1m\"\n"),
+        ];
+        let settings = Settings::from_fragments(&fragments).unwrap();
+        assert!(settings.kubernetes.is_some());
+    }
+
+    #[test]
+    fn kubernetes_node_name_must_be_valid() {
+        assert_invalid_one(
+            &with("[kubernetes]\nnode_name = \"a b\"\n"),
+            "kubernetes.node_name",
+            6,
+        );
+    }
+
+    #[test]
+    fn unknown_keys_in_new_tables_and_entries() {
+        for (text, key, line) in [
+            ("[updates]\nsorce = \"apt\"\n", "updates.sorce", 6),
+            ("[reboot]\n\nmethode = \"logind\"\n", "reboot.methode", 7),
+            ("[reboot]\nwindows = []\n", "reboot.windows", 6),
+            (
+                "[[reboot.window]]\nstart = \"01:00\"\nlenght = \"1h\"\n",
+                "reboot.window[0].lenght",
+                7,
+            ),
+            (
+                "[[reboot.blocker]]\ncommand = [\"a\"]\n[[reboot.blocker]]\ncmd = [\"b\"]\n",
+                "reboot.blocker[1].cmd",
+                8,
+            ),
+            ("[hooks]\nbefore = []\n", "hooks.before", 6),
+            (
+                "[[hooks.before_reboot]]\ncommand = [\"a\"]\ntimout = \"1s\"\n",
+                "hooks.before_reboot[0].timout",
+                7,
+            ),
+            (
+                "[hooks]\nafter_reboot = [{ command = [\"a\"], retries = 3 }]\n",
+                "hooks.after_reboot[0].retries",
+                6,
+            ),
+            (
+                "[kubernetes]\nkube_config = \"/x\"\n",
+                "kubernetes.kube_config",
+                6,
+            ),
+        ] {
+            let message = assert_invalid_one(&with(text), key, line);
+            assert!(message.starts_with("unknown key"), "{key}: {message}");
+        }
+    }
+
+    #[test]
+    fn wrong_types_in_new_tables() {
+        for (text, key, line) in [
+            (
+                "[[hooks.before_reboot]]\ncommand = [\"a\"]\nforce = \"yes\"\n",
+                "hooks.before_reboot[0].force",
+                7,
+            ),
+            (
+                "[[reboot.window]]\ndays = \"Mon\"\n",
+                "reboot.window[0].days",
+                6,
+            ),
+            ("[reboot]\ncommand = \"reboot\"\n", "reboot.command", 6),
+            (
+                "[reboot]\nwindow = [\"Mon 02:00\"]\n",
+                "reboot.window[0]",
+                6,
+            ),
+            ("[hooks]\nbefore_reboot = 1\n", "hooks.before_reboot", 6),
+        ] {
+            let message = assert_invalid_one(&with(text), key, line);
+            assert!(message.contains("invalid type"), "{key}: {message}");
+        }
+        let message = assert_invalid_one(&format!("kubernetes = true\n{MINIMAL}"), "kubernetes", 1);
+        assert!(message.contains("invalid type"), "{message}");
+    }
+
+    #[test]
+    fn update_source_must_be_known() {
+        let message =
+            assert_invalid_one(&with("[updates]\nsource = \"yum\"\n"), "updates.source", 6);
+        assert!(message.contains("\"sentinel\""), "{message}");
+        // Values are case-sensitive, like every other enumerated key.
+        assert_invalid_one(&with("[updates]\nsource = \"Apt\"\n"), "updates.source", 6);
+    }
+
+    #[test]
+    fn sentinel_file_and_command_are_exclusive() {
+        let text =
+            with("[updates]\nsentinel_file = \"/run/x\"\nsentinel_command = [\"/bin/check\"]\n");
+        let message = assert_invalid_one(&text, "updates.sentinel_command", 7);
+        assert!(message.contains("baton.toml:6"), "{message}");
+        // Across fragments, the later one is blamed and the other located.
+        let fragments = [
+            frag(
+                "main.toml",
+                &with("[updates]\nsentinel_command = [\"c\"]\n"),
+            ),
+            frag("50-file.toml", "[updates]\nsentinel_file = \"/run/x\"\n"),
+        ];
+        let message = assert_invalid(
+            Settings::from_fragments(&fragments),
+            "50-file.toml",
+            "updates.sentinel_file",
+            2,
+        );
+        assert!(message.contains("main.toml:6"), "{message}");
+    }
+
+    #[test]
+    fn reboot_method_must_be_known() {
+        let message = assert_invalid_one(
+            &with("[reboot]\nmethod = \"systemctl\"\n"),
+            "reboot.method",
+            6,
+        );
+        assert!(message.contains("\"logind\""), "{message}");
+    }
+
+    #[test]
+    fn method_command_needs_a_command() {
+        let message = assert_invalid_one(
+            &with("[reboot]\nmethod = \"command\"\n"),
+            "reboot.method",
+            6,
+        );
+        assert!(message.contains("reboot.command"), "{message}");
+    }
+
+    #[test]
+    fn command_is_only_for_method_command() {
+        let message = assert_invalid_one(
+            &with("[reboot]\ncommand = [\"/sbin/reboot\"]\n"),
+            "reboot.command",
+            6,
+        );
+        assert!(message.contains("the default"), "{message}");
+        let message = assert_invalid_one(
+            &with("[reboot]\nmethod = \"logind\"\n\ncommand = [\"/sbin/reboot\"]\n"),
+            "reboot.command",
+            8,
+        );
+        assert!(message.contains("baton.toml:6"), "{message}");
+    }
+
+    #[test]
+    fn command_arrays_must_not_be_empty() {
+        let hooks = "[[hooks.before_reboot]]\ncommand = [\"a\"]\n\
+                     [[hooks.before_reboot]]\ncommand = []\n";
+        let message = assert_invalid_one(&with(hooks), "hooks.before_reboot[1].command", 8);
+        assert!(message.contains("must not be empty"), "{message}");
+        for (text, key, line) in [
+            (
+                "[reboot]\nmethod = \"command\"\ncommand = []\n",
+                "reboot.command",
+                7,
+            ),
+            (
+                "[updates]\nsentinel_command = []\n",
+                "updates.sentinel_command",
+                6,
+            ),
+            (
+                "[updates]\nunattended_upgrade = []\n",
+                "updates.unattended_upgrade",
+                6,
+            ),
+            (
+                "[reboot]\nblocker = [{ command = [] }]\n",
+                "reboot.blocker[0].command",
+                6,
+            ),
+            (
+                "[hooks]\nafter_reboot = [{ command = [\"\", \"x\"] }]\n",
+                "hooks.after_reboot[0].command[0]",
+                6,
+            ),
+            (
+                "[updates]\nsentinel_command = [\"/bin/x\", \"a\\u0000b\"]\n",
+                "updates.sentinel_command[1]",
+                6,
+            ),
+        ] {
+            assert_invalid_one(&with(text), key, line);
+        }
+    }
+
+    #[test]
+    fn command_entries_need_a_command() {
+        let text = with("[[reboot.blocker]]\ntimeout = \"1s\"\n");
+        let message = assert_invalid_one(&text, "reboot.blocker[0].command", 5);
+        assert!(message.contains("missing"), "{message}");
+    }
+
+    #[test]
+    fn force_is_only_for_before_reboot_hooks() {
+        let text = with("[[reboot.blocker]]\ncommand = [\"a\"]\nforce = true\n");
+        assert_invalid_one(&text, "reboot.blocker[0].force", 7);
+        let text = with("[[hooks.after_reboot]]\ncommand = [\"a\"]\nforce = false\n");
+        assert_invalid_one(&text, "hooks.after_reboot[0].force", 7);
+    }
+
+    fn with_window(body: &str) -> String {
+        with(&format!("[[reboot.window]]\n{body}"))
+    }
+
+    #[test]
+    fn window_start_must_be_hh_mm() {
+        for bad in [
+            "25:00", "24:00", "2am", "12:60", "1:5", "", "12:00:00", "123:00", "-1:00", "+1:00",
+            " 1:00", "22.30",
+        ] {
+            let text = with_window(&format!("start = \"{bad}\"\nlength = \"1h\"\n"));
+            let message = assert_invalid_one(&text, "reboot.window[0].start", 6);
+            assert!(message.contains("HH:MM"), "{bad}: {message}");
+        }
+        for (good, hour, minute) in [("00:00", 0, 0), ("23:59", 23, 59), ("7:05", 7, 5)] {
+            assert_eq!(
+                parse_time_of_day(good),
+                Ok(Time::new(hour, minute, 0, 0).unwrap()),
+                "{good}"
+            );
+        }
+    }
+
+    #[test]
+    fn window_days_must_be_known() {
+        let text =
+            with_window("days = [\"Mon\", \"Funday\"]\nstart = \"01:00\"\nlength = \"1h\"\n");
+        let message = assert_invalid_one(&text, "reboot.window[0].days[1]", 6);
+        assert!(message.contains("\"Funday\""), "{message}");
+        for bad in ["M", "tues", "Mo", ""] {
+            assert_eq!(parse_weekday(bad), None, "{bad}");
+        }
+        let text = with_window("days = []\nstart = \"01:00\"\nlength = \"1h\"\n");
+        assert_invalid_one(&text, "reboot.window[0].days", 6);
+    }
+
+    #[test]
+    fn window_length_must_be_positive_and_at_most_a_week() {
+        for (bad, why) in [
+            ("0s", "greater than zero"),
+            ("168h1s", "longer than a week"),
+            ("200h", "longer than a week"),
+            ("1d", "invalid duration"),
+        ] {
+            let text = with_window(&format!("start = \"01:00\"\nlength = \"{bad}\"\n"));
+            let message = assert_invalid_one(&text, "reboot.window[0].length", 7);
+            assert!(message.contains(why), "{bad}: {message}");
+        }
+    }
+
+    #[test]
+    fn window_start_and_length_are_required() {
+        let text = with(
+            "[[reboot.window]]\nstart = \"01:00\"\nlength = \"1h\"\n[[reboot.window]]\nlength = \"1h\"\n",
+        );
+        assert_invalid_one(&text, "reboot.window[1].start", 8);
+        let text = with("[reboot]\nwindow = [{ start = \"01:00\" }]\n");
+        assert_invalid_one(&text, "reboot.window[0].length", 6);
+    }
+
+    #[test]
+    fn time_zone_must_be_known() {
+        for bad in ["Mars/Olympus_Mons", "", "Europe/berlin-ish", "local"] {
+            let text = with(&format!("[reboot]\ntime_zone = \"{bad}\"\n"));
+            let message = assert_invalid_one(&text, "reboot.time_zone", 6);
+            assert!(message.contains("unknown time zone"), "{bad}: {message}");
+        }
+        for good in ["localtime", "UTC", "America/New_York"] {
+            let text = with(&format!("[reboot]\ntime_zone = \"{good}\"\n"));
+            assert_eq!(load_one(&text).unwrap().reboot.time_zone, good);
+        }
+    }
+
+    #[test]
+    fn new_durations_must_parse_and_be_positive() {
+        for (table, key) in [
+            ("updates", "check_interval"),
+            ("updates", "poll_interval"),
+            ("reboot", "blocker_retry"),
+            ("kubernetes", "drain_timeout"),
+            ("kubernetes", "grace_period"),
+            ("kubernetes", "ready_timeout"),
+            ("kubernetes", "eviction_retry"),
+        ] {
+            for (bad, why) in [("0s", "greater than zero"), ("later", "invalid duration")] {
+                let text = with(&format!("[{table}]\n{key} = \"{bad}\"\n"));
+                let message = assert_invalid_one(&text, &format!("{table}.{key}"), 6);
+                assert!(message.contains(why), "{table}.{key} = {bad}: {message}");
+            }
+        }
+        for entry in [
+            "[[reboot.blocker]]",
+            "[[hooks.before_reboot]]",
+            "[[hooks.after_reboot]]",
+        ] {
+            let key = format!("{}[0].timeout", entry.trim_matches(['[', ']']));
+            for bad in ["0ms", "5 mins please"] {
+                let text = with(&format!(
+                    "{entry}\ncommand = [\"a\"]\ntimeout = \"{bad}\"\n"
+                ));
+                assert_invalid_one(&text, &key, 7);
+            }
+        }
+    }
+
+    #[test]
+    fn pod_selector_must_not_be_empty() {
+        for bad in ["", "  "] {
+            let text = with(&format!("[kubernetes]\npod_selector = \"{bad}\"\n"));
+            assert_invalid_one(&text, "kubernetes.pod_selector", 6);
+        }
+    }
+
+    #[test]
+    fn new_paths_must_be_absolute() {
+        for (table, key) in [
+            ("updates", "os_release"),
+            ("updates", "reboot_required"),
+            ("updates", "apt_conf_dir"),
+            ("updates", "sentinel_file"),
+            ("reboot", "boot_id_path"),
+            ("kubernetes", "kubeconfig"),
+        ] {
+            for bad in ["relative/path", ""] {
+                let text = with(&format!("[{table}]\n{key} = \"{bad}\"\n"));
+                let message = assert_invalid_one(&text, &format!("{table}.{key}"), 6);
+                assert!(message.contains("absolute"), "{table}.{key}: {message}");
+            }
+        }
+    }
+
+    #[test]
+    fn dbus_address_must_look_like_one() {
+        let text = with("[updates]\ndbus_address = \"/run/dbus/system_bus_socket\"\n");
+        assert_invalid_one(&text, "updates.dbus_address", 6);
+    }
+
+    #[test]
+    fn arrays_of_tables_replace_earlier_fragments() {
+        let vendor = with(
+            "[reboot]\ntime_zone = \"UTC\"\n\
+             [[reboot.window]]\nstart = \"01:00\"\nlength = \"1h\"\n\
+             [[reboot.window]]\nstart = \"02:00\"\nlength = \"1h\"\n\
+             [[reboot.blocker]]\ncommand = [\"vendor-blocker\"]\n\
+             [[hooks.before_reboot]]\ncommand = [\"vendor-before\"]\n\
+             [[hooks.after_reboot]]\ncommand = [\"vendor-after\"]\n",
+        );
+        let local = "[[reboot.window]]\nstart = \"03:00\"\nlength = \"2h\"\n\
+                     [[hooks.before_reboot]]\ncommand = [\"local-before\"]\n";
+        let fragments = [frag("vendor.toml", &vendor), frag("local.toml", local)];
+        let settings = Settings::from_fragments(&fragments).unwrap();
+        let r = &settings.reboot;
+        // Replaced, not appended.
+        assert_eq!(r.windows.len(), 1);
+        assert_eq!(r.windows[0].start, Time::new(3, 0, 0, 0).unwrap());
+        // Keys the later fragment does not set survive: tables still merge.
+        assert_eq!(r.time_zone, "UTC");
+        assert_eq!(r.blockers[0].command, ["vendor-blocker"]);
+        assert_eq!(settings.hooks.before_reboot.len(), 1);
+        assert_eq!(settings.hooks.before_reboot[0].command, ["local-before"]);
+        assert_eq!(settings.hooks.after_reboot[0].command, ["vendor-after"]);
+
+        // An empty array clears the earlier one.
+        let fragments = [
+            frag("vendor.toml", &vendor),
+            frag("local.toml", "[reboot]\nwindow = []\nblocker = []\n"),
+        ];
+        let settings = Settings::from_fragments(&fragments).unwrap();
+        assert!(settings.reboot.windows.is_empty());
+        assert!(settings.reboot.blockers.is_empty());
+        assert_eq!(settings.hooks.before_reboot.len(), 1);
+
+        // Errors in a replaced array are not reported; in the new one they
+        // name the later fragment.
+        let bad_vendor = with("[[reboot.window]]\nstart = \"99:00\"\nlength = \"1h\"\n");
+        let fragments = [frag("vendor.toml", &bad_vendor), frag("local.toml", local)];
+        assert!(Settings::from_fragments(&fragments).is_ok());
+        let fragments = [
+            frag("vendor.toml", &vendor),
+            frag(
+                "local.toml",
+                "[[reboot.window]]\nstart = \"3pm\"\nlength = \"1h\"\n",
+            ),
+        ];
+        assert_invalid(
+            Settings::from_fragments(&fragments),
+            "local.toml",
+            "reboot.window[0].start",
+            2,
+        );
+    }
+
+    #[test]
+    fn new_tables_merge_key_by_key() {
+        let fragments = [
+            frag(
+                "vendor.toml",
+                &with("[updates]\nsource = \"apt\"\n[kubernetes]\ndrain_timeout = \"5m\"\n"),
+            ),
+            frag(
+                "local.toml",
+                "[updates]\ncheck_interval = \"1h\"\n[kubernetes]\npod_selector = \"a=b\"\n",
+            ),
+        ];
+        let settings = Settings::from_fragments(&fragments).unwrap();
+        assert_eq!(settings.updates.source, UpdateSourceKind::Apt);
+        assert_eq!(
+            settings.updates.check_interval,
+            Some(Duration::from_secs(3600))
+        );
+        let k = settings.kubernetes.unwrap();
+        assert_eq!(k.drain_timeout, Duration::from_secs(300));
+        assert_eq!(k.pod_selector.as_deref(), Some("a=b"));
     }
 
     // --- files (through `load`) ----------------------------------------------

@@ -12,11 +12,16 @@
 #![allow(clippy::result_large_err)]
 
 pub mod config;
+pub mod host_state;
 pub mod lease;
 
+pub mod held_lease;
+pub mod hooks;
+pub mod lease_client;
 pub mod log_store;
 pub mod raft_network;
 pub mod raft_types;
+pub mod state_file;
 pub mod state_machine;
 pub mod transport;
 

@@ -78,7 +78,9 @@ fn raft_config(settings: &Settings) -> Result<Config, openraft::ConfigError> {
         cluster_name: "baton".to_string(),
         heartbeat_interval: cluster.heartbeat_interval.as_millis() as u64,
         election_timeout_min: election_ms,
-        election_timeout_max: election_ms * 2,
+        // A narrow range keeps failover fast (openraft's leader lease is the
+        // maximum) while still spreading candidates apart.
+        election_timeout_max: election_ms * 3 / 2,
         install_snapshot_timeout: cluster.request_timeout.as_millis() as u64,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(cluster.snapshot_every),
         // Keep some log after a snapshot so a briefly lagging follower is
@@ -142,7 +144,12 @@ impl Voter {
         };
 
         // Listen before bootstrapping, so peers can reach us for the first election.
-        let incoming = transport::listen(settings.cluster.listen).await?;
+        // The config requires `listen` for voters; this is only a guard.
+        let listen = settings
+            .cluster
+            .listen
+            .ok_or_else(|| NodeError::RaftStart("a voter needs [cluster] listen".into()))?;
+        let incoming = transport::listen(listen).await?;
         let (stop_server, mut stop_rx) = watch::channel(false);
         let router = tonic::transport::Server::builder()
             .add_service(RaftServer::new(RaftService::new(raft.clone())))
@@ -153,7 +160,7 @@ impl Voter {
         }));
         info!(
             BATON_NODE = me.id,
-            listen = %settings.cluster.listen,
+            listen = %listen,
             "voter {} ({}) serving",
             me.id,
             me.name

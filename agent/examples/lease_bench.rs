@@ -1,0 +1,310 @@
+//! Lease benchmark: starts a 3-voter loopback cluster of real `baton agent` processes (release build, fsync on) and prints
+//! p50/p99 of acquire, release, hand-off and leader failover, plus each voter's idle RSS.
+//!
+//! Run: `cargo build --release --bin baton && cargo run --release --example lease_bench [-- ITERATIONS]`
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use baton_proto::v1 as pb;
+use pb::lease_client::LeaseClient;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+type Error = Box<dyn std::error::Error>;
+
+struct Voter {
+    config: PathBuf,
+    address: String,
+    child: Option<Child>,
+}
+
+fn baton_binary() -> Result<PathBuf, Error> {
+    // target/release/examples/lease_bench -> target/release/baton
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .ok_or("no target dir")?;
+    let bin = dir.join("baton");
+    if !bin.exists() {
+        return Err(format!(
+            "{} missing: run `cargo build --release --bin baton` first",
+            bin.display()
+        )
+        .into());
+    }
+    Ok(bin)
+}
+
+fn start(bin: &PathBuf, voter: &mut Voter) -> Result<(), Error> {
+    let child = Command::new(bin)
+        .args(["agent", "--config"])
+        .arg(&voter.config)
+        .arg("--vendor-dir")
+        .arg("/nonexistent")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    voter.child = Some(child);
+    Ok(())
+}
+
+fn kill(voter: &mut Voter) {
+    if let Some(mut child) = voter.child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+async fn client(address: &str) -> Result<LeaseClient<Channel>, Error> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match LeaseClient::connect(format!("http://{address}")).await {
+            Ok(c) => return Ok(c),
+            Err(e) if Instant::now() > deadline => return Err(e.into()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+async fn leader(voters: &[Voter]) -> Result<usize, Error> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        for v in voters.iter().filter(|v| v.child.is_some()) {
+            if let Ok(mut c) = LeaseClient::connect(format!("http://{}", v.address)).await {
+                if let Ok(s) = c.status(pb::StatusRequest { stale: false }).await {
+                    if let Some(l) = s.into_inner().leader {
+                        return Ok(l as usize - 1);
+                    }
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return Err("no leader".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn acquire_req(group: &str, holder: &str) -> pb::AcquireRequest {
+    pb::AcquireRequest {
+        group: group.into(),
+        holder: holder.into(),
+        machine_id: String::new(),
+    }
+}
+
+fn release_req(group: &str, holder: &str) -> pb::ReleaseRequest {
+    pb::ReleaseRequest {
+        group: group.into(),
+        holder: holder.into(),
+        token: None,
+    }
+}
+
+fn granted(reply: &pb::AcquireResponse) -> bool {
+    matches!(
+        reply.outcome,
+        Some(pb::acquire_response::Outcome::Granted(_))
+    )
+}
+
+/// p50 and p99 of `samples`, in milliseconds.
+fn report(name: &str, mut samples: Vec<Duration>, target: &str) {
+    samples.sort();
+    let pick = |q: f64| {
+        samples[((samples.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1000.0
+    };
+    println!(
+        "{name:<26} n={:<5} p50={:>8.3} ms  p99={:>8.3} ms  max={:>8.3} ms   target: {target}",
+        samples.len(),
+        pick(0.50),
+        pick(0.99),
+        pick(1.0)
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), Error> {
+    let iterations: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(500);
+    let bin = baton_binary()?;
+    let dir = std::env::temp_dir().join(format!("baton-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ports: Vec<u16> = (0..3).map(|i| 17421 + i).collect();
+    let voters_toml: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            format!(
+                "  {{ id = {}, name = \"b{}\", address = \"127.0.0.1:{p}\" }},",
+                i + 1,
+                i + 1
+            )
+        })
+        .collect();
+    let mut voters = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let home = dir.join(format!("b{}", i + 1));
+        std::fs::create_dir_all(&home)?;
+        let config = home.join("baton.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[node]\nname = \"b{}\"\nstate_dir = \"{}\"\n[cluster]\nlisten = \"127.0.0.1:{port}\"\nvoters = [\n{}\n]\n",
+                i + 1,
+                home.join("state").display(),
+                voters_toml.join("\n")
+            ),
+        )?;
+        voters.push(Voter {
+            config,
+            address: format!("127.0.0.1:{port}"),
+            child: None,
+        });
+    }
+    for v in voters.iter_mut() {
+        start(&bin, v)?;
+    }
+    let result = run(&bin, &mut voters, iterations).await;
+    for v in voters.iter_mut() {
+        kill(v);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn run(bin: &PathBuf, voters: &mut [Voter], iterations: usize) -> Result<(), Error> {
+    let l = leader(voters).await?;
+    println!("baton lease bench: 3 voters on 127.0.0.1, release build, fsync on; {iterations} iterations; leader = voter {}", l + 1);
+    let mut on_leader = client(&voters[l].address).await?;
+    let mut on_follower = client(&voters[(l + 1) % 3].address).await?;
+
+    // Warm up connections and the group.
+    for _ in 0..20 {
+        on_leader.acquire(acquire_req("bench", "warm")).await?;
+        on_leader.release(release_req("bench", "warm")).await?;
+    }
+
+    let mut acquire = Vec::new();
+    let mut release = Vec::new();
+    for n in 0..iterations {
+        let holder = format!("h{}", n % 50);
+        let t = Instant::now();
+        let reply = on_leader
+            .acquire(acquire_req("bench", &holder))
+            .await?
+            .into_inner();
+        acquire.push(t.elapsed());
+        if !granted(&reply) {
+            return Err("acquire not granted in an empty group".into());
+        }
+        let t = Instant::now();
+        on_leader.release(release_req("bench", &holder)).await?;
+        release.push(t.elapsed());
+    }
+    let mut via_follower = Vec::new();
+    for n in 0..iterations / 5 {
+        let holder = format!("f{}", n % 50);
+        let t = Instant::now();
+        on_follower.acquire(acquire_req("bench-f", &holder)).await?;
+        via_follower.push(t.elapsed());
+        on_follower.release(release_req("bench-f", &holder)).await?;
+    }
+
+    // Hand-off: A holds, B is queued and watching; from the moment A's
+    // release is committed (its reply) to B's grant.
+    let mut handoff = Vec::new();
+    let mut waiter = client(&voters[(l + 2) % 3].address).await?;
+    let mut watcher = client(&voters[(l + 2) % 3].address).await?;
+    for _ in 0..(iterations / 5).max(20) {
+        on_leader.acquire(acquire_req("handoff", "A")).await?;
+        let reply = waiter
+            .acquire(acquire_req("handoff", "B"))
+            .await?
+            .into_inner();
+        if granted(&reply) {
+            return Err("B granted while A holds".into());
+        }
+        let mut stream = watcher
+            .watch(pb::WatchRequest {
+                group: "handoff".into(),
+            })
+            .await?
+            .into_inner();
+        let _snapshot = stream.next().await;
+        on_leader.release(release_req("handoff", "A")).await?;
+        let committed = Instant::now();
+        while let Some(event) = stream.next().await {
+            if matches!(event?.kind, Some(pb::watch_event::Kind::Released(_))) {
+                break;
+            }
+        }
+        let reply = waiter
+            .acquire(acquire_req("handoff", "B"))
+            .await?
+            .into_inner();
+        handoff.push(committed.elapsed());
+        if !granted(&reply) {
+            return Err("B not granted after A released".into());
+        }
+        waiter.release(release_req("handoff", "B")).await?;
+    }
+
+    // Idle RSS after the load settles.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss: Vec<u64> = voters
+        .iter()
+        .filter_map(|v| v.child.as_ref().and_then(|c| rss_kib(c.id())))
+        .collect();
+
+    // Failover: kill -9 of the leader -> next successful acquire on a survivor.
+    let mut failover = Vec::new();
+    for _ in 0..5 {
+        let l = leader(voters).await?;
+        let survivor = (l + 1) % 3;
+        let mut c = client(&voters[survivor].address).await?;
+        c.acquire(acquire_req("failover", "x")).await?;
+        c.release(release_req("failover", "x")).await?;
+        kill(&mut voters[l]);
+        let killed = Instant::now();
+        loop {
+            match c.acquire(acquire_req("failover", "x")).await {
+                Ok(r) if granted(r.get_ref()) => break,
+                _ => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+            if killed.elapsed() > Duration::from_secs(20) {
+                return Err("no acquire within 20 s of the leader's death".into());
+            }
+        }
+        failover.push(killed.elapsed());
+        c.release(release_req("failover", "x")).await?;
+        start(bin, &mut voters[l])?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+
+    report("acquire (on leader)", acquire, "p50 <= 1 ms, p99 <= 3 ms");
+    report("release (on leader)", release, "-");
+    report("acquire (via follower)", via_follower, "-");
+    report("hand-off", handoff, "p99 <= 20 ms");
+    report("failover (kill -9 leader)", failover, "< 1 s");
+    for (i, kib) in rss.iter().enumerate() {
+        println!(
+            "idle RSS voter {}: {:.1} MiB   target: < 12 MiB",
+            i + 1,
+            *kib as f64 / 1024.0
+        );
+    }
+    Ok(())
+}

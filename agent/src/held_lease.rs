@@ -1,0 +1,49 @@
+//! Proof of holding the reboot lease: only a grant from the cluster makes one, and every drain and reboot call demands one.
+
+use std::fmt;
+
+/// A reboot lease this host holds right now, as granted by the cluster.
+///
+/// There is deliberately no public constructor and no `Deserialize`: the
+/// only way to get one is [`HeldLease::from_grant`], which the lease client
+/// calls with a grant it just received (or re-verified with a linearizable
+/// read). Drain hooks, Kubernetes eviction and the reboot call all take a
+/// `&HeldLease`, so "drain or reboot without the lease" does not compile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldLease {
+    group: String,
+    holder: String,
+    token: u64,
+}
+
+impl HeldLease {
+    /// Made from a grant the cluster just gave (or confirmed) to `holder`.
+    pub(crate) fn from_grant(group: &str, holder: &str, token: u64) -> Self {
+        Self {
+            group: group.to_string(),
+            holder: holder.to_string(),
+            token,
+        }
+    }
+
+    /// The lease group.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// Who holds it (this host's name).
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// The fencing token of the grant.
+    pub fn token(&self) -> u64 {
+        self.token
+    }
+}
+
+impl fmt::Display for HeldLease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "group {}, token {}", self.group, self.token)
+    }
+}
