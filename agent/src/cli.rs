@@ -79,6 +79,18 @@ pub enum Command {
     /// Change the set of voters.
     #[command(subcommand)]
     Voter(VoterCommand),
+    /// Roll a local fleet of real agents on loopback, one lease at a time, and show the timeline.
+    Demo {
+        /// How many hosts (3 of them are voters; with fewer, one is).
+        #[arg(long, default_value_t = 5)]
+        hosts: usize,
+        /// End with the summary as one JSON object on the last line of stdout.
+        #[arg(long)]
+        json: bool,
+        /// Give up if the fleet has not rolled by then.
+        #[arg(long = "give-up-after", default_value = "5m", value_parser = parse_duration)]
+        give_up_after: Duration,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +158,8 @@ pub enum CliError {
     Usage(String),
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
+    #[error("demo: {0}")]
+    Demo(#[from] crate::demo::DemoError),
 }
 
 impl CliError {
@@ -167,6 +181,19 @@ impl CliError {
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match &cli.command {
         Command::Agent => run_agent(&cli.config, &cli.vendor_dir).await,
+        Command::Demo {
+            hosts,
+            json,
+            give_up_after,
+        } => {
+            crate::demo::run(crate::demo::DemoOptions {
+                hosts: *hosts,
+                json: *json,
+                timeout: *give_up_after,
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
         _ => run_client_command(&cli).await,
     }
 }
@@ -233,7 +260,9 @@ async fn run_client_command(cli: &Cli) -> Result<ExitCode, CliError> {
     )
     .await?;
     match &cli.command {
-        Command::Agent => Err(CliError::Usage("agent is not a client command".into())),
+        Command::Agent | Command::Demo { .. } => {
+            Err(CliError::Usage("not a client command".into()))
+        }
         Command::Status { json, stale } => {
             let status = client
                 .lease()

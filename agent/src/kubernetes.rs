@@ -37,6 +37,8 @@ use tracing::{debug, info, warn};
 
 use crate::config::KubernetesSettings;
 use crate::held_lease::HeldLease;
+/// What the drain did; lives with the host state it is persisted in.
+pub use crate::host_state::DrainRecord;
 
 /// Annotation the kubelet puts on mirror pods (static pods seen through the API).
 const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
@@ -149,17 +151,6 @@ impl DrainError {
             _ => None,
         }
     }
-}
-
-/// What the drain did, to persist across the reboot (so that after boot we uncordon only if we cordoned).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct DrainRecord {
-    /// The Kubernetes node name.
-    pub node: String,
-    /// True when the node was schedulable and this drain cordoned it.
-    pub we_cordoned: bool,
-    /// Pods evicted (`namespace/name`), in the order their eviction was accepted.
-    pub evicted: Vec<String>,
 }
 
 /// Drains and undrains this host's Kubernetes node.

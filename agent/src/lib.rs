@@ -14,9 +14,11 @@
 pub mod config;
 pub mod host_state;
 pub mod lease;
+pub mod window;
 
 pub mod held_lease;
 pub mod hooks;
+pub mod kubernetes;
 pub mod lease_client;
 pub mod log_store;
 pub mod raft_network;
@@ -35,5 +37,6 @@ pub mod wire;
 
 pub mod cli;
 pub mod client;
+pub mod demo;
 pub mod logging;
 pub mod output;

@@ -247,10 +247,16 @@ mod tests {
         let bus = DbusDaemon::start();
         let address = bus.address();
         let rebooter = Rebooter::new(&RebootMethod::Logind, Some(&address));
-        let err = rebooter.reboot(&lease()).await.expect_err("no logind on this bus");
+        let err = rebooter
+            .reboot(&lease())
+            .await
+            .expect_err("no logind on this bus");
         let text = err.to_string();
         assert!(matches!(err, RebootError::Call { .. }), "{text}");
-        assert!(text.contains(LOGIND_REBOOT) && text.contains(&address), "{text}");
+        assert!(
+            text.contains(LOGIND_REBOOT) && text.contains(&address),
+            "{text}"
+        );
     }
 
     #[tokio::test]
@@ -283,19 +289,32 @@ mod tests {
     #[tokio::test]
     async fn failing_command_is_an_error_naming_it() {
         let rebooter = Rebooter::new(
-            &RebootMethod::Command(vec!["sh".into(), "-c".into(), "echo nope >&2; exit 3".into()]),
+            &RebootMethod::Command(vec![
+                "sh".into(),
+                "-c".into(),
+                "echo nope >&2; exit 3".into(),
+            ]),
             None,
         );
         let err = rebooter.reboot(&lease()).await.expect_err("exit 3");
         let text = err.to_string();
-        assert!(text.contains("exit status 3") && text.contains("nope") && text.contains("sh -c"), "{text}");
+        assert!(
+            text.contains("exit status 3") && text.contains("nope") && text.contains("sh -c"),
+            "{text}"
+        );
 
-        let missing = Rebooter::new(&RebootMethod::Command(vec!["/nonexistent/reboot".into()]), None);
+        let missing = Rebooter::new(
+            &RebootMethod::Command(vec!["/nonexistent/reboot".into()]),
+            None,
+        );
         let err = missing.reboot(&lease()).await.expect_err("no such program");
         assert!(matches!(err, RebootError::Spawn { .. }), "{err}");
         assert!(err.to_string().contains("/nonexistent/reboot"), "{err}");
 
         let empty = Rebooter::new(&RebootMethod::Command(Vec::new()), None);
-        assert!(matches!(empty.reboot(&lease()).await, Err(RebootError::EmptyCommand)));
+        assert!(matches!(
+            empty.reboot(&lease()).await,
+            Err(RebootError::EmptyCommand)
+        ));
     }
 }

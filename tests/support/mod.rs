@@ -98,7 +98,7 @@ impl TestCluster {
             })
             .collect();
         let config = format!(
-            "[node]\nname = \"cp-{n}\"\nstate_dir = \"{state}\"\n\n[cluster]\nlisten = \"{listen}\"\nvoters = [\n{voters}\n]\n{extra}\n",
+            "[node]\nname = \"cp-{n}\"\nstate_dir = \"{state}\"\n\n[cluster]\nlisten = \"{listen}\"\nvoters = [\n{voters}\n]\n{extra}\n\n# These voters only serve the lease.\n[updates]\nsource = \"none\"\n",
             n = i + 1,
             state = self.state_dir(i).display(),
             listen = self.address(i),
@@ -273,4 +273,164 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     }
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// A host running `baton agent` as a client of a [`TestCluster`], with a
+/// sentinel update source and a reboot command that leaves a marker; the
+/// test plays the machine (see [`AgentHost::reboot`]).
+pub struct AgentHost {
+    pub name: String,
+    pub dir: PathBuf,
+    pub process: Option<Child>,
+}
+
+impl AgentHost {
+    /// Writes the host's config. `extra` is appended (hooks, windows, ...).
+    pub fn new(cluster: &TestCluster, name: &str, extra: &str) -> AgentHost {
+        let dir = cluster.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let host = AgentHost {
+            name: name.to_string(),
+            dir,
+            process: None,
+        };
+        let voters: Vec<String> = (0..cluster.ports.len())
+            .map(|j| {
+                format!(
+                    "  {{ id = {}, name = \"cp-{}\", address = \"{}\" }},",
+                    j + 1,
+                    j + 1,
+                    cluster.address(j)
+                )
+            })
+            .collect();
+        let config = format!(
+            "[node]\nname = \"{name}\"\nstate_dir = \"{state}\"\ngroup = \"workers\"\n\n[cluster]\nvoters = [\n{voters}\n]\n\n\
+             [updates]\nsource = \"sentinel\"\nsentinel_file = \"{sentinel}\"\npoll_interval = \"100ms\"\n\n\
+             [reboot]\nmethod = \"command\"\ncommand = [\"sh\", \"-c\", \"echo $$ >> {marker}\"]\nboot_id_path = \"{boot_id}\"\nblocker_retry = \"1s\"\n{extra}\n",
+            state = host.state_dir().display(),
+            voters = voters.join("\n"),
+            sentinel = host.sentinel().display(),
+            marker = host.marker().display(),
+            boot_id = host.boot_id().display(),
+        );
+        std::fs::write(host.config(), config).unwrap();
+        std::fs::write(host.boot_id(), "boot-0\n").unwrap();
+        host
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("baton.toml")
+    }
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+    pub fn sentinel(&self) -> PathBuf {
+        self.dir.join("reboot-required")
+    }
+    /// One line per reboot command the agent ran.
+    pub fn marker(&self) -> PathBuf {
+        self.dir.join("reboot-calls")
+    }
+    pub fn boot_id(&self) -> PathBuf {
+        self.dir.join("boot_id")
+    }
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+
+    /// How many times the agent called its reboot command.
+    pub fn reboot_calls(&self) -> usize {
+        std::fs::read_to_string(self.marker())
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+
+    /// Marks an update as waiting for a reboot.
+    pub fn update_pending(&self) {
+        std::fs::write(self.sentinel(), "update\n").unwrap();
+    }
+
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("agent.log"))
+            .unwrap();
+        let child = Command::new(baton_bin())
+            .args(["agent", "--config"])
+            .arg(self.config())
+            .arg("--vendor-dir")
+            .arg(self.dir.join("no-vendor"))
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn baton agent");
+        self.process = Some(child);
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The machine reboots: the process dies, the update is active (the
+    /// sentinel is gone), the boot id changes, the agent starts again.
+    pub fn reboot(&mut self, boot: u32) {
+        self.kill();
+        let _ = std::fs::remove_file(self.sentinel());
+        std::fs::write(self.boot_id(), format!("boot-{boot}\n")).unwrap();
+        self.start();
+    }
+
+    /// The persisted phase name ("idle" when there is no state yet).
+    pub fn phase(&self) -> String {
+        let path = self.state_dir().join("agent.json");
+        match std::fs::read_to_string(path) {
+            Ok(text) => serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["phase"].as_str().map(str::to_string))
+                .unwrap_or_else(|| "unreadable".to_string()),
+            Err(_) => "idle".to_string(),
+        }
+    }
+
+    /// Waits until the persisted phase is `phase`.
+    pub fn wait_phase(&self, phase: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.phase() != phase {
+            assert!(
+                Instant::now() < deadline,
+                "{} never reached {phase} (is {}):\n{}",
+                self.name,
+                self.phase(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the agent has called its reboot command `n` times.
+    pub fn wait_reboot_calls(&self, n: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.reboot_calls() < n {
+            assert!(
+                Instant::now() < deadline,
+                "{} did not ask to reboot (phase {}):\n{}",
+                self.name,
+                self.phase(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for AgentHost {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

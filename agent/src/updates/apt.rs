@@ -59,7 +59,10 @@ impl Apt {
                 .collect::<Vec<_>>()
                 .join(", ");
             if packages.len() > MAX_LISTED_PACKAGES {
-                listed.push_str(&format!(" and {} more", packages.len() - MAX_LISTED_PACKAGES));
+                listed.push_str(&format!(
+                    " and {} more",
+                    packages.len() - MAX_LISTED_PACKAGES
+                ));
             }
             format!("packages: {listed}")
         };
@@ -366,9 +369,18 @@ mod tests {
         assert_eq!(
             parse_apt_conf(text),
             vec![
-                ("APT::Periodic::Update-Package-Lists".to_string(), "1".to_string()),
-                ("Unattended-Upgrade::Automatic-Reboot".to_string(), "true".to_string()),
-                ("Acquire::http::Proxy".to_string(), "http://proxy:3128".to_string()),
+                (
+                    "APT::Periodic::Update-Package-Lists".to_string(),
+                    "1".to_string()
+                ),
+                (
+                    "Unattended-Upgrade::Automatic-Reboot".to_string(),
+                    "true".to_string()
+                ),
+                (
+                    "Acquire::http::Proxy".to_string(),
+                    "http://proxy:3128".to_string()
+                ),
             ]
         );
     }

@@ -64,7 +64,15 @@ pub struct Status {
 }
 
 impl Status {
-    fn from_tuple((last_checked_time, progress, current_operation, new_version, new_size): (i64, f64, String, String, i64)) -> Self {
+    fn from_tuple(
+        (last_checked_time, progress, current_operation, new_version, new_size): (
+            i64,
+            f64,
+            String,
+            String,
+            i64,
+        ),
+    ) -> Self {
         Status {
             last_checked_time,
             progress,
@@ -100,13 +108,14 @@ struct Bus {
 }
 
 impl Bus {
-    async fn connect(address: Option<&str>) -> Result<Bus, UpdateError> {
-        let conn = super::connect_bus(address)
-            .await
-            .map_err(|source| UpdateError::DbusConnect {
-                address: super::bus_label(address),
-                source,
-            })?;
+    async fn connect(address: Option<&str>) -> Result<Box<Bus>, UpdateError> {
+        let conn =
+            super::connect_bus(address)
+                .await
+                .map_err(|source| UpdateError::DbusConnect {
+                    address: super::bus_label(address),
+                    source,
+                })?;
         let proxy = UpdateEngineProxy::builder(&conn)
             .cache_properties(zbus::proxy::CacheProperties::No)
             .build()
@@ -120,7 +129,7 @@ impl Bus {
             signals: None,
         };
         bus.subscribe(address).await;
-        Ok(bus)
+        Ok(Box::new(bus))
     }
 
     /// Subscribes to StatusUpdate. Failure is not fatal: `changed` then polls.
@@ -138,7 +147,13 @@ impl Bus {
 /// A broken bus connection (as opposed to an error answer from a reachable service, such as
 /// "update_engine is not running"): only then is a new connection needed.
 fn connection_lost(error: &zbus::Error) -> bool {
-    !matches!(error, zbus::Error::MethodError(..) | zbus::Error::FDO(_))
+    match error {
+        zbus::Error::MethodError(..) | zbus::Error::FDO(_) => false,
+        // No answer in time: update_engine hangs, the connection is fine; retrying on a
+        // new one would only double the wait.
+        zbus::Error::InputOutput(e) => e.kind() != std::io::ErrorKind::TimedOut,
+        _ => true,
+    }
 }
 
 /// Flatcar's update_engine as an update source.
@@ -146,7 +161,8 @@ pub struct Flatcar {
     address: Option<String>,
     os_release: PathBuf,
     poll_interval: Duration,
-    bus: Option<Bus>,
+    /// Boxed: the proxy and stream are large, and `UpdateSource` holds this inline.
+    bus: Option<Box<Bus>>,
     /// When `changed` next resolves without a signal (kept across calls: cancel-safe).
     next_poll: Instant,
     /// `changed` (re)connects or resubscribes at most once per poll interval, so a bus
@@ -252,7 +268,13 @@ impl Flatcar {
                 let address = self.address.clone();
                 if needs_bus {
                     match Bus::connect(address.as_deref()).await {
-                        Ok(bus) => self.bus = Some(bus),
+                        Ok(bus) => {
+                            tracing::info!(
+                                "reconnected to update_engine on the {}",
+                                self.bus_label()
+                            );
+                            self.bus = Some(bus);
+                        }
                         Err(e) => tracing::debug!("update_engine: {e}; polling"),
                     }
                 } else if let Some(bus) = self.bus.as_mut() {
@@ -272,7 +294,10 @@ impl Flatcar {
                         };
                         match signal.args() {
                             Ok(args) => {
-                                let key = (args.current_operation.to_string(), args.new_version.to_string());
+                                let key = (
+                                    args.current_operation.to_string(),
+                                    args.new_version.to_string(),
+                                );
                                 tracing::debug!(
                                     "update_engine StatusUpdate: {} {} ({:.0}%)",
                                     args.current_operation,

@@ -12,18 +12,13 @@ use crate::config::{UpdateSettings, UpdateSourceKind};
 
 pub use apt::automatic_reboot_warning;
 
-/// An OS update that is installed and takes effect only after a reboot.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PendingUpdate {
-    /// Which source saw it: `"flatcar"`, `"apt"` or `"sentinel"`.
-    pub source: String,
-    /// Human words for logs and `baton status`, e.g.
-    /// `update_engine: Flatcar 4152.2.1 downloaded` or
-    /// `packages: linux-image-6.1.0-28-amd64, libc6`.
-    pub reason: String,
-    /// The version the reboot should bring, when the updater tells (Flatcar).
-    pub new_version: Option<String>,
-}
+/// An OS update that is installed and takes effect only after a reboot: `source`
+/// (`"flatcar"`, `"apt"` or `"sentinel"`), `reason` in words (e.g. `update_engine: Flatcar
+/// 4152.2.1 downloaded`, `packages: linux-image-6.1.0-28-amd64, libc6`) and `new_version`
+/// when the updater tells. The type lives in `host_state` (the pure layer below, which
+/// persists it across the reboot); it is re-exported here so that what a source reports
+/// and what the state machine keeps are one type.
+pub use crate::host_state::PendingUpdate;
 
 /// Why an update source could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +103,21 @@ pub enum UpdateError {
     },
 }
 
+impl UpdateError {
+    /// Whether asking again later may well succeed: the bus or update_engine is not
+    /// (yet) there, or a command hung. Right after boot update_engine may still be
+    /// starting, so a transient error from `verify_after_boot` is not a failed update;
+    /// `StillPending` is.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            UpdateError::DbusConnect { .. }
+                | UpdateError::DbusCall { .. }
+                | UpdateError::CommandTimeout { .. }
+        )
+    }
+}
+
 fn tail_suffix(output: &str) -> String {
     if output.is_empty() {
         String::new()
@@ -134,12 +144,19 @@ impl UpdateSource {
             other => other,
         };
         Ok(match kind {
-            UpdateSourceKind::Flatcar => UpdateSource::Flatcar(flatcar::Flatcar::open(settings).await?),
+            UpdateSourceKind::Flatcar => {
+                UpdateSource::Flatcar(flatcar::Flatcar::open(settings).await?)
+            }
             UpdateSourceKind::Apt => UpdateSource::Apt(apt::Apt::new(settings)?),
-            UpdateSourceKind::Sentinel => UpdateSource::Sentinel(sentinel::Sentinel::new(settings)?),
-            // detect_os never answers Auto.
-            UpdateSourceKind::Auto => {
-                return Err(UpdateError::Settings("could not resolve source = \"auto\"".into()))
+            UpdateSourceKind::Sentinel => {
+                UpdateSource::Sentinel(sentinel::Sentinel::new(settings)?)
+            }
+            // detect_os never answers Auto; None means "no host agent here", and the
+            // caller should not open a source at all.
+            UpdateSourceKind::Auto | UpdateSourceKind::None => {
+                return Err(UpdateError::Settings(format!(
+                    "source = {kind:?} has no update source to open"
+                )))
             }
         })
     }
@@ -186,7 +203,9 @@ impl UpdateSource {
     }
 
     /// After the reboot: is the update applied? `Err(UpdateError::StillPending{..})` when
-    /// the updater still wants a reboot.
+    /// the updater still wants a reboot. Other errors mean "could not tell" (see
+    /// [`UpdateError::is_transient`]): ask again rather than call the update failed. It
+    /// makes one attempt and does not wait, so that the caller keeps feeding the watchdog.
     pub async fn verify_after_boot(&mut self, before: &PendingUpdate) -> Result<(), UpdateError> {
         match self {
             UpdateSource::Flatcar(s) => s.verify_after_boot(before).await,
@@ -304,8 +323,9 @@ pub(crate) fn bus_label(address: Option<&str>) -> String {
 }
 
 /// A method call that gets no answer in this time fails instead of hanging the agent's
-/// main loop (libdbus uses 25 s by default).
-pub(crate) const DBUS_METHOD_TIMEOUT: Duration = Duration::from_secs(30);
+/// main loop. update_engine and logind answer in milliseconds; libdbus's default of 25 s
+/// would come close to the unit's WatchdogSec=30s.
+pub(crate) const DBUS_METHOD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connects to the configured bus address, or to the system bus.
 pub(crate) async fn connect_bus(address: Option<&str>) -> Result<zbus::Connection, zbus::Error> {
@@ -320,7 +340,8 @@ pub(crate) async fn connect_bus(address: Option<&str>) -> Result<zbus::Connectio
 pub(crate) fn display_command(argv: &[String]) -> String {
     argv.iter()
         .map(|arg| {
-            if arg.is_empty() || arg.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') {
+            if arg.is_empty() || arg.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"')
+            {
                 format!("'{}'", arg.replace('\'', r"'\''"))
             } else {
                 arg.clone()
@@ -346,7 +367,11 @@ pub(crate) fn output_tail(output: &Output, max_lines: usize) -> String {
     let mut lines: Vec<String> = Vec::new();
     for stream in [&output.stdout, &output.stderr] {
         let text = String::from_utf8_lossy(stream);
-        lines.extend(text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
+        lines.extend(
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string),
+        );
     }
     let skip = lines.len().saturating_sub(max_lines);
     lines[skip..].join(" | ")
@@ -378,7 +403,12 @@ pub(crate) async fn run_command(
     let output = match timeout {
         Some(limit) => match tokio::time::timeout(limit, wait).await {
             Ok(result) => result,
-            Err(_) => return Err(UpdateError::CommandTimeout { command, timeout: limit }),
+            Err(_) => {
+                return Err(UpdateError::CommandTimeout {
+                    command,
+                    timeout: limit,
+                })
+            }
         },
         None => wait.await,
     };

@@ -1,0 +1,221 @@
+//! The host agent end to end: real `baton agent` processes (3 voters that only serve the lease, plus client hosts),
+//! sentinel update sources and a reboot command; the test plays the machines and kills agents between phases.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{stdout, AgentHost, TestCluster};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn holders(cluster: &TestCluster) -> Vec<String> {
+    let status = cluster.wait_for_leader(Duration::from_secs(10));
+    status["groups"]["workers"]["holders"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|h| h["holder"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Drives one host through a whole roll: pending -> granted -> reboot call
+/// -> (reboot) -> checked -> released.
+fn roll(host: &mut AgentHost, boot: u32) {
+    host.wait_reboot_calls(host.reboot_calls() + 1, WAIT);
+    host.reboot(boot);
+    host.wait_phase("idle", WAIT);
+}
+
+#[test]
+fn hosts_roll_one_at_a_time_and_come_back_idle() {
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let mut hosts: Vec<AgentHost> = (1..=3)
+        .map(|i| AgentHost::new(&cluster, &format!("w{i}"), ""))
+        .collect();
+    for host in &mut hosts {
+        host.update_pending();
+        host.start();
+    }
+    let started = Instant::now();
+    let mut rolled = 0;
+    let mut boot = 1;
+    while rolled < hosts.len() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "fleet did not roll"
+        );
+        // Exactly one host asks to reboot at a time, and it holds the lease.
+        let asking: Vec<usize> = (0..hosts.len())
+            .filter(|&i| hosts[i].reboot_calls() > 0 && hosts[i].phase() == "rebooting")
+            .collect();
+        if asking.is_empty() {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        assert_eq!(asking.len(), 1, "two hosts rebooting at once");
+        let i = asking[0];
+        assert_eq!(
+            holders(&cluster),
+            vec![hosts[i].name.clone()],
+            "the rebooting host holds the lease"
+        );
+        hosts[i].reboot(boot);
+        boot += 1;
+        hosts[i].wait_phase("idle", WAIT);
+        assert_eq!(hosts[i].reboot_calls(), 1, "{}", hosts[i].log());
+        // Mark the marker as handled so the host is not counted again.
+        std::fs::rename(hosts[i].marker(), hosts[i].dir.join("reboot-calls.done")).unwrap();
+        rolled += 1;
+    }
+    assert!(holders(&cluster).is_empty(), "every lease was released");
+    for host in &hosts {
+        assert!(
+            host.log().contains("back from the reboot"),
+            "{}",
+            host.log()
+        );
+    }
+}
+
+#[test]
+fn crash_in_each_phase_resumes_correctly() {
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    // Slow hooks make draining and post-reboot long enough to crash in.
+    let extra = "[[hooks.before_reboot]]\ncommand = [\"sleep\", \"1\"]\n[[hooks.after_reboot]]\ncommand = [\"sleep\", \"1\"]\n";
+    let mut host = AgentHost::new(&cluster, "crashy", extra);
+    host.update_pending();
+    host.start();
+
+    // Crash while draining: comes back, still holds, drains again, reboots.
+    host.wait_phase("draining", WAIT);
+    host.kill();
+    let token_before = holders(&cluster);
+    assert_eq!(token_before, vec!["crashy".to_string()]);
+    host.start();
+    host.wait_reboot_calls(1, WAIT);
+    assert_eq!(host.phase(), "rebooting");
+
+    // Crash after the reboot call, before the machine went down (same boot
+    // id): the agent re-verifies the lease and calls reboot again.
+    host.kill();
+    host.start();
+    host.wait_reboot_calls(2, WAIT);
+
+    // The reboot happens; crash during the post-reboot checks.
+    host.reboot(1);
+    host.wait_phase("post-reboot", WAIT);
+    host.kill();
+    host.start();
+    host.wait_phase("idle", WAIT);
+    assert!(holders(&cluster).is_empty(), "released after the checks");
+    assert_eq!(host.reboot_calls(), 2);
+}
+
+#[test]
+fn crash_while_queued_keeps_or_regains_the_place() {
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    // Someone else holds the lease, so the host queues.
+    let out = cluster.cli(&["lease", "acquire", "workers", "--holder", "operator"]);
+    assert!(out.status.success());
+    let mut host = AgentHost::new(&cluster, "queued", "");
+    host.update_pending();
+    host.start();
+    host.wait_phase("waiting-for-lease", WAIT);
+    host.kill();
+    host.start();
+    host.wait_phase("waiting-for-lease", WAIT);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(host.reboot_calls(), 0, "no reboot without the lease");
+    let out = cluster.cli(&["lease", "release", "workers", "--holder", "operator"]);
+    assert!(out.status.success());
+    host.wait_reboot_calls(1, WAIT);
+    roll(&mut host, 1);
+    let _ = stdout(&out);
+}
+
+#[test]
+fn a_lease_lost_before_the_reboot_call_means_no_reboot() {
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let extra = "[[hooks.before_reboot]]\ncommand = [\"sleep\", \"2\"]\n";
+    let mut host = AgentHost::new(&cluster, "unlucky", extra);
+    host.update_pending();
+    host.start();
+    host.wait_phase("draining", WAIT);
+    // An operator takes the lease away while the host drains.
+    let out = cluster.cli(&["unlock", "workers", "unlucky"]);
+    assert!(out.status.success());
+    // The host notices before the reboot call, undoes the drain, gives up
+    // this round and does not reboot.
+    let deadline = Instant::now() + WAIT;
+    while !host.log().contains("no longer ours") {
+        assert!(Instant::now() < deadline, "{}", host.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        host.reboot_calls(),
+        0,
+        "rebooted without the lease:\n{}",
+        host.log()
+    );
+    host.kill();
+}
+
+#[test]
+fn a_lease_held_but_not_remembered_is_released_at_start() {
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let out = cluster.cli(&["lease", "acquire", "workers", "--holder", "forgetful"]);
+    assert!(out.status.success());
+    let mut host = AgentHost::new(&cluster, "forgetful", "");
+    host.start();
+    let deadline = Instant::now() + WAIT;
+    while !holders(&cluster).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "stray lease not released:\n{}",
+            host.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(host.reboot_calls(), 0);
+}
+
+#[test]
+fn outside_its_window_a_host_never_queues() {
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    // A one-minute window that opens 12 hours from now (UTC).
+    let now = jiff::Timestamp::now().in_tz("UTC").unwrap();
+    let later = now
+        .checked_add(jiff::SignedDuration::from_hours(12))
+        .unwrap();
+    let extra = format!(
+        "time_zone = \"UTC\"\n[[reboot.window]]\nstart = \"{:02}:{:02}\"\nlength = \"1m\"\n",
+        later.hour(),
+        later.minute()
+    );
+    // `time_zone` belongs to [reboot], which AgentHost writes last.
+    let mut host = AgentHost::new(&cluster, "patient", &extra);
+    host.update_pending();
+    host.start();
+    host.wait_phase("reboot-needed", WAIT);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(host.phase(), "reboot-needed");
+    let status = cluster.wait_for_leader(Duration::from_secs(5));
+    assert!(
+        status["groups"]["workers"].is_null(),
+        "host queued outside its window: {status}"
+    );
+    assert!(
+        host.log().contains("next opens") || host.log().contains("reboot needed"),
+        "{}",
+        host.log()
+    );
+}
