@@ -148,8 +148,9 @@ fn missing_file_names_the_path() {
 }
 
 #[test]
-fn a_host_that_is_not_a_voter_is_told_so() {
-    let (code, err, _) = agent_with("name = \"cp-1\"\n", "name = \"worker-7\"\n");
+fn a_voter_without_listen_is_told_so() {
+    let (code, err, path) = agent_with("listen = \"127.0.0.1:7421\"\n", "");
     assert_eq!(code, Some(78), "{err}");
-    assert!(err.contains("worker-7"), "{err}");
+    assert!(err.contains(&path), "{err}");
+    assert!(err.contains("cluster.listen"), "{err}");
 }

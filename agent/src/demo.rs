@@ -165,10 +165,9 @@ impl Fleet {
                 reboots: 0,
                 rolled: false,
             };
-            let listen = if host.voter {
-                format!("listen = \"127.0.0.1:{}\"\n", ports[i])
-            } else {
-                String::new()
+            let listen = match ports.get(i) {
+                Some(port) => format!("listen = \"127.0.0.1:{port}\"\n"),
+                None => String::new(),
             };
             let config = format!(
                 "# baton demo host {name}\n[node]\nname = \"{name}\"\nstate_dir = \"{state}\"\ngroup = \"{GROUP}\"\n\n\

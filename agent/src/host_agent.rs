@@ -77,6 +77,8 @@ pub struct HostAgent {
     stray_checked: bool,
     /// The queue position last shown, so STATUS changes only when it does.
     last_position: Option<(u32, u32)>,
+    /// The last waiting text sent by `say`, so it is sent once per change.
+    last_status: Option<String>,
 }
 
 /// The host's boot id (a new one after every boot).
@@ -131,7 +133,10 @@ impl HostAgent {
 
     /// Loads the persisted phase, resumes it for this boot, and opens the
     /// update source, the reboot method and (if configured) Kubernetes.
-    pub async fn start(settings: Settings, notify: ServiceManager) -> Result<HostAgent, AgentError> {
+    pub async fn start(
+        settings: Settings,
+        notify: ServiceManager,
+    ) -> Result<HostAgent, AgentError> {
         let state_file = StateFile::new(&settings.node.state_dir);
         let boot_id = read_boot_id(&settings)?;
         let persisted = state_file.load()?;
@@ -145,11 +150,16 @@ impl HostAgent {
             );
             state_file.save(&phase)?;
         } else if phase != Phase::Idle {
-            info!(BATON_PHASE = phase.name(), "resuming in phase {}", phase.name());
+            info!(
+                BATON_PHASE = phase.name(),
+                "resuming in phase {}",
+                phase.name()
+            );
         }
         let updates = UpdateSource::open(&settings.updates).await?;
         if updates.name() == "apt" {
-            if let Some(warning) = updates::automatic_reboot_warning(&settings.updates.apt_conf_dir) {
+            if let Some(warning) = updates::automatic_reboot_warning(&settings.updates.apt_conf_dir)
+            {
                 warn!("{warning}");
             }
         }
@@ -157,7 +167,10 @@ impl HostAgent {
             Some(k) => Some(KubeDrainer::connect(k).await?),
             None => None,
         };
-        let dialer = Dialer::new(settings.cluster.connect_timeout, settings.cluster.request_timeout);
+        let dialer = Dialer::new(
+            settings.cluster.connect_timeout,
+            settings.cluster.request_timeout,
+        );
         let lease = LeaseClient::new(
             lease_endpoints(&settings),
             dialer,
@@ -177,7 +190,10 @@ impl HostAgent {
                 crate::config::RebootMethod::Command(c) => hooks::command_line(c),
             }
         );
-        let rebooter = Rebooter::new(&settings.reboot.method, settings.updates.dbus_address.as_deref());
+        let rebooter = Rebooter::new(
+            &settings.reboot.method,
+            settings.updates.dbus_address.as_deref(),
+        );
         let agent = HostAgent {
             state_file,
             phase,
@@ -194,6 +210,7 @@ impl HostAgent {
             failed: false,
             stray_checked: false,
             last_position: None,
+            last_status: None,
             settings,
         };
         agent.notify.status(&agent.phase.describe());
@@ -249,7 +266,10 @@ impl HostAgent {
         let lease = next.lease().or(self.phase.lease()).cloned();
         info!(
             BATON_PHASE = next.name(),
-            BATON_GROUP = lease.as_ref().map(|l| l.group.as_str()).unwrap_or(self.lease.group()),
+            BATON_GROUP = lease
+                .as_ref()
+                .map(|l| l.group.as_str())
+                .unwrap_or(self.lease.group()),
             BATON_HOLDER = self.lease.holder(),
             BATON_TOKEN = lease.as_ref().map(|l| l.token),
             "{} -> {}",
@@ -257,6 +277,7 @@ impl HostAgent {
             next.name()
         );
         self.notify.status(&next.describe());
+        self.last_status = None;
         if !matches!(next, Phase::WaitingForLease { .. }) {
             self.watch = None;
             self.last_position = None;
@@ -281,6 +302,15 @@ impl HostAgent {
         })
     }
 
+    /// Tells the journal and systemd what the agent waits for, once per change.
+    fn say(&mut self, text: String) {
+        if self.last_status.as_deref() != Some(text.as_str()) {
+            info!(BATON_PHASE = self.phase.name(), "{text}");
+            self.notify.status(&text);
+            self.last_status = Some(text);
+        }
+    }
+
     /// Waits for `duration` while pinging the watchdog.
     async fn wait(&self, duration: Duration) {
         tokio::time::sleep(duration.min(TICK)).await;
@@ -288,7 +318,10 @@ impl HostAgent {
 
     /// Runs `work` (bounded by its own timeouts) while pinging the watchdog,
     /// since hooks and drains may take longer than WatchdogSec.
-    async fn with_watchdog<T>(notify: &ServiceManager, work: impl std::future::Future<Output = T>) -> T {
+    async fn with_watchdog<T>(
+        notify: &ServiceManager,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
         tokio::pin!(work);
         loop {
             tokio::select! {
@@ -300,7 +333,10 @@ impl HostAgent {
 
     /// The proof of holding `remembered`: from this process's grant, or
     /// re-verified with a linearizable read. `Ok(None)`: not held any more.
-    async fn proof(&mut self, remembered: &RememberedLease) -> Result<Option<HeldLease>, LeaseClientError> {
+    async fn proof(
+        &mut self,
+        remembered: &RememberedLease,
+    ) -> Result<Option<HeldLease>, LeaseClientError> {
         if let Some(held) = &self.held {
             if held.token() == remembered.token {
                 return Ok(Some(held.clone()));
@@ -317,7 +353,10 @@ impl HostAgent {
             // crash): give it back so it does not block the group.
             match self.lease.held_token().await {
                 Ok(Some(token)) => {
-                    warn!(BATON_TOKEN = token, "holding a lease this host does not remember (token {token}); releasing it");
+                    warn!(
+                        BATON_TOKEN = token,
+                        "holding a lease this host does not remember (token {token}); releasing it"
+                    );
                     if self.lease.release(Some(token)).await.is_ok() {
                         self.stray_checked = true;
                     }
@@ -334,7 +373,8 @@ impl HostAgent {
             }
             self.retry_after = None;
         }
-        match self.updates.pending().await {
+        let pending = Self::with_watchdog(&self.notify, self.updates.pending()).await;
+        match pending {
             Ok(Some(update)) => {
                 info!(BATON_PHASE = "idle", "update pending: {}", update.reason);
                 Some(Event::UpdatePending(update))
@@ -370,14 +410,16 @@ impl HostAgent {
             due
         };
         if due {
-            if let Err(e) = self.updates.check_for_updates().await {
+            let checked = Self::with_watchdog(&self.notify, self.updates.check_for_updates()).await;
+            if let Err(e) = checked {
                 warn!("asking the updater to check for updates failed: {e}");
             }
         }
     }
 
     async fn reboot_needed(&mut self) -> Option<Event> {
-        match self.updates.pending().await {
+        let pending = Self::with_watchdog(&self.notify, self.updates.pending()).await;
+        match pending {
             Ok(None) => return Some(Event::UpdateGone),
             Ok(Some(_)) => {}
             Err(e) => {
@@ -389,7 +431,7 @@ impl HostAgent {
         let now = jiff::Timestamp::now();
         if !self.windows.is_open(now) {
             if let Some(opens) = self.windows.next_open(now) {
-                self.notify.status(&format!(
+                self.say(format!(
                     "reboot needed: waiting for the reboot window ({}), next opens {opens}",
                     self.windows.describe()
                 ));
@@ -402,6 +444,7 @@ impl HostAgent {
         if let Err(e) = checked {
             warn!(BATON_PHASE = "reboot-needed", "blocker says not now: {e}");
             self.notify.status(&format!("reboot needed: blocked: {e}"));
+            self.last_status = None;
             let retry = self.settings.reboot.blocker_retry;
             let until = Instant::now() + retry;
             while Instant::now() < until {
@@ -416,7 +459,10 @@ impl HostAgent {
     async fn waiting_for_lease(&mut self) -> Option<Event> {
         let now = jiff::Timestamp::now();
         if !self.windows.is_open(now) {
-            info!(BATON_PHASE = "waiting-for-lease", "reboot window closed before a grant; leaving the queue");
+            info!(
+                BATON_PHASE = "waiting-for-lease",
+                "reboot window closed before a grant; leaving the queue"
+            );
             if let Err(e) = self.lease.release(None).await {
                 warn!("could not leave the queue (the waiter TTL will drop us): {e}");
             }
@@ -446,7 +492,8 @@ impl HostAgent {
             }) => {
                 if self.last_position != Some((position, waiters)) {
                     self.last_position = Some((position, waiters));
-                    let text = format!("waiting for lease: position {position} of {waiters} ({reason})");
+                    let text =
+                        format!("waiting for lease: position {position} of {waiters} ({reason})");
                     info!(BATON_PHASE = "waiting-for-lease", "{text}");
                     self.notify.status(&text);
                 }
@@ -485,7 +532,10 @@ impl HostAgent {
         let held = match self.proof(remembered).await {
             Ok(Some(held)) => held,
             Ok(None) => {
-                warn!(BATON_PHASE = "draining", "the lease is no longer ours; undoing the drain");
+                warn!(
+                    BATON_PHASE = "draining",
+                    "the lease is no longer ours; undoing the drain"
+                );
                 return Some(Event::LeaseLost);
             }
             Err(e) => {
@@ -495,7 +545,10 @@ impl HostAgent {
             }
         };
         if !self.windows.is_open(jiff::Timestamp::now()) {
-            warn!(BATON_PHASE = "draining", "reboot window closed before the drain; giving the lease back");
+            warn!(
+                BATON_PHASE = "draining",
+                "reboot window closed before the drain; giving the lease back"
+            );
             return Some(Event::DrainFailed { drain: None });
         }
         let mut record: Option<DrainRecord> = None;
@@ -504,14 +557,24 @@ impl HostAgent {
             match drained {
                 Ok(r) => record = Some(r),
                 Err(e) => {
-                    error!(BATON_PHASE = "draining", BATON_TOKEN = held.token(), "kubernetes drain failed: {e}");
+                    error!(
+                        BATON_PHASE = "draining",
+                        BATON_TOKEN = held.token(),
+                        "kubernetes drain failed: {e}"
+                    );
                     return Some(Event::DrainFailed { drain: e.record() });
                 }
             }
         }
         let hooks = self.settings.hooks.before_reboot.clone();
-        if let Err(e) = Self::with_watchdog(&self.notify, hooks::run_hooks(&hooks, &held, "draining")).await {
-            error!(BATON_PHASE = "draining", BATON_TOKEN = held.token(), "before-reboot hook failed: {e}");
+        if let Err(e) =
+            Self::with_watchdog(&self.notify, hooks::run_hooks(&hooks, &held, "draining")).await
+        {
+            error!(
+                BATON_PHASE = "draining",
+                BATON_TOKEN = held.token(),
+                "before-reboot hook failed: {e}"
+            );
             return Some(Event::DrainFailed { drain: record });
         }
         Some(Event::Drained {
@@ -520,14 +583,21 @@ impl HostAgent {
         })
     }
 
-    async fn rebooting(&mut self, remembered: &RememberedLease, drain: Option<DrainRecord>) -> Option<Event> {
+    async fn rebooting(
+        &mut self,
+        remembered: &RememberedLease,
+        drain: Option<DrainRecord>,
+    ) -> Option<Event> {
         // Safety rule: re-check with a linearizable read, right before the
         // call, that we still hold the lease under our token.
         self.held = None;
         let held = match self.proof(remembered).await {
             Ok(Some(held)) => held,
             Ok(None) => {
-                warn!(BATON_PHASE = "rebooting", "the lease is no longer ours (token {}); not rebooting", remembered.token);
+                warn!(
+                    BATON_PHASE = "rebooting",
+                    "the lease is no longer ours (token {}); not rebooting", remembered.token
+                );
                 return Some(Event::LeaseLost);
             }
             Err(e) => {
@@ -537,7 +607,10 @@ impl HostAgent {
             }
         };
         if !self.windows.is_open(jiff::Timestamp::now()) {
-            warn!(BATON_PHASE = "rebooting", "reboot window closed before the reboot call; undoing the drain");
+            warn!(
+                BATON_PHASE = "rebooting",
+                "reboot window closed before the reboot call; undoing the drain"
+            );
             return Some(Event::DrainFailed { drain });
         }
         info!(
@@ -557,17 +630,41 @@ impl HostAgent {
             self.notify.watchdog_ping();
             tokio::time::sleep(TICK).await;
         }
-        warn!(BATON_PHASE = "rebooting", "still up {REBOOT_GRACE:?} after the reboot call; trying again");
+        warn!(
+            BATON_PHASE = "rebooting",
+            "still up {REBOOT_GRACE:?} after the reboot call; trying again"
+        );
         None
     }
 
-    async fn post_reboot(&mut self, update: &host_state::PendingUpdate, remembered: &RememberedLease) -> Option<Event> {
-        if let Err(e) = self.updates.verify_after_boot(update).await {
+    async fn post_reboot(
+        &mut self,
+        update: &host_state::PendingUpdate,
+        remembered: &RememberedLease,
+    ) -> Option<Event> {
+        let verified =
+            Self::with_watchdog(&self.notify, self.updates.verify_after_boot(update)).await;
+        match verified {
+            Ok(()) => {}
+            // Right after boot the updater may not be up yet: ask again.
+            Err(e) if e.is_transient() => {
+                warn!(
+                    BATON_PHASE = "post-reboot",
+                    "cannot ask the updater yet: {e}"
+                );
+                self.wait(TICK).await;
+                return None;
+            }
             // The host came back without the update (e.g. a rollback): say
-            // so loudly, finish this round; the source will report the
-            // update again and the host will queue again after a back-off.
-            error!(BATON_PHASE = "post-reboot", "update not active after the reboot: {e}");
-            self.failed = true;
+            // so loudly and finish this round; the source reports the update
+            // again and the host queues again after a back-off.
+            Err(e) => {
+                error!(
+                    BATON_PHASE = "post-reboot",
+                    "update not active after the reboot: {e}"
+                );
+                self.failed = true;
+            }
         }
         let hooks = self.settings.hooks.after_reboot.clone();
         if !hooks.is_empty() {
@@ -583,10 +680,17 @@ impl HostAgent {
                     return None;
                 }
             };
-            if let Err(e) = Self::with_watchdog(&self.notify, hooks::run_hooks(&hooks, &held, "post-reboot")).await {
+            if let Err(e) =
+                Self::with_watchdog(&self.notify, hooks::run_hooks(&hooks, &held, "post-reboot"))
+                    .await
+            {
                 // Keep holding: a host that is unhealthy after its update
                 // stops the roll until an operator looks (baton unlock).
-                error!(BATON_PHASE = "post-reboot", BATON_TOKEN = held.token(), "post-reboot check failed, holding the lease: {e}");
+                error!(
+                    BATON_PHASE = "post-reboot",
+                    BATON_TOKEN = held.token(),
+                    "post-reboot check failed, holding the lease: {e}"
+                );
                 self.notify.status(&format!(
                     "holding reboot lease (group {}, token {}): post-reboot check failed: {e}",
                     held.group(),
@@ -603,11 +707,21 @@ impl HostAgent {
         Some(Event::Checked)
     }
 
-    async fn undraining(&mut self, remembered: &RememberedLease, drain: Option<&DrainRecord>) -> Option<Event> {
-        let (Some(record), Some(kube)) = (drain, &self.kube) else {
+    async fn undraining(
+        &mut self,
+        remembered: &RememberedLease,
+        drain: Option<&DrainRecord>,
+    ) -> Option<Event> {
+        let Some(record) = drain else {
             return Some(Event::Undrained);
         };
+        if self.kube.is_none() {
+            return Some(Event::Undrained);
+        }
         let held = self.proof(remembered).await.ok().flatten();
+        let Some(kube) = &self.kube else {
+            return Some(Event::Undrained);
+        };
         let result = match &held {
             Some(held) => Self::with_watchdog(&self.notify, kube.undrain(held, record)).await,
             // Not holding any more: still put the node back into service.
@@ -629,7 +743,10 @@ impl HostAgent {
             // Another token holds it now (force-released and re-granted to
             // us?): nothing of ours to give back.
             Err(LeaseClientError::Refused(why)) => {
-                warn!(BATON_PHASE = "releasing", "release refused ({why}); treating the lease as gone");
+                warn!(
+                    BATON_PHASE = "releasing",
+                    "release refused ({why}); treating the lease as gone"
+                );
                 Some(Event::Released)
             }
             Err(e) => {

@@ -84,14 +84,20 @@ impl ServiceManager {
     /// STOPPING=1 and STATUS= in one message.
     pub fn stopping_with_status(&self, text: &str) {
         let text = status_text(text);
-        self.send("STOPPING=1", &[NotifyState::Stopping, NotifyState::Status(&text)]);
+        self.send(
+            "STOPPING=1",
+            &[NotifyState::Stopping, NotifyState::Status(&text)],
+        );
     }
 
     /// EXTEND_TIMEOUT_USEC=: the start (before READY=1) or the stop takes
     /// longer, give it this much more from now (e.g. opening a large store).
     pub fn extend_timeout(&self, by: Duration) {
         let usec = u32::try_from(by.as_micros()).unwrap_or(u32::MAX);
-        self.send("EXTEND_TIMEOUT_USEC", &[NotifyState::ExtendTimeoutUsec(usec)]);
+        self.send(
+            "EXTEND_TIMEOUT_USEC",
+            &[NotifyState::ExtendTimeoutUsec(usec)],
+        );
     }
 
     /// How often to call [`Self::watchdog_ping`]: half of `WatchdogSec=`, as
@@ -147,11 +153,18 @@ mod tests {
 
     #[test]
     fn status_text_is_one_bounded_line() {
-        assert_eq!(status_text("idle: no update pending"), "idle: no update pending");
+        assert_eq!(
+            status_text("idle: no update pending"),
+            "idle: no update pending"
+        );
         assert_eq!(status_text(" waiting\nfor lease\r\n"), "waiting for lease");
         let long = "é".repeat(MAX_STATUS_BYTES);
         let cut = status_text(&long);
-        assert!(cut.len() <= MAX_STATUS_BYTES && cut.ends_with("..."), "{}", cut.len());
+        assert!(
+            cut.len() <= MAX_STATUS_BYTES && cut.ends_with("..."),
+            "{}",
+            cut.len()
+        );
     }
 
     #[test]
@@ -177,7 +190,11 @@ mod tests {
         let module = module_path!().split_once("::").map_or("", |(_, rest)| rest);
         let mut command = Command::new(std::env::current_exe().unwrap());
         command
-            .args([&format!("{module}::{child_test}"), "--exact", "--test-threads=1"])
+            .args([
+                &format!("{module}::{child_test}"),
+                "--exact",
+                "--test-threads=1",
+            ])
             .env(CHILD_MARKER, "1")
             .env("NOTIFY_SOCKET", &path);
         for var in SERVICE_ENV.iter().skip(1) {
@@ -192,8 +209,8 @@ mod tests {
         while let Ok(n) = socket.recv(&mut buf) {
             messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
         }
-        let passed = output.status.success()
-            && String::from_utf8_lossy(&output.stdout).contains("1 passed");
+        let passed =
+            output.status.success() && String::from_utf8_lossy(&output.stdout).contains("1 passed");
         if !passed {
             eprintln!(
                 "child {child_test}: {}\n{}",
