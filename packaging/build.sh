@@ -16,7 +16,7 @@ cd "$root"
 say() { printf 'build.sh: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
-for tool in cargo mksquashfs strip python3; do
+for tool in cargo dpkg-deb gzip mksquashfs strip python3; do
     command -v "$tool" >/dev/null || die "$tool not found (mksquashfs: apt-get install squashfs-tools; strip: binutils)"
 done
 cargo deb --version >/dev/null 2>&1 || die "cargo-deb not found: cargo install cargo-deb --locked"
@@ -70,12 +70,27 @@ for p in sorted((pkgs[i] for i in seen), key=lambda p: (p["name"], p["version"])
     print("%s %s: %s" % (p["name"], p["version"], p["license"] or p.get("license_file") or "see the crate"))
 ' > "$docs/third-party-crates.txt"
 
-mkdir -p dist
-rm -f "dist/baton_${deb_version}_amd64.deb" "dist/baton-$version-x86-64.raw"
+# Debian policy: man pages gzip -9n compressed (cargo-deb leaves files under
+# target/release/ as they are).
+gzip -9n "$docs"/man/*.1
 
-say "cargo deb -> dist/baton_${deb_version}_amd64.deb"
-cargo deb --locked --no-build -p baton --deb-version "$deb_version" --output "dist/baton_${deb_version}_amd64.deb" >/dev/null
-[[ -s "dist/baton_${deb_version}_amd64.deb" ]] || die "cargo deb wrote no dist/baton_${deb_version}_amd64.deb"
+mkdir -p dist
+deb="dist/baton_${deb_version}_amd64.deb"
+rm -f "$deb" "dist/baton-$version-x86-64.raw"
+
+say "cargo deb -> $deb"
+cargo deb --locked --no-build -p baton --deb-version "$deb_version" --output "$deb" >/dev/null
+[[ -s "$deb" ]] || die "cargo deb wrote no $deb"
+
+# cargo-deb writes no DEBIAN/md5sums; add it so that `dpkg --verify baton`
+# and debsums can check the installed files.
+unpacked="$target_dir/deb-unpacked"
+rm -rf "$unpacked"
+dpkg-deb --raw-extract "$deb" "$unpacked"
+(cd "$unpacked" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 md5sum > DEBIAN/md5sums)
+chmod 0644 "$unpacked/DEBIAN/md5sums"
+dpkg-deb --root-owner-group -Zxz --build "$unpacked" "$deb" >/dev/null
+rm -rf "$unpacked"
 
 # Flatcar system extension: /usr only, plus the extension-release file that
 # systemd-sysext matches against the host's os-release.
@@ -87,7 +102,6 @@ strip --strip-unneeded "$tree/usr/bin/baton"
 install -D -m 0644 systemd/baton.service "$tree/usr/lib/systemd/system/baton.service"
 install -D -m 0644 packaging/sysext/10-baton.conf "$tree/usr/lib/systemd/system/multi-user.target.d/10-baton.conf"
 install -D -m 0644 packaging/sysext/extension-release.baton "$tree/usr/lib/extension-release.d/extension-release.baton"
-install -D -m 0644 "$docs/man/baton.1" "$tree/usr/share/man/man1/baton.1"
 install -D -m 0644 packaging/deb/copyright "$tree/usr/share/doc/baton/copyright"
 install -D -m 0644 "$docs/third-party-crates.txt" "$tree/usr/share/doc/baton/third-party-crates.txt"
 find "$tree" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +

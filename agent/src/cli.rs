@@ -92,6 +92,9 @@ pub enum Command {
         /// Give up if the fleet has not rolled by then.
         #[arg(long = "give-up-after", default_value = "5m", value_parser = parse_duration)]
         give_up_after: Duration,
+        /// Leave the fleet's configs, state and agent logs in the temp dir.
+        #[arg(long)]
+        keep_files: bool,
     },
 }
 
@@ -189,9 +192,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             hosts,
             json,
             give_up_after,
+            keep_files,
         } => {
             crate::demo::run(crate::demo::DemoOptions {
                 hosts: *hosts,
+                keep_files: *keep_files,
                 json: *json,
                 timeout: *give_up_after,
             })

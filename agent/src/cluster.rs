@@ -137,11 +137,20 @@ impl Cluster {
     /// Appends `command` through raft on this voter (which must lead) and
     /// waits until it is applied.
     pub async fn propose(&self, command: Command) -> Attempt<Outcome> {
+        let wake_followers = command.may_free_slot();
         match self.raft.client_write(command).await {
-            Ok(response) => match response.data {
-                Ok(outcome) => Attempt::Done(outcome),
-                Err(rejected) => Attempt::Fail(Status::invalid_argument(rejected.to_string())),
-            },
+            Ok(response) => {
+                if wake_followers {
+                    // A heartbeat carries the new commit index: followers
+                    // apply now and wake their watchers, instead of at the
+                    // next heartbeat tick.
+                    let _ = self.raft.trigger().heartbeat().await;
+                }
+                match response.data {
+                    Ok(outcome) => Attempt::Done(outcome),
+                    Err(rejected) => Attempt::Fail(Status::invalid_argument(rejected.to_string())),
+                }
+            }
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Attempt::Retry(format!("leadership moved to {:?}", f.leader_id))
             }

@@ -51,6 +51,8 @@ pub enum DemoError {
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
     pub hosts: usize,
+    /// Leave the fleet's directory (configs, state, agent logs) behind.
+    pub keep_files: bool,
     pub json: bool,
     pub timeout: Duration,
 }
@@ -87,6 +89,7 @@ impl Host {
 /// every process and removes the dir, also on error and on Ctrl-C.
 struct Fleet {
     root: PathBuf,
+    keep_files: bool,
     hosts: Vec<Host>,
     voter_addresses: Vec<String>,
 }
@@ -99,7 +102,9 @@ impl Drop for Fleet {
                 let _ = child.wait();
             }
         }
-        let _ = std::fs::remove_dir_all(&self.root);
+        if !self.keep_files {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
     }
 }
 
@@ -133,6 +138,7 @@ impl Fleet {
         let _ = std::fs::remove_dir_all(&root);
         let mut fleet = Fleet {
             root: root.clone(),
+            keep_files: false,
             hosts: Vec::new(),
             voter_addresses: Vec::new(),
         };
@@ -319,22 +325,35 @@ fn percentile(samples: &[Duration], q: f64) -> f64 {
     sorted[index].as_secs_f64() * 1000.0
 }
 
-/// Opens a watch stream on the first voter that answers.
-async fn open_watch(addresses: &[String]) -> Option<tonic::Streaming<pb::WatchEvent>> {
-    for address in addresses {
-        let Ok(mut client) = LeaseGrpc::connect(format!("http://{address}")).await else {
-            continue;
-        };
-        if let Ok(stream) = client
-            .watch(pb::WatchRequest {
-                group: GROUP.into(),
-            })
-            .await
-        {
-            return Some(stream.into_inner());
-        }
+/// Opens a watch stream on the voter at `address`.
+async fn open_watch(address: &str) -> Option<tonic::Streaming<pb::WatchEvent>> {
+    let mut client = LeaseGrpc::connect(format!("http://{address}")).await.ok()?;
+    let request = pb::WatchRequest {
+        group: GROUP.into(),
+    };
+    let stream = client.watch(request).await.ok()?;
+    Some(stream.into_inner())
+}
+
+/// The next event of `stream`, or never when there is none.
+async fn next_event(
+    stream: &mut Option<tonic::Streaming<pb::WatchEvent>>,
+) -> Option<Result<pb::WatchEvent, tonic::Status>> {
+    match stream.as_mut() {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
     }
-    None
+}
+
+/// Identifies a change seen on two streams, so it is counted once.
+fn change_key(event: &pb::WatchEvent) -> Option<(u64, &'static str, String)> {
+    use pb::watch_event::Kind;
+    match &event.kind {
+        Some(Kind::Granted(g)) => Some((event.index, "granted", g.holder.clone())),
+        Some(Kind::Released(r)) => Some((event.index, "released", r.holder.clone())),
+        Some(Kind::Queued(q)) => Some((event.index, "queued", q.holder.clone())),
+        _ => None,
+    }
 }
 
 /// Runs the demo until every host rolled (or the timeout, or Ctrl-C).
@@ -344,6 +363,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         quiet: false,
     };
     let mut fleet = Fleet::create(options.hosts)?;
+    fleet.keep_files = options.keep_files;
     let voters = fleet.hosts.iter().filter(|h| h.voter).count();
     clock.line(&format!(
         "starting {} hosts ({voters} voters, {} clients) in {}; every host has an update waiting for a reboot",
@@ -355,29 +375,42 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         fleet.start(i)?;
     }
     let mut observed = Observed::default();
-    let mut watch = None;
+    // Two watchers on two voters: voters reboot too, one at a time, so one
+    // of the two always sees each change as it happens.
+    let mut watches: [Option<tonic::Streaming<pb::WatchEvent>>; 2] = [None, None];
+    let watched: Vec<String> = fleet.voter_addresses.iter().take(2).cloned().collect();
+    let mut seen = BTreeSet::new();
     let deadline = Instant::now() + options.timeout;
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut phases: BTreeMap<String, &'static str> = BTreeMap::new();
     loop {
-        if watch.is_none() {
-            watch = open_watch(&fleet.voter_addresses).await;
+        for (slot, address) in watches.iter_mut().zip(&watched) {
+            if slot.is_none() {
+                *slot = open_watch(address).await;
+            }
         }
-        tokio::select! {
+        let [first, second] = &mut watches;
+        let (which, event) = tokio::select! {
             _ = &mut ctrl_c => return Err(DemoError::Interrupted),
-            _ = tick.tick() => {}
-            event = async {
-                match watch.as_mut() {
-                    Some(stream) => stream.next().await,
-                    None => std::future::pending().await,
+            _ = tick.tick() => (None, None),
+            event = next_event(first) => (Some(0), event),
+            event = next_event(second) => (Some(1), event),
+        };
+        match (which, event) {
+            (_, Some(Ok(event))) => {
+                let new = match change_key(&event) {
+                    Some(key) => seen.insert(key),
+                    None => true,
+                };
+                if new {
+                    observed.apply(&event, &clock);
                 }
-            } => match event {
-                Some(Ok(event)) => observed.apply(&event, &clock),
-                // The watched voter went down (it reboots too): watch another.
-                _ => watch = None,
-            },
+            }
+            // That voter went down (it reboots too); reopen when it is back.
+            (Some(i), _) => watches[i] = None,
+            (None, _) => {}
         }
         for i in 0..fleet.hosts.len() {
             fleet.reboot_requested(i, &clock)?;

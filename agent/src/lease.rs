@@ -284,6 +284,20 @@ pub fn validate_max(max_holders: u32) -> Result<(), LeaseError> {
 }
 
 impl Command {
+    /// Whether applying this may free a slot (or let a waiter in). Waiters
+    /// watching a follower learn of it only once the follower knows the
+    /// entry is committed, so the leader tells followers at once after these.
+    pub fn may_free_slot(&self) -> bool {
+        matches!(
+            self,
+            Command::Release { .. }
+                | Command::Expire { .. }
+                | Command::ForceRelease { .. }
+                | Command::SetMax { .. }
+                | Command::Resume { .. }
+        )
+    }
+
     /// The time the leader stamped into the command.
     pub fn now(&self) -> UnixMillis {
         match self {

@@ -281,15 +281,12 @@ async fn expire_loop(cluster: Cluster, hold_timeout: Option<Duration>) {
         let Ok(now) = now_ms() else { continue };
         let due = cluster.view.read().lease.next_expiry(hold_timeout_ms);
         if due.is_some_and(|at| at <= now) {
-            if let Err(e) = cluster
-                .raft
-                .client_write(Command::Expire {
-                    now,
-                    hold_timeout_ms,
-                })
-                .await
-            {
-                warn!("could not expire stale lease entries: {e}");
+            let expire = Command::Expire {
+                now,
+                hold_timeout_ms,
+            };
+            if let crate::cluster::Attempt::Fail(status) = cluster.propose(expire).await {
+                warn!("could not expire stale lease entries: {}", status.message());
             }
         }
     }
