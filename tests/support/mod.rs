@@ -285,8 +285,20 @@ pub struct AgentHost {
 }
 
 impl AgentHost {
-    /// Writes the host's config. `extra` is appended (hooks, windows, ...).
+    /// Writes the host's config with a sentinel source and a reboot command
+    /// that leaves a marker. `extra` is appended (hooks, windows, ...).
     pub fn new(cluster: &TestCluster, name: &str, extra: &str) -> AgentHost {
+        Self::with_sections(cluster, name, None, extra)
+    }
+
+    /// Like [`AgentHost::new`], but `sections` replaces the `[updates]` and
+    /// `[reboot]` tables (without `boot_id_path`, which is always set).
+    pub fn with_sections(
+        cluster: &TestCluster,
+        name: &str,
+        sections: Option<&str>,
+        extra: &str,
+    ) -> AgentHost {
         let dir = cluster.dir.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let host = AgentHost {
@@ -304,14 +316,20 @@ impl AgentHost {
                 )
             })
             .collect();
+        let sections = match sections {
+            Some(sections) => sections.to_string(),
+            None => format!(
+                "[updates]\nsource = \"sentinel\"\nsentinel_file = \"{sentinel}\"\npoll_interval = \"100ms\"\n\n\
+                 [reboot]\nmethod = \"command\"\ncommand = [\"sh\", \"-c\", \"echo $$ >> {marker}\"]\n",
+                sentinel = host.sentinel().display(),
+                marker = host.marker().display(),
+            ),
+        };
         let config = format!(
             "[node]\nname = \"{name}\"\nstate_dir = \"{state}\"\ngroup = \"workers\"\n\n[cluster]\nvoters = [\n{voters}\n]\n\n\
-             [updates]\nsource = \"sentinel\"\nsentinel_file = \"{sentinel}\"\npoll_interval = \"100ms\"\n\n\
-             [reboot]\nmethod = \"command\"\ncommand = [\"sh\", \"-c\", \"echo $$ >> {marker}\"]\nboot_id_path = \"{boot_id}\"\nblocker_retry = \"1s\"\n{extra}\n",
+             {sections}boot_id_path = \"{boot_id}\"\nblocker_retry = \"1s\"\n{extra}\n",
             state = host.state_dir().display(),
             voters = voters.join("\n"),
-            sentinel = host.sentinel().display(),
-            marker = host.marker().display(),
             boot_id = host.boot_id().display(),
         );
         std::fs::write(host.config(), config).unwrap();

@@ -1,0 +1,192 @@
+//! A Flatcar host end to end on a real D-Bus: update_engine reports NEED_REBOOT (at start through GetStatus, later
+//! through the StatusUpdate signal), the agent takes the lease and calls logind's Reboot(false) exactly once, while holding it.
+//!
+//! The bus is a real dbus-daemon; update_engine and logind on it are test
+//! services (no real update_engine or logind may run here), and each
+//! Reboot call asks the cluster, at that moment, who holds the lease.
+
+mod dbus_support;
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use baton_proto::v1 as pb;
+use dbus_support::{wait_until, DbusDaemon, UpdateEngineService};
+use support::{AgentHost, TestCluster};
+
+const NEED_REBOOT: &str = "UPDATE_STATUS_UPDATED_NEED_REBOOT";
+const IDLE: &str = "UPDATE_STATUS_IDLE";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// One Reboot call as the fake logind saw it.
+#[derive(Debug, Clone)]
+struct RebootCall {
+    interactive: bool,
+    /// Who held the lease group when the call arrived.
+    holders: Vec<String>,
+}
+
+/// logind's Manager.Reboot, recording each call with the lease holders at
+/// that moment (asked from the cluster before the call returns).
+struct CheckingLogind {
+    calls: Arc<Mutex<Vec<RebootCall>>>,
+    voter: String,
+}
+
+#[zbus::interface(name = "org.freedesktop.login1.Manager")]
+impl CheckingLogind {
+    async fn reboot(&self, interactive: bool) {
+        let mut holders = Vec::new();
+        if let Ok(mut client) =
+            pb::lease_client::LeaseClient::connect(format!("http://{}", self.voter)).await
+        {
+            if let Ok(status) = client.status(pb::StatusRequest { stale: false }).await {
+                for group in status.into_inner().groups {
+                    if group.name == "workers" {
+                        holders = group.holders.into_iter().map(|h| h.holder).collect();
+                    }
+                }
+            }
+        }
+        self.calls.lock().unwrap().push(RebootCall {
+            interactive,
+            holders,
+        });
+    }
+}
+
+async fn start_logind(
+    address: &str,
+    voter: String,
+) -> (zbus::Connection, Arc<Mutex<Vec<RebootCall>>>) {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let conn = zbus::connection::Builder::address(address)
+        .unwrap()
+        .name("org.freedesktop.login1")
+        .unwrap()
+        .serve_at(
+            "/org/freedesktop/login1",
+            CheckingLogind {
+                calls: calls.clone(),
+                voter,
+            },
+        )
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    (conn, calls)
+}
+
+fn flatcar_sections(bus: &str) -> String {
+    format!(
+        "[updates]\nsource = \"flatcar\"\ndbus_address = \"{bus}\"\npoll_interval = \"200ms\"\n\n[reboot]\nmethod = \"logind\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flatcar_hosts_reboot_through_logind_only_while_holding_the_lease() {
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+
+    // Host a: update already downloaded when the agent starts (GetStatus).
+    let bus_a = DbusDaemon::start();
+    let engine_a = UpdateEngineService::start(&bus_a.address(), NEED_REBOOT, "4152.2.1").await;
+    let (_logind_a, calls_a) = start_logind(&bus_a.address(), cluster.address(0)).await;
+    let mut a = AgentHost::with_sections(
+        &cluster,
+        "flatcar-a",
+        Some(&flatcar_sections(&bus_a.address())),
+        "",
+    );
+
+    // Host b: idle at start; the update arrives later (StatusUpdate signal).
+    let bus_b = DbusDaemon::start();
+    let engine_b = UpdateEngineService::start(&bus_b.address(), IDLE, "").await;
+    let (_logind_b, calls_b) = start_logind(&bus_b.address(), cluster.address(1)).await;
+    let mut b = AgentHost::with_sections(
+        &cluster,
+        "flatcar-b",
+        Some(&flatcar_sections(&bus_b.address())),
+        "",
+    );
+
+    a.start();
+    b.start();
+    wait_until("a asks logind to reboot", WAIT, || {
+        !calls_a.lock().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(b.phase(), "idle", "b has no update yet");
+    engine_b.set(NEED_REBOOT, "4152.2.1", 1.0).await;
+    b.wait_phase("waiting-for-lease", WAIT);
+
+    // a's call came while a held the lease, and only once.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    {
+        let calls = calls_a.lock().unwrap().clone();
+        assert_eq!(calls.len(), 1, "exactly one Reboot call: {calls:?}");
+        assert!(!calls[0].interactive, "Reboot(false)");
+        assert_eq!(
+            calls[0].holders,
+            vec!["flatcar-a".to_string()],
+            "a held the lease at the call"
+        );
+    }
+    assert!(
+        calls_b.lock().unwrap().is_empty(),
+        "b must not reboot while a holds the lease"
+    );
+
+    // a reboots: the new version is active, update_engine is idle again.
+    engine_a.set(IDLE, "", 0.0).await;
+    a.reboot(1);
+    a.wait_phase("idle", WAIT);
+
+    // Now b gets the lease and reboots the same way.
+    wait_until("b asks logind to reboot", WAIT, || {
+        !calls_b.lock().unwrap().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let calls = calls_b.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].holders, vec!["flatcar-b".to_string()]);
+    engine_b.set(IDLE, "", 0.0).await;
+    b.reboot(1);
+    b.wait_phase("idle", WAIT);
+    assert_eq!(calls_a.lock().unwrap().len(), 1, "a did not reboot again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_whose_update_did_not_take_says_so_and_releases() {
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let bus = DbusDaemon::start();
+    let _engine = UpdateEngineService::start(&bus.address(), NEED_REBOOT, "4152.2.1").await;
+    let (_logind, calls) = start_logind(&bus.address(), cluster.address(0)).await;
+    let mut host = AgentHost::with_sections(
+        &cluster,
+        "stuck",
+        Some(&flatcar_sections(&bus.address())),
+        "",
+    );
+    host.start();
+    wait_until("reboot call", WAIT, || !calls.lock().unwrap().is_empty()).await;
+    // The machine "reboots" but update_engine still wants a reboot.
+    host.reboot(1);
+    host.wait_phase("idle", WAIT);
+    assert!(
+        host.log().contains("update not active after the reboot"),
+        "{}",
+        host.log()
+    );
+    let status = cluster.wait_for_leader(Duration::from_secs(5));
+    assert!(
+        status["groups"]["workers"]["holders"]
+            .as_array()
+            .is_none_or(|h| h.is_empty()),
+        "the lease was released: {status}"
+    );
+}
