@@ -162,10 +162,11 @@ async fn main() -> Result<(), Error> {
         std::fs::write(
             &config,
             format!(
-                "[node]\nname = \"b{}\"\nstate_dir = \"{}\"\n[cluster]\nlisten = \"127.0.0.1:{port}\"\nvoters = [\n{}\n]\n",
+                "[node]\nname = \"b{}\"\nstate_dir = \"{}\"\n[cluster]\nlisten = \"127.0.0.1:{port}\"\nvoters = [\n{}\n]\n{}\n[updates]\nsource = \"none\"\n",
                 i + 1,
                 home.join("state").display(),
-                voters_toml.join("\n")
+                voters_toml.join("\n"),
+                std::env::var("BATON_BENCH_CLUSTER").unwrap_or_default()
             ),
         )?;
         voters.push(Voter {

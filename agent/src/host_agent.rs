@@ -79,6 +79,8 @@ pub struct HostAgent {
     last_position: Option<(u32, u32)>,
     /// The last waiting text sent by `say`, so it is sent once per change.
     last_status: Option<String>,
+    /// When the updater was last asked to check for updates.
+    last_update_check: Option<Instant>,
 }
 
 /// The host's boot id (a new one after every boot).
@@ -211,6 +213,7 @@ impl HostAgent {
             stray_checked: false,
             last_position: None,
             last_status: None,
+            last_update_check: None,
             settings,
         };
         agent.notify.status(&agent.phase.describe());
@@ -400,16 +403,9 @@ impl HostAgent {
 
     /// Asks the updater to look for updates once per `interval`.
     async fn maybe_check_for_updates(&mut self, interval: Duration) {
-        static LAST: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
-        let due = {
-            let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
-            let due = last.is_none_or(|at| at.elapsed() >= interval);
-            if due {
-                *last = Some(Instant::now());
-            }
-            due
-        };
+        let due = self.last_update_check.is_none_or(|at| at.elapsed() >= interval);
         if due {
+            self.last_update_check = Some(Instant::now());
             let checked = Self::with_watchdog(&self.notify, self.updates.check_for_updates()).await;
             if let Err(e) = checked {
                 warn!("asking the updater to check for updates failed: {e}");
