@@ -44,7 +44,7 @@ const HOSTNAME_PATH: &str = "/proc/sys/kernel/hostname";
 const DEFAULT_STATE_DIR: &str = "/var/lib/baton";
 const DEFAULT_GROUP: &str = "default";
 const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
-const DEFAULT_ELECTION_TIMEOUT: Duration = Duration::from_millis(400);
+const DEFAULT_ELECTION_TIMEOUT: Duration = Duration::from_millis(300);
 const DEFAULT_SNAPSHOT_EVERY: u64 = 1000;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
@@ -129,7 +129,7 @@ pub struct ClusterSettings {
     pub voters: Vec<VoterSettings>,
     /// Raft heartbeat interval (default 100ms).
     pub heartbeat_interval: Duration,
-    /// Minimum raft election timeout; the maximum is twice this (default 400ms).
+    /// Minimum raft election timeout; the maximum is 1.5 times this (default 300ms).
     pub election_timeout: Duration,
     /// Log entries between raft snapshots (default 1000).
     pub snapshot_every: u64,
@@ -1892,7 +1892,7 @@ waiter_ttl = "30s"
                         })
                         .collect(),
                     heartbeat_interval: Duration::from_millis(100),
-                    election_timeout: Duration::from_millis(400),
+                    election_timeout: Duration::from_millis(300),
                     snapshot_every: 1000,
                     connect_timeout: Duration::from_secs(1),
                     request_timeout: Duration::from_secs(3),
