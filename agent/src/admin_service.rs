@@ -11,7 +11,7 @@ use openraft::ChangeMembers;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::cluster::{Attempt, Cluster};
+use crate::cluster::{write_failed, Attempt, Cluster};
 use crate::lease::{validate_group_name, validate_holder, Command, Outcome};
 use crate::lease_service::{forwarded, invalid, is_forwarded, propose_stamped};
 use crate::raft_types::{ClientWriteResponse, VoterNode};
@@ -95,15 +95,7 @@ impl AdminService {
                             message: describe(req),
                             index: written.log_id.index,
                         }),
-                        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                            Attempt::Retry(format!("leadership moved to {:?}", f.leader_id))
-                        }
-                        Err(RaftError::APIError(other)) => {
-                            Attempt::Fail(Status::failed_precondition(other.to_string()))
-                        }
-                        Err(RaftError::Fatal(fatal)) => {
-                            Attempt::Fail(Status::unavailable(format!("raft stopped: {fatal}")))
-                        }
+                        Err(e) => write_failed(e),
                     }
                 },
                 move |channel| async move {

@@ -11,7 +11,7 @@ use tonic::Status;
 use crate::config::LeaseSettings;
 use crate::lease::{Command, Outcome, UnixMillis};
 use crate::raft_network::PeerHealth;
-use crate::raft_types::{NodeId, Raft};
+use crate::raft_types::{NodeId, Raft, VoterNode};
 use crate::state_machine::StateView;
 use crate::transport::Dialer;
 use crate::wire;
@@ -29,6 +29,22 @@ pub enum Attempt<T> {
     /// Leadership moved under us; try again where it went.
     Retry(String),
     Fail(Status),
+}
+
+/// What a failed raft write means for the caller: try again where
+/// leadership went, or give up with a status.
+pub fn write_failed<T>(
+    error: RaftError<NodeId, ClientWriteError<NodeId, VoterNode>>,
+) -> Attempt<T> {
+    match error {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            Attempt::Retry(format!("leadership moved to {:?}", f.leader_id))
+        }
+        RaftError::APIError(other) => Attempt::Fail(Status::failed_precondition(other.to_string())),
+        RaftError::Fatal(fatal) => {
+            Attempt::Fail(Status::unavailable(format!("raft stopped: {fatal}")))
+        }
+    }
 }
 
 impl<T> Attempt<T> {
@@ -151,15 +167,7 @@ impl Cluster {
                     Err(rejected) => Attempt::Fail(Status::invalid_argument(rejected.to_string())),
                 }
             }
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Attempt::Retry(format!("leadership moved to {:?}", f.leader_id))
-            }
-            Err(RaftError::APIError(other)) => {
-                Attempt::Fail(Status::failed_precondition(other.to_string()))
-            }
-            Err(RaftError::Fatal(fatal)) => {
-                Attempt::Fail(Status::unavailable(format!("raft stopped: {fatal}")))
-            }
+            Err(e) => write_failed(e),
         }
     }
 

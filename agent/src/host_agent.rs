@@ -403,7 +403,9 @@ impl HostAgent {
 
     /// Asks the updater to look for updates once per `interval`.
     async fn maybe_check_for_updates(&mut self, interval: Duration) {
-        let due = self.last_update_check.is_none_or(|at| at.elapsed() >= interval);
+        let due = self
+            .last_update_check
+            .is_none_or(|at| at.elapsed() >= interval);
         if due {
             self.last_update_check = Some(Instant::now());
             let checked = Self::with_watchdog(&self.notify, self.updates.check_for_updates()).await;
