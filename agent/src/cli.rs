@@ -39,6 +39,9 @@ pub struct Cli {
     /// How long to wait for each answer from the cluster.
     #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+    /// Where log events go: auto (the journal when run by systemd, else stderr), journal, plain, json.
+    #[arg(long, global = true, value_enum, default_value_t = crate::logging::LogFormat::Auto, env = "BATON_LOG_FORMAT")]
+    pub log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -1,6 +1,8 @@
 //! A voter's handle on the cluster for its services: routes calls to the leader, stamps and proposes commands, builds status.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use baton_proto::v1 as pb;
@@ -67,6 +69,9 @@ pub struct Cluster {
     pub dialer: Dialer,
     pub health: PeerHealth,
     pub lease: LeaseSettings,
+    /// The term in which this process, as leader, committed a read barrier
+    /// (see `ensure_linearizable`). Zero: none yet.
+    pub read_barrier_term: Arc<AtomicU64>,
 }
 
 /// Now, in unix milliseconds, as the leader stamps it into commands.
@@ -173,7 +178,29 @@ impl Cluster {
 
     /// Waits until this leader's state machine reflects every write committed
     /// before the call (read-index), so the status read after it is linearizable.
+    ///
+    /// openraft 0.9 restores leadership at start-up from a committed vote
+    /// without committing a new entry, and its read index is then the
+    /// committed index it last persisted, which can be older than entries
+    /// it acknowledged before the crash. So the first read of each term in
+    /// this process first commits an entry (a harmless `Expire`): that
+    /// commits everything before it.
     pub async fn ensure_linearizable(&self) -> Attempt<()> {
+        let term = self.raft.metrics().borrow().current_term;
+        if self.read_barrier_term.load(Ordering::Acquire) != term {
+            let barrier = match now_ms() {
+                Ok(now) => Command::Expire {
+                    now,
+                    hold_timeout_ms: None,
+                },
+                Err(status) => return Attempt::Fail(status),
+            };
+            match self.propose(barrier).await {
+                Attempt::Done(_) => self.read_barrier_term.store(term, Ordering::Release),
+                Attempt::Retry(why) => return Attempt::Retry(why),
+                Attempt::Fail(status) => return Attempt::Fail(status),
+            }
+        }
         match self.raft.ensure_linearizable().await {
             Ok(_) => Attempt::Done(()),
             Err(RaftError::APIError(e)) => Attempt::Retry(e.to_string()),

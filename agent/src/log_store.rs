@@ -230,7 +230,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         // Not fsynced on its own: it is only a hint for replay at start-up,
-        // and the next log append or vote makes it durable anyway.
+        // and the next log append or vote makes it durable anyway. Reads do
+        // not rely on it (see cluster::ensure_linearizable's barrier).
         self.write_meta(KEY_COMMITTED, &committed, Durability::None)
             .await
             .map_err(write_err)

@@ -8,7 +8,10 @@ use baton::cli::{self, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    baton::logging::init(matches!(cli.command, cli::Command::Agent));
+    if let Err(e) = baton::logging::init(matches!(cli.command, cli::Command::Agent), cli.log_format)
+    {
+        eprintln!("baton: {e}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -23,7 +26,7 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(cli)) {
         Ok(code) => code,
         Err(error) => {
-            let mut message = format!("baton: {error}");
+            let mut message = error.to_string();
             let mut source = std::error::Error::source(&error);
             while let Some(cause) = source {
                 let text = cause.to_string();
@@ -33,7 +36,7 @@ fn main() -> ExitCode {
                 }
                 source = cause.source();
             }
-            eprintln!("{message}");
+            baton::logging::report_error(&message);
             error.exit_code()
         }
     }

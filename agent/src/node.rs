@@ -141,6 +141,7 @@ impl Voter {
             dialer,
             health,
             lease: settings.lease.clone(),
+            read_barrier_term: Default::default(),
         };
 
         // Listen before bootstrapping, so peers can reach us for the first election.
