@@ -180,6 +180,7 @@ impl Voter {
         let background = vec![
             tokio::spawn(expire_loop(cluster.clone(), settings.lease.hold_timeout)),
             tokio::spawn(log_changes(cluster.clone())),
+            tokio::spawn(log_leader_changes(raft.clone())),
         ];
         Ok(Voter {
             id: me.id,
@@ -289,6 +290,28 @@ async fn expire_loop(cluster: Cluster, hold_timeout: Option<Duration>) {
             if let crate::cluster::Attempt::Fail(status) = cluster.propose(expire).await {
                 warn!("could not expire stale lease entries: {}", status.message());
             }
+        }
+    }
+}
+
+/// Logs each change of leader (`BATON_LEADER`), as this voter learns it.
+async fn log_leader_changes(raft: Raft) {
+    let mut metrics = raft.metrics();
+    let mut known = None;
+    loop {
+        let (leader, term) = {
+            let m = metrics.borrow_and_update();
+            (m.current_leader, m.current_term)
+        };
+        if leader != known {
+            match leader {
+                Some(id) => info!(BATON_LEADER = id, "leader is voter {id} (term {term})"),
+                None => warn!("no leader (term {term})"),
+            }
+            known = leader;
+        }
+        if metrics.changed().await.is_err() {
+            return;
         }
     }
 }
