@@ -72,7 +72,7 @@ for p in sorted((pkgs[i] for i in seen), key=lambda p: (p["name"], p["version"])
 
 # Debian policy: man pages gzip -9n compressed (cargo-deb leaves files under
 # target/release/ as they are).
-gzip -9n "$docs"/man/*.1
+gzip -9nf "$docs"/man/*.1
 
 mkdir -p dist
 deb="dist/baton_${deb_version}_amd64.deb"

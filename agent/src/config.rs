@@ -53,7 +53,9 @@ const DEFAULT_WAITER_TTL: Duration = Duration::from_secs(30);
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
 const DEFAULT_OS_RELEASE: &str = "/etc/os-release";
 const DEFAULT_REBOOT_REQUIRED: &str = "/var/run/reboot-required";
-const DEFAULT_UNATTENDED_UPGRADE: &str = "unattended-upgrade";
+/// Runs unattended-upgrades as the OS runs it, outside baton's sandbox (the
+/// unit's file system is read-only, so dpkg could not work inside it).
+const DEFAULT_UNATTENDED_UPGRADE: [&str; 3] = ["systemctl", "start", "apt-daily-upgrade.service"];
 const DEFAULT_APT_CONF_DIR: &str = "/etc/apt/apt.conf.d";
 const DEFAULT_SENTINEL_FILE: &str = "/var/run/reboot-required";
 /// `reboot.time_zone` value meaning the host's zone, resolved at use time.
@@ -198,7 +200,7 @@ pub struct UpdateSettings {
     /// same path plus `.pkgs` (default `/var/run/reboot-required`).
     pub reboot_required: PathBuf,
     /// `unattended_upgrade`: command run every `check_interval` by the apt
-    /// source (default `["unattended-upgrade"]`).
+    /// source (default `["systemctl", "start", "apt-daily-upgrade.service"]`).
     pub unattended_upgrade: Vec<String>,
     /// `apt_conf_dir`: scanned at start to warn when
     /// `Unattended-Upgrade::Automatic-Reboot` is on (default `/etc/apt/apt.conf.d`).
@@ -1277,7 +1279,10 @@ impl Validator<'_> {
         )?;
         let unattended_upgrade = match inputs.unattended_upgrade {
             Some(at) => self.command_line(at, "updates.unattended_upgrade")?,
-            None => vec![DEFAULT_UNATTENDED_UPGRADE.to_owned()],
+            None => DEFAULT_UNATTENDED_UPGRADE
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         };
         let apt_conf_dir = self.path_or(
             inputs.apt_conf_dir,
@@ -1909,7 +1914,11 @@ waiter_ttl = "30s"
                     dbus_address: None,
                     os_release: "/etc/os-release".into(),
                     reboot_required: "/var/run/reboot-required".into(),
-                    unattended_upgrade: vec!["unattended-upgrade".into()],
+                    unattended_upgrade: vec![
+                        "systemctl".into(),
+                        "start".into(),
+                        "apt-daily-upgrade.service".into(),
+                    ],
                     apt_conf_dir: "/etc/apt/apt.conf.d".into(),
                     sentinel_file: None,
                     sentinel_command: None,
@@ -2507,7 +2516,11 @@ pod_selector = "app!=critical"
                 dbus_address: None,
                 os_release: "/etc/os-release".into(),
                 reboot_required: "/var/run/reboot-required".into(),
-                unattended_upgrade: vec!["unattended-upgrade".into()],
+                unattended_upgrade: vec![
+                    "systemctl".into(),
+                    "start".into(),
+                    "apt-daily-upgrade.service".into(),
+                ],
                 apt_conf_dir: "/etc/apt/apt.conf.d".into(),
                 sentinel_file: None,
                 sentinel_command: None,
