@@ -59,9 +59,10 @@ fn kill(voter: &mut Voter) {
     }
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
+/// A field of /proc/PID/status in KiB (VmRSS, RssAnon, RssFile).
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -265,9 +266,16 @@ async fn run(bin: &PathBuf, voters: &mut [Voter], iterations: usize) -> Result<(
 
     // Idle RSS after the load settles.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let rss: Vec<u64> = voters
+    let rss: Vec<(u64, u64, u64)> = voters
         .iter()
-        .filter_map(|v| v.child.as_ref().and_then(|c| rss_kib(c.id())))
+        .filter_map(|v| {
+            let pid = v.child.as_ref()?.id();
+            Some((
+                status_kib(pid, "VmRSS:")?,
+                status_kib(pid, "RssAnon:")?,
+                status_kib(pid, "RssFile:")?,
+            ))
+        })
         .collect();
 
     // Failover: kill -9 of the leader -> next successful acquire on a survivor.
@@ -300,11 +308,13 @@ async fn run(bin: &PathBuf, voters: &mut [Voter], iterations: usize) -> Result<(
     report("acquire (via follower)", via_follower, "-");
     report("hand-off", handoff, "p99 <= 20 ms");
     report("failover (kill -9 leader)", failover, "< 1 s");
-    for (i, kib) in rss.iter().enumerate() {
+    for (i, (total, anon, file)) in rss.iter().enumerate() {
         println!(
-            "idle RSS voter {}: {:.1} MiB   target: < 12 MiB",
+            "idle RSS voter {}: {:.1} MiB (anonymous {:.1}, file-backed {:.1})   target: < 12 MiB",
             i + 1,
-            *kib as f64 / 1024.0
+            *total as f64 / 1024.0,
+            *anon as f64 / 1024.0,
+            *file as f64 / 1024.0
         );
     }
     Ok(())

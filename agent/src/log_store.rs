@@ -18,6 +18,9 @@ const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 /// Small raft markers by name (`vote`, `committed`, `last_purged`), as JSON.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 
+/// redb's page cache size.
+const REDB_CACHE_BYTES: usize = 4 << 20;
+
 const KEY_VOTE: &str = "vote";
 const KEY_COMMITTED: &str = "committed";
 const KEY_LAST_PURGED: &str = "last_purged";
@@ -44,10 +47,15 @@ pub fn open_database(state_dir: &Path) -> Result<Arc<Database>, OpenError> {
         source,
     })?;
     let path = state_dir.join("raft.redb");
-    let db = Database::create(&path).map_err(|e| OpenError::Database {
-        path: path.clone(),
-        source: Box::new(e.into()),
-    })?;
+    // The lease state is tiny and the log is read mostly at its tail: a small
+    // page cache keeps a voter's memory small (redb's default is 1 GiB).
+    let db = Database::builder()
+        .set_cache_size(REDB_CACHE_BYTES)
+        .create(&path)
+        .map_err(|e| OpenError::Database {
+            path: path.clone(),
+            source: Box::new(e.into()),
+        })?;
     // Create the tables up front so that readers never see "table missing".
     let init = || -> Result<(), redb::Error> {
         let txn = db.begin_write()?;

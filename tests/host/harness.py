@@ -346,8 +346,9 @@ class Host:
     def boot_id(self) -> str:
         return self.out("cat /proc/sys/kernel/random/boot_id").strip()
 
-    def wait_booted(self, timeout: float = 60) -> str:
+    def wait_booted(self, timeout: float = 60, guard=lambda: None) -> str:
         def state():
+            guard()
             s = self.sh("systemctl is-system-running", timeout=10).stdout.strip()
             return s if s in ("running", "degraded") else None
         s = wait_for(f"{self.name} to finish booting", state, timeout)
@@ -499,7 +500,8 @@ def setup_network() -> None:
 
 
 VOTERS = [1, 2, 3]
-CLIENT = 4
+CLIENT = 4  # a client host whose agent reboots it (sentinel source, logind)
+BAD = 5  # gets a broken config
 GROUP = "workers"
 
 
@@ -618,10 +620,14 @@ class Suite:
 
     # -- install -------------------------------------------------------------
 
-    def install_all(self) -> None:
+    def install_all(self, dropins: list[str]) -> None:
         for h in self.h.values():
             t = time.monotonic()
             h.sh(f"dpkg -i /share/{self.deb.name}", timeout=120, check=True)
+            if dropins:
+                h.write("/etc/systemd/system/baton.service.d/90-host-tests.conf",
+                        "# --unit-dropin of tests/host/harness.py\n[Service]\n" + "\n".join(dropins) + "\n")
+                h.sh("systemctl daemon-reload", check=True)
             # As installed: the package's default config, unit enabled and started.
             self.fresh_status[h.n] = wait_for(f"{h.name}: STATUS= after install", lambda: status_line(h), 15)
             say(f"{h.name}: dpkg -i {self.deb.name}: {h.out('systemctl is-enabled baton').strip()}, "
@@ -667,10 +673,11 @@ class Suite:
             expect(sent <= active, f"{h.name}: unit active at {active} before 'serving' was logged at {sent}")
             notes.append(f"{h.name} serving {(active - sent) / 1000:.1f}ms before active, "
                          f"{p.stdout.strip().split()[0]}")
-        for h in self.h.values():
+        configured = [h for h in self.h.values() if h.n != BAD]
+        for h in configured:
             state = h.sh("systemctl is-active baton").stdout.strip()
             expect(state == "active", f"{h.name}: systemctl is-active baton says {state!r}")
-        return "all 4 active; " + "; ".join(notes)
+        return f"{', '.join(h.name for h in configured)} active; " + "; ".join(notes)
 
     # -- 2 -------------------------------------------------------------------
 
@@ -687,20 +694,35 @@ class Suite:
     # -- 3 -------------------------------------------------------------------
 
     def journal_fields(self) -> str:
-        entries = [e for e in self.h[CLIENT].journal("-u baton -b") if e.get("_COMM") == "baton"]
-        expect(entries, "h4: no journal entries from the baton process")
-        idents = {e.get("SYSLOG_IDENTIFIER") for e in entries}
-        expect(idents == {"baton"}, f"h4: SYSLOG_IDENTIFIER of baton's entries: {sorted(map(str, idents))}")
-        fields = sorted({k for e in entries for k in e if k.startswith("BATON_")})
-        expect("BATON_PHASE" in fields,
-               f"h4: no BATON_PHASE field in {len(entries)} entries of `journalctl -u baton -o json`; "
-               f"BATON_* fields seen: {fields or 'none'}; e.g. {entries[-1].get('MESSAGE')!r}")
-        # The query operators type:
-        idle = self.h[CLIENT].journal("-u baton -b BATON_PHASE=idle")
-        expect(idle, "h4: `journalctl -u baton BATON_PHASE=idle` finds nothing")
-        voter_fields = sorted({k for e in self.h[1].journal("-u baton -b") for k in e if k.startswith("BATON_")})
-        return (f"h4: {len(entries)} entries, SYSLOG_IDENTIFIER=baton, fields {', '.join(fields)}; "
-                f"h1 (voter): {', '.join(voter_fields) or 'none'}")
+        problems, notes = [], []
+        for h in self.h.values():
+            if h.n == BAD:
+                continue
+            entries = [e for e in h.journal("-u baton -b") if e.get("_COMM") == "baton"]
+            if not entries:
+                problems.append(f"{h.name}: no journal entries from the baton process")
+                continue
+            idents = {str(e.get("SYSLOG_IDENTIFIER")) for e in entries}
+            if idents != {"baton"}:
+                problems.append(f"{h.name}: SYSLOG_IDENTIFIER of baton's entries: {sorted(idents)}")
+            fields = sorted({k for e in entries for k in e if k.startswith("BATON_")})
+            notes.append(f"{h.name}: {len(entries)} entries, {', '.join(fields) or 'no BATON_* field'}")
+            if not fields:
+                problems.append(f"{h.name}: none of {len(entries)} entries carries a BATON_* field "
+                                f"(e.g. {entries[-1].get('MESSAGE')!r})")
+            if h.n == CLIENT:
+                # The idle agent's own start event should say its phase, so
+                # that `journalctl -u baton BATON_PHASE=idle` finds idle hosts.
+                start = [e for e in entries if e.get("MESSAGE", "").startswith("host agent for ")]
+                start_fields = sorted(k for k in (start[-1] if start else {}) if k.startswith("BATON_"))
+                if not h.journal("-u baton -b BATON_PHASE=idle"):
+                    problems.append(
+                        f"{h.name}: `journalctl -u baton BATON_PHASE=idle` finds nothing on this idle host: "
+                        f"the agent's start event {start[-1].get('MESSAGE') if start else '(none)'!r} "
+                        f"carries {', '.join(start_fields) or 'no BATON_* field'} "
+                        f"(phase transitions do carry BATON_PHASE: see check 6)")
+        expect(not problems, "; ".join(problems) + " [seen: " + "; ".join(notes) + "]")
+        return "SYSLOG_IDENTIFIER=baton; " + "; ".join(notes)
 
     # -- 4 -------------------------------------------------------------------
 
@@ -722,7 +744,8 @@ class Suite:
         dt = time.monotonic() - t
         log = h.out("journalctl --no-pager -b -u baton -o cat")
         expect("Watchdog timeout" in log, "h4: no 'Watchdog timeout' from systemd in the journal")
-        return (f"WatchdogSec={int(before['WatchdogUSec']) / 1e6:.0f}s; SIGSTOP pid {pid}, "
+        wait_for("h4 STATUS idle again", lambda: status_line(h) == "idle: no update pending", 20)
+        return (f"WatchdogSec={before['WatchdogUSec']}; SIGSTOP pid {pid}: 'Watchdog timeout', "
                 f"restarted as pid {now['MainPID']} after {dt:.0f}s, NRestarts {before['NRestarts']} -> {now['NRestarts']}")
 
     # -- 5 -------------------------------------------------------------------
@@ -763,25 +786,52 @@ class Suite:
         h = self.h[CLIENT]
         endpoints = ",".join(f"{SUBNET}.{10 + i}:{PORT}" for i in VOTERS)
         boot0 = h.boot_id()
+        seen0 = service_boot_id(h)
         gen0, exits0 = h.generation, len(h.exits)
         phase0 = json.loads(h.out("cat /var/lib/baton/agent.json 2>/dev/null || echo '{\"phase\":\"idle\"}'"))
         expect(phase0.get("phase") == "idle", f"h4: agent.json before: {phase0}")
+
+        def no_loop():
+            if h.generation > gen0 + 1:
+                raise RebootLoop()
+
         h.sh("touch /run/reboot-required", check=True)
         t = time.monotonic()
-        wait_for("h4 to reboot (nspawn exit 133 and a new boot)", lambda: h.generation > gen0, 90, interval=0.1)
-        t_reboot = time.monotonic() - t
+        try:
+            wait_for("h4 to reboot (nspawn exit 133 and a new boot)", lambda: h.generation > gen0, 90, interval=0.1)
+            t_reboot = time.monotonic() - t
+            h.wait_booted(guard=no_loop)
+            boot1 = h.boot_id()
+            no_loop()
+
+            def rolled():
+                no_loop()
+                state = json.loads(h.out("cat /var/lib/baton/agent.json"))
+                return state.get("phase") == "idle" and state
+
+            wait_for("h4's agent to finish the roll (agent.json phase idle)", rolled, 60, interval=0.5)
+            t_done = time.monotonic() - t
+            no_loop()
+        except RebootLoop:
+            # The agent reboots the host again at every boot, holding the
+            # lease: stop restarting it, and say why.
+            with h.cond:
+                h.stopping = True
+            n = h.generation - gen0
+            h.wait_stopped(15)
+            codes = h.exits[exits0:]
+            msg = (f"reboot loop: the host came back (nspawn exit 133, started again), but the agent resumed in phase "
+                   f"'rebooting' and rebooted it again, {n} reboots in {time.monotonic() - t:.0f}s while holding the "
+                   f"lease (harness stopped it; exit codes {sorted(set(codes))})")
+            if seen0 and seen0 != boot0:
+                msg += (f". Cause: the container's boot id changes at every boot ({boot0}), but baton.service reads "
+                        f"/proc/sys/kernel/random/boot_id as {seen0}, the kernel's, which a container never changes: "
+                        f"ProtectProc=invisible mounts a fresh procfs for the unit, without nspawn's per-boot boot_id "
+                        f"bind mount")
+            raise CheckFailed(msg)
         codes = h.exits[exits0:]
         expect(codes == [133], f"h4: nspawn exit codes {codes}, expected [133]")
-        h.wait_booted()
-        boot1 = h.boot_id()
         expect(boot1 != boot0, f"h4: boot id unchanged ({boot0})")
-
-        def rolled():
-            state = json.loads(h.out("cat /var/lib/baton/agent.json"))
-            return state.get("phase") == "idle" and state
-
-        wait_for("h4's agent to finish the roll (agent.json phase idle)", rolled, 60, interval=0.5)
-        t_done = time.monotonic() - t
         s = baton_json(h, f"--endpoint {endpoints} status --json")
         holders = s.get("groups", {}).get(GROUP, {}).get("holders", [])
         expect(not holders, f"lease {GROUP} still held after the roll: {holders}")
@@ -792,26 +842,30 @@ class Suite:
         prev_phases = [e["BATON_PHASE"] for e in prev if "BATON_PHASE" in e]
         now_phases = [e["BATON_PHASE"] for e in now if "BATON_PHASE" in e]
         expect("rebooting" in prev_phases, f"h4: previous boot's phases {prev_phases}, no 'rebooting'")
-        tokens = {e.get("BATON_TOKEN") for e in prev if e.get("BATON_PHASE") == "rebooting"} - {None}
-        expect(now_phases and now_phases[-1] == "idle" and ("post-reboot" in now_phases or "releasing" in now_phases),
-               f"h4: this boot's phases {now_phases}")
+        rebooting = [e for e in prev if e.get("BATON_PHASE") == "rebooting"]
+        tokens = {e.get("BATON_TOKEN") for e in rebooting} - {None}
+        expect(tokens and {e.get("BATON_GROUP") for e in rebooting} - {None} == {GROUP},
+               f"h4: the 'rebooting' events carry no BATON_TOKEN/BATON_GROUP={GROUP}: "
+               f"{[{k: v for k, v in e.items() if k.startswith('BATON_')} for e in rebooting]}")
+        expect(now_phases and now_phases[-1] == "idle" and "post-reboot" in now_phases,
+               f"h4: this boot's phases {now_phases}, expected post-reboot ... idle")
         status = status_line(h)
         expect(status == "idle: no update pending", f"h4: STATUS after the roll {status!r}")
-        return (f"sentinel -> logind Reboot -> nspawn exit 133 after {t_reboot:.1f}s, restarted; boot id "
-                f"{boot0[:8]} -> {boot1[:8]}; lease token {','.join(sorted(tokens)) or '?'}; "
-                f"idle again after {t_done:.1f}s; phases before: {'>'.join(dedup(prev_phases))}; "
-                f"after: {'>'.join(dedup(now_phases))}; {GROUP} has no holder")
+        return (f"sentinel -> lease -> logind Reboot -> nspawn exit 133 after {t_reboot:.1f}s, started again; "
+                f"boot id {boot0[:8]} -> {boot1[:8]}; token {','.join(sorted(tokens))}; idle again after {t_done:.1f}s; "
+                f"phases before: {'>'.join(dedup(prev_phases))}; after: {'>'.join(dedup(now_phases))}; "
+                f"{GROUP} has no holder")
 
     # -- 7 -------------------------------------------------------------------
 
     def bad_config(self) -> str:
-        h = self.h[CLIENT]
+        h = self.h[BAD]
         h.write("/etc/baton/baton.toml", broken_config(h))
         t = time.monotonic()
         p = h.sh("systemctl restart baton", timeout=60)
         dt = time.monotonic() - t
-        expect(p.returncode != 0, "h4: systemctl restart baton succeeded with a broken config")
-        expect(dt < 10, f"h4: the failing start took {dt:.1f}s")
+        expect(p.returncode != 0, f"{h.name}: systemctl restart baton succeeded with a broken config")
+        expect(dt < 10, f"{h.name}: the failing start took {dt:.1f}s")
         props = ("ActiveState", "Result", "ExecMainStatus", "NRestarts", "MainPID")
         first = h.show(*props)
         # Longer than RestartSec=5s: a restart would have happened by now.
@@ -820,15 +874,29 @@ class Suite:
         for when, s in (("at once", first), ("after 7s", later)):
             expect(s["ActiveState"] == "failed" and s["Result"] == "exit-code" and s["ExecMainStatus"] == "78"
                    and s["NRestarts"] == "0",
-                   f"h4 {when}: {' '.join(f'{k}={v}' for k, v in s.items())} "
+                   f"{h.name} {when}: {' '.join(f'{k}={v}' for k, v in s.items())} "
                    "(expected failed, exit-code, 78, NRestarts=0)")
+        starts = h.out("journalctl --no-pager -b -u baton -o cat | grep -c 'starting as' || true").strip()
         where = f"/etc/baton/baton.toml:{BROKEN_LINE}: {BROKEN_KEY}"
         status = h.sh("systemctl status baton --no-pager --lines=20 --full").stdout
-        expect(where in status, f"h4: systemctl status does not show {where!r}:\n{status}")
+        expect(where in status, f"{h.name}: systemctl status does not show {where!r}:\n{status}")
+        expect("status=78" in status, f"{h.name}: systemctl status does not show status=78:\n{status}")
         journal = h.out("journalctl --no-pager -b -u baton -o cat")
-        expect(where in journal, f"h4: journal of baton.service does not show {where!r}")
+        expect(where in journal, f"{h.name}: journal of baton.service does not show {where!r}")
         line = next(l.strip() for l in status.splitlines() if where in l)
-        return f"failed in {dt:.1f}s with status 78, NRestarts=0 after 7s; status and journal show: {line}"
+        return (f"restart failed in {dt:.1f}s, exit status 78, still failed with NRestarts=0 after 7s; "
+                f"systemctl status and journal show: {line}")
+
+
+class RebootLoop(Exception):
+    """The host rebooted again right after coming back (not a CheckFailed:
+    wait_for must not retry it)."""
+
+
+def service_boot_id(h: Host) -> str:
+    """The boot id as baton.service sees it (through its own mount namespace)."""
+    p = h.sh("cat /proc/$(systemctl show -p MainPID --value baton)/root/proc/sys/kernel/random/boot_id")
+    return p.stdout.strip() if p.returncode == 0 else ""
 
 
 def dedup(xs: list[str]) -> list[str]:
@@ -863,6 +931,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--deb", help="the .deb to test (default: build it with packaging/build.sh)")
     ap.add_argument("--rebuild-rootfs", action="store_true", help=f"debootstrap {ROOTFS} again")
+    ap.add_argument("--unit-dropin", action="append", default=[], metavar="LINE",
+                    help="add LINE to a [Service] drop-in for baton.service on every host, e.g. "
+                         "'ProtectProc=default' (to try a unit change without rebuilding the .deb; "
+                         "the results are then not those of the unit as shipped)")
+    ap.add_argument("--hold", action="store_true",
+                    help="after the checks, keep the hosts running until Enter or Ctrl-C (for a look inside)")
     args = ap.parse_args()
 
     if os.geteuid() != 0:
@@ -904,7 +978,7 @@ def main() -> int:
         (WORK / "share").mkdir(parents=True)
         shutil.copy2(deb, WORK / "share" / deb.name)
         setup_network()
-        hosts = {n: Host(n) for n in (*VOTERS, CLIENT)}
+        hosts = {n: Host(n) for n in (*VOTERS, CLIENT, BAD)}
         for h in hosts.values():
             h.prepare()
             h.start()
@@ -913,7 +987,7 @@ def main() -> int:
         say(f"booted {', '.join(f'{h.name} ({h.ip})' for h in hosts.values())} in {time.monotonic() - t:.1f}s")
 
         suite = Suite(hosts, deb)
-        suite.install_all()
+        suite.install_all(args.unit_dropin)
         suite.check("1 is-active and READY handshake", suite.ready_handshake)
         suite.check("2 systemctl status shows STATUS=", suite.status_text)
         suite.check("3 journal: BATON_* fields, SYSLOG_IDENTIFIER=baton", suite.journal_fields)
@@ -921,6 +995,8 @@ def main() -> int:
         suite.check("5 3-voter cluster forms, elects, grants", suite.cluster)
         suite.check("6 reboot through logind, agent finishes the roll", suite.reboot)
         suite.check("7 bad config: fails fast, no restart loop", suite.bad_config)
+        if args.hold:
+            hold(hosts)
     except KeyboardInterrupt as e:
         say(f"interrupted ({e or 'SIGINT'}): cleaning up")
         if suite is None:
@@ -937,11 +1013,22 @@ def main() -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         teardown(hosts)
 
+    if args.unit_dropin:
+        say(f"NOTE: baton.service was changed by --unit-dropin: {'; '.join(args.unit_dropin)}")
     passed = sum(1 for r in suite.results if r[1])
     failed = len(suite.results) - passed
     say(f"total {time.monotonic() - T0:.0f}s; logs in {LOGS}")
     print(f"{passed} passed, {failed} failed", flush=True)
     return 0 if failed == 0 else 1
+
+
+def hold(hosts: dict[int, Host]) -> None:
+    for h in hosts.values():
+        with contextlib.suppress(CheckFailed):
+            print(f"  {h.name} ({h.ip}): nsenter -t {h.container_pid(5)} -a env -i {' '.join(GUEST_ENV[:2])} bash")
+    print("hosts are up; press Enter (or Ctrl-C) to clean up", flush=True)
+    with contextlib.suppress(EOFError, KeyboardInterrupt):
+        input()
 
 
 def teardown(hosts: dict[int, Host]) -> None:
