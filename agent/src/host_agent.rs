@@ -83,15 +83,34 @@ pub struct HostAgent {
     last_update_check: Option<Instant>,
 }
 
-/// The host's boot id (a new one after every boot).
+/// An id that changes at every boot of this host: the kernel's boot id,
+/// plus PID 1's start time.
+///
+/// The start time matters in containers: systemd-nspawn gives each
+/// container boot its own boot id, but the unit's sandbox
+/// (ProtectKernelTunables, ProtectControlGroups, ProtectProc) shows the
+/// kernel's, which does not change when the container reboots (nor does it
+/// in LXC). PID 1 is new at every boot, so its start time tells.
 fn read_boot_id(settings: &Settings) -> Result<String, AgentError> {
     let path = &settings.reboot.boot_id_path;
-    std::fs::read_to_string(path)
+    let boot_id = std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
         .map_err(|source| AgentError::BootId {
             path: path.clone(),
             source,
-        })
+        })?;
+    Ok(match pid1_start_time() {
+        Some(start) => format!("{boot_id}@{start}"),
+        None => boot_id,
+    })
+}
+
+/// PID 1's start time in clock ticks since boot (field 22 of /proc/1/stat).
+fn pid1_start_time() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/1/stat").ok()?;
+    // The command name (field 2) may hold spaces; count after its ')'.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 fn reboot_windows(settings: &Settings) -> Result<RebootWindows, AgentError> {
@@ -182,6 +201,9 @@ impl HostAgent {
         );
         let windows = reboot_windows(&settings)?;
         info!(
+            BATON_PHASE = phase.name(),
+            BATON_GROUP = %settings.node.group,
+            BATON_HOLDER = %settings.node.name,
             "host agent for {} in group {}: updates from {}, reboot windows: {}, reboot by {}",
             settings.node.name,
             settings.node.group,

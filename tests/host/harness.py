@@ -193,6 +193,7 @@ class Host:
         self.generation = 0  # boots started
         self.exits: list[int] = []  # nspawn exit codes, in order
         self.stopping = False
+        self.termed: subprocess.Popen | None = None  # the nspawn that got its SIGTERM
         self.supervisor: threading.Thread | None = None
         self.error: str | None = None
 
@@ -366,7 +367,8 @@ class Host:
         """nspawn's clean shutdown: exactly one SIGTERM (a second kills the container)."""
         with self.cond:
             self.stopping = True
-            if self.proc is not None and self.proc.poll() is None:
+            if self.proc is not None and self.termed is not self.proc and self.proc.returncode is None:
+                self.termed = self.proc
                 with contextlib.suppress(ProcessLookupError):
                     self.proc.send_signal(signal.SIGTERM)
 
@@ -770,6 +772,11 @@ class Suite:
                f"h3: status --json shows holders {holders}, expected h2-cli with token {token}")
         expect(holders[0].get("machine_id") == self.h[2].machine_id,
                f"h3: holder machine_id {holders[0].get('machine_id')!r}, expected h2's {self.h[2].machine_id}")
+        leader = self.h[s3["leader"]]
+        grants = wait_for(f"{leader.name}: the grant in the journal", lambda: [
+            e for e in leader.journal("-u baton -b BATON_HOLDER=h2-cli") if e.get("BATON_TOKEN") == str(token)], 5)
+        expect(grants[0].get("BATON_GROUP") == "host-test",
+               f"{leader.name}: grant event fields {[k for k in grants[0] if k.startswith('BATON_')]}")
         second = self.h[3].sh(f"baton --endpoint {endpoints} lease acquire host-test --holder h3-cli", timeout=20)
         expect(second.returncode == 75, f"h3: second acquire exited {second.returncode}, expected 75 (queued)")
         rel = self.h[2].sh(f"baton --endpoint {endpoints} lease release host-test --holder h2-cli --token {token}", timeout=20)
@@ -778,7 +785,8 @@ class Suite:
         s1 = baton_json(self.h[1], "status --json")
         expect(not s1["groups"]["host-test"]["holders"], f"h1: holders after release: {s1['groups']['host-test']['holders']}")
         return (f"leader h{s['leader']} (term {s['term']}), 3/3 voters reachable; h2 acquired host-test token {token}, "
-                f"h3 saw it (machine id ok), a second holder queued (75), released")
+                f"h3 saw it (machine id ok), the leader's journal has it (BATON_GROUP/HOLDER/TOKEN), "
+                f"a second holder queued (75), released")
 
     # -- 6 -------------------------------------------------------------------
 
@@ -791,9 +799,18 @@ class Suite:
         phase0 = json.loads(h.out("cat /var/lib/baton/agent.json 2>/dev/null || echo '{\"phase\":\"idle\"}'"))
         expect(phase0.get("phase") == "idle", f"h4: agent.json before: {phase0}")
 
+        polled = [0.0]
+
         def no_loop():
+            # Rebooted again: nspawn restarted twice, or (if the second
+            # shutdown hangs) the agent's journal shows 'rebooting' in a
+            # second boot.
             if h.generation > gen0 + 1:
                 raise RebootLoop()
+            if time.monotonic() - polled[0] > 1:
+                polled[0] = time.monotonic()
+                if sum(1 for _, ph in phases_by_boot(h) if "rebooting" in ph) >= 2:
+                    raise RebootLoop()
 
         h.sh("touch /run/reboot-required", check=True)
         t = time.monotonic()
@@ -812,22 +829,27 @@ class Suite:
             wait_for("h4's agent to finish the roll (agent.json phase idle)", rolled, 60, interval=0.5)
             t_done = time.monotonic() - t
             no_loop()
-        except RebootLoop:
-            # The agent reboots the host again at every boot, holding the
-            # lease: stop restarting it, and say why.
-            with h.cond:
-                h.stopping = True
-            n = h.generation - gen0
-            h.wait_stopped(15)
-            codes = h.exits[exits0:]
-            msg = (f"reboot loop: the host came back (nspawn exit 133, started again), but the agent resumed in phase "
-                   f"'rebooting' and rebooted it again, {n} reboots in {time.monotonic() - t:.0f}s while holding the "
-                   f"lease (harness stopped it; exit codes {sorted(set(codes))})")
+        except (RebootLoop, CheckFailed) as e:
+            # Stop the host (it may be rebooting again and again, holding
+            # the lease), then tell from its journal on disk what happened.
+            what = "reboot loop" if isinstance(e, RebootLoop) else str(e)
+            h.send_sigterm()
+            h.wait_stopped(20)
+            boots = phases_by_boot(h)
+            story = " | ".join(f"boot {i + 1}: {'>'.join(dedup(ph)) or '-'}" for i, (_, ph) in enumerate(boots))
+            rebooting_boots = [b for b, ph in boots if "rebooting" in ph]
+            if len(rebooting_boots) < 2:
+                raise CheckFailed(f"{what}; baton's phases per boot of h4: {story}")
+            msg = (f"reboot loop: h4 came back (nspawn exit 133, started again), but in {len(rebooting_boots) - 1} "
+                   f"later boot(s) the agent resumed in phase 'rebooting' and called Reboot again, holding the lease "
+                   f"(the harness stopped h4, {time.monotonic() - t:.0f}s after the first reboot; "
+                   f"phases per boot: {story})")
             if seen0 and seen0 != boot0:
-                msg += (f". Cause: the container's boot id changes at every boot ({boot0}), but baton.service reads "
-                        f"/proc/sys/kernel/random/boot_id as {seen0}, the kernel's, which a container never changes: "
-                        f"ProtectProc=invisible mounts a fresh procfs for the unit, without nspawn's per-boot boot_id "
-                        f"bind mount")
+                hiding = boot_id_hiding_settings(self.h[1])
+                msg += (f". Cause: the container's boot id changes at every boot (it was {boot0}), but baton.service "
+                        f"read /proc/sys/kernel/random/boot_id as {seen0}, the kernel's, which no container boot "
+                        f"changes: in this sandbox the unit gets a /proc without nspawn's per-boot boot_id bind mount "
+                        f"(each of these settings of the unit alone does that: {', '.join(hiding) or '?'})")
             raise CheckFailed(msg)
         codes = h.exits[exits0:]
         expect(codes == [133], f"h4: nspawn exit codes {codes}, expected [133]")
@@ -891,6 +913,39 @@ class Suite:
 class RebootLoop(Exception):
     """The host rebooted again right after coming back (not a CheckFailed:
     wait_for must not retry it)."""
+
+
+def disk_journal(h: Host, *args: str) -> list[dict]:
+    """The host's persistent journal, read from its upper dir on this
+    machine (works while the host is down or stuck)."""
+    p = run(["journalctl", f"--directory={h.upper}/var/log/journal", "--no-pager", "-o", "json", *args],
+            check=False, timeout=60)
+    return [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+
+
+def phases_by_boot(h: Host) -> list[tuple[str, list[str]]]:
+    """BATON_PHASE of baton's journal entries, per boot, in order."""
+    boots: dict[str, list[str]] = {}
+    for e in disk_journal(h, "_SYSTEMD_UNIT=baton.service"):
+        ph = boots.setdefault(e["_BOOT_ID"], [])
+        if "BATON_PHASE" in e:
+            ph.append(e["BATON_PHASE"])
+    return list(boots.items())
+
+
+def boot_id_hiding_settings(h: Host) -> list[str]:
+    """Which sandbox settings of the installed unit, each alone, make a
+    service see another boot id than the host's own (tried with systemd-run)."""
+    own = h.boot_id()
+    unit = h.out("cat /lib/systemd/system/baton.service")
+    settings = re.findall(r"^((?:Protect|Private)\w+=\S+)\s*$", unit, re.M)
+    hiding = []
+    for setting in settings:
+        p = h.sh(f"systemd-run --quiet --wait --pipe -p {shlex.quote(setting)} cat /proc/sys/kernel/random/boot_id",
+                 timeout=20)
+        if p.returncode == 0 and p.stdout.strip() != own:
+            hiding.append(setting)
+    return hiding
 
 
 def service_boot_id(h: Host) -> str:
@@ -960,8 +1015,9 @@ def main() -> int:
     def interrupted(signum, _frame):
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    signal.signal(signal.SIGTERM, interrupted)
-    signal.signal(signal.SIGHUP, interrupted)
+    # SIGINT explicitly: a shell starts background jobs with SIGINT ignored.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupted)
 
     hosts: dict[int, Host] = {}
     suite = None
@@ -970,7 +1026,7 @@ def main() -> int:
         delete_network()
         remove_work()
         if stale:
-            say(f"removed leftovers of an earlier run: {', '.join(stale)}")
+            say(f"killed {len(stale)} leftover processes of an earlier run")
         deb = find_deb(args.deb)
         ensure_rootfs(args.rebuild_rootfs)
 
@@ -1009,8 +1065,8 @@ def main() -> int:
             suite = Suite(hosts, Path("-"))
         suite.results.append(("setup", False, 0, msg))
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # let the cleanup finish
         teardown(hosts)
 
     if args.unit_dropin:
@@ -1034,13 +1090,14 @@ def hold(hosts: dict[int, Host]) -> None:
 def teardown(hosts: dict[int, Host]) -> None:
     t = time.monotonic()
     for h in hosts.values():
-        if h.proc is not None and h.error is None:
-            with contextlib.suppress(Exception):
-                j = h.sh("journalctl --no-pager -o short-precise", timeout=20).stdout
-                (LOGS / f"{h.name}-journal.txt").write_text(j)
-    for h in hosts.values():
         h.send_sigterm()
     unclean = [h.name for h in hosts.values() if not h.wait_stopped(30)]
+    for h in hosts.values():
+        # All boots of each host, for a look after the run.
+        with contextlib.suppress(Exception):
+            p = run(["journalctl", f"--directory={h.upper}/var/log/journal", "--no-pager", "-o", "short-precise"],
+                    check=False, timeout=60)
+            (LOGS / f"{h.name}-journal.txt").write_text(p.stdout)
     killed = kill_leftovers()
     for h in hosts.values():
         if h.proc is not None:

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Real-host tests: baton's .deb on booted Debian bookworm hosts.
 #
-# Boots four systemd-nspawn containers (h1..h3 voters, h4 a client host) from
-# a cached debootstrap rootfs, each in its own network namespace on a private
-# bridge (10.213.0.0/24, exists only on this machine), installs the .deb with
-# dpkg inside each, and checks baton on real systemd, journald and logind.
-# See tests/host/README.md.
+# Boots five systemd-nspawn containers (h1..h3 voters, h4 a client host that
+# reboots, h5 for a broken config) from a cached debootstrap rootfs, each in
+# its own network namespace on a private bridge (10.213.0.0/24, exists only
+# on this machine), installs the .deb with dpkg inside each, and checks baton
+# on real systemd, journald and logind. See tests/host/README.md.
 #
 # Usage (as root, on Debian 12):
 #   tests/host/run.sh                 # builds the .deb with packaging/build.sh first
