@@ -11,6 +11,7 @@ use tokio_stream::StreamExt;
 use crate::client::{Client, ClientError};
 use crate::config::{ConfigError, Settings, DEFAULT_CONFIG_PATH, DEFAULT_VENDOR_DIR};
 use crate::host_agent::HostAgent;
+use crate::lease_client::{machine_id, slot_may_be_free};
 use crate::node::{NodeError, Voter};
 use crate::output;
 use crate::service_manager::ServiceManager;
@@ -328,12 +329,6 @@ fn endpoints(cli: &Cli) -> Result<Vec<String>, CliError> {
     Ok(list)
 }
 
-fn machine_id() -> String {
-    std::fs::read_to_string("/etc/machine-id")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
 async fn run_client_command(cli: &Cli) -> Result<ExitCode, CliError> {
     let client = Client::connect(
         &endpoints(cli)?,
@@ -514,30 +509,16 @@ async fn acquire(client: &Client, args: &AcquireArgs) -> Result<ExitCode, CliErr
             wake = wake.min(deadline);
         }
         if let Some(stream) = watch.as_mut() {
-            // Any change in the group may free our slot; an acquire tells.
-            let _ = tokio::time::timeout_at(wake.into(), wait_for_slot_change(stream)).await;
+            // A change may free our slot: an acquire tells. If the stream
+            // ended (voter went away), fall back to refresh polling.
+            let woke = async {
+                if !slot_may_be_free(stream).await {
+                    std::future::pending::<()>().await
+                }
+            };
+            let _ = tokio::time::timeout_at(wake.into(), woke).await;
         }
     }
-}
-
-/// Returns when the group's watch stream shows something that may let a
-/// waiter in (a release, a drop, a resume, more slots), or the stream ends.
-async fn wait_for_slot_change(stream: &mut tonic::Streaming<pb::WatchEvent>) {
-    use pb::watch_event::Kind;
-    while let Some(Ok(event)) = stream.next().await {
-        match event.kind {
-            Some(Kind::Released(_))
-            | Some(Kind::WaiterDropped(_))
-            | Some(Kind::LeftQueue(_))
-            | Some(Kind::Resumed(_))
-            | Some(Kind::ResumedAll(_))
-            | Some(Kind::MaxChanged(_))
-            | Some(Kind::Resync(_)) => return,
-            _ => continue,
-        }
-    }
-    // The stream ended (voter went away): fall back to refresh polling.
-    std::future::pending::<()>().await
 }
 
 /// `watch`: one line per lease change.

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use baton_proto::v1 as pb;
 use tokio::sync::watch;
-use tokio_stream::StreamExt;
 use tracing::{error, info, warn};
 
 use crate::config::{Settings, UpdateSourceKind};
@@ -16,7 +15,9 @@ use crate::held_lease::HeldLease;
 use crate::hooks;
 use crate::host_state::{self, DrainRecord, Event, Phase, RememberedLease};
 use crate::kubernetes::KubeDrainer;
-use crate::lease_client::{lease_endpoints, Acquired, LeaseClient, LeaseClientError};
+use crate::lease_client::{
+    lease_endpoints, machine_id, slot_may_be_free, Acquired, LeaseClient, LeaseClientError,
+};
 use crate::reboot::Rebooter;
 use crate::service_manager::ServiceManager;
 use crate::state_file::{StateFile, StateFileError};
@@ -137,12 +138,6 @@ fn reboot_windows(settings: &Settings) -> Result<RebootWindows, AgentError> {
         })
         .collect();
     Ok(RebootWindows::new(specs, tz))
-}
-
-fn machine_id() -> String {
-    std::fs::read_to_string("/etc/machine-id")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
 }
 
 impl HostAgent {
@@ -341,6 +336,15 @@ impl HostAgent {
         tokio::time::sleep(duration.min(TICK)).await;
     }
 
+    /// Sleeps the whole of `duration`, pinging the watchdog every tick.
+    async fn sleep_fed(&self, duration: Duration) {
+        let until = Instant::now() + duration;
+        while Instant::now() < until {
+            self.notify.watchdog_ping();
+            self.wait(until - Instant::now()).await;
+        }
+    }
+
     /// Runs `work` (bounded by its own timeouts) while pinging the watchdog,
     /// since hooks and drains may take longer than WatchdogSec.
     async fn with_watchdog<T>(
@@ -465,12 +469,7 @@ impl HostAgent {
             warn!(BATON_PHASE = "reboot-needed", "blocker says not now: {e}");
             self.notify.status(&format!("reboot needed: blocked: {e}"));
             self.last_status = None;
-            let retry = self.settings.reboot.blocker_retry;
-            let until = Instant::now() + retry;
-            while Instant::now() < until {
-                self.notify.watchdog_ping();
-                self.wait(until - Instant::now()).await;
-            }
+            self.sleep_fed(self.settings.reboot.blocker_retry).await;
             return None;
         }
         Some(Event::ClearedToQueue)
@@ -645,11 +644,7 @@ impl HostAgent {
             return Some(Event::DrainFailed { drain });
         }
         // The machine goes down under us; keep the watchdog fed meanwhile.
-        let until = Instant::now() + REBOOT_GRACE;
-        while Instant::now() < until {
-            self.notify.watchdog_ping();
-            tokio::time::sleep(TICK).await;
-        }
+        self.sleep_fed(REBOOT_GRACE).await;
         warn!(
             BATON_PHASE = "rebooting",
             "still up {REBOOT_GRACE:?} after the reboot call; trying again"
@@ -716,11 +711,7 @@ impl HostAgent {
                     held.group(),
                     held.token()
                 ));
-                let until = Instant::now() + CHECK_RETRY;
-                while Instant::now() < until {
-                    self.notify.watchdog_ping();
-                    self.wait(until - Instant::now()).await;
-                }
+                self.sleep_fed(CHECK_RETRY).await;
                 return None;
             }
         }
@@ -776,27 +767,4 @@ impl HostAgent {
             }
         }
     }
-}
-
-/// Returns true when the watch stream shows a change that may let a waiter
-/// in; false when the stream ended.
-async fn slot_may_be_free(stream: &mut tonic::Streaming<pb::WatchEvent>) -> bool {
-    use pb::watch_event::Kind;
-    while let Some(Ok(event)) = stream.next().await {
-        if matches!(
-            event.kind,
-            Some(
-                Kind::Released(_)
-                    | Kind::WaiterDropped(_)
-                    | Kind::LeftQueue(_)
-                    | Kind::Resumed(_)
-                    | Kind::ResumedAll(_)
-                    | Kind::MaxChanged(_)
-                    | Kind::Resync(_)
-            )
-        ) {
-            return true;
-        }
-    }
-    false
 }

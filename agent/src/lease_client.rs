@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use baton_proto::v1 as pb;
 use baton_proto::v1::lease_client::LeaseClient as LeaseGrpc;
+use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -237,4 +238,36 @@ impl LeaseClient {
             last,
         })
     }
+}
+
+/// This host's machine id (/etc/machine-id), recorded with its grants; empty
+/// when unreadable (it is informational).
+pub fn machine_id() -> String {
+    std::fs::read_to_string("/etc/machine-id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Waits on a group's watch stream for a change that may let a waiter in
+/// (a release, a dropped or departed waiter, a resume, more slots, a
+/// resync). True when one came; false when the stream ended.
+pub async fn slot_may_be_free(stream: &mut tonic::Streaming<pb::WatchEvent>) -> bool {
+    use pb::watch_event::Kind;
+    while let Some(Ok(event)) = stream.next().await {
+        if matches!(
+            event.kind,
+            Some(
+                Kind::Released(_)
+                    | Kind::WaiterDropped(_)
+                    | Kind::LeftQueue(_)
+                    | Kind::Resumed(_)
+                    | Kind::ResumedAll(_)
+                    | Kind::MaxChanged(_)
+                    | Kind::Resync(_)
+            )
+        ) {
+            return true;
+        }
+    }
+    false
 }
