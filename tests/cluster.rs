@@ -1,13 +1,11 @@
 //! The lease cluster as an operator uses it: real `baton agent` processes on 127.0.0.1, the CLI, and gRPC Watch.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use crate::support::{stderr, stdout, TestCluster};
 use baton_proto::v1 as pb;
 use pb::watch_event::Kind;
-use support::{stderr, stdout, TestCluster};
 use tokio_stream::StreamExt;
 
 fn acquire(cluster: &TestCluster, group: &str, holder: &str) -> std::process::Output {

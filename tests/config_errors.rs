@@ -1,10 +1,8 @@
 //! Bad configuration as an operator would write it: `baton agent` exits 78 and names file, key and line.
 
-mod support;
-
 use std::process::Command;
 
-use support::{baton_bin, stderr, write_file};
+use crate::support::{baton_bin, stderr, write_file};
 
 const GOOD: &str = r#"[node]
 name = "cp-1"

@@ -1,18 +1,16 @@
 //! Update sources against a real dbus-daemon with fake update_engine services, plus the file, command and os-release sources.
 
 // Needs `dbus-daemon` (Debian package `dbus`). The reboot call's own tests are unit tests
-// in agent/src/reboot.rs (they need a `HeldLease`, which only the crate can make); they
-// use the same support module.
-
-mod dbus_support;
+// in agent/src/host/reboot.rs (they need a `HeldLease`, which only the crate can make);
+// they use the same fakes (baton-testkit).
 
 use std::path::Path;
 use std::time::Duration;
 
 use baton::config::{UpdateSettings, UpdateSourceKind};
-use baton::updates::{automatic_reboot_warning, PendingUpdate, UpdateError, UpdateSource};
+use baton::host::updates::{automatic_reboot_warning, PendingUpdate, UpdateError, UpdateSource};
 
-use dbus_support::{DbusDaemon, UpdateEngineService, DOWNLOADING, IDLE, NEED_REBOOT};
+use baton_testkit::dbus::{DbusDaemon, UpdateEngineService, DOWNLOADING, IDLE, NEED_REBOOT};
 
 /// Long enough that a test waking within a few seconds was woken by a signal, not a poll.
 const LONG_POLL: Duration = Duration::from_secs(120);

@@ -1,10 +1,8 @@
 //! `baton demo` as a newcomer runs it: a local fleet rolls to completion, one host at a time, and leaves nothing behind.
 
-mod support;
-
 use std::process::Command;
 
-use support::{baton_bin, stderr, stdout};
+use crate::support::{baton_bin, stderr, stdout};
 
 #[test]
 fn demo_with_five_hosts_rolls_them_all_one_at_a_time() {

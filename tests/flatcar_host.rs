@@ -5,15 +5,12 @@
 //! services (no real update_engine or logind may run here), and each
 //! Reboot call asks the cluster, at that moment, who holds the lease.
 
-mod dbus_support;
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::{AgentHost, TestCluster};
 use baton_proto::v1 as pb;
-use dbus_support::{wait_until, DbusDaemon, UpdateEngineService};
-use support::{AgentHost, TestCluster};
+use baton_testkit::dbus::{wait_until, DbusDaemon, UpdateEngineService};
 
 const NEED_REBOOT: &str = "UPDATE_STATUS_UPDATED_NEED_REBOOT";
 const IDLE: &str = "UPDATE_STATUS_IDLE";

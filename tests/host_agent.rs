@@ -1,11 +1,9 @@
 //! The host agent end to end: real `baton agent` processes (3 voters that only serve the lease, plus client hosts),
 //! sentinel update sources and a reboot command; the test plays the machines and kills agents between phases.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::{AgentHost, TestCluster};
+use crate::support::{AgentHost, TestCluster};
 
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -8,7 +8,8 @@ use baton::cli::{self, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = baton::logging::init(matches!(cli.command, cli::Command::Agent), cli.log_format)
+    if let Err(e) =
+        baton::cli::logging::init(matches!(cli.command, cli::Command::Agent), cli.log_format)
     {
         eprintln!("baton: {e}");
     }
@@ -36,7 +37,7 @@ fn main() -> ExitCode {
                 }
                 source = cause.source();
             }
-            baton::logging::report_error(&message);
+            baton::cli::logging::report_error(&message);
             error.exit_code()
         }
     }

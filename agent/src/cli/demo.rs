@@ -1,0 +1,473 @@
+//! `baton demo`: a local fleet of real `baton agent` processes on loopback, every host marked "reboot needed", rolled one lease at a time, with a live timeline.
+//!
+//! Each host is a process with its own state dir. Its update source is a
+//! sentinel file; its reboot method is a command that leaves a marker. The
+//! demo plays the machine: on a marker it kills the host's process (power
+//! off), removes the sentinel (the update is now active), gives it a new
+//! boot id and starts it again (boot).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use baton_proto::v1 as pb;
+use baton_proto::v1::lease_client::LeaseClient as LeaseGrpc;
+use serde_json::json;
+use tokio_stream::StreamExt;
+
+use crate::host::phase_file::StateFile;
+use crate::rules::phases::Phase;
+
+/// The lease group every demo host joins.
+const GROUP: &str = "demo";
+/// How long a simulated machine stays down.
+const BOOT_TIME: Duration = Duration::from_millis(300);
+
+/// Why the demo could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("demo needs at least 1 host")]
+    NoHosts,
+    #[error("cannot prepare {path}: {source}")]
+    Prepare {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start host {host}: {source}")]
+    Spawn {
+        host: String,
+        source: std::io::Error,
+    },
+    #[error("no free port on 127.0.0.1: {0}")]
+    Port(std::io::Error),
+    #[error("the fleet did not finish rolling within {0:?}")]
+    Timeout(Duration),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// Options of `baton demo`.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub hosts: usize,
+    /// Leave the fleet's directory (configs, state, agent logs) behind.
+    pub keep_files: bool,
+    pub json: bool,
+    pub timeout: Duration,
+}
+
+/// One simulated machine.
+struct Host {
+    name: String,
+    dir: PathBuf,
+    voter: bool,
+    process: Option<Child>,
+    reboots: u32,
+    rolled: bool,
+}
+
+impl Host {
+    fn sentinel(&self) -> PathBuf {
+        self.dir.join("reboot-required")
+    }
+    fn marker(&self) -> PathBuf {
+        self.dir.join("reboot-requested")
+    }
+    fn boot_id(&self) -> PathBuf {
+        self.dir.join("boot_id")
+    }
+    fn config(&self) -> PathBuf {
+        self.dir.join("baton.toml")
+    }
+    fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+}
+
+/// The fleet: its hosts and the temp dir they live in; dropping it stops
+/// every process and removes the dir, also on error and on Ctrl-C.
+struct Fleet {
+    root: PathBuf,
+    keep_files: bool,
+    hosts: Vec<Host>,
+    voter_addresses: Vec<String>,
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for host in &mut self.hosts {
+            if let Some(mut child) = host.process.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if !self.keep_files {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+fn prepare<T>(path: &Path, result: std::io::Result<T>) -> Result<T, DemoError> {
+    result.map_err(|source| DemoError::Prepare {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn new_boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| format!("{:?}", Instant::now()))
+}
+
+fn free_port() -> Result<u16, DemoError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(DemoError::Port)
+}
+
+impl Fleet {
+    fn create(hosts: usize) -> Result<Fleet, DemoError> {
+        if hosts == 0 {
+            return Err(DemoError::NoHosts);
+        }
+        let voters = if hosts >= 3 { 3 } else { 1 };
+        let root = std::env::temp_dir().join(format!("baton-demo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut fleet = Fleet {
+            root: root.clone(),
+            keep_files: false,
+            hosts: Vec::new(),
+            voter_addresses: Vec::new(),
+        };
+        let mut ports = Vec::new();
+        for _ in 0..voters {
+            let port = free_port()?;
+            ports.push(port);
+            fleet.voter_addresses.push(format!("127.0.0.1:{port}"));
+        }
+        let voters_toml: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                format!(
+                    "  {{ id = {}, name = \"host-{}\", address = \"127.0.0.1:{port}\" }},",
+                    i + 1,
+                    i + 1
+                )
+            })
+            .collect();
+        for i in 0..hosts {
+            let name = format!("host-{}", i + 1);
+            let dir = root.join(&name);
+            prepare(&dir, std::fs::create_dir_all(&dir))?;
+            let host = Host {
+                name: name.clone(),
+                dir,
+                voter: i < voters,
+                process: None,
+                reboots: 0,
+                rolled: false,
+            };
+            let listen = match ports.get(i) {
+                Some(port) => format!("listen = \"127.0.0.1:{port}\"\n"),
+                None => String::new(),
+            };
+            let config = format!(
+                "# baton demo host {name}\n[node]\nname = \"{name}\"\nstate_dir = \"{state}\"\ngroup = \"{GROUP}\"\n\n\
+                 [cluster]\n{listen}voters = [\n{voters}\n]\n\n\
+                 [updates]\nsource = \"sentinel\"\nsentinel_file = \"{sentinel}\"\npoll_interval = \"100ms\"\n\n\
+                 [reboot]\nmethod = \"command\"\ncommand = [\"touch\", \"{marker}\"]\nboot_id_path = \"{boot_id}\"\n",
+                state = host.state_dir().display(),
+                voters = voters_toml.join("\n"),
+                sentinel = host.sentinel().display(),
+                marker = host.marker().display(),
+                boot_id = host.boot_id().display(),
+            );
+            prepare(&host.config(), std::fs::write(host.config(), config))?;
+            prepare(
+                &host.boot_id(),
+                std::fs::write(host.boot_id(), new_boot_id()),
+            )?;
+            // Every host has an update waiting for a reboot.
+            prepare(
+                &host.sentinel(),
+                std::fs::write(host.sentinel(), "demo update\n"),
+            )?;
+            fleet.hosts.push(host);
+        }
+        Ok(fleet)
+    }
+
+    fn start(&mut self, index: usize) -> Result<(), DemoError> {
+        let exe = prepare(Path::new("/proc/self/exe"), std::env::current_exe())?;
+        let host = &mut self.hosts[index];
+        let log_path = host.dir.join("agent.log");
+        let log = prepare(
+            &log_path,
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path),
+        )?;
+        let child = Command::new(exe)
+            .args(["agent", "--config"])
+            .arg(host.config())
+            .arg("--vendor-dir")
+            .arg(host.dir.join("no-vendor"))
+            .env("RUST_LOG", "info,openraft=error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|source| DemoError::Spawn {
+                host: host.name.clone(),
+                source,
+            })?;
+        host.process = Some(child);
+        Ok(())
+    }
+
+    /// Plays the machine for hosts that asked to reboot: power off (kill),
+    /// the update becomes active (sentinel gone), new boot id, power on.
+    fn reboot_requested(&mut self, index: usize, clock: &Clock) -> Result<(), DemoError> {
+        let host = &mut self.hosts[index];
+        if !host.marker().exists() {
+            return Ok(());
+        }
+        clock.line(&format!("{} reboots", host.name));
+        if let Some(mut child) = host.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(host.marker());
+        let _ = std::fs::remove_file(host.sentinel());
+        prepare(
+            &host.boot_id(),
+            std::fs::write(host.boot_id(), new_boot_id()),
+        )?;
+        host.reboots += 1;
+        std::thread::sleep(BOOT_TIME);
+        self.start(index)?;
+        clock.line(&format!("{} is back up", self.hosts[index].name));
+        Ok(())
+    }
+}
+
+/// Prints timeline lines with the time since the demo started.
+struct Clock {
+    start: Instant,
+    quiet: bool,
+}
+
+impl Clock {
+    fn line(&self, text: &str) {
+        if !self.quiet {
+            println!("{:>7.3}s  {text}", self.start.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// What the watcher saw of the lease.
+#[derive(Default)]
+struct Observed {
+    holders: BTreeSet<String>,
+    max_holders: usize,
+    last_release: Option<Instant>,
+    handoffs: Vec<Duration>,
+}
+
+impl Observed {
+    fn apply(&mut self, event: &pb::WatchEvent, clock: &Clock) {
+        use pb::watch_event::Kind;
+        if let Some(state) = &event.state {
+            self.holders = state.holders.iter().map(|h| h.holder.clone()).collect();
+        }
+        match &event.kind {
+            Some(Kind::Snapshot(state)) => {
+                self.holders = state.holders.iter().map(|h| h.holder.clone()).collect();
+            }
+            Some(Kind::Granted(grant)) => {
+                if let Some(released) = self.last_release.take() {
+                    self.handoffs.push(released.elapsed());
+                }
+                let waiting = event.state.as_ref().map(|s| s.queue.len()).unwrap_or(0);
+                clock.line(&format!(
+                    "{} holds the lease (token {}); {} waiting",
+                    grant.holder, grant.token, waiting
+                ));
+            }
+            Some(Kind::Released(released)) => {
+                self.last_release = Some(Instant::now());
+                clock.line(&format!("{} released the lease", released.holder));
+            }
+            Some(Kind::Queued(queued)) => {
+                clock.line(&format!(
+                    "{} queued at position {}",
+                    queued.holder, queued.position
+                ));
+            }
+            _ => {}
+        }
+        self.max_holders = self.max_holders.max(self.holders.len());
+    }
+}
+
+fn percentile(samples: &[Duration], q: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+/// Opens a watch stream on the voter at `address`.
+async fn open_watch(address: &str) -> Option<tonic::Streaming<pb::WatchEvent>> {
+    let mut client = LeaseGrpc::connect(format!("http://{address}")).await.ok()?;
+    let request = pb::WatchRequest {
+        group: GROUP.into(),
+    };
+    let stream = client.watch(request).await.ok()?;
+    Some(stream.into_inner())
+}
+
+/// The next event of `stream`, or never when there is none.
+async fn next_event(
+    stream: &mut Option<tonic::Streaming<pb::WatchEvent>>,
+) -> Option<Result<pb::WatchEvent, tonic::Status>> {
+    match stream.as_mut() {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Identifies a change seen on two streams, so it is counted once.
+fn change_key(event: &pb::WatchEvent) -> Option<(u64, &'static str, String)> {
+    use pb::watch_event::Kind;
+    match &event.kind {
+        Some(Kind::Granted(g)) => Some((event.index, "granted", g.holder.clone())),
+        Some(Kind::Released(r)) => Some((event.index, "released", r.holder.clone())),
+        Some(Kind::Queued(q)) => Some((event.index, "queued", q.holder.clone())),
+        _ => None,
+    }
+}
+
+/// Runs the demo until every host rolled (or the timeout, or Ctrl-C).
+pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
+    let clock = Clock {
+        start: Instant::now(),
+        quiet: false,
+    };
+    let mut fleet = Fleet::create(options.hosts)?;
+    fleet.keep_files = options.keep_files;
+    let voters = fleet.hosts.iter().filter(|h| h.voter).count();
+    clock.line(&format!(
+        "starting {} hosts ({voters} voters, {} clients) in {}; every host has an update waiting for a reboot",
+        fleet.hosts.len(),
+        fleet.hosts.len() - voters,
+        fleet.root.display()
+    ));
+    for i in 0..fleet.hosts.len() {
+        fleet.start(i)?;
+    }
+    let mut observed = Observed::default();
+    // Two watchers on two voters: voters reboot too, one at a time, so one
+    // of the two always sees each change as it happens.
+    let mut watches: [Option<tonic::Streaming<pb::WatchEvent>>; 2] = [None, None];
+    let watched: Vec<String> = fleet.voter_addresses.iter().take(2).cloned().collect();
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + options.timeout;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut phases: BTreeMap<String, &'static str> = BTreeMap::new();
+    loop {
+        for (slot, address) in watches.iter_mut().zip(&watched) {
+            if slot.is_none() {
+                *slot = open_watch(address).await;
+            }
+        }
+        let [first, second] = &mut watches;
+        let (which, event) = tokio::select! {
+            _ = &mut ctrl_c => return Err(DemoError::Interrupted),
+            _ = tick.tick() => (None, None),
+            event = next_event(first) => (Some(0), event),
+            event = next_event(second) => (Some(1), event),
+        };
+        match (which, event) {
+            (_, Some(Ok(event))) => {
+                let new = match change_key(&event) {
+                    Some(key) => seen.insert(key),
+                    None => true,
+                };
+                if new {
+                    observed.apply(&event, &clock);
+                }
+            }
+            // That voter went down (it reboots too); reopen when it is back.
+            (Some(i), _) => watches[i] = None,
+            (None, _) => {}
+        }
+        for i in 0..fleet.hosts.len() {
+            fleet.reboot_requested(i, &clock)?;
+            let host = &mut fleet.hosts[i];
+            let phase = StateFile::new(&host.state_dir())
+                .load()
+                .unwrap_or(Phase::Idle);
+            let name = phase.name();
+            if phases.insert(host.name.clone(), name) != Some(name) && name != "idle" {
+                tracing::debug!("{} is {}", host.name, name);
+            }
+            if host.reboots > 0 && !host.rolled && phase == Phase::Idle {
+                host.rolled = true;
+                clock.line(&format!(
+                    "{} rolled: rebooted, checked, released",
+                    host.name
+                ));
+            }
+        }
+        if fleet.hosts.iter().all(|h| h.rolled) {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(DemoError::Timeout(options.timeout));
+        }
+    }
+    let total = clock.start.elapsed();
+    let rolled = fleet.hosts.iter().filter(|h| h.rolled).count();
+    let lost: Duration = observed.handoffs.iter().sum();
+    if !options.json {
+        println!();
+    }
+    println!(
+        "rolled {rolled} of {} hosts in {:.1} s; at most {} held the lease at once; \
+         {} hand-offs, {:.1} ms lost between them in all (p50 {:.1} ms, p99 {:.1} ms)",
+        fleet.hosts.len(),
+        total.as_secs_f64(),
+        observed.max_holders,
+        observed.handoffs.len(),
+        lost.as_secs_f64() * 1000.0,
+        percentile(&observed.handoffs, 0.5),
+        percentile(&observed.handoffs, 0.99),
+    );
+    if options.json {
+        println!(
+            "{}",
+            json!({
+                "hosts": fleet.hosts.len(),
+                "rolled": rolled,
+                "max_concurrent_holders": observed.max_holders,
+                "total_seconds": total.as_secs_f64(),
+                "handoff_ms": {
+                    "p50": percentile(&observed.handoffs, 0.5),
+                    "p99": percentile(&observed.handoffs, 0.99),
+                },
+            })
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,770 @@
+//! The host agent: drives this host from "update pending" through lease, drain, reboot and checks back to idle, one phase at a time.
+//!
+//! The rules of which phase follows which live in `host_state`; this module
+//! does the I/O of each phase and turns what happened into an `Event`.
+//! Every transition is persisted before the agent acts on the new phase.
+
+use std::time::{Duration, Instant};
+
+use baton_proto::v1 as pb;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::config::{Settings, UpdateSourceKind};
+use crate::host::held_lease::HeldLease;
+use crate::host::hooks;
+use crate::host::kubernetes::KubeDrainer;
+use crate::host::lease_client::{
+    lease_endpoints, machine_id, slot_may_be_free, Acquired, LeaseClient, LeaseClientError,
+};
+use crate::host::phase_file::{StateFile, StateFileError};
+use crate::host::reboot::Rebooter;
+use crate::host::service_manager::ServiceManager;
+use crate::host::updates::{self, UpdateSource};
+use crate::rules::phases::{self, DrainRecord, Event, Phase, RememberedLease};
+use crate::rules::window::{RebootWindows, WindowSpec};
+use crate::transport::Dialer;
+
+/// How long one step may wait before the loop comes round again (and pings
+/// the watchdog). Well under any sensible WatchdogSec.
+const TICK: Duration = Duration::from_secs(1);
+/// How long to wait for the machine to go down after a successful reboot
+/// call before trying again.
+const REBOOT_GRACE: Duration = Duration::from_secs(300);
+/// Between retries of post-reboot checks and of undrain.
+const CHECK_RETRY: Duration = Duration::from_secs(15);
+
+/// Why the agent could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    State(#[from] StateFileError),
+    #[error("cannot read boot id from {path}: {source}")]
+    BootId {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("update source: {0}")]
+    Updates(#[from] updates::UpdateError),
+    #[error("kubernetes: {0}")]
+    Kubernetes(#[from] crate::host::kubernetes::DrainError),
+    #[error("time zone {name:?}: {source}")]
+    TimeZone { name: String, source: jiff::Error },
+    #[error(transparent)]
+    Transition(#[from] phases::InvalidTransition),
+}
+
+/// Everything the agent works with.
+pub struct HostAgent {
+    settings: Settings,
+    state_file: StateFile,
+    phase: Phase,
+    lease: LeaseClient,
+    updates: UpdateSource,
+    rebooter: Rebooter,
+    kube: Option<KubeDrainer>,
+    windows: RebootWindows,
+    notify: ServiceManager,
+    boot_id: String,
+    /// Proof of holding, from the grant or a re-verification in this process.
+    held: Option<HeldLease>,
+    /// The watch stream while queued: wakes us when a slot may be free.
+    watch: Option<tonic::Streaming<pb::WatchEvent>>,
+    /// After a failed attempt, do not queue again before this.
+    retry_after: Option<Instant>,
+    /// The last attempt failed (set on drain failure or lost lease).
+    failed: bool,
+    /// Whether the start-up check for a lease we hold but do not remember ran.
+    stray_checked: bool,
+    /// The queue position last shown, so STATUS changes only when it does.
+    last_position: Option<(u32, u32)>,
+    /// The last waiting text sent by `say`, so it is sent once per change.
+    last_status: Option<String>,
+    /// When the updater was last asked to check for updates.
+    last_update_check: Option<Instant>,
+}
+
+/// An id that changes at every boot of this host: the kernel's boot id,
+/// plus PID 1's start time.
+///
+/// The start time matters in containers: systemd-nspawn gives each
+/// container boot its own boot id, but the unit's sandbox
+/// (ProtectKernelTunables, ProtectControlGroups, ProtectProc) shows the
+/// kernel's, which does not change when the container reboots (nor does it
+/// in LXC). PID 1 is new at every boot, so its start time tells.
+fn read_boot_id(settings: &Settings) -> Result<String, AgentError> {
+    let path = &settings.reboot.boot_id_path;
+    let boot_id = std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|source| AgentError::BootId {
+            path: path.clone(),
+            source,
+        })?;
+    Ok(match pid1_start_time() {
+        Some(start) => format!("{boot_id}@{start}"),
+        None => boot_id,
+    })
+}
+
+/// PID 1's start time in clock ticks since boot (field 22 of /proc/1/stat).
+fn pid1_start_time() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/1/stat").ok()?;
+    // The command name (field 2) may hold spaces; count after its ')'.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn reboot_windows(settings: &Settings) -> Result<RebootWindows, AgentError> {
+    if settings.reboot.windows.is_empty() {
+        return Ok(RebootWindows::always());
+    }
+    let name = settings.reboot.time_zone.as_str();
+    let tz = if name == "localtime" {
+        jiff::tz::TimeZone::system()
+    } else {
+        jiff::tz::TimeZone::get(name).map_err(|source| AgentError::TimeZone {
+            name: name.to_string(),
+            source,
+        })?
+    };
+    let specs = settings
+        .reboot
+        .windows
+        .iter()
+        .map(|w| WindowSpec {
+            days: w.days.clone(),
+            start: w.start,
+            length: w.length,
+        })
+        .collect();
+    Ok(RebootWindows::new(specs, tz))
+}
+
+impl HostAgent {
+    /// Whether this host runs the agent at all (`[updates] source = "none"`
+    /// makes a voter that only serves the lease).
+    pub fn enabled(settings: &Settings) -> bool {
+        settings.updates.source != UpdateSourceKind::None
+    }
+
+    /// Loads the persisted phase, resumes it for this boot, and opens the
+    /// update source, the reboot method and (if configured) Kubernetes.
+    pub async fn start(
+        settings: Settings,
+        notify: ServiceManager,
+    ) -> Result<HostAgent, AgentError> {
+        let state_file = StateFile::new(&settings.node.state_dir);
+        let boot_id = read_boot_id(&settings)?;
+        let persisted = state_file.load()?;
+        let phase = phases::resume(persisted.clone(), &boot_id);
+        if phase != persisted {
+            info!(
+                BATON_PHASE = phase.name(),
+                "back from the reboot (boot id {boot_id}): {} -> {}",
+                persisted.name(),
+                phase.name()
+            );
+            state_file.save(&phase)?;
+        } else if phase != Phase::Idle {
+            info!(
+                BATON_PHASE = phase.name(),
+                "resuming in phase {}",
+                phase.name()
+            );
+        }
+        let updates = UpdateSource::open(&settings.updates).await?;
+        if updates.name() == "apt" {
+            if let Some(warning) = updates::automatic_reboot_warning(&settings.updates.apt_conf_dir)
+            {
+                warn!("{warning}");
+            }
+        }
+        let kube = match &settings.kubernetes {
+            Some(k) => Some(KubeDrainer::connect(k).await?),
+            None => None,
+        };
+        let dialer = Dialer::new(
+            settings.cluster.connect_timeout,
+            settings.cluster.request_timeout,
+        );
+        let lease = LeaseClient::new(
+            lease_endpoints(&settings),
+            dialer,
+            &settings.node.group,
+            &settings.node.name,
+            &machine_id(),
+        );
+        let windows = reboot_windows(&settings)?;
+        info!(
+            BATON_PHASE = phase.name(),
+            BATON_GROUP = %settings.node.group,
+            BATON_HOLDER = %settings.node.name,
+            "host agent for {} in group {}: updates from {}, reboot windows: {}, reboot by {}",
+            settings.node.name,
+            settings.node.group,
+            updates.name(),
+            windows.describe(),
+            match &settings.reboot.method {
+                crate::config::RebootMethod::Logind => "logind".to_string(),
+                crate::config::RebootMethod::Command(c) => hooks::command_line(c),
+            }
+        );
+        let rebooter = Rebooter::new(
+            &settings.reboot.method,
+            settings.updates.dbus_address.as_deref(),
+        );
+        let agent = HostAgent {
+            state_file,
+            phase,
+            lease,
+            updates,
+            rebooter,
+            kube,
+            windows,
+            notify,
+            boot_id,
+            held: None,
+            watch: None,
+            retry_after: None,
+            failed: false,
+            stray_checked: false,
+            last_position: None,
+            last_status: None,
+            last_update_check: None,
+            settings,
+        };
+        agent.notify.status(&agent.phase.describe());
+        Ok(agent)
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> &Phase {
+        &self.phase
+    }
+
+    /// Runs until `shutdown` turns true. Returns the error that stopped it.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), AgentError> {
+        loop {
+            self.notify.watchdog_ping();
+            if *shutdown.borrow() {
+                self.on_shutdown().await;
+                return Ok(());
+            }
+            let step = tokio::select! {
+                event = self.step() => event?,
+                _ = shutdown.changed() => None,
+            };
+            if let Some(event) = step {
+                self.transition(event)?;
+            }
+        }
+    }
+
+    /// Leaves the queue on shutdown; a held lease stays held (we resume).
+    async fn on_shutdown(&mut self) {
+        if let Phase::WaitingForLease { .. } = self.phase {
+            if let Err(e) = self.lease.release(None).await {
+                warn!("could not leave the queue on shutdown: {e}");
+            }
+        }
+    }
+
+    /// Persists and announces the phase that `event` leads to.
+    fn transition(&mut self, event: Event) -> Result<(), AgentError> {
+        match &event {
+            Event::DrainFailed { .. } | Event::LeaseLost => self.failed = true,
+            Event::Released => {
+                self.held = None;
+                if std::mem::take(&mut self.failed) {
+                    self.retry_after = Some(Instant::now() + self.settings.reboot.blocker_retry);
+                }
+            }
+            _ => {}
+        }
+        let next = phases::next(&self.phase, event)?;
+        self.state_file.save(&next)?;
+        let lease = next.lease().or(self.phase.lease()).cloned();
+        info!(
+            BATON_PHASE = next.name(),
+            BATON_GROUP = lease
+                .as_ref()
+                .map(|l| l.group.as_str())
+                .unwrap_or(self.lease.group()),
+            BATON_HOLDER = self.lease.holder(),
+            BATON_TOKEN = lease.as_ref().map(|l| l.token),
+            "{} -> {}",
+            self.phase.name(),
+            next.name()
+        );
+        self.notify.status(&next.describe());
+        self.last_status = None;
+        if !matches!(next, Phase::WaitingForLease { .. }) {
+            self.watch = None;
+            self.last_position = None;
+        }
+        self.phase = next;
+        Ok(())
+    }
+
+    /// Does the work of the current phase; `Some(event)` when something
+    /// happened, `None` to come round again.
+    async fn step(&mut self) -> Result<Option<Event>, AgentError> {
+        let phase = self.phase.clone();
+        Ok(match phase {
+            Phase::Idle => self.idle().await,
+            Phase::RebootNeeded { .. } => self.reboot_needed().await,
+            Phase::WaitingForLease { .. } => self.waiting_for_lease().await,
+            Phase::Draining { lease, .. } => self.draining(&lease).await,
+            Phase::Rebooting { lease, drain, .. } => self.rebooting(&lease, drain).await,
+            Phase::PostReboot { update, lease, .. } => self.post_reboot(&update, &lease).await,
+            Phase::Undraining { lease, drain } => self.undraining(&lease, drain.as_ref()).await,
+            Phase::Releasing { lease } => self.releasing(&lease).await,
+        })
+    }
+
+    /// Tells the journal and systemd what the agent waits for, once per change.
+    fn say(&mut self, text: String) {
+        if self.last_status.as_deref() != Some(text.as_str()) {
+            info!(BATON_PHASE = self.phase.name(), "{text}");
+            self.notify.status(&text);
+            self.last_status = Some(text);
+        }
+    }
+
+    /// Waits for `duration` while pinging the watchdog.
+    async fn wait(&self, duration: Duration) {
+        tokio::time::sleep(duration.min(TICK)).await;
+    }
+
+    /// Sleeps the whole of `duration`, pinging the watchdog every tick.
+    async fn sleep_fed(&self, duration: Duration) {
+        let until = Instant::now() + duration;
+        while Instant::now() < until {
+            self.notify.watchdog_ping();
+            self.wait(until - Instant::now()).await;
+        }
+    }
+
+    /// Runs `work` (bounded by its own timeouts) while pinging the watchdog,
+    /// since hooks and drains may take longer than WatchdogSec.
+    async fn with_watchdog<T>(
+        notify: &ServiceManager,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                _ = tokio::time::sleep(TICK) => notify.watchdog_ping(),
+            }
+        }
+    }
+
+    /// The proof of holding `remembered`: from this process's grant, or
+    /// re-verified with a linearizable read. `Ok(None)`: not held any more.
+    async fn proof(
+        &mut self,
+        remembered: &RememberedLease,
+    ) -> Result<Option<HeldLease>, LeaseClientError> {
+        if let Some(held) = &self.held {
+            if held.token() == remembered.token {
+                return Ok(Some(held.clone()));
+            }
+        }
+        let verified = self.lease.verify(remembered).await?;
+        self.held = verified.clone();
+        Ok(verified)
+    }
+
+    async fn idle(&mut self) -> Option<Event> {
+        if !self.stray_checked {
+            // A lease we hold but do not remember (state lost, or an old
+            // crash): give it back so it does not block the group.
+            match self.lease.held_token().await {
+                Ok(Some(token)) => {
+                    warn!(
+                        BATON_TOKEN = token,
+                        "holding a lease this host does not remember (token {token}); releasing it"
+                    );
+                    if self.lease.release(Some(token)).await.is_ok() {
+                        self.stray_checked = true;
+                    }
+                }
+                Ok(None) => self.stray_checked = true,
+                Err(e) => warn!("cannot reach the lease cluster yet: {e}"),
+            }
+        }
+        if let Some(until) = self.retry_after {
+            let now = Instant::now();
+            if now < until {
+                self.wait(until - now).await;
+                return None;
+            }
+            self.retry_after = None;
+        }
+        let pending = Self::with_watchdog(&self.notify, self.updates.pending()).await;
+        match pending {
+            Ok(Some(update)) => {
+                info!(BATON_PHASE = "idle", "update pending: {}", update.reason);
+                Some(Event::UpdatePending(update))
+            }
+            Ok(None) => {
+                let check = self.settings.updates.check_interval;
+                tokio::select! {
+                    _ = self.updates.changed() => {}
+                    _ = tokio::time::sleep(TICK) => {}
+                }
+                if let Some(interval) = check {
+                    self.maybe_check_for_updates(interval).await;
+                }
+                None
+            }
+            Err(e) => {
+                warn!("update source: {e}");
+                self.wait(self.settings.updates.poll_interval).await;
+                None
+            }
+        }
+    }
+
+    /// Asks the updater to look for updates once per `interval`.
+    async fn maybe_check_for_updates(&mut self, interval: Duration) {
+        let due = self
+            .last_update_check
+            .is_none_or(|at| at.elapsed() >= interval);
+        if due {
+            self.last_update_check = Some(Instant::now());
+            let checked = Self::with_watchdog(&self.notify, self.updates.check_for_updates()).await;
+            if let Err(e) = checked {
+                warn!("asking the updater to check for updates failed: {e}");
+            }
+        }
+    }
+
+    async fn reboot_needed(&mut self) -> Option<Event> {
+        let pending = Self::with_watchdog(&self.notify, self.updates.pending()).await;
+        match pending {
+            Ok(None) => return Some(Event::UpdateGone),
+            Ok(Some(_)) => {}
+            Err(e) => {
+                warn!("update source: {e}");
+                self.wait(self.settings.updates.poll_interval).await;
+                return None;
+            }
+        }
+        let now = jiff::Timestamp::now();
+        if !self.windows.is_open(now) {
+            if let Some(opens) = self.windows.next_open(now) {
+                self.say(format!(
+                    "reboot needed: waiting for the reboot window ({}), next opens {opens}",
+                    self.windows.describe()
+                ));
+            }
+            self.wait(TICK).await;
+            return None;
+        }
+        let blockers = self.settings.reboot.blockers.clone();
+        let checked = Self::with_watchdog(&self.notify, hooks::check_blockers(&blockers)).await;
+        if let Err(e) = checked {
+            warn!(BATON_PHASE = "reboot-needed", "blocker says not now: {e}");
+            self.notify.status(&format!("reboot needed: blocked: {e}"));
+            self.last_status = None;
+            self.sleep_fed(self.settings.reboot.blocker_retry).await;
+            return None;
+        }
+        Some(Event::ClearedToQueue)
+    }
+
+    async fn waiting_for_lease(&mut self) -> Option<Event> {
+        let now = jiff::Timestamp::now();
+        if !self.windows.is_open(now) {
+            info!(
+                BATON_PHASE = "waiting-for-lease",
+                "reboot window closed before a grant; leaving the queue"
+            );
+            if let Err(e) = self.lease.release(None).await {
+                warn!("could not leave the queue (the waiter TTL will drop us): {e}");
+            }
+            return Some(Event::WindowClosed);
+        }
+        match self.lease.acquire().await {
+            Ok(Acquired::Granted(held)) => {
+                let remembered = RememberedLease {
+                    group: held.group().to_string(),
+                    holder: held.holder().to_string(),
+                    token: held.token(),
+                };
+                info!(
+                    BATON_PHASE = "waiting-for-lease",
+                    BATON_GROUP = held.group(),
+                    BATON_TOKEN = held.token(),
+                    "lease granted ({held})"
+                );
+                self.held = Some(held);
+                Some(Event::Granted(remembered))
+            }
+            Ok(Acquired::Queued {
+                position,
+                waiters,
+                reason,
+                waiter_ttl,
+            }) => {
+                if self.last_position != Some((position, waiters)) {
+                    self.last_position = Some((position, waiters));
+                    let text =
+                        format!("waiting for lease: position {position} of {waiters} ({reason})");
+                    info!(BATON_PHASE = "waiting-for-lease", "{text}");
+                    self.notify.status(&text);
+                }
+                if self.watch.is_none() {
+                    self.watch = self.lease.watch().await.ok();
+                }
+                // Refresh well within the TTL; wake at once on a change that
+                // may free a slot; and at the latest when the window closes.
+                let refresh = (waiter_ttl / 3).max(Duration::from_millis(100));
+                let closes = self
+                    .windows
+                    .closes_at(now)
+                    .and_then(|t| t.duration_since(now).try_into().ok())
+                    .unwrap_or(refresh);
+                let wait = refresh.min(closes).min(TICK * 5);
+                match self.watch.as_mut() {
+                    Some(stream) => {
+                        let woke = tokio::time::timeout(wait, slot_may_be_free(stream)).await;
+                        if let Ok(false) = woke {
+                            self.watch = None; // stream ended; reopen next time
+                        }
+                    }
+                    None => tokio::time::sleep(wait.min(TICK)).await,
+                }
+                None
+            }
+            Err(e) => {
+                warn!("cannot queue for the lease: {e}");
+                self.wait(TICK).await;
+                None
+            }
+        }
+    }
+
+    async fn draining(&mut self, remembered: &RememberedLease) -> Option<Event> {
+        let held = match self.proof(remembered).await {
+            Ok(Some(held)) => held,
+            Ok(None) => {
+                warn!(
+                    BATON_PHASE = "draining",
+                    "the lease is no longer ours; undoing the drain"
+                );
+                return Some(Event::LeaseLost);
+            }
+            Err(e) => {
+                warn!("cannot confirm the lease: {e}");
+                self.wait(TICK).await;
+                return None;
+            }
+        };
+        if !self.windows.is_open(jiff::Timestamp::now()) {
+            warn!(
+                BATON_PHASE = "draining",
+                "reboot window closed before the drain; giving the lease back"
+            );
+            return Some(Event::DrainFailed { drain: None });
+        }
+        let mut record: Option<DrainRecord> = None;
+        if let Some(kube) = &self.kube {
+            let drained = Self::with_watchdog(&self.notify, kube.drain(&held)).await;
+            match drained {
+                Ok(r) => record = Some(r),
+                Err(e) => {
+                    error!(
+                        BATON_PHASE = "draining",
+                        BATON_TOKEN = held.token(),
+                        "kubernetes drain failed: {e}"
+                    );
+                    return Some(Event::DrainFailed { drain: e.record() });
+                }
+            }
+        }
+        let hooks = self.settings.hooks.before_reboot.clone();
+        if let Err(e) =
+            Self::with_watchdog(&self.notify, hooks::run_hooks(&hooks, &held, "draining")).await
+        {
+            error!(
+                BATON_PHASE = "draining",
+                BATON_TOKEN = held.token(),
+                "before-reboot hook failed: {e}"
+            );
+            return Some(Event::DrainFailed { drain: record });
+        }
+        Some(Event::Drained {
+            drain: record,
+            boot_id: self.boot_id.clone(),
+        })
+    }
+
+    async fn rebooting(
+        &mut self,
+        remembered: &RememberedLease,
+        drain: Option<DrainRecord>,
+    ) -> Option<Event> {
+        // Safety rule: re-check with a linearizable read, right before the
+        // call, that we still hold the lease under our token.
+        self.held = None;
+        let held = match self.proof(remembered).await {
+            Ok(Some(held)) => held,
+            Ok(None) => {
+                warn!(
+                    BATON_PHASE = "rebooting",
+                    "the lease is no longer ours (token {}); not rebooting", remembered.token
+                );
+                return Some(Event::LeaseLost);
+            }
+            Err(e) => {
+                warn!("cannot confirm the lease before rebooting: {e}");
+                self.wait(TICK).await;
+                return None;
+            }
+        };
+        if !self.windows.is_open(jiff::Timestamp::now()) {
+            warn!(
+                BATON_PHASE = "rebooting",
+                "reboot window closed before the reboot call; undoing the drain"
+            );
+            return Some(Event::DrainFailed { drain });
+        }
+        info!(
+            BATON_PHASE = "rebooting",
+            BATON_GROUP = held.group(),
+            BATON_HOLDER = held.holder(),
+            BATON_TOKEN = held.token(),
+            "rebooting now ({held})"
+        );
+        if let Err(e) = self.rebooter.reboot(&held).await {
+            error!(BATON_PHASE = "rebooting", "reboot failed: {e}");
+            return Some(Event::DrainFailed { drain });
+        }
+        // The machine goes down under us; keep the watchdog fed meanwhile.
+        self.sleep_fed(REBOOT_GRACE).await;
+        warn!(
+            BATON_PHASE = "rebooting",
+            "still up {REBOOT_GRACE:?} after the reboot call; trying again"
+        );
+        None
+    }
+
+    async fn post_reboot(
+        &mut self,
+        update: &phases::PendingUpdate,
+        remembered: &RememberedLease,
+    ) -> Option<Event> {
+        let verified =
+            Self::with_watchdog(&self.notify, self.updates.verify_after_boot(update)).await;
+        match verified {
+            Ok(()) => {}
+            // Right after boot the updater may not be up yet: ask again.
+            Err(e) if e.is_transient() => {
+                warn!(
+                    BATON_PHASE = "post-reboot",
+                    "cannot ask the updater yet: {e}"
+                );
+                self.wait(TICK).await;
+                return None;
+            }
+            // The host came back without the update (e.g. a rollback): say
+            // so loudly and finish this round; the source reports the update
+            // again and the host queues again after a back-off.
+            Err(e) => {
+                error!(
+                    BATON_PHASE = "post-reboot",
+                    "update not active after the reboot: {e}"
+                );
+                self.failed = true;
+            }
+        }
+        let hooks = self.settings.hooks.after_reboot.clone();
+        if !hooks.is_empty() {
+            let held = match self.proof(remembered).await {
+                Ok(Some(held)) => held,
+                Ok(None) => {
+                    warn!(BATON_PHASE = "post-reboot", "the lease was taken from us during the reboot; skipping after-reboot hooks");
+                    return Some(Event::Checked);
+                }
+                Err(e) => {
+                    warn!("cannot confirm the lease: {e}");
+                    self.wait(TICK).await;
+                    return None;
+                }
+            };
+            if let Err(e) =
+                Self::with_watchdog(&self.notify, hooks::run_hooks(&hooks, &held, "post-reboot"))
+                    .await
+            {
+                // Keep holding: a host that is unhealthy after its update
+                // stops the roll until an operator looks (baton unlock).
+                error!(
+                    BATON_PHASE = "post-reboot",
+                    BATON_TOKEN = held.token(),
+                    "post-reboot check failed, holding the lease: {e}"
+                );
+                self.notify.status(&format!(
+                    "holding reboot lease (group {}, token {}): post-reboot check failed: {e}",
+                    held.group(),
+                    held.token()
+                ));
+                self.sleep_fed(CHECK_RETRY).await;
+                return None;
+            }
+        }
+        Some(Event::Checked)
+    }
+
+    async fn undraining(
+        &mut self,
+        remembered: &RememberedLease,
+        drain: Option<&DrainRecord>,
+    ) -> Option<Event> {
+        let Some(record) = drain else {
+            return Some(Event::Undrained);
+        };
+        if self.kube.is_none() {
+            return Some(Event::Undrained);
+        }
+        let held = self.proof(remembered).await.ok().flatten();
+        let Some(kube) = &self.kube else {
+            return Some(Event::Undrained);
+        };
+        let result = match &held {
+            Some(held) => Self::with_watchdog(&self.notify, kube.undrain(held, record)).await,
+            // Not holding any more: still put the node back into service.
+            None => Self::with_watchdog(&self.notify, kube.abort(record)).await,
+        };
+        match result {
+            Ok(()) => Some(Event::Undrained),
+            Err(e) => {
+                warn!(BATON_PHASE = "undraining", "undrain failed, retrying: {e}");
+                self.wait(CHECK_RETRY).await;
+                None
+            }
+        }
+    }
+
+    async fn releasing(&mut self, remembered: &RememberedLease) -> Option<Event> {
+        match self.lease.release(Some(remembered.token)).await {
+            Ok(()) => Some(Event::Released),
+            // Another token holds it now (force-released and re-granted to
+            // us?): nothing of ours to give back.
+            Err(LeaseClientError::Refused(why)) => {
+                warn!(
+                    BATON_PHASE = "releasing",
+                    "release refused ({why}); treating the lease as gone"
+                );
+                Some(Event::Released)
+            }
+            Err(e) => {
+                warn!("cannot release the lease yet: {e}");
+                self.wait(TICK).await;
+                None
+            }
+        }
+    }
+}

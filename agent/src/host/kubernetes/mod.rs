@@ -1,0 +1,1238 @@
+//! Built-in Kubernetes drain: cordon, evict (with PodDisruptionBudget back-off), wait Ready after boot, uncordon — only with the lease held.
+//!
+//! kube has no drain helper, so this module does what `kubectl drain` does,
+//! with the parts a reboot coordinator needs:
+//! - cordon, remembering whether the node was already unschedulable (then it
+//!   stays cordoned after the reboot: an operator put it there);
+//! - list the node's pods (`fieldSelector=spec.nodeName=NODE`, plus the
+//!   configured label selector), skip DaemonSet-owned pods, mirror (static)
+//!   pods, pods already terminating and finished pods;
+//! - evict each through the Eviction API, backing off `eviction_retry` when a
+//!   PodDisruptionBudget answers 429, and wait until the evicted pods are gone;
+//! - all of it bounded by `drain_timeout`.
+//!
+//! Two choices worth knowing:
+//! - kube 5 clients retry 429/503/504 themselves by default (up to 15 times,
+//!   with back-off growing to minutes). That would hide the PDB answer from
+//!   the drain loop and stretch every eviction attempt, so [`KubeDrainer::connect`]
+//!   turns it off; the drain retries transient errors itself, within its
+//!   deadline.
+//! - The Eviction body is built here from k8s-openapi's `policy/v1` types
+//!   (camelCase `deleteOptions.gracePeriodSeconds`), not with kube's
+//!   `EvictParams`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::Eviction;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, ObjectMeta};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use serde_json::json;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::config::KubernetesSettings;
+use crate::host::held_lease::HeldLease;
+/// What the drain did; lives with the host state it is persisted in.
+pub use crate::rules::phases::DrainRecord;
+
+/// Annotation the kubelet puts on mirror pods (static pods seen through the API).
+const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
+
+/// Longest pause between two polls (pods gone, node Ready). Shorter when
+/// `eviction_retry` is shorter.
+const MAX_POLL: Duration = Duration::from_secs(2);
+
+/// Shortest pause between two polls, so that a zero setting cannot spin.
+const MIN_POLL: Duration = Duration::from_millis(10);
+
+/// Why a drain, undrain or abort failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DrainError {
+    /// The configured kubeconfig could not be read or used.
+    #[error("kubernetes.kubeconfig: cannot load {path}: {source}")]
+    Kubeconfig {
+        path: PathBuf,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    /// No kubeconfig configured, and neither KUBECONFIG, ~/.kube/config nor
+    /// the in-cluster service account gave a client configuration.
+    #[error(
+        "kubernetes: no kubeconfig set and none found (KUBECONFIG, ~/.kube/config, in-cluster service account): {source}"
+    )]
+    InferConfig {
+        #[source]
+        source: kube::config::InferConfigError,
+    },
+    /// The client could not be built from a loaded configuration.
+    #[error("kubernetes: cannot build a client from {origin}: {source}")]
+    Client {
+        origin: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// A Kubernetes API call failed with an error that retrying will not fix.
+    #[error("kubernetes: {call} (node {node}) failed: {source}")]
+    Api {
+        /// The call, e.g. `cordon`, `list pods`, `evict pod default/web-0`.
+        call: String,
+        node: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// The drain did not finish within `drain_timeout`.
+    #[error(
+        "kubernetes: drain of node {node} not finished after {timeout:?}: {} still on the node ({}), {} evicted{}{}",
+        remaining.len(),
+        remaining.join(", "),
+        evicted.len(),
+        if *we_cordoned { ", node cordoned by us" } else { "" },
+        last_error.as_deref().map(|e| format!("; last error: {e}")).unwrap_or_default()
+    )]
+    Timeout {
+        node: String,
+        timeout: Duration,
+        /// Whether this drain cordoned the node (abort must uncordon it).
+        we_cordoned: bool,
+        /// Pods evicted so far (`namespace/name`).
+        evicted: Vec<String>,
+        /// Pods not yet evicted (e.g. blocked by a PodDisruptionBudget) or
+        /// evicted but not yet gone (`namespace/name`).
+        remaining: Vec<String>,
+        /// The last transient API error seen, if any.
+        last_error: Option<String>,
+    },
+    /// A drain stopped on an API error after it had changed the node: the
+    /// record says what to undo (pass it to [`KubeDrainer::abort`]).
+    #[error(
+        "kubernetes: drain of node {} stopped ({}, {} evicted): {source}",
+        record.node,
+        if record.we_cordoned { "node cordoned by us" } else { "node not cordoned by us" },
+        record.evicted.len()
+    )]
+    Incomplete {
+        record: DrainRecord,
+        #[source]
+        source: Box<DrainError>,
+    },
+    /// After boot, the node did not report Ready=True within `ready_timeout`.
+    #[error(
+        "kubernetes: node {node} not Ready after {timeout:?} (last seen: {last}); left cordoned"
+    )]
+    NotReady {
+        node: String,
+        timeout: Duration,
+        last: String,
+    },
+}
+
+impl DrainError {
+    /// What an unfinished drain had already done (to pass to
+    /// [`KubeDrainer::abort`]), for [`DrainError::Timeout`] and
+    /// [`DrainError::Incomplete`]; `None` for errors that changed nothing.
+    pub fn record(&self) -> Option<DrainRecord> {
+        match self {
+            DrainError::Timeout {
+                node,
+                we_cordoned,
+                evicted,
+                ..
+            } => Some(DrainRecord {
+                node: node.clone(),
+                we_cordoned: *we_cordoned,
+                evicted: evicted.clone(),
+            }),
+            DrainError::Incomplete { record, .. } => Some(record.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// Drains and undrains this host's Kubernetes node.
+pub struct KubeDrainer {
+    client: Client,
+    node: String,
+    drain_timeout: Duration,
+    grace_period: Option<Duration>,
+    pod_selector: Option<String>,
+    ready_timeout: Duration,
+    eviction_retry: Duration,
+    poll: Duration,
+}
+
+/// A pod the drain acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PodRef {
+    namespace: String,
+    name: String,
+    uid: Option<String>,
+}
+
+impl PodRef {
+    fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The drain's state so far; it outlives a drain cut short by the deadline.
+#[derive(Debug, Default)]
+struct Progress {
+    we_cordoned: bool,
+    evicted: Vec<String>,
+    to_evict: Vec<PodRef>,
+    terminating: Vec<PodRef>,
+    last_error: Option<String>,
+}
+
+impl Progress {
+    fn remaining(&self) -> Vec<String> {
+        self.to_evict
+            .iter()
+            .chain(&self.terminating)
+            .map(PodRef::key)
+            .collect()
+    }
+}
+
+/// Errors worth another try: throttling, an API server restarting, the
+/// network between us and it.
+fn is_transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(status) => matches!(status.code, 429 | 500 | 502 | 503 | 504),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
+fn status_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(status) => Some(status.code),
+        _ => None,
+    }
+}
+
+/// Why a listed pod is left alone, or None to evict it.
+fn skip_reason(pod: &Pod) -> Option<&'static str> {
+    let meta = &pod.metadata;
+    if meta
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(MIRROR_ANNOTATION))
+    {
+        return Some("mirror (static) pod");
+    }
+    if meta
+        .owner_references
+        .as_ref()
+        .is_some_and(|owners| owners.iter().any(|o| o.kind == "DaemonSet"))
+    {
+        return Some("owned by a DaemonSet");
+    }
+    if meta.deletion_timestamp.is_some() {
+        return Some("already terminating");
+    }
+    match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
+        Some("Succeeded") | Some("Failed") => Some("finished"),
+        _ => None,
+    }
+}
+
+/// The node's Ready condition: `Ok(())` when True, else a description.
+fn ready_state(node: &Node) -> Result<(), String> {
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
+    match ready {
+        Some(c) if c.status == "True" => Ok(()),
+        Some(c) => Err(format!(
+            "Ready={} ({}{})",
+            c.status,
+            c.reason.as_deref().unwrap_or("no reason"),
+            c.message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        )),
+        None => Err("no Ready condition".to_string()),
+    }
+}
+
+/// Whole seconds for `gracePeriodSeconds`, rounded up (0.5 s must not become
+/// 0, which asks for immediate deletion).
+fn grace_seconds(d: Duration) -> i64 {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    i64::try_from(secs).unwrap_or(i64::MAX)
+}
+
+impl KubeDrainer {
+    /// Builds the client from settings.kubeconfig (or KUBECONFIG / in-cluster when None).
+    pub async fn connect(settings: &KubernetesSettings) -> Result<KubeDrainer, DrainError> {
+        let (mut config, origin) = match &settings.kubeconfig {
+            Some(path) => {
+                let kubeconfig =
+                    Kubeconfig::read_from(path).map_err(|source| DrainError::Kubeconfig {
+                        path: path.clone(),
+                        source,
+                    })?;
+                let config =
+                    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                        .await
+                        .map_err(|source| DrainError::Kubeconfig {
+                            path: path.clone(),
+                            source,
+                        })?;
+                (config, path.display().to_string())
+            }
+            None => {
+                let config = Config::infer()
+                    .await
+                    .map_err(|source| DrainError::InferConfig { source })?;
+                (config, "the inferred configuration".to_string())
+            }
+        };
+        // The drain handles 429 (PodDisruptionBudget) and transient errors
+        // itself, with its own back-off and deadline.
+        config.default_retry = false;
+        info!(
+            BATON_KUBE_NODE = %settings.node_name,
+            "kubernetes API at {} (from {origin})",
+            config.cluster_url
+        );
+        let client =
+            Client::try_from(config).map_err(|source| DrainError::Client { origin, source })?;
+        let poll = settings.eviction_retry.clamp(MIN_POLL, MAX_POLL);
+        Ok(KubeDrainer {
+            client,
+            node: settings.node_name.clone(),
+            drain_timeout: settings.drain_timeout,
+            grace_period: settings.grace_period,
+            pod_selector: settings.pod_selector.clone(),
+            ready_timeout: settings.ready_timeout,
+            eviction_retry: settings.eviction_retry,
+            poll,
+        })
+    }
+
+    /// The Kubernetes node this drainer acts on.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Cordons the node (remembers whether it was already unschedulable), lists pods on it
+    /// (fieldSelector spec.nodeName=NODE, plus settings.pod_selector as labelSelector), skips
+    /// DaemonSet-owned pods and mirror pods (annotation kubernetes.io/config.mirror), and pods
+    /// already terminating/finished (phase Succeeded/Failed), evicts each through the Eviction
+    /// API (POST policy/v1 Eviction to pods/NAME/eviction, with a camelCase
+    /// deleteOptions.gracePeriodSeconds when grace_period is set), retries a 429 (PDB) after
+    /// settings.eviction_retry, treats 404 as gone, then waits until the evicted pods are gone;
+    /// all bounded by settings.drain_timeout (then `Err(Timeout)` — the caller undrains and
+    /// releases).
+    ///
+    /// On [`DrainError::Timeout`] and [`DrainError::Incomplete`],
+    /// [`DrainError::record`] gives what to pass to [`KubeDrainer::abort`].
+    pub async fn drain(&self, lease: &HeldLease) -> Result<DrainRecord, DrainError> {
+        let node = self.node.as_str();
+        info!(
+            BATON_PHASE = "draining",
+            BATON_GROUP = lease.group(),
+            BATON_HOLDER = lease.holder(),
+            BATON_TOKEN = lease.token(),
+            BATON_KUBE_NODE = node,
+            "draining node {node} (timeout {:?})",
+            self.drain_timeout
+        );
+        let deadline = Instant::now() + self.drain_timeout;
+        let mut progress = Progress::default();
+        let outcome = tokio::time::timeout_at(deadline, self.drain_steps(&mut progress)).await;
+        match outcome {
+            Ok(Ok(())) => {
+                info!(
+                    BATON_PHASE = "draining",
+                    BATON_GROUP = lease.group(),
+                    BATON_TOKEN = lease.token(),
+                    BATON_KUBE_NODE = node,
+                    "node {node} drained: {} pods evicted{}",
+                    progress.evicted.len(),
+                    if progress.we_cordoned {
+                        ""
+                    } else {
+                        " (it was already cordoned)"
+                    }
+                );
+                Ok(DrainRecord {
+                    node: node.to_string(),
+                    we_cordoned: progress.we_cordoned,
+                    evicted: progress.evicted,
+                })
+            }
+            Ok(Err(error)) if progress.we_cordoned || !progress.evicted.is_empty() => {
+                Err(DrainError::Incomplete {
+                    record: DrainRecord {
+                        node: node.to_string(),
+                        we_cordoned: progress.we_cordoned,
+                        evicted: progress.evicted,
+                    },
+                    source: Box::new(error),
+                })
+            }
+            Ok(Err(error)) => Err(error),
+            Err(_elapsed) => {
+                let error = DrainError::Timeout {
+                    node: node.to_string(),
+                    timeout: self.drain_timeout,
+                    we_cordoned: progress.we_cordoned,
+                    remaining: progress.remaining(),
+                    evicted: progress.evicted,
+                    last_error: progress.last_error,
+                };
+                warn!(
+                    BATON_PHASE = "draining",
+                    BATON_GROUP = lease.group(),
+                    BATON_TOKEN = lease.token(),
+                    BATON_KUBE_NODE = node,
+                    "{error}"
+                );
+                Err(error)
+            }
+        }
+    }
+
+    /// After boot: waits until the node reports condition Ready=True (bounded by
+    /// settings.ready_timeout), then uncordons only if record.we_cordoned.
+    ///
+    /// API errors while waiting (the network may come up after the agent)
+    /// are logged and retried until the timeout.
+    pub async fn undrain(&self, lease: &HeldLease, record: &DrainRecord) -> Result<(), DrainError> {
+        let node = record.node.as_str();
+        info!(
+            BATON_PHASE = "undrain",
+            BATON_GROUP = lease.group(),
+            BATON_HOLDER = lease.holder(),
+            BATON_TOKEN = lease.token(),
+            BATON_KUBE_NODE = node,
+            "waiting up to {:?} for node {node} to be Ready",
+            self.ready_timeout
+        );
+        let deadline = Instant::now() + self.ready_timeout;
+        let mut last = String::from("not read yet");
+        if tokio::time::timeout_at(deadline, self.wait_ready(node, &mut last))
+            .await
+            .is_err()
+        {
+            let error = DrainError::NotReady {
+                node: node.to_string(),
+                timeout: self.ready_timeout,
+                last,
+            };
+            warn!(
+                BATON_PHASE = "undrain",
+                BATON_GROUP = lease.group(),
+                BATON_TOKEN = lease.token(),
+                BATON_KUBE_NODE = node,
+                "{error}"
+            );
+            return Err(error);
+        }
+        info!(
+            BATON_PHASE = "undrain",
+            BATON_GROUP = lease.group(),
+            BATON_TOKEN = lease.token(),
+            BATON_KUBE_NODE = node,
+            "node {node} is Ready"
+        );
+        self.uncordon_if_ours(record).await
+    }
+
+    /// Undo after an aborted drain (no reboot happened): uncordon if we cordoned; no Ready wait.
+    pub async fn abort(&self, record: &DrainRecord) -> Result<(), DrainError> {
+        info!(
+            BATON_PHASE = "undrain",
+            BATON_KUBE_NODE = %record.node,
+            "undoing the drain of node {} (no reboot happened)",
+            record.node
+        );
+        self.uncordon_if_ours(record).await
+    }
+
+    async fn uncordon_if_ours(&self, record: &DrainRecord) -> Result<(), DrainError> {
+        let node = record.node.as_str();
+        if !record.we_cordoned {
+            info!(
+                BATON_KUBE_NODE = node,
+                "node {node} was cordoned before the drain: leaving it cordoned"
+            );
+            return Ok(());
+        }
+        self.nodes()
+            .patch(
+                node,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": { "unschedulable": false } })),
+            )
+            .await
+            .map_err(|source| self.api_error("uncordon", node, source))?;
+        info!(BATON_KUBE_NODE = node, "uncordoned node {node}");
+        Ok(())
+    }
+
+    fn nodes(&self) -> Api<Node> {
+        Api::all(self.client.clone())
+    }
+
+    fn pods(&self, namespace: &str) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    fn api_error(&self, call: impl Into<String>, node: &str, source: kube::Error) -> DrainError {
+        DrainError::Api {
+            call: call.into(),
+            node: node.to_string(),
+            source,
+        }
+    }
+
+    /// Retries `call` on transient errors (noting them in `progress`) until
+    /// it succeeds or fails for good; the caller's deadline bounds it.
+    async fn with_retry<T, F, Fut>(
+        &self,
+        progress: &mut Progress,
+        what: &str,
+        mut call: F,
+    ) -> Result<T, DrainError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, kube::Error>>,
+    {
+        let mut attempt = 1u32;
+        loop {
+            match call().await {
+                Ok(value) => return Ok(value),
+                Err(e) if is_transient(&e) => {
+                    warn!(
+                        BATON_KUBE_NODE = %self.node,
+                        BATON_ATTEMPT = attempt,
+                        "{what} failed (attempt {attempt}), retrying in {:?}: {e}",
+                        self.poll
+                    );
+                    progress.last_error = Some(format!("{what}: {e}"));
+                    attempt += 1;
+                    tokio::time::sleep(self.poll).await;
+                }
+                Err(e) => return Err(self.api_error(what, &self.node, e)),
+            }
+        }
+    }
+
+    async fn drain_steps(&self, progress: &mut Progress) -> Result<(), DrainError> {
+        let node = self.node.as_str();
+        let nodes = self.nodes();
+
+        // Cordon.
+        let current = self
+            .with_retry(progress, "get node", || nodes.get(node))
+            .await?;
+        if current
+            .spec
+            .as_ref()
+            .and_then(|s| s.unschedulable)
+            .unwrap_or(false)
+        {
+            info!(
+                BATON_KUBE_NODE = node,
+                "node {node} is already cordoned: not cordoning, and it will stay cordoned afterwards"
+            );
+        } else {
+            // Set before the call: if the deadline cuts it short, the patch
+            // may have been applied, and the node was schedulable before.
+            progress.we_cordoned = true;
+            let params = PatchParams::default();
+            let patch = Patch::Merge(json!({ "spec": { "unschedulable": true } }));
+            self.with_retry(progress, "cordon", || nodes.patch(node, &params, &patch))
+                .await?;
+            info!(BATON_KUBE_NODE = node, "cordoned node {node}");
+        }
+
+        // List the node's pods and pick the ones to evict.
+        let mut params = ListParams::default().fields(&format!("spec.nodeName={node}"));
+        if let Some(selector) = &self.pod_selector {
+            params = params.labels(selector);
+        }
+        let all_pods: Api<Pod> = Api::all(self.client.clone());
+        let listed = self
+            .with_retry(progress, "list pods", || all_pods.list(&params))
+            .await?;
+        for pod in listed.items {
+            let pod_ref = PodRef {
+                namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+                name: pod.metadata.name.clone().unwrap_or_default(),
+                uid: pod.metadata.uid.clone(),
+            };
+            let key = pod_ref.key();
+            match skip_reason(&pod) {
+                Some(reason) => {
+                    info!(BATON_KUBE_NODE = node, BATON_POD = %key, "not evicting pod {key}: {reason}");
+                }
+                None => {
+                    if pod
+                        .metadata
+                        .owner_references
+                        .as_ref()
+                        .is_none_or(Vec::is_empty)
+                    {
+                        warn!(
+                            BATON_KUBE_NODE = node,
+                            BATON_POD = %key,
+                            "pod {key} has no controller: once evicted it is not recreated"
+                        );
+                    }
+                    progress.to_evict.push(pod_ref);
+                }
+            }
+        }
+        info!(
+            BATON_KUBE_NODE = node,
+            "{} pods to evict from node {node}",
+            progress.to_evict.len()
+        );
+
+        self.evict_all(progress).await?;
+        self.wait_gone(progress).await
+    }
+
+    async fn evict_all(&self, progress: &mut Progress) -> Result<(), DrainError> {
+        let node = self.node.as_str();
+        let mut attempts: HashMap<String, u32> = HashMap::new();
+        while !progress.to_evict.is_empty() {
+            for pod in progress.to_evict.clone() {
+                let key = pod.key();
+                let attempt = {
+                    let n = attempts.entry(key.clone()).or_insert(0);
+                    *n += 1;
+                    *n
+                };
+                debug!(BATON_KUBE_NODE = node, BATON_POD = %key, BATON_ATTEMPT = attempt, "evicting pod {key}");
+                match self.evict(&pod).await {
+                    Ok(()) => {
+                        info!(
+                            BATON_KUBE_NODE = node,
+                            BATON_POD = %key,
+                            BATON_ATTEMPT = attempt,
+                            "evicted pod {key} (attempt {attempt})"
+                        );
+                        progress.to_evict.retain(|p| *p != pod);
+                        progress.evicted.push(key);
+                        progress.terminating.push(pod);
+                    }
+                    Err(e) if status_code(&e) == Some(404) => {
+                        info!(
+                            BATON_KUBE_NODE = node,
+                            BATON_POD = %key,
+                            BATON_ATTEMPT = attempt,
+                            "pod {key} is already gone"
+                        );
+                        progress.to_evict.retain(|p| *p != pod);
+                    }
+                    Err(e) if status_code(&e) == Some(429) => {
+                        info!(
+                            BATON_KUBE_NODE = node,
+                            BATON_POD = %key,
+                            BATON_ATTEMPT = attempt,
+                            "eviction of pod {key} refused (attempt {attempt}), a PodDisruptionBudget blocks it; retrying in {:?}: {e}",
+                            self.eviction_retry
+                        );
+                        progress.last_error = Some(format!("evict pod {key}: {e}"));
+                    }
+                    Err(e) if is_transient(&e) => {
+                        warn!(
+                            BATON_KUBE_NODE = node,
+                            BATON_POD = %key,
+                            BATON_ATTEMPT = attempt,
+                            "eviction of pod {key} failed (attempt {attempt}), retrying in {:?}: {e}",
+                            self.eviction_retry
+                        );
+                        progress.last_error = Some(format!("evict pod {key}: {e}"));
+                    }
+                    Err(e) => return Err(self.api_error(format!("evict pod {key}"), node, e)),
+                }
+            }
+            if !progress.to_evict.is_empty() {
+                // While a PodDisruptionBudget holds some pods back, keep
+                // track of the evicted ones, so that a timeout names only
+                // pods still on the node.
+                self.check_gone(progress).await?;
+                tokio::time::sleep(self.eviction_retry).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn evict(&self, pod: &PodRef) -> Result<(), kube::Error> {
+        let eviction = Eviction {
+            metadata: ObjectMeta {
+                name: Some(pod.name.clone()),
+                namespace: Some(pod.namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            delete_options: self.grace_period.map(|grace| DeleteOptions {
+                grace_period_seconds: Some(grace_seconds(grace)),
+                ..DeleteOptions::default()
+            }),
+        };
+        self.pods(&pod.namespace)
+            .create_subresource::<_, serde_json::Value>(
+                "eviction",
+                &pod.name,
+                &PostParams::default(),
+                &eviction,
+            )
+            .await
+            .map(|_status| ())
+    }
+
+    async fn wait_gone(&self, progress: &mut Progress) -> Result<(), DrainError> {
+        loop {
+            self.check_gone(progress).await?;
+            if progress.terminating.is_empty() {
+                return Ok(());
+            }
+            tokio::time::sleep(self.poll).await;
+        }
+    }
+
+    /// One pass over the evicted pods: forgets those that are gone (404, or
+    /// the name now belongs to a new pod with another uid).
+    async fn check_gone(&self, progress: &mut Progress) -> Result<(), DrainError> {
+        let node = self.node.as_str();
+        for pod in progress.terminating.clone() {
+            let key = pod.key();
+            match self.pods(&pod.namespace).get_opt(&pod.name).await {
+                Ok(Some(current)) if current.metadata.uid == pod.uid => {
+                    debug!(BATON_KUBE_NODE = node, BATON_POD = %key, "pod {key} still terminating");
+                }
+                Ok(_) => {
+                    info!(BATON_KUBE_NODE = node, BATON_POD = %key, "pod {key} is gone");
+                    progress.terminating.retain(|p| *p != pod);
+                }
+                Err(e) if is_transient(&e) => {
+                    warn!(BATON_KUBE_NODE = node, BATON_POD = %key, "cannot read pod {key}, retrying: {e}");
+                    progress.last_error = Some(format!("get pod {key}: {e}"));
+                }
+                Err(e) => return Err(self.api_error(format!("get pod {key}"), node, e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait_ready(&self, node: &str, last: &mut String) {
+        let nodes = self.nodes();
+        let mut attempt = 1u32;
+        loop {
+            match nodes.get(node).await {
+                Ok(current) => match ready_state(&current) {
+                    Ok(()) => return,
+                    Err(state) => {
+                        debug!(
+                            BATON_KUBE_NODE = node,
+                            BATON_ATTEMPT = attempt,
+                            "node {node} not Ready yet: {state}"
+                        );
+                        *last = state;
+                    }
+                },
+                Err(e) => {
+                    warn!(
+                        BATON_KUBE_NODE = node,
+                        BATON_ATTEMPT = attempt,
+                        "cannot read node {node}, retrying: {e}"
+                    );
+                    *last = format!("get node failed: {e}");
+                }
+            }
+            attempt += 1;
+            tokio::time::sleep(self.poll).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Drain tests against the in-process fake API server (`baton_testkit::kubernetes_api`): no
+    //! Kubernetes API server can be installed where these tests run, so the
+    //! fake serves the few endpoints used, over plain HTTP, through kube's
+    //! real client and a kubeconfig it writes.
+
+    use super::*;
+    use baton_testkit::kubernetes_api::{FakeApi, FakePod};
+    use std::time::Instant as StdInstant;
+
+    const NODE: &str = "node-a";
+
+    fn settings(api: &FakeApi) -> KubernetesSettings {
+        KubernetesSettings {
+            kubeconfig: Some(api.kubeconfig()),
+            node_name: NODE.to_string(),
+            drain_timeout: Duration::from_secs(10),
+            grace_period: None,
+            pod_selector: None,
+            ready_timeout: Duration::from_secs(10),
+            eviction_retry: Duration::from_millis(50),
+        }
+    }
+
+    fn lease() -> HeldLease {
+        HeldLease::from_grant("workers", NODE, 42)
+    }
+
+    async fn drainer(settings: &KubernetesSettings) -> KubeDrainer {
+        match KubeDrainer::connect(settings).await {
+            Ok(drainer) => drainer,
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
+
+    fn node_path() -> String {
+        format!("/api/v1/nodes/{NODE}")
+    }
+
+    #[tokio::test]
+    async fn connect_errors_name_the_kubeconfig() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("no-such-kubeconfig");
+        let broken = dir.path().join("broken-kubeconfig");
+        std::fs::write(&broken, "clusters: [ this is : not a kubeconfig").expect("write");
+        for path in [missing, broken] {
+            let settings = KubernetesSettings {
+                kubeconfig: Some(path.clone()),
+                node_name: NODE.to_string(),
+                drain_timeout: Duration::from_secs(1),
+                grace_period: None,
+                pod_selector: None,
+                ready_timeout: Duration::from_secs(1),
+                eviction_retry: Duration::from_secs(1),
+            };
+            match KubeDrainer::connect(&settings).await {
+                Err(e @ DrainError::Kubeconfig { .. }) => {
+                    let text = e.to_string();
+                    assert!(text.contains(&path.display().to_string()), "{text}");
+                    assert!(text.starts_with("kubernetes.kubeconfig: "), "{text}");
+                }
+                Err(e) => panic!("unexpected error for {}: {e}", path.display()),
+                Ok(_) => panic!("connect with {} succeeded", path.display()),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn drain_cordons_backs_off_on_pdb_and_skips_daemonset_mirror_and_finished_pods() {
+        let api = FakeApi::start(
+            NODE,
+            vec![
+                FakePod::new("default", "web-1", NODE)
+                    .eviction_answers(&[429])
+                    .lingers(2),
+                FakePod::new("default", "web-2", NODE),
+                FakePod::new("default", "bare", NODE).bare(),
+                FakePod::new("kube-system", "node-exporter-x7k2p", NODE).daemonset(),
+                FakePod::new("kube-system", "kube-apiserver-node-a", NODE).mirror(),
+                FakePod::new("default", "job-done", NODE).phase("Succeeded"),
+                FakePod::new("default", "job-failed", NODE).phase("Failed"),
+                FakePod::new("default", "leaving", NODE).terminating(),
+                FakePod::new("default", "elsewhere", "node-b"),
+            ],
+        )
+        .await;
+        let settings = settings(&api);
+        let record = drainer(&settings)
+            .await
+            .drain(&lease())
+            .await
+            .expect("drain");
+
+        assert_eq!(
+            record,
+            DrainRecord {
+                node: NODE.to_string(),
+                we_cordoned: true,
+                // web-1's first eviction was refused, so web-2 went first.
+                evicted: vec![
+                    "default/web-2".to_string(),
+                    "default/bare".to_string(),
+                    "default/web-1".to_string()
+                ],
+            }
+        );
+
+        // Cordon first: a merge patch setting spec.unschedulable=true.
+        let requests = api.requests();
+        let patches = api.node_patches();
+        assert_eq!(patches.len(), 1);
+        assert_eq!(
+            patches[0].body,
+            Some(json!({ "spec": { "unschedulable": true } }))
+        );
+        assert!(api.unschedulable());
+        let first_eviction = requests
+            .iter()
+            .position(|r| r.path.ends_with("/eviction"))
+            .expect("an eviction");
+        let cordon = requests
+            .iter()
+            .position(|r| r.method == "PATCH")
+            .expect("the cordon");
+        assert!(cordon < first_eviction);
+
+        // One list, by node.
+        let lists: Vec<_> = requests
+            .iter()
+            .filter(|r| r.path == "/api/v1/pods")
+            .collect();
+        assert_eq!(lists.len(), 1);
+        assert_eq!(
+            lists[0].query.get("fieldSelector").map(String::as_str),
+            Some("spec.nodeName=node-a")
+        );
+        assert_eq!(lists[0].query.get("labelSelector"), None);
+
+        // web-1: 429 (PDB), then 201 after at least eviction_retry.
+        let web1 = api.evictions_of("default/web-1");
+        let statuses: Vec<u16> = web1.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, vec![429, 201]);
+        assert!(web1[1].at.duration_since(web1[0].at) >= settings.eviction_retry);
+        assert_eq!(
+            web1[1].body,
+            Some(json!({
+                "apiVersion": "policy/v1",
+                "kind": "Eviction",
+                "metadata": { "name": "web-1", "namespace": "default" }
+            }))
+        );
+        assert_eq!(api.evictions_of("default/web-2").len(), 1);
+
+        // Not evicted: DaemonSet-owned, mirror, finished, terminating, other node.
+        for key in [
+            "kube-system/node-exporter-x7k2p",
+            "kube-system/kube-apiserver-node-a",
+            "default/job-done",
+            "default/job-failed",
+            "default/leaving",
+            "default/elsewhere",
+        ] {
+            assert!(api.evictions_of(key).is_empty(), "{key} was evicted");
+        }
+
+        // The drain returned only once the evicted pods were gone (404).
+        let web1_gets: Vec<u16> = requests
+            .iter()
+            .filter(|r| r.method == "GET" && r.path == "/api/v1/namespaces/default/pods/web-1")
+            .map(|r| r.status)
+            .collect();
+        assert_eq!(web1_gets, vec![200, 200, 404]);
+        let left = api.pods();
+        for key in ["default/web-1", "default/web-2", "default/bare"] {
+            assert!(!left.contains(&key.to_string()), "{key} still there");
+        }
+        assert!(left.contains(&"kube-system/node-exporter-x7k2p".to_string()));
+    }
+
+    #[tokio::test]
+    async fn grace_period_goes_out_in_camel_case_and_pod_selector_filters() {
+        let api = FakeApi::start(
+            NODE,
+            vec![
+                FakePod::new("shop", "web-0", NODE).label("app", "web"),
+                FakePod::new("shop", "db-0", NODE).label("app", "db"),
+            ],
+        )
+        .await;
+        let mut settings = settings(&api);
+        settings.grace_period = Some(Duration::from_secs(30));
+        settings.pod_selector = Some("app=web".to_string());
+        let record = drainer(&settings)
+            .await
+            .drain(&lease())
+            .await
+            .expect("drain");
+        assert_eq!(record.evicted, vec!["shop/web-0".to_string()]);
+
+        let list = api
+            .requests()
+            .into_iter()
+            .find(|r| r.path == "/api/v1/pods")
+            .expect("a pod list");
+        assert_eq!(
+            list.query.get("labelSelector").map(String::as_str),
+            Some("app=web")
+        );
+        assert_eq!(
+            list.query.get("fieldSelector").map(String::as_str),
+            Some("spec.nodeName=node-a")
+        );
+
+        let evictions = api.evictions_of("shop/web-0");
+        assert_eq!(evictions.len(), 1);
+        let body = evictions[0].body.clone().expect("an eviction body");
+        assert_eq!(
+            body.pointer("/deleteOptions/gracePeriodSeconds"),
+            Some(&json!(30))
+        );
+        assert!(!body.to_string().contains("grace_period"), "{body}");
+        assert!(!body.to_string().contains("delete_options"), "{body}");
+        assert!(api.evictions_of("shop/db-0").is_empty());
+    }
+
+    #[test]
+    fn grace_seconds_round_up() {
+        assert_eq!(grace_seconds(Duration::from_secs(30)), 30);
+        assert_eq!(grace_seconds(Duration::from_millis(500)), 1);
+        assert_eq!(grace_seconds(Duration::from_millis(2001)), 3);
+        assert_eq!(grace_seconds(Duration::ZERO), 0);
+    }
+
+    #[tokio::test]
+    async fn undrain_waits_for_ready_before_uncordoning() {
+        let api = FakeApi::start(NODE, vec![FakePod::new("default", "web-1", NODE)]).await;
+        let settings = settings(&api);
+        let drainer = drainer(&settings).await;
+        let record = drainer.drain(&lease()).await.expect("drain");
+        assert!(record.we_cordoned);
+
+        // "Reboot": the node comes back NotReady twice, then Ready.
+        let before_boot = api.requests().len();
+        api.set_ready(false);
+        api.script_ready(&[false, false, true]);
+        drainer.undrain(&lease(), &record).await.expect("undrain");
+
+        let after: Vec<_> = api.requests().into_iter().skip(before_boot).collect();
+        let node_gets: Vec<bool> = after
+            .iter()
+            .filter(|r| r.method == "GET" && r.path == node_path())
+            .map(|r| r.node_ready)
+            .collect();
+        assert_eq!(node_gets, vec![false, false, true]);
+        let uncordon_at = after
+            .iter()
+            .position(|r| r.method == "PATCH")
+            .expect("an uncordon");
+        assert_eq!(
+            after[uncordon_at].body,
+            Some(json!({ "spec": { "unschedulable": false } }))
+        );
+        assert!(after[uncordon_at].node_ready);
+        let last_get = after
+            .iter()
+            .rposition(|r| r.method == "GET" && r.path == node_path())
+            .expect("node GETs");
+        assert!(
+            last_get < uncordon_at,
+            "uncordoned before the node was Ready"
+        );
+        assert!(!api.unschedulable());
+    }
+
+    #[tokio::test]
+    async fn a_node_cordoned_before_the_drain_stays_cordoned() {
+        let api = FakeApi::start(NODE, vec![FakePod::new("default", "web-1", NODE)]).await;
+        api.set_unschedulable(true);
+        let settings = settings(&api);
+        let drainer = drainer(&settings).await;
+        let record = drainer.drain(&lease()).await.expect("drain");
+        assert!(!record.we_cordoned);
+        assert_eq!(record.evicted, vec!["default/web-1".to_string()]);
+        assert!(
+            api.node_patches().is_empty(),
+            "cordon sent to a cordoned node"
+        );
+
+        drainer.undrain(&lease(), &record).await.expect("undrain");
+        drainer.abort(&record).await.expect("abort");
+        assert!(
+            api.node_patches().is_empty(),
+            "uncordoned a node we did not cordon"
+        );
+        assert!(api.unschedulable());
+    }
+
+    #[tokio::test]
+    async fn drain_timeout_names_the_pod_a_pdb_keeps() {
+        let api = FakeApi::start(
+            NODE,
+            vec![
+                FakePod::new("default", "web-1", NODE),
+                FakePod::new("db", "postgres-0", NODE).pdb_always(),
+            ],
+        )
+        .await;
+        let mut settings = settings(&api);
+        settings.drain_timeout = Duration::from_millis(400);
+        let drainer = drainer(&settings).await;
+        let started = StdInstant::now();
+        let error = match drainer.drain(&lease()).await {
+            Ok(record) => panic!("drain finished: {record:?}"),
+            Err(e) => e,
+        };
+        let took = started.elapsed();
+        assert!(took >= settings.drain_timeout, "gave up after {took:?}");
+        assert!(took < Duration::from_secs(3), "gave up after {took:?}");
+        match &error {
+            DrainError::Timeout {
+                node,
+                we_cordoned,
+                evicted,
+                remaining,
+                last_error,
+                ..
+            } => {
+                assert_eq!(node, NODE);
+                assert!(*we_cordoned);
+                assert_eq!(evicted, &vec!["default/web-1".to_string()]);
+                assert_eq!(remaining, &vec!["db/postgres-0".to_string()]);
+                assert!(last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("disruption budget")));
+            }
+            other => panic!("expected a timeout, got {other}"),
+        }
+        let text = error.to_string();
+        assert!(text.contains("db/postgres-0"), "{text}");
+        assert!(text.contains(NODE), "{text}");
+
+        let attempts = api.evictions_of("db/postgres-0");
+        assert!(attempts.len() >= 3, "{} attempts", attempts.len());
+        assert!(attempts.iter().all(|r| r.status == 429));
+
+        // The caller undoes the drain with what the error says it did.
+        let record = error.record().expect("a record to undo");
+        drainer.abort(&record).await.expect("abort");
+        assert!(!api.unschedulable());
+    }
+
+    #[tokio::test]
+    async fn abort_uncordons_without_waiting_for_ready() {
+        let api = FakeApi::start(NODE, vec![FakePod::new("default", "web-1", NODE)]).await;
+        let settings = settings(&api);
+        let drainer = drainer(&settings).await;
+        let record = drainer.drain(&lease()).await.expect("drain");
+        api.set_ready(false);
+        let before = api.requests().len();
+
+        drainer.abort(&record).await.expect("abort");
+        let after: Vec<_> = api.requests().into_iter().skip(before).collect();
+        assert_eq!(after.len(), 1, "{after:?}");
+        assert_eq!(after[0].method, "PATCH");
+        assert_eq!(
+            after[0].body,
+            Some(json!({ "spec": { "unschedulable": false } }))
+        );
+        assert!(!api.unschedulable());
+    }
+
+    #[tokio::test]
+    async fn undrain_gives_up_on_a_node_that_never_gets_ready() {
+        let api = FakeApi::start(NODE, vec![]).await;
+        let mut settings = settings(&api);
+        settings.ready_timeout = Duration::from_millis(300);
+        let drainer = drainer(&settings).await;
+        let record = drainer.drain(&lease()).await.expect("drain");
+        api.set_ready(false);
+
+        match drainer.undrain(&lease(), &record).await {
+            Err(e @ DrainError::NotReady { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains(NODE), "{text}");
+                assert!(text.contains("Ready=False (KubeletNotReady"), "{text}");
+            }
+            other => panic!("expected NotReady, got {other:?}"),
+        }
+        assert_eq!(api.node_patches().len(), 1, "only the cordon");
+        assert!(api.unschedulable());
+    }
+
+    #[tokio::test]
+    async fn eviction_404_counts_as_gone_and_503_is_retried() {
+        let api = FakeApi::start(
+            NODE,
+            vec![
+                FakePod::new("default", "vanished", NODE).eviction_answers(&[404]),
+                FakePod::new("default", "flaky", NODE).eviction_answers(&[503]),
+            ],
+        )
+        .await;
+        let settings = settings(&api);
+        let record = drainer(&settings)
+            .await
+            .drain(&lease())
+            .await
+            .expect("drain");
+        assert_eq!(record.evicted, vec!["default/flaky".to_string()]);
+        let statuses: Vec<u16> = api
+            .evictions_of("default/flaky")
+            .iter()
+            .map(|r| r.status)
+            .collect();
+        assert_eq!(statuses, vec![503, 201]);
+        assert_eq!(api.evictions_of("default/vanished").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn api_errors_name_the_call_and_the_node() {
+        let api = FakeApi::start(
+            NODE,
+            vec![FakePod::new("default", "locked", NODE).eviction_answers(&[403])],
+        )
+        .await;
+
+        // Unknown node: nothing was changed, so no record.
+        let mut wrong = settings(&api);
+        wrong.node_name = "node-x".to_string();
+        let error = match drainer(&wrong).await.drain(&lease()).await {
+            Ok(record) => panic!("drain of an unknown node: {record:?}"),
+            Err(e) => e,
+        };
+        assert!(
+            matches!(&error, DrainError::Api { call, node, .. } if call == "get node" && node == "node-x"),
+            "{error:?}"
+        );
+        assert!(
+            error.to_string().contains("get node (node node-x)"),
+            "{error}"
+        );
+        assert!(error.record().is_none());
+
+        // A refused eviction after the cordon: the error says what to undo.
+        let settings = settings(&api);
+        let drainer = drainer(&settings).await;
+        let error = match drainer.drain(&lease()).await {
+            Ok(record) => panic!("drain succeeded: {record:?}"),
+            Err(e) => e,
+        };
+        let text = error.to_string();
+        assert!(
+            text.contains("evict pod default/locked (node node-a)"),
+            "{text}"
+        );
+        let record = error.record().expect("a record to undo");
+        assert!(record.we_cordoned);
+        assert!(record.evicted.is_empty());
+        drainer.abort(&record).await.expect("abort");
+        assert!(!api.unschedulable());
+    }
+
+    #[test]
+    fn drain_record_survives_a_json_round_trip() {
+        let record = DrainRecord {
+            node: NODE.to_string(),
+            we_cordoned: true,
+            evicted: vec!["default/web-1".to_string()],
+        };
+        let text = serde_json::to_string(&record).expect("serialize");
+        let back: DrainRecord = serde_json::from_str(&text).expect("deserialize");
+        assert_eq!(back, record);
+    }
+}

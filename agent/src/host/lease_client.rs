@@ -1,0 +1,273 @@
+//! The host agent's connection to the lease cluster: any voter, failing over to the next; grants come back as `HeldLease`.
+
+use std::future::Future;
+use std::time::Duration;
+
+use baton_proto::v1 as pb;
+use baton_proto::v1::lease_client::LeaseClient as LeaseGrpc;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use crate::config::Settings;
+use crate::host::held_lease::HeldLease;
+use crate::rules::phases::RememberedLease;
+use crate::transport::Dialer;
+
+/// Where the agent sends lease calls: the local voter first when this host
+/// is one, then the other voters.
+pub fn lease_endpoints(settings: &Settings) -> Vec<String> {
+    let mut endpoints = Vec::new();
+    if let (Some(_), Some(listen)) = (settings.this_voter(), settings.cluster.listen) {
+        let local = if listen.ip().is_unspecified() {
+            format!("127.0.0.1:{}", listen.port())
+        } else {
+            listen.to_string()
+        };
+        endpoints.push(local);
+    }
+    for voter in &settings.cluster.voters {
+        if settings.this_voter().map(|me| me.id) != Some(voter.id) {
+            endpoints.push(voter.address.clone());
+        }
+    }
+    endpoints
+}
+
+/// Why a lease call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseClientError {
+    #[error("no voter answered (tried {tried}): {last}")]
+    Unavailable { tried: String, last: String },
+    #[error("the cluster refused: {0}")]
+    Refused(String),
+}
+
+/// What an acquire came to.
+#[derive(Debug)]
+pub enum Acquired {
+    Granted(HeldLease),
+    Queued {
+        position: u32,
+        waiters: u32,
+        reason: String,
+        /// Call again within this to keep the place.
+        waiter_ttl: Duration,
+    },
+}
+
+/// Calls the Lease service for one holder in one group.
+pub struct LeaseClient {
+    endpoints: Vec<String>,
+    /// The endpoint that answered last; tried first next time.
+    current: usize,
+    dialer: Dialer,
+    group: String,
+    holder: String,
+    machine_id: String,
+}
+
+/// Whether a failed call should be tried on the next voter.
+fn try_elsewhere(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
+    )
+}
+
+impl LeaseClient {
+    pub fn new(
+        endpoints: Vec<String>,
+        dialer: Dialer,
+        group: &str,
+        holder: &str,
+        machine_id: &str,
+    ) -> Self {
+        Self {
+            endpoints,
+            current: 0,
+            dialer,
+            group: group.to_string(),
+            holder: holder.to_string(),
+            machine_id: machine_id.to_string(),
+        }
+    }
+
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// Runs `call` against the voters, starting with the last one that
+    /// answered, until one answers or all failed.
+    async fn call<T, F, Fut>(&mut self, call: F) -> Result<T, LeaseClientError>
+    where
+        F: Fn(LeaseGrpc<Channel>) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let mut last = String::from("no voters configured");
+        for attempt in 0..self.endpoints.len() {
+            let index = (self.current + attempt) % self.endpoints.len();
+            let address = &self.endpoints[index];
+            let channel = match self.dialer.channel(address) {
+                Ok(channel) => channel,
+                Err(e) => {
+                    last = e.to_string();
+                    continue;
+                }
+            };
+            match call(LeaseGrpc::new(channel)).await {
+                Ok(value) => {
+                    self.current = index;
+                    return Ok(value);
+                }
+                Err(status) if try_elsewhere(&status) => {
+                    last = format!("{address}: {}", status.message());
+                }
+                Err(status) => return Err(LeaseClientError::Refused(status.message().to_string())),
+            }
+        }
+        Err(LeaseClientError::Unavailable {
+            tried: self.endpoints.join(", "),
+            last,
+        })
+    }
+
+    /// Takes a slot, or queues (refreshing the place when already queued).
+    pub async fn acquire(&mut self) -> Result<Acquired, LeaseClientError> {
+        let request = pb::AcquireRequest {
+            group: self.group.clone(),
+            holder: self.holder.clone(),
+            machine_id: self.machine_id.clone(),
+        };
+        let reply = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.acquire(request).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        match reply.outcome {
+            Some(pb::acquire_response::Outcome::Granted(grant)) => Ok(Acquired::Granted(
+                HeldLease::from_grant(&grant.group, &grant.holder, grant.token),
+            )),
+            Some(pb::acquire_response::Outcome::Queued(q)) => Ok(Acquired::Queued {
+                position: q.position,
+                waiters: q.waiters,
+                reason: q.reason,
+                waiter_ttl: Duration::from_millis(q.waiter_ttl_ms),
+            }),
+            None => Err(LeaseClientError::Refused("empty acquire reply".into())),
+        }
+    }
+
+    /// Gives the slot back (only under `token`, when given) or leaves the queue.
+    pub async fn release(&mut self, token: Option<u64>) -> Result<(), LeaseClientError> {
+        let request = pb::ReleaseRequest {
+            group: self.group.clone(),
+            holder: self.holder.clone(),
+            token,
+        };
+        self.call(|mut c| {
+            let request = request.clone();
+            async move { c.release(request).await.map(|_| ()) }
+        })
+        .await
+    }
+
+    /// The token under which this holder holds its group now, by a
+    /// linearizable read; None when it holds nothing.
+    pub async fn held_token(&mut self) -> Result<Option<u64>, LeaseClientError> {
+        let status = self
+            .call(|mut c| async move {
+                c.status(pb::StatusRequest { stale: false })
+                    .await
+                    .map(|r| r.into_inner())
+            })
+            .await?;
+        Ok(status
+            .groups
+            .iter()
+            .find(|g| g.name == self.group)
+            .and_then(|g| g.holders.iter().find(|h| h.holder == self.holder))
+            .map(|h| h.token))
+    }
+
+    /// Re-checks a remembered grant with a linearizable read: the proof of
+    /// holding when the cluster still has it under the same token.
+    pub async fn verify(
+        &mut self,
+        remembered: &RememberedLease,
+    ) -> Result<Option<HeldLease>, LeaseClientError> {
+        if remembered.group != self.group || remembered.holder != self.holder {
+            return Ok(None);
+        }
+        Ok(match self.held_token().await? {
+            Some(token) if token == remembered.token => Some(HeldLease::from_grant(
+                &remembered.group,
+                &remembered.holder,
+                token,
+            )),
+            _ => None,
+        })
+    }
+
+    /// A stream of this group's lease changes from some voter.
+    pub async fn watch(&mut self) -> Result<tonic::Streaming<pb::WatchEvent>, LeaseClientError> {
+        let group = self.group.clone();
+        let mut last = String::new();
+        for attempt in 0..self.endpoints.len() {
+            let index = (self.current + attempt) % self.endpoints.len();
+            let Ok(channel) = self.dialer.stream_channel(&self.endpoints[index]) else {
+                continue;
+            };
+            match LeaseGrpc::new(channel)
+                .watch(pb::WatchRequest {
+                    group: group.clone(),
+                })
+                .await
+            {
+                Ok(stream) => return Ok(stream.into_inner()),
+                Err(status) => last = format!("{}: {}", self.endpoints[index], status.message()),
+            }
+        }
+        Err(LeaseClientError::Unavailable {
+            tried: self.endpoints.join(", "),
+            last,
+        })
+    }
+}
+
+/// This host's machine id (/etc/machine-id), recorded with its grants; empty
+/// when unreadable (it is informational).
+pub fn machine_id() -> String {
+    std::fs::read_to_string("/etc/machine-id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Waits on a group's watch stream for a change that may let a waiter in
+/// (a release, a dropped or departed waiter, a resume, more slots, a
+/// resync). True when one came; false when the stream ended.
+pub async fn slot_may_be_free(stream: &mut tonic::Streaming<pb::WatchEvent>) -> bool {
+    use pb::watch_event::Kind;
+    while let Some(Ok(event)) = stream.next().await {
+        if matches!(
+            event.kind,
+            Some(
+                Kind::Released(_)
+                    | Kind::WaiterDropped(_)
+                    | Kind::LeftQueue(_)
+                    | Kind::Resumed(_)
+                    | Kind::ResumedAll(_)
+                    | Kind::MaxChanged(_)
+                    | Kind::Resync(_)
+            )
+        ) {
+            return true;
+        }
+    }
+    false
+}

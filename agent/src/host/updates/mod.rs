@@ -1,0 +1,416 @@
+//! Update sources: whether this host has an OS update that waits for a reboot (update_engine, unattended-upgrades, or a sentinel).
+
+pub mod apt;
+pub mod flatcar;
+pub mod sentinel;
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use crate::config::{UpdateSettings, UpdateSourceKind};
+
+pub use apt::automatic_reboot_warning;
+
+/// An OS update that is installed and takes effect only after a reboot: `source`
+/// (`"flatcar"`, `"apt"` or `"sentinel"`), `reason` in words (e.g. `update_engine: Flatcar
+/// 4152.2.1 downloaded`, `packages: linux-image-6.1.0-28-amd64, libc6`) and `new_version`
+/// when the updater tells. The type lives in `host_state` (the pure layer below, which
+/// persists it across the reboot); it is re-exported here so that what a source reports
+/// and what the state machine keeps are one type.
+pub use crate::rules::phases::PendingUpdate;
+
+/// Why an update source could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// The bus itself could not be reached.
+    #[error("cannot connect to D-Bus ({address}): {source}")]
+    DbusConnect {
+        /// `system bus` or the configured `dbus_address`.
+        address: String,
+        /// What zbus said.
+        source: zbus::Error,
+    },
+    /// A method call on the bus failed (service absent, refused, timed out, bus gone).
+    #[error("D-Bus call {call} ({address}) failed: {source}")]
+    DbusCall {
+        /// `system bus` or the configured `dbus_address`.
+        address: String,
+        /// Interface and method, e.g. `com.coreos.update1.Manager.GetStatus`.
+        call: &'static str,
+        /// What zbus said.
+        source: zbus::Error,
+    },
+    /// A file that the source reads could not be read (other than "it does not exist",
+    /// which is an answer, not an error).
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Underlying I/O error.
+        source: std::io::Error,
+    },
+    /// A command could not be started.
+    #[error("cannot run `{command}`: {source}")]
+    Spawn {
+        /// The command line as configured.
+        command: String,
+        /// Underlying I/O error (often: not found).
+        source: std::io::Error,
+    },
+    /// A command ran but failed.
+    #[error("`{command}` failed ({status}){}", tail_suffix(output))]
+    CommandFailed {
+        /// The command line as configured.
+        command: String,
+        /// Exit status in words, e.g. `exit status: 1`.
+        status: String,
+        /// The last lines of its stdout and stderr.
+        output: String,
+    },
+    /// A command did not finish in time (and was killed).
+    #[error("`{command}` did not finish within {timeout:?} and was killed")]
+    CommandTimeout {
+        /// The command line as configured.
+        command: String,
+        /// How long it was given.
+        timeout: Duration,
+    },
+    /// `source = "auto"` on an OS that is neither Flatcar nor Debian/Ubuntu.
+    #[error(
+        "{}: ID={id:?}, ID_LIKE={id_like:?} is neither Flatcar nor Debian/Ubuntu, so [updates] source = \"auto\" \
+         cannot pick an update source; set source = \"flatcar\", \"apt\" or \"sentinel\"",
+        path.display()
+    )]
+    UnknownOs {
+        /// The os-release file read.
+        path: PathBuf,
+        /// Its `ID` (empty when absent).
+        id: String,
+        /// Its `ID_LIKE` (empty when absent).
+        id_like: String,
+    },
+    /// Settings that the config loader should have refused.
+    #[error("invalid [updates] settings: {0}")]
+    Settings(String),
+    /// After the reboot, the updater still says a reboot is needed.
+    #[error("{updater}: the update is still pending after the reboot: {detail}")]
+    StillPending {
+        /// `flatcar`, `apt` or `sentinel`.
+        updater: &'static str,
+        /// What is still pending, in words.
+        detail: String,
+    },
+}
+
+impl UpdateError {
+    /// Whether asking again later may well succeed: the bus or update_engine is not
+    /// (yet) there, or a command hung. Right after boot update_engine may still be
+    /// starting, so a transient error from `verify_after_boot` is not a failed update;
+    /// `StillPending` is.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            UpdateError::DbusConnect { .. }
+                | UpdateError::DbusCall { .. }
+                | UpdateError::CommandTimeout { .. }
+        )
+    }
+}
+
+fn tail_suffix(output: &str) -> String {
+    if output.is_empty() {
+        String::new()
+    } else {
+        format!(": {output}")
+    }
+}
+
+/// The update source of this host.
+pub enum UpdateSource {
+    /// Flatcar's update_engine over D-Bus.
+    Flatcar(flatcar::Flatcar),
+    /// unattended-upgrades' `reboot-required` file.
+    Apt(apt::Apt),
+    /// A file or command, as kured does it.
+    Sentinel(sentinel::Sentinel),
+}
+
+impl UpdateSource {
+    /// Picks the source (auto: /etc/os-release ID=flatcar -> flatcar; ID or ID_LIKE containing debian or ubuntu -> apt) and connects.
+    pub async fn open(settings: &UpdateSettings) -> Result<UpdateSource, UpdateError> {
+        let kind = match settings.source {
+            UpdateSourceKind::Auto => detect_os(&settings.os_release).await?,
+            other => other,
+        };
+        Ok(match kind {
+            UpdateSourceKind::Flatcar => {
+                UpdateSource::Flatcar(flatcar::Flatcar::open(settings).await?)
+            }
+            UpdateSourceKind::Apt => UpdateSource::Apt(apt::Apt::new(settings)?),
+            UpdateSourceKind::Sentinel => {
+                UpdateSource::Sentinel(sentinel::Sentinel::new(settings)?)
+            }
+            // detect_os never answers Auto; None means "no host agent here", and the
+            // caller should not open a source at all.
+            UpdateSourceKind::Auto | UpdateSourceKind::None => {
+                return Err(UpdateError::Settings(format!(
+                    "source = {kind:?} has no update source to open"
+                )))
+            }
+        })
+    }
+
+    /// `"flatcar"`, `"apt"` or `"sentinel"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            UpdateSource::Flatcar(_) => flatcar::NAME,
+            UpdateSource::Apt(_) => apt::NAME,
+            UpdateSource::Sentinel(_) => sentinel::NAME,
+        }
+    }
+
+    /// What is pending now (GetStatus; the reboot-required file; the sentinel file or command).
+    pub async fn pending(&mut self) -> Result<Option<PendingUpdate>, UpdateError> {
+        match self {
+            UpdateSource::Flatcar(s) => s.pending().await,
+            UpdateSource::Apt(s) => s.pending().await,
+            UpdateSource::Sentinel(s) => s.pending().await,
+        }
+    }
+
+    /// Resolves when the answer of `pending` may have changed: the StatusUpdate signal
+    /// (flatcar), or after poll_interval (all; flatcar too, as a fallback). Cancel-safe
+    /// (used in `tokio::select!`): the poll deadline is kept across calls, so a select
+    /// loop that wakes more often than poll_interval still sees the poll fire.
+    pub async fn changed(&mut self) {
+        match self {
+            UpdateSource::Flatcar(s) => s.changed().await,
+            UpdateSource::Apt(s) => s.changed().await,
+            UpdateSource::Sentinel(s) => s.changed().await,
+        }
+    }
+
+    /// Asks the updater to look for updates now: update_engine AttemptUpdate(); apt: run
+    /// the unattended_upgrade command (waits for it, logs its output on failure); sentinel:
+    /// nothing.
+    pub async fn check_for_updates(&mut self) -> Result<(), UpdateError> {
+        match self {
+            UpdateSource::Flatcar(s) => s.check_for_updates().await,
+            UpdateSource::Apt(s) => s.check_for_updates().await,
+            UpdateSource::Sentinel(_) => Ok(()),
+        }
+    }
+
+    /// After the reboot: is the update applied? `Err(UpdateError::StillPending{..})` when
+    /// the updater still wants a reboot. Other errors mean "could not tell" (see
+    /// [`UpdateError::is_transient`]): ask again rather than call the update failed. It
+    /// makes one attempt and does not wait, so that the caller keeps feeding the watchdog.
+    pub async fn verify_after_boot(&mut self, before: &PendingUpdate) -> Result<(), UpdateError> {
+        match self {
+            UpdateSource::Flatcar(s) => s.verify_after_boot(before).await,
+            UpdateSource::Apt(s) => s.verify_after_boot(before).await,
+            UpdateSource::Sentinel(s) => s.verify_after_boot(before).await,
+        }
+    }
+}
+
+/// `ID` and `ID_LIKE` of an os-release file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OsRelease {
+    /// `ID`, e.g. `flatcar`, `ubuntu`.
+    pub id: String,
+    /// `ID_LIKE`, e.g. `debian`; space-separated.
+    pub id_like: String,
+    /// `VERSION_ID`, e.g. `4152.2.1` on Flatcar.
+    pub version_id: String,
+}
+
+impl OsRelease {
+    /// Parses os-release(5) text: `KEY=value` lines, values optionally quoted; other lines
+    /// (comments, blanks, junk) are ignored as the format asks of readers.
+    pub fn parse(text: &str) -> OsRelease {
+        let mut os = OsRelease::default();
+        for line in text.lines() {
+            let line = line.trim();
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            let value = unquote(value.trim());
+            match key.trim() {
+                "ID" => os.id = value,
+                "ID_LIKE" => os.id_like = value,
+                "VERSION_ID" => os.version_id = value,
+                _ => {}
+            }
+        }
+        os
+    }
+
+    /// Reads and parses an os-release file.
+    pub async fn read(path: &Path) -> Result<OsRelease, UpdateError> {
+        let text = tokio::fs::read_to_string(path)
+            .await
+            .map_err(|source| UpdateError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(OsRelease::parse(&text))
+    }
+
+    /// The update source `auto` picks for this OS, if any.
+    pub fn update_source(&self) -> Option<UpdateSourceKind> {
+        let id = self.id.to_ascii_lowercase();
+        if id == "flatcar" {
+            return Some(UpdateSourceKind::Flatcar);
+        }
+        let like = self.id_like.to_ascii_lowercase();
+        let debian_like = std::iter::once(id.as_str())
+            .chain(like.split_whitespace())
+            .any(|word| word == "debian" || word == "ubuntu");
+        debian_like.then_some(UpdateSourceKind::Apt)
+    }
+}
+
+/// Strips one level of shell-style quotes and backslash escapes, as os-release values use.
+fn unquote(value: &str) -> String {
+    let inner = match value.as_bytes() {
+        [b'"', .., b'"'] | [b'\'', .., b'\''] if value.len() >= 2 => &value[1..value.len() - 1],
+        _ => value,
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(next) = chars.next() {
+                out.push(next);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+async fn detect_os(path: &Path) -> Result<UpdateSourceKind, UpdateError> {
+    let os = OsRelease::read(path).await?;
+    match os.update_source() {
+        Some(kind) => {
+            tracing::info!(
+                "update source auto: {} says ID={:?} ID_LIKE={:?}, using {:?}",
+                path.display(),
+                os.id,
+                os.id_like,
+                kind
+            );
+            Ok(kind)
+        }
+        None => Err(UpdateError::UnknownOs {
+            path: path.to_path_buf(),
+            id: os.id,
+            id_like: os.id_like,
+        }),
+    }
+}
+
+/// How error messages name the bus: operators need to know whether we talked to the real
+/// system bus or to a configured address.
+pub(crate) fn bus_label(address: Option<&str>) -> String {
+    match address {
+        Some(address) => format!("bus {address}"),
+        None => "system bus".to_string(),
+    }
+}
+
+/// A method call that gets no answer in this time fails instead of hanging the agent's
+/// main loop. update_engine and logind answer in milliseconds; libdbus's default of 25 s
+/// would come close to the unit's WatchdogSec=30s.
+pub(crate) const DBUS_METHOD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connects to the configured bus address, or to the system bus.
+pub(crate) async fn connect_bus(address: Option<&str>) -> Result<zbus::Connection, zbus::Error> {
+    let builder = match address {
+        Some(address) => zbus::connection::Builder::address(address)?,
+        None => zbus::connection::Builder::system()?,
+    };
+    builder.method_timeout(DBUS_METHOD_TIMEOUT).build().await
+}
+
+/// A command line as operators wrote it, for logs and errors.
+pub(crate) fn display_command(argv: &[String]) -> String {
+    argv.iter()
+        .map(|arg| {
+            if arg.is_empty() || arg.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"')
+            {
+                format!("'{}'", arg.replace('\'', r"'\''"))
+            } else {
+                arg.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// How a command ended, for errors and logs.
+pub(crate) fn describe_status(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        (None, None) => status.to_string(),
+    }
+}
+
+/// The last lines of a command's stdout and stderr: enough to see why it failed without
+/// flooding the journal with a full unattended-upgrade run.
+pub(crate) fn output_tail(output: &Output, max_lines: usize) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    for stream in [&output.stdout, &output.stderr] {
+        let text = String::from_utf8_lossy(stream);
+        lines.extend(
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string),
+        );
+    }
+    let skip = lines.len().saturating_sub(max_lines);
+    lines[skip..].join(" | ")
+}
+
+/// Runs `argv` to the end with stdin closed, capturing its output. `timeout`: kill it
+/// after this long (None: wait as long as it takes).
+pub(crate) async fn run_command(
+    argv: &[String],
+    timeout: Option<Duration>,
+) -> Result<Output, UpdateError> {
+    let command = display_command(argv);
+    let Some((program, args)) = argv.split_first() else {
+        return Err(UpdateError::Settings("empty command".into()));
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Only commands with a timeout are killed when abandoned; an unattended-upgrade
+        // run is left to finish (killing dpkg half-way would break the host).
+        .kill_on_drop(timeout.is_some());
+    let child = cmd.spawn().map_err(|source| UpdateError::Spawn {
+        command: command.clone(),
+        source,
+    })?;
+    let wait = child.wait_with_output();
+    let output = match timeout {
+        Some(limit) => match tokio::time::timeout(limit, wait).await {
+            Ok(result) => result,
+            Err(_) => {
+                return Err(UpdateError::CommandTimeout {
+                    command,
+                    timeout: limit,
+                })
+            }
+        },
+        None => wait.await,
+    };
+    output.map_err(|source| UpdateError::Spawn { command, source })
+}

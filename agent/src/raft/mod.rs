@@ -1,0 +1,7 @@
+//! openraft for baton: type configuration, redb storage, the state machine, the network and the RPC service.
+
+pub mod log_store;
+pub mod network;
+pub mod service;
+pub mod state_machine;
+pub mod types;

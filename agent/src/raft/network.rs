@@ -1,0 +1,164 @@
+//! openraft's network over gRPC: the client side of AppendEntries, Vote and InstallSnapshot.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use baton_proto::v1::raft_client::RaftClient;
+use baton_proto::v1::RaftPayload;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::raft::types::{NodeId, TypeConfig, VoterNode};
+use crate::transport::Dialer;
+
+/// When each peer last answered a raft RPC: the leader's view of who is reachable.
+#[derive(Clone, Default)]
+pub struct PeerHealth {
+    last_ok: Arc<Mutex<HashMap<NodeId, Instant>>>,
+}
+
+impl PeerHealth {
+    fn record_ok(&self, peer: NodeId) {
+        self.lock().insert(peer, Instant::now());
+    }
+
+    /// True when `peer` answered within `within`.
+    pub fn answered_within(&self, peer: NodeId, within: Duration) -> bool {
+        self.lock()
+            .get(&peer)
+            .is_some_and(|at| at.elapsed() <= within)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, Instant>> {
+        self.last_ok
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Makes a [`PeerConnection`] per target for openraft.
+#[derive(Clone)]
+pub struct NetworkFactory {
+    dialer: Dialer,
+    health: PeerHealth,
+}
+
+impl NetworkFactory {
+    pub fn new(dialer: Dialer, health: PeerHealth) -> Self {
+        Self { dialer, health }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &VoterNode) -> PeerConnection {
+        PeerConnection {
+            target,
+            node: node.clone(),
+            dialer: self.dialer.clone(),
+            health: self.health.clone(),
+        }
+    }
+}
+
+/// Raft RPCs to one peer, over the dialer's shared channel to it.
+pub struct PeerConnection {
+    target: NodeId,
+    node: VoterNode,
+    dialer: Dialer,
+    health: PeerHealth,
+}
+
+/// Which raft RPC to make.
+#[derive(Clone, Copy)]
+enum Rpc {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
+impl PeerConnection {
+    /// Sends `request` as JSON, and decodes the peer's `Result<Resp, RaftError<E>>`.
+    async fn call<Req, Resp, E>(
+        &self,
+        rpc: Rpc,
+        request: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, VoterNode, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let json =
+            serde_json::to_vec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let channel = self
+            .dialer
+            .channel(&self.node.address)
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let mut client = RaftClient::new(channel);
+        let mut request = tonic::Request::new(RaftPayload { json });
+        request.set_timeout(option.hard_ttl());
+        let reply = match rpc {
+            Rpc::AppendEntries => client.append_entries(request).await,
+            Rpc::Vote => client.vote(request).await,
+            Rpc::InstallSnapshot => client.install_snapshot(request).await,
+        };
+        let reply = reply.map_err(|status| match status.code() {
+            // Unavailable: could not connect or the connection broke; openraft
+            // backs off from unreachable peers instead of hammering them.
+            tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&status)),
+            _ => RPCError::Network(NetworkError::new(&status)),
+        })?;
+        self.health.record_ok(self.target);
+        let decoded: Result<Resp, RaftError<NodeId, E>> =
+            serde_json::from_slice(&reply.into_inner().json)
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        decoded.map_err(|remote| {
+            RPCError::RemoteError(RemoteError::new_with_node(
+                self.target,
+                self.node.clone(),
+                remote,
+            ))
+        })
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, VoterNode, RaftError<NodeId>>> {
+        self.call(Rpc::AppendEntries, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, VoterNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call(Rpc::InstallSnapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, VoterNode, RaftError<NodeId>>> {
+        self.call(Rpc::Vote, &rpc, &option).await
+    }
+}

@@ -1,0 +1,293 @@
+//! The replicated state machine: applies lease commands from the log, keeps snapshots in redb, publishes changes.
+//!
+//! The applied state lives in memory; what makes it durable is the raft log
+//! (fsynced on a majority before anything is applied) plus the snapshots
+//! stored here. On start the state is the last snapshot, and openraft replays
+//! the log after it.
+
+use std::io::Cursor;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageIOError};
+use redb::{Database, Durability, ReadableDatabase, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::raft::log_store::{decode, encode};
+use crate::raft::types::{
+    Applied, Entry, LogId, NodeId, StorageError, StoredMembership, TypeConfig, VoterNode,
+};
+use crate::rules::lease::{Event, Group, LeaseState, Outcome};
+
+/// The current snapshot: `meta` (JSON of `SnapshotMeta`) and `data` (JSON of `AppliedState`).
+pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_snapshot");
+
+/// How many published changes a slow watcher may fall behind before it is resynced.
+const EVENT_BUFFER: usize = 4096;
+
+/// Everything the state machine holds; also the snapshot format.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AppliedState {
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+    pub lease: LeaseState,
+}
+
+/// What watchers receive: one lease change as applied at a log index, or
+/// word that the whole state was replaced (snapshot installed) and must be re-read.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Applied {
+        index: u64,
+        event: Event,
+        /// The event's group right after the command that caused it.
+        group: Option<Group>,
+    },
+    Resync {
+        index: u64,
+    },
+}
+
+/// Read access to the applied state, shared with the gRPC services.
+#[derive(Clone)]
+pub struct StateView {
+    state: Arc<RwLock<AppliedState>>,
+    changes: broadcast::Sender<Arc<Change>>,
+}
+
+impl StateView {
+    /// The applied state, locked for reading. Keep the guard short-lived.
+    pub fn read(&self) -> RwLockReadGuard<'_, AppliedState> {
+        // A poisoned lock means a panic while applying; the data is still the
+        // last fully applied state because apply mutates a copy first.
+        self.state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Subscribes to changes applied from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
+        self.changes.subscribe()
+    }
+}
+
+/// The state machine openraft drives. Cheap to clone.
+#[derive(Clone)]
+pub struct StateMachine {
+    db: Arc<Database>,
+    view: StateView,
+}
+
+impl StateMachine {
+    /// Loads the last snapshot from `db` (if any) as the starting state.
+    pub fn open(db: Arc<Database>) -> Result<Self, StorageError> {
+        let stored = read_snapshot(&db).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        let state = match stored {
+            Some((_, data)) => decode::<AppliedState>(&data)
+                .map_err(|e| StorageIOError::read_snapshot(None, &e))?,
+            None => AppliedState::default(),
+        };
+        let (changes, _) = broadcast::channel(EVENT_BUFFER);
+        Ok(Self {
+            db,
+            view: StateView {
+                state: Arc::new(RwLock::new(state)),
+                changes,
+            },
+        })
+    }
+
+    /// A read handle for the services.
+    pub fn view(&self) -> StateView {
+        self.view.clone()
+    }
+
+    fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, AppliedState> {
+        self.view
+            .state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn publish(&self, changes: Vec<Change>) {
+        for change in changes {
+            // No receivers is fine: nobody is watching.
+            let _ = self.view.changes.send(Arc::new(change));
+        }
+    }
+
+    fn store_snapshot(
+        &self,
+        meta: &SnapshotMeta<NodeId, VoterNode>,
+        data: &[u8],
+    ) -> Result<(), redb::Error> {
+        let meta = encode(meta)?;
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        {
+            let mut table = txn.open_table(SNAPSHOT)?;
+            table.insert("meta", meta.as_slice())?;
+            table.insert("data", data)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+/// A stored snapshot: its meta and its data, both as stored bytes.
+type StoredSnapshot = (Vec<u8>, Vec<u8>);
+
+fn read_snapshot(db: &Database) -> Result<Option<StoredSnapshot>, redb::Error> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(SNAPSHOT)?;
+    let meta = table.get("meta")?.map(|v| v.value().to_vec());
+    let data = table.get("data")?.map(|v| v.value().to_vec());
+    Ok(meta.zip(data))
+}
+
+fn snapshot_err(e: &redb::Error) -> StorageError {
+    StorageIOError::write_snapshot(None, e).into()
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let state = self.view.read().clone();
+        let data = encode(&state).map_err(|e| snapshot_err(&e))?;
+        let snapshot_id = match state.last_applied {
+            Some(log_id) => format!(
+                "{}-{}-{}",
+                log_id.leader_id.term, log_id.leader_id.node_id, log_id.index
+            ),
+            None => "empty".to_string(),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: state.last_applied,
+            last_membership: state.membership.clone(),
+            snapshot_id,
+        };
+        let this = self.clone();
+        let (meta, data) = tokio::task::spawn_blocking(move || {
+            this.store_snapshot(&meta, &data).map(|()| (meta, data))
+        })
+        .await
+        .map_err(|e| snapshot_err(&redb::Error::Io(std::io::Error::other(e))))?
+        .map_err(|e| snapshot_err(&e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let state = self.view.read();
+        Ok((state.last_applied, state.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + openraft::OptionalSend,
+        I::IntoIter: openraft::OptionalSend,
+    {
+        let mut results = Vec::new();
+        let mut published = Vec::new();
+        {
+            let mut state = self.write_state();
+            for entry in entries {
+                state.last_applied = Some(entry.log_id);
+                let applied = match entry.payload {
+                    EntryPayload::Blank => Ok(Outcome::Done {
+                        message: "leader elected".to_string(),
+                    }),
+                    EntryPayload::Normal(ref command) => {
+                        match state.lease.apply(entry.log_id.index, command) {
+                            Ok((outcome, events)) => {
+                                for event in events {
+                                    let group = state.lease.groups.get(&event.group).cloned();
+                                    published.push(Change::Applied {
+                                        index: entry.log_id.index,
+                                        event,
+                                        group,
+                                    });
+                                }
+                                Ok(outcome)
+                            }
+                            Err(rejected) => Err(rejected),
+                        }
+                    }
+                    EntryPayload::Membership(ref membership) => {
+                        state.membership =
+                            StoredMembership::new(Some(entry.log_id), membership.clone());
+                        Ok(Outcome::Done {
+                            message: "voters changed".to_string(),
+                        })
+                    }
+                };
+                results.push(applied);
+            }
+        }
+        self.publish(published);
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, VoterNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let mut incoming: AppliedState =
+            decode(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        // The meta is authoritative for what the snapshot covers.
+        incoming.last_applied = meta.last_log_id;
+        incoming.membership = meta.last_membership.clone();
+        let this = self.clone();
+        let meta_owned = meta.clone();
+        let stored = data.clone();
+        tokio::task::spawn_blocking(move || this.store_snapshot(&meta_owned, &stored))
+            .await
+            .map_err(|e| snapshot_err(&redb::Error::Io(std::io::Error::other(e))))?
+            .map_err(|e| snapshot_err(&e))?;
+        let previous = std::mem::replace(&mut *self.write_state(), incoming);
+        drop(previous);
+        // Watchers cannot replay a snapshot as events: a resync marker tells
+        // them to re-read the whole state.
+        let _ = self.view.changes.send(Arc::new(Change::Resync {
+            index: meta.last_log_id.map(|l| l.index).unwrap_or(0),
+        }));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let db = self.db.clone();
+        let stored = tokio::task::spawn_blocking(move || read_snapshot(&db))
+            .await
+            .map_err(|e| {
+                StorageIOError::read_snapshot(None, &redb::Error::Io(std::io::Error::other(e)))
+            })?
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        match stored {
+            Some((meta, data)) => {
+                let meta: SnapshotMeta<NodeId, VoterNode> =
+                    decode(&meta).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+                Ok(Some(Snapshot {
+                    meta,
+                    snapshot: Box::new(Cursor::new(data)),
+                }))
+            }
+            None => Ok(None),
+        }
+    }
+}

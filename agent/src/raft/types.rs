@@ -1,0 +1,52 @@
+//! openraft type configuration: node ids, voter info, log payload and apply result.
+
+use std::fmt;
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+use crate::rules::lease::{Command, LeaseError, Outcome};
+
+/// A voter's stable numeric id, from config. Never reused for another voter.
+pub type NodeId = u64;
+
+/// What the cluster remembers of a voter: its name and where to reach it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoterNode {
+    pub name: String,
+    /// `host:port` of the voter's gRPC listener.
+    pub address: String,
+}
+
+impl fmt::Display for VoterNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.name, self.address)
+    }
+}
+
+/// What applying one log entry produced. Entries without a lease command
+/// (blank, membership) apply to `Ok(Outcome::Done { .. })`.
+pub type Applied = Result<Outcome, LeaseError>;
+
+openraft::declare_raft_types!(
+    /// baton's raft: lease commands in the log, voters as nodes.
+    pub TypeConfig:
+        D = Command,
+        R = Applied,
+        NodeId = NodeId,
+        Node = VoterNode,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+/// The raft handle with baton's types.
+pub type Raft = openraft::Raft<TypeConfig>;
+/// A log entry with baton's types.
+pub type Entry = openraft::Entry<TypeConfig>;
+/// A log id with baton's node id.
+pub type LogId = openraft::LogId<NodeId>;
+/// Membership as stored in the log and in snapshots.
+pub type StoredMembership = openraft::StoredMembership<NodeId, VoterNode>;
+/// Storage errors as openraft wants them.
+pub type StorageError = openraft::StorageError<NodeId>;
+/// What a raft write returns.
+pub type ClientWriteResponse = openraft::raft::ClientWriteResponse<TypeConfig>;

@@ -1,0 +1,10 @@
+//! The pure rules: lease state machine, host agent phases, reboot windows, names, durations. No I/O, no clock.
+//!
+//! Everything above (config, raft, services, host agent, CLI) calls these;
+//! nothing here imports from above.
+
+pub mod durations;
+pub mod lease;
+pub mod names;
+pub mod phases;
+pub mod window;

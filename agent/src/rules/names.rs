@@ -1,0 +1,210 @@
+//! Names and addresses: lease groups, holders (host names) and voter addresses; their rules and limits live only here.
+//!
+//! The config loader (for `node.name`, `node.group`, voter names and
+//! addresses) and the lease rules (for every request and every applied
+//! command) call these same checks, so a name the config accepts is a name
+//! the cluster accepts, and the other way round.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use serde::{Deserialize, Serialize};
+
+/// Longest lease group name, in characters (all ASCII, so also bytes).
+pub const MAX_GROUP_LEN: usize = 128;
+
+/// Longest holder name, in characters: a fully qualified DNS name fits.
+pub const MAX_HOLDER_LEN: usize = 253;
+
+/// Longest DNS label (RFC 1123).
+const MAX_DNS_LABEL_LEN: usize = 63;
+
+/// Why a group or holder name is refused. The messages read after the name,
+/// e.g. `"a b": contains ' '; ...`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum NameError {
+    /// The empty name.
+    #[error("must not be empty")]
+    Empty,
+    /// Longer than the limit.
+    #[error("{len} characters, at most {max} allowed")]
+    TooLong {
+        /// Characters in the name.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A group name character outside `[a-zA-Z0-9._-]`.
+    #[error("contains {bad:?}; only ASCII letters, digits, '.', '_' and '-' are allowed")]
+    GroupCharacter {
+        /// The first such character.
+        bad: char,
+    },
+    /// A control or whitespace character in a holder name.
+    #[error("contains {bad:?}; control characters and whitespace are not allowed")]
+    HolderCharacter {
+        /// The first such character.
+        bad: char,
+    },
+}
+
+/// A lease group name: 1 to [`MAX_GROUP_LEN`] characters of `[a-zA-Z0-9._-]`.
+pub fn check_group(name: &str) -> Result<(), NameError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if let Some(bad) = name.chars().find(|&c| !allowed(c)) {
+        return Err(NameError::GroupCharacter { bad });
+    }
+    // Only ASCII is left at this point, so bytes are characters.
+    check_length(name.len(), MAX_GROUP_LEN)
+}
+
+/// A holder name (a host's `node.name`, a voter's name): 1 to
+/// [`MAX_HOLDER_LEN`] characters, no control characters, no whitespace.
+/// Anything else is allowed (`höst/1@dc` is a fine name), since holders
+/// come from host names and operators' own naming schemes.
+pub fn check_holder(name: &str) -> Result<(), NameError> {
+    if let Some(bad) = name.chars().find(|c| c.is_control() || c.is_whitespace()) {
+        return Err(NameError::HolderCharacter { bad });
+    }
+    check_length(name.chars().count(), MAX_HOLDER_LEN)
+}
+
+fn check_length(len: usize, max: usize) -> Result<(), NameError> {
+    match len {
+        0 => Err(NameError::Empty),
+        len if len > max => Err(NameError::TooLong { len, max }),
+        _ => Ok(()),
+    }
+}
+
+/// A voter address `host:port`: port 1..=65535, host an IPv4 address, a
+/// bracketed IPv6 address or a DNS name. Resolution is left to connect time.
+/// The error is the reason in words.
+pub fn check_host_port(address: &str) -> Result<(), String> {
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| "expected host:port".to_owned())?;
+    match port.parse::<u16>() {
+        Ok(0) => return Err("port must be between 1 and 65535".to_owned()),
+        Ok(_) => {}
+        Err(_) => return Err(format!("invalid port {port:?}, expected 1 to 65535")),
+    }
+    if host.is_empty() {
+        return Err("host must not be empty".to_owned());
+    }
+    if let Some(inner) = host.strip_prefix('[') {
+        let inner = inner
+            .strip_suffix(']')
+            .ok_or_else(|| format!("unterminated IPv6 address {host:?}"))?;
+        return inner
+            .parse::<Ipv6Addr>()
+            .map(|_| ())
+            .map_err(|e| format!("invalid IPv6 address {inner:?}: {e}"));
+    }
+    if host.contains(':') {
+        return Err("IPv6 addresses must be written in brackets, e.g. [::1]:7421".to_owned());
+    }
+    if host.parse::<Ipv4Addr>().is_ok() {
+        return Ok(());
+    }
+    check_dns_name(host)
+}
+
+/// RFC 1123 host name: dot-separated labels of 1..=63 ASCII letters, digits
+/// and hyphens, not starting or ending with a hyphen; at most 253 characters.
+fn check_dns_name(host: &str) -> Result<(), String> {
+    if host.len() > MAX_HOLDER_LEN {
+        return Err(format!("host name longer than {MAX_HOLDER_LEN} characters"));
+    }
+    let mut last = "";
+    for label in host.split('.') {
+        let valid = (1..=MAX_DNS_LABEL_LEN).contains(&label.len())
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !valid {
+            return Err(format!(
+                "{host:?} is neither an IP address nor a valid DNS name"
+            ));
+        }
+        last = label;
+    }
+    // An all-numeric last label means a mistyped IPv4 address, e.g. "10.0.0.256".
+    if last.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!("{host:?} is not a valid IPv4 address"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_names() {
+        assert_eq!(check_group("A-z_0.9"), Ok(()));
+        assert_eq!(check_group(&"g".repeat(MAX_GROUP_LEN)), Ok(()));
+        assert_eq!(
+            check_group(&"g".repeat(MAX_GROUP_LEN + 1)),
+            Err(NameError::TooLong { len: 129, max: 128 })
+        );
+        assert_eq!(check_group(""), Err(NameError::Empty));
+        for (bad, c) in [("a b", ' '), ("a/b", '/'), ("grüppe", 'ü'), ("x\n", '\n')] {
+            assert_eq!(
+                check_group(bad),
+                Err(NameError::GroupCharacter { bad: c }),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn holder_names() {
+        assert_eq!(check_holder("höst/1@dc"), Ok(()));
+        assert_eq!(check_holder(&"x".repeat(MAX_HOLDER_LEN)), Ok(()));
+        // Characters, not bytes.
+        assert_eq!(check_holder(&"ö".repeat(MAX_HOLDER_LEN)), Ok(()));
+        assert_eq!(
+            check_holder(&"x".repeat(MAX_HOLDER_LEN + 1)),
+            Err(NameError::TooLong { len: 254, max: 253 })
+        );
+        assert_eq!(check_holder(""), Err(NameError::Empty));
+        for (bad, c) in [("a b", ' '), ("tab\there", '\t'), ("bell\u{7}", '\u{7}')] {
+            assert_eq!(
+                check_holder(bad),
+                Err(NameError::HolderCharacter { bad: c }),
+                "{bad:?}"
+            );
+        }
+        let message = check_holder("a b").unwrap_err().to_string();
+        assert!(message.contains("whitespace"), "{message}");
+    }
+
+    #[test]
+    fn host_port_addresses() {
+        for good in [
+            "127.0.0.1:7421",
+            "[::1]:7421",
+            "cp-1.example.com:1",
+            "localhost:65535",
+        ] {
+            assert_eq!(check_host_port(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("127.0.0.1", "host:port"),
+            ("127.0.0.1:0", "between 1 and 65535"),
+            ("127.0.0.1:65536", "invalid port"),
+            (":7421", "host must not be empty"),
+            ("::1:7421", "brackets"),
+            ("[::1:7421", "unterminated"),
+            ("[zz]:1", "invalid IPv6"),
+            ("10.0.0.256:1", "not a valid IPv4"),
+            ("-a.example:1", "neither an IP address"),
+            ("a_b:1", "neither an IP address"),
+        ] {
+            let message = check_host_port(bad).expect_err(bad);
+            assert!(message.contains(why), "{bad}: {message}");
+        }
+        let long = format!("{}:1", "a.".repeat(127) + "a");
+        assert!(check_host_port(&long).is_err());
+    }
+}

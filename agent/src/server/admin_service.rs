@@ -1,0 +1,262 @@
+//! The public Admin service: pause, resume, force-release, set-max and voter membership, each a raft log entry.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+
+use baton_proto::v1 as pb;
+use baton_proto::v1::admin_client::AdminClient;
+use baton_proto::v1::admin_server::Admin;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::ChangeMembers;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::raft::types::{ClientWriteResponse, VoterNode};
+use crate::rules::lease::{validate_group_name, validate_holder, Command, Outcome};
+use crate::server::lease_service::{forwarded, invalid, is_forwarded, propose_stamped};
+use crate::server::routing::{write_failed, Attempt, Cluster};
+
+/// How a membership change can fail.
+type MembershipError = RaftError<u64, ClientWriteError<u64, VoterNode>>;
+
+/// gRPC `Admin` service of a voter.
+pub struct AdminService {
+    cluster: Cluster,
+}
+
+impl AdminService {
+    pub fn new(cluster: Cluster) -> Self {
+        Self { cluster }
+    }
+
+    /// Proposes the command `make(now)` on the leader (or forwards the
+    /// request there with `remote`) and reports what changed.
+    async fn lease_admin<Req, RF>(
+        &self,
+        request: Request<Req>,
+        make: impl Fn(&Req, u64) -> Command,
+        remote: impl Fn(AdminClient<Channel>, Request<Req>) -> RF,
+    ) -> Result<Response<pb::AdminResponse>, Status>
+    where
+        Req: Clone,
+        RF: Future<Output = Result<Response<pb::AdminResponse>, Status>>,
+    {
+        let forward = is_forwarded(&request);
+        let req = request.into_inner();
+        let cluster = &self.cluster;
+        let (req, make, remote) = (&req, &make, &remote);
+        let response = cluster
+            .on_leader(
+                forward,
+                move || async move {
+                    propose_stamped(cluster, |now| make(req, now)).await.map(
+                        |outcome| match outcome {
+                            Outcome::Done { message } => pb::AdminResponse { message, index: 0 },
+                            other => pb::AdminResponse {
+                                message: format!("{other:?}"),
+                                index: 0,
+                            },
+                        },
+                    )
+                },
+                move |channel| async move {
+                    remote(AdminClient::new(channel), forwarded(req.clone()))
+                        .await
+                        .map(Response::into_inner)
+                },
+            )
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    /// Runs a membership change on the leader (or forwards it there).
+    async fn membership_admin<Req, CF, RF>(
+        &self,
+        request: Request<Req>,
+        change: impl Fn(Cluster, Req) -> CF,
+        describe: impl Fn(&Req) -> String,
+        remote: impl Fn(AdminClient<Channel>, Request<Req>) -> RF,
+    ) -> Result<Response<pb::AdminResponse>, Status>
+    where
+        Req: Clone,
+        CF: Future<Output = Result<ClientWriteResponse, MembershipError>>,
+        RF: Future<Output = Result<Response<pb::AdminResponse>, Status>>,
+    {
+        let forward = is_forwarded(&request);
+        let req = request.into_inner();
+        let cluster = &self.cluster;
+        let (req, change, describe, remote) = (&req, &change, &describe, &remote);
+        let response = cluster
+            .on_leader(
+                forward,
+                move || async move {
+                    match change(cluster.clone(), req.clone()).await {
+                        Ok(written) => Attempt::Done(pb::AdminResponse {
+                            message: describe(req),
+                            index: written.log_id.index,
+                        }),
+                        Err(e) => write_failed(e),
+                    }
+                },
+                move |channel| async move {
+                    remote(AdminClient::new(channel), forwarded(req.clone()))
+                        .await
+                        .map(Response::into_inner)
+                },
+            )
+            .await?;
+        Ok(Response::new(response))
+    }
+}
+
+fn optional_group(group: &str) -> Result<Option<String>, Status> {
+    if group.is_empty() {
+        Ok(None)
+    } else {
+        validate_group_name(group).map_err(invalid)?;
+        Ok(Some(group.to_string()))
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn pause(
+        &self,
+        request: Request<pb::PauseRequest>,
+    ) -> Result<Response<pb::AdminResponse>, Status> {
+        let group = optional_group(&request.get_ref().group)?;
+        if request.get_ref().reason.trim().is_empty() {
+            return Err(Status::invalid_argument("a pause needs a reason"));
+        }
+        let default_max_holders = self.cluster.lease.default_max_holders;
+        self.lease_admin(
+            request,
+            |req, now| Command::Pause {
+                group: group.clone(),
+                reason: req.reason.clone(),
+                now,
+                default_max_holders,
+            },
+            |mut client, req| async move { client.pause(req).await },
+        )
+        .await
+    }
+
+    async fn resume(
+        &self,
+        request: Request<pb::ResumeRequest>,
+    ) -> Result<Response<pb::AdminResponse>, Status> {
+        let group = optional_group(&request.get_ref().group)?;
+        self.lease_admin(
+            request,
+            |_, now| Command::Resume {
+                group: group.clone(),
+                now,
+            },
+            |mut client, req| async move { client.resume(req).await },
+        )
+        .await
+    }
+
+    async fn force_release(
+        &self,
+        request: Request<pb::ForceReleaseRequest>,
+    ) -> Result<Response<pb::AdminResponse>, Status> {
+        validate_group_name(&request.get_ref().group).map_err(invalid)?;
+        validate_holder(&request.get_ref().holder).map_err(invalid)?;
+        self.lease_admin(
+            request,
+            |req, now| Command::ForceRelease {
+                group: req.group.clone(),
+                holder: req.holder.clone(),
+                now,
+            },
+            |mut client, req| async move { client.force_release(req).await },
+        )
+        .await
+    }
+
+    async fn set_max(
+        &self,
+        request: Request<pb::SetMaxRequest>,
+    ) -> Result<Response<pb::AdminResponse>, Status> {
+        validate_group_name(&request.get_ref().group).map_err(invalid)?;
+        if request.get_ref().max_holders == 0 {
+            return Err(Status::invalid_argument("max_holders must be at least 1"));
+        }
+        let default_max_holders = self.cluster.lease.default_max_holders;
+        self.lease_admin(
+            request,
+            |req, now| Command::SetMax {
+                group: req.group.clone(),
+                max_holders: req.max_holders,
+                now,
+                default_max_holders,
+            },
+            |mut client, req| async move { client.set_max(req).await },
+        )
+        .await
+    }
+
+    async fn add_voter(
+        &self,
+        request: Request<pb::AddVoterRequest>,
+    ) -> Result<Response<pb::AdminResponse>, Status> {
+        let req = request.get_ref();
+        if req.id == 0 || req.name.is_empty() || req.address.is_empty() {
+            return Err(Status::invalid_argument(
+                "a voter needs an id >= 1, a name and an address",
+            ));
+        }
+        let membership = self
+            .cluster
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .clone();
+        if membership.membership().get_node(&req.id).is_some() {
+            return Err(Status::already_exists(format!(
+                "voter id {} is taken; never reuse an id, pick a new one",
+                req.id
+            )));
+        }
+        self.membership_admin(
+            request,
+            |cluster, req| async move {
+                let node = VoterNode {
+                    name: req.name.clone(),
+                    address: req.address.clone(),
+                };
+                // Catch the new voter up as a learner first, so adding it
+                // does not stall commits while it copies the log.
+                cluster.raft.add_learner(req.id, node, true).await?;
+                cluster
+                    .raft
+                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([req.id])), false)
+                    .await
+            },
+            |req| format!("voter {} ({} at {}) added", req.id, req.name, req.address),
+            |mut client, req| async move { client.add_voter(req).await },
+        )
+        .await
+    }
+
+    async fn remove_voter(
+        &self,
+        request: Request<pb::RemoveVoterRequest>,
+    ) -> Result<Response<pb::AdminResponse>, Status> {
+        self.membership_admin(
+            request,
+            |cluster, req| async move {
+                cluster
+                    .raft
+                    .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([req.id])), false)
+                    .await
+            },
+            |req| format!("voter {} removed", req.id),
+            |mut client, req| async move { client.remove_voter(req).await },
+        )
+        .await
+    }
+}

@@ -1,0 +1,157 @@
+//! What a voter with no state does at start: form a new cluster, wait to join an existing one, or refuse (wiped state).
+//!
+//! A voter that lost its state dir has forgotten its vote; if it came back
+//! under the same id it could vote twice in one term and break raft's
+//! safety. The leader knows whether a voter ever stored log entries (its
+//! `matched` index), so a fresh voter asks before it does anything.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use baton_proto::v1 as pb;
+use baton_proto::v1::lease_client::LeaseClient;
+
+use crate::config::Settings;
+use crate::raft::types::NodeId;
+use crate::transport::Dialer;
+
+/// What a voter without state should do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// No configured voter knows of a cluster: form it from the config.
+    FormCluster,
+    /// A cluster exists and lists this voter, which never stored anything:
+    /// the leader will send it the log (staggered first start).
+    CatchUp { leader: NodeId },
+    /// A cluster exists without this voter: wait for `baton voter add`.
+    AwaitAdd { leader: NodeId },
+    /// A cluster exists, lists this voter, and this voter stored entries
+    /// before: its state was lost.
+    Refuse { leader: NodeId, matched: u64 },
+}
+
+/// Decides from the answers of the other voters (their status, as the
+/// leader sees it). `None` answers are voters that did not reply.
+pub fn decide(me: NodeId, answers: &[Option<pb::StatusResponse>]) -> Start {
+    let Some(status) = answers
+        .iter()
+        .flatten()
+        .find(|s| s.leader.is_some() && s.last_applied > 0)
+    else {
+        return Start::FormCluster;
+    };
+    let leader = status.leader.unwrap_or_default();
+    match status.voters.iter().find(|v| v.id == me) {
+        None => Start::AwaitAdd { leader },
+        Some(voter) => match voter.matched {
+            Some(matched) if matched > 0 => Start::Refuse { leader, matched },
+            _ => Start::CatchUp { leader },
+        },
+    }
+}
+
+/// Asks the other configured voters, in parallel, for their own view
+/// (fast, no leader needed); where one knows a formed cluster, asks it
+/// again for the leader's view, which carries each voter's `matched`.
+pub async fn probe(settings: &Settings, me: NodeId, dialer: &Dialer) -> Start {
+    let others: BTreeMap<NodeId, String> = settings
+        .cluster
+        .voters
+        .iter()
+        .filter(|v| v.id != me)
+        .map(|v| (v.id, v.address.clone()))
+        .collect();
+    let budget = settings.cluster.connect_timeout + settings.cluster.request_timeout;
+    let asks = others
+        .values()
+        .map(|address| ask(dialer, address, true, budget));
+    let own_views = futures::future::join_all(asks).await;
+    let formed = others.values().zip(&own_views).find(|(_, s)| {
+        s.as_ref()
+            .is_some_and(|s| s.leader.is_some() && s.last_applied > 0)
+    });
+    let Some((address, own_view)) = formed else {
+        return Start::FormCluster;
+    };
+    // The leader's view; if it cannot be had, the peer's own view still
+    // says that a cluster exists (without `matched`).
+    match ask(dialer, address, false, budget).await {
+        Some(leader_view) => decide(me, &[Some(leader_view)]),
+        None => decide(me, std::slice::from_ref(own_view)),
+    }
+}
+
+async fn ask(
+    dialer: &Dialer,
+    address: &str,
+    stale: bool,
+    budget: Duration,
+) -> Option<pb::StatusResponse> {
+    let channel = dialer.channel(address).ok()?;
+    let mut client = LeaseClient::new(channel);
+    let call = client.status(pb::StatusRequest { stale });
+    match tokio::time::timeout(budget, call).await {
+        Ok(Ok(reply)) => Some(reply.into_inner()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(leader: u64, voters: &[(u64, Option<u64>)]) -> pb::StatusResponse {
+        pb::StatusResponse {
+            leader: Some(leader),
+            term: 3,
+            voters: voters
+                .iter()
+                .map(|(id, matched)| pb::Voter {
+                    id: *id,
+                    name: format!("cp-{id}"),
+                    address: String::new(),
+                    reachable: true,
+                    matched: *matched,
+                })
+                .collect(),
+            last_applied: 10,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn nobody_answers_means_a_new_cluster() {
+        assert_eq!(decide(3, &[None, None]), Start::FormCluster);
+    }
+
+    #[test]
+    fn peers_without_a_leader_mean_a_new_cluster() {
+        let mut s = status(1, &[(1, Some(1))]);
+        s.leader = None;
+        assert_eq!(decide(3, &[Some(s), None]), Start::FormCluster);
+    }
+
+    #[test]
+    fn a_member_that_never_stored_anything_catches_up() {
+        let s = status(1, &[(1, Some(10)), (2, Some(10)), (3, None)]);
+        assert_eq!(decide(3, &[Some(s), None]), Start::CatchUp { leader: 1 });
+    }
+
+    #[test]
+    fn a_member_with_history_but_no_state_is_refused() {
+        let s = status(1, &[(1, Some(10)), (2, Some(10)), (3, Some(8))]);
+        assert_eq!(
+            decide(3, &[None, Some(s)]),
+            Start::Refuse {
+                leader: 1,
+                matched: 8
+            }
+        );
+    }
+
+    #[test]
+    fn a_voter_not_in_the_membership_waits_to_be_added() {
+        let s = status(1, &[(1, Some(10)), (2, Some(10)), (3, Some(10))]);
+        assert_eq!(decide(4, &[Some(s)]), Start::AwaitAdd { leader: 1 });
+    }
+}

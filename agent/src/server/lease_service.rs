@@ -1,0 +1,316 @@
+//! The public Lease service: Acquire, Release, Status and Watch, answered on any voter.
+
+use std::sync::Arc;
+
+use baton_proto::v1 as pb;
+use baton_proto::v1::lease_client::LeaseClient;
+use baton_proto::v1::lease_server::Lease;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::raft::state_machine::Change;
+use crate::rules::lease::{validate_group_name, validate_holder, Command, Outcome};
+use crate::server::routing::{now_ms, Attempt, Cluster, FORWARDED};
+use crate::server::wire;
+
+/// How many watch events may wait for a slow client before it is cut off.
+const WATCH_QUEUE: usize = 256;
+
+/// gRPC `Lease` service of a voter.
+pub struct LeaseService {
+    cluster: Cluster,
+}
+
+impl LeaseService {
+    pub fn new(cluster: Cluster) -> Self {
+        Self { cluster }
+    }
+}
+
+/// True when another voter already forwarded this call.
+pub fn is_forwarded<T>(request: &Request<T>) -> bool {
+    request.metadata().contains_key(FORWARDED)
+}
+
+/// Wraps `message` as a call forwarded to the leader.
+pub fn forwarded<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    request
+}
+
+pub(crate) fn invalid(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+/// Stamps `make(now)` on the leader and proposes it.
+pub(crate) async fn propose_stamped(
+    cluster: &Cluster,
+    make: impl FnOnce(u64) -> Command,
+) -> Attempt<Outcome> {
+    match now_ms() {
+        Ok(now) => cluster.propose(make(now)).await,
+        Err(status) => Attempt::Fail(status),
+    }
+}
+
+fn unexpected(outcome: &Outcome) -> Status {
+    Status::internal(format!("unexpected outcome {outcome:?}"))
+}
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn acquire(
+        &self,
+        request: Request<pb::AcquireRequest>,
+    ) -> Result<Response<pb::AcquireResponse>, Status> {
+        let forward = is_forwarded(&request);
+        let req = request.into_inner();
+        validate_group_name(&req.group).map_err(invalid)?;
+        validate_holder(&req.holder).map_err(invalid)?;
+        let cluster = &self.cluster;
+        let ttl_ms = cluster.lease.waiter_ttl.as_millis() as u64;
+        let req = &req;
+        let outcome = cluster
+            .on_leader(
+                forward,
+                move || async move {
+                    propose_stamped(cluster, |now| Command::Acquire {
+                        group: req.group.clone(),
+                        holder: req.holder.clone(),
+                        machine_id: req.machine_id.clone(),
+                        now,
+                        default_max_holders: cluster.lease.default_max_holders,
+                        waiter_ttl_ms: ttl_ms,
+                    })
+                    .await
+                    .map(Ok)
+                },
+                move |channel| {
+                    let req = req.clone();
+                    async move {
+                        LeaseClient::new(channel)
+                            .acquire(forwarded(req))
+                            .await
+                            .map(|r| r.into_inner())
+                            .map(Err)
+                    }
+                },
+            )
+            .await?;
+        let response = match outcome {
+            Err(from_leader) => from_leader,
+            Ok(Outcome::Granted(grant)) => pb::AcquireResponse {
+                outcome: Some(pb::acquire_response::Outcome::Granted(wire::grant(&grant))),
+            },
+            Ok(Outcome::Queued {
+                position,
+                waiters,
+                reason,
+            }) => pb::AcquireResponse {
+                outcome: Some(pb::acquire_response::Outcome::Queued(pb::Queued {
+                    position,
+                    waiters,
+                    reason: wire::queue_reason(&reason),
+                    waiter_ttl_ms: ttl_ms,
+                    holder: req.holder.clone(),
+                })),
+            },
+            Ok(other) => return Err(unexpected(&other)),
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn release(
+        &self,
+        request: Request<pb::ReleaseRequest>,
+    ) -> Result<Response<pb::ReleaseResponse>, Status> {
+        let forward = is_forwarded(&request);
+        let req = request.into_inner();
+        validate_group_name(&req.group).map_err(invalid)?;
+        validate_holder(&req.holder).map_err(invalid)?;
+        let cluster = &self.cluster;
+        let req = &req;
+        let outcome = cluster
+            .on_leader(
+                forward,
+                move || async move {
+                    propose_stamped(cluster, |now| Command::Release {
+                        group: req.group.clone(),
+                        holder: req.holder.clone(),
+                        token: req.token,
+                        now,
+                    })
+                    .await
+                    .map(Ok)
+                },
+                move |channel| {
+                    let req = req.clone();
+                    async move {
+                        LeaseClient::new(channel)
+                            .release(forwarded(req))
+                            .await
+                            .map(|r| r.into_inner())
+                            .map(Err)
+                    }
+                },
+            )
+            .await?;
+        match outcome {
+            Err(from_leader) => Ok(Response::new(from_leader)),
+            Ok(Outcome::Released {
+                token_mismatch: true,
+                ..
+            }) => Err(Status::failed_precondition(format!(
+                "{} holds {} under another token than {:?}",
+                req.holder, req.group, req.token
+            ))),
+            Ok(Outcome::Released {
+                released,
+                left_queue,
+                ..
+            }) => Ok(Response::new(pb::ReleaseResponse {
+                released,
+                left_queue,
+            })),
+            Ok(other) => Err(unexpected(&other)),
+        }
+    }
+
+    async fn status(
+        &self,
+        request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let forward = is_forwarded(&request);
+        let req = request.into_inner();
+        let cluster = &self.cluster;
+        if req.stale {
+            return Ok(Response::new(cluster.status()));
+        }
+        let status = cluster
+            .on_leader(
+                forward,
+                move || async move {
+                    match cluster.ensure_linearizable().await {
+                        Attempt::Done(()) => Attempt::Done(cluster.status()),
+                        Attempt::Retry(why) => Attempt::Retry(why),
+                        Attempt::Fail(status) => Attempt::Fail(status),
+                    }
+                },
+                |channel| async move {
+                    LeaseClient::new(channel)
+                        .status(forwarded(pb::StatusRequest { stale: false }))
+                        .await
+                        .map(|r| r.into_inner())
+                },
+            )
+            .await?;
+        Ok(Response::new(status))
+    }
+
+    type WatchStream = ReceiverStream<Result<pb::WatchEvent, Status>>;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let req = request.into_inner();
+        if !req.group.is_empty() {
+            validate_group_name(&req.group).map_err(invalid)?;
+        }
+        let (tx, rx) = mpsc::channel(WATCH_QUEUE);
+        // Subscribe before taking the snapshot, so no change falls between them.
+        let changes = self.cluster.view.subscribe();
+        tokio::spawn(stream_changes(self.cluster.clone(), req.group, changes, tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// The snapshot events for `only` (one group, or all when empty).
+fn snapshots(cluster: &Cluster, only: &str) -> Vec<pb::WatchEvent> {
+    let state = cluster.view.read();
+    let index = state.last_applied.map(|l| l.index).unwrap_or(0);
+    let default_max = cluster.lease.default_max_holders;
+    let names: Vec<String> = if only.is_empty() {
+        state.lease.groups.keys().cloned().collect()
+    } else {
+        vec![only.to_string()]
+    };
+    names
+        .iter()
+        .map(|name| {
+            let group = wire::group_status_or_empty(&state.lease, name, default_max);
+            pb::WatchEvent {
+                index,
+                group: name.clone(),
+                kind: Some(pb::watch_event::Kind::Snapshot(group.clone())),
+                state: Some(group),
+            }
+        })
+        .collect()
+}
+
+/// Feeds one watcher until it hangs up. A watcher that falls behind gets
+/// a resync marker and fresh snapshots instead of the changes it missed.
+async fn stream_changes(
+    cluster: Cluster,
+    only: String,
+    mut changes: broadcast::Receiver<Arc<Change>>,
+    tx: mpsc::Sender<Result<pb::WatchEvent, Status>>,
+) {
+    let resync = |index| pb::WatchEvent {
+        index,
+        group: String::new(),
+        kind: Some(pb::watch_event::Kind::Resync(true)),
+        state: None,
+    };
+    for event in snapshots(&cluster, &only) {
+        if tx.send(Ok(event)).await.is_err() {
+            return;
+        }
+    }
+    loop {
+        let outgoing = match changes.recv().await {
+            Ok(change) => match &*change {
+                Change::Applied {
+                    index,
+                    event,
+                    group,
+                } => {
+                    // All-groups pauses have no group and go to every watcher.
+                    if !only.is_empty() && !event.group.is_empty() && event.group != only {
+                        continue;
+                    }
+                    let state = cluster.view.read();
+                    vec![pb::WatchEvent {
+                        index: *index,
+                        group: event.group.clone(),
+                        kind: Some(wire::event_kind(&event.kind)),
+                        state: group
+                            .as_ref()
+                            .map(|g| wire::group_status(&state.lease, &event.group, g)),
+                    }]
+                }
+                Change::Resync { index } => {
+                    let mut events = vec![resync(*index)];
+                    events.extend(snapshots(&cluster, &only));
+                    events
+                }
+            },
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                let mut events = vec![resync(0)];
+                events.extend(snapshots(&cluster, &only));
+                events
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        for event in outgoing {
+            if tx.send(Ok(event)).await.is_err() {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! A voter: start-up and bootstrap, leader routing, and the Lease and Admin gRPC services.
+
+pub mod admin_service;
+pub mod bootstrap;
+pub mod lease_service;
+pub mod routing;
+pub mod voter;
+pub mod wire;

@@ -1,0 +1,265 @@
+//! A voter's handle on the cluster for its services: routes calls to the leader, stamps and proposes commands, builds status.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use baton_proto::v1 as pb;
+use openraft::error::{ClientWriteError, RaftError};
+use tonic::transport::Channel;
+use tonic::Status;
+
+use crate::config::LeaseSettings;
+use crate::raft::network::PeerHealth;
+use crate::raft::state_machine::StateView;
+use crate::raft::types::{NodeId, Raft, VoterNode};
+use crate::rules::lease::{Command, Outcome, UnixMillis};
+use crate::server::wire;
+use crate::transport::Dialer;
+
+/// gRPC metadata key set on a call that one voter forwarded to another, so
+/// that a call is forwarded at most once (no loops during elections).
+pub const FORWARDED: &str = "x-baton-forwarded";
+
+/// How long a peer may stay silent and still count as reachable in status.
+const REACHABLE_WITHIN: Duration = Duration::from_secs(2);
+
+/// What one try on the leader came to.
+pub enum Attempt<T> {
+    Done(T),
+    /// Leadership moved under us; try again where it went.
+    Retry(String),
+    Fail(Status),
+}
+
+/// What a failed raft write means for the caller: try again where
+/// leadership went, or give up with a status.
+pub fn write_failed<T>(
+    error: RaftError<NodeId, ClientWriteError<NodeId, VoterNode>>,
+) -> Attempt<T> {
+    match error {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            Attempt::Retry(format!("leadership moved to {:?}", f.leader_id))
+        }
+        RaftError::APIError(other) => Attempt::Fail(Status::failed_precondition(other.to_string())),
+        RaftError::Fatal(fatal) => {
+            Attempt::Fail(Status::unavailable(format!("raft stopped: {fatal}")))
+        }
+    }
+}
+
+impl<T> Attempt<T> {
+    /// Maps the value of a successful try.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Attempt<U> {
+        match self {
+            Attempt::Done(value) => Attempt::Done(f(value)),
+            Attempt::Retry(why) => Attempt::Retry(why),
+            Attempt::Fail(status) => Attempt::Fail(status),
+        }
+    }
+}
+
+/// Everything the Lease and Admin services need from this voter.
+#[derive(Clone)]
+pub struct Cluster {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub view: StateView,
+    pub dialer: Dialer,
+    pub health: PeerHealth,
+    pub lease: LeaseSettings,
+    /// The term in which this process, as leader, committed a read barrier
+    /// (see `ensure_linearizable`). Zero: none yet.
+    pub read_barrier_term: Arc<AtomicU64>,
+}
+
+/// Now, in unix milliseconds, as the leader stamps it into commands.
+pub fn now_ms() -> Result<UnixMillis, Status> {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as UnixMillis)
+        .map_err(|_| Status::internal("system clock is before 1970"))
+}
+
+impl Cluster {
+    /// Runs `local` if this voter leads, else `remote` against the leader's
+    /// channel; retries across elections until the request timeout runs out.
+    pub async fn on_leader<T, L, LF, R, RF>(
+        &self,
+        forwarded: bool,
+        local: L,
+        remote: R,
+    ) -> Result<T, Status>
+    where
+        L: Fn() -> LF,
+        LF: Future<Output = Attempt<T>>,
+        R: Fn(Channel) -> RF,
+        RF: Future<Output = Result<T, Status>>,
+    {
+        let budget = self.dialer.request_timeout();
+        let deadline = Instant::now() + budget;
+        let mut metrics = self.raft.metrics();
+        let mut last_problem: String;
+        loop {
+            let (leader, address) = {
+                let m = metrics.borrow_and_update();
+                let address = m.current_leader.and_then(|l| {
+                    m.membership_config
+                        .membership()
+                        .get_node(&l)
+                        .map(|n| n.address.clone())
+                });
+                (m.current_leader, address)
+            };
+            match (leader, address) {
+                (Some(leader), _) if leader == self.id => match local().await {
+                    Attempt::Done(value) => return Ok(value),
+                    Attempt::Fail(status) => return Err(status),
+                    Attempt::Retry(why) => last_problem = why,
+                },
+                (Some(leader), Some(address)) => {
+                    if forwarded {
+                        return Err(Status::unavailable(format!(
+                            "voter {} is not the leader (voter {leader} is)",
+                            self.id
+                        )));
+                    }
+                    let channel = self
+                        .dialer
+                        .channel(&address)
+                        .map_err(|e| Status::internal(e.to_string()))?;
+                    match remote(channel).await {
+                        Ok(value) => return Ok(value),
+                        Err(status) if status.code() == tonic::Code::Unavailable => {
+                            last_problem =
+                                format!("leader {leader} at {address}: {}", status.message());
+                        }
+                        Err(status) => return Err(status),
+                    }
+                }
+                (Some(leader), None) => {
+                    last_problem = format!("leader {leader} is not in the membership");
+                }
+                (None, _) => last_problem = String::from("no leader elected yet"),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Status::unavailable(format!(
+                    "no leader answered within {budget:?}: {last_problem}"
+                )));
+            }
+            // Wake on the next leadership change, or re-check soon anyway.
+            let _ =
+                tokio::time::timeout(left.min(Duration::from_millis(50)), metrics.changed()).await;
+        }
+    }
+
+    /// Appends `command` through raft on this voter (which must lead) and
+    /// waits until it is applied.
+    pub async fn propose(&self, command: Command) -> Attempt<Outcome> {
+        let wake_followers = command.may_free_slot();
+        match self.raft.client_write(command).await {
+            Ok(response) => {
+                if wake_followers {
+                    // A heartbeat carries the new commit index: followers
+                    // apply now and wake their watchers, instead of at the
+                    // next heartbeat tick.
+                    let _ = self.raft.trigger().heartbeat().await;
+                }
+                match response.data {
+                    Ok(outcome) => Attempt::Done(outcome),
+                    Err(rejected) => Attempt::Fail(Status::invalid_argument(rejected.to_string())),
+                }
+            }
+            Err(e) => write_failed(e),
+        }
+    }
+
+    /// Waits until this leader's state machine reflects every write committed
+    /// before the call (read-index), so the status read after it is linearizable.
+    ///
+    /// openraft 0.9 restores leadership at start-up from a committed vote
+    /// without committing a new entry, and its read index is then the
+    /// committed index it last persisted, which can be older than entries
+    /// it acknowledged before the crash. So the first read of each term in
+    /// this process first commits an entry (a harmless `Expire`): that
+    /// commits everything before it.
+    pub async fn ensure_linearizable(&self) -> Attempt<()> {
+        let term = self.raft.metrics().borrow().current_term;
+        if self.read_barrier_term.load(Ordering::Acquire) != term {
+            let barrier = match now_ms() {
+                Ok(now) => Command::Expire {
+                    now,
+                    hold_timeout_ms: None,
+                },
+                Err(status) => return Attempt::Fail(status),
+            };
+            match self.propose(barrier).await {
+                Attempt::Done(_) => self.read_barrier_term.store(term, Ordering::Release),
+                Attempt::Retry(why) => return Attempt::Retry(why),
+                Attempt::Fail(status) => return Attempt::Fail(status),
+            }
+        }
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => Attempt::Done(()),
+            Err(RaftError::APIError(e)) => Attempt::Retry(e.to_string()),
+            Err(RaftError::Fatal(fatal)) => {
+                Attempt::Fail(Status::unavailable(format!("raft stopped: {fatal}")))
+            }
+        }
+    }
+
+    /// The status as this voter sees it now (not itself a linearizable read).
+    pub fn status(&self) -> pb::StatusResponse {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leading = metrics.current_leader == Some(self.id);
+        let membership = metrics.membership_config.membership();
+        let matched = |id: &NodeId| {
+            metrics
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(id).copied().flatten())
+                .map(|log_id| log_id.index)
+                .or_else(|| {
+                    // The leader itself is not in its replication map.
+                    (leading && *id == self.id)
+                        .then_some(metrics.last_log_index)
+                        .flatten()
+                })
+        };
+        let voters = membership
+            .nodes()
+            .filter(|(id, _)| membership.voter_ids().any(|v| v == **id))
+            .map(|(id, node)| pb::Voter {
+                id: *id,
+                name: node.name.clone(),
+                address: node.address.clone(),
+                reachable: *id == self.id
+                    || if leading {
+                        self.health.answered_within(*id, REACHABLE_WITHIN)
+                    } else {
+                        metrics.current_leader == Some(*id)
+                    },
+                matched: matched(id),
+            })
+            .collect();
+        let state = self.view.read();
+        pb::StatusResponse {
+            leader: metrics.current_leader,
+            term: metrics.current_term,
+            voters,
+            groups: state
+                .lease
+                .groups
+                .iter()
+                .map(|(name, group)| wire::group_status(&state.lease, name, group))
+                .collect(),
+            paused_all: state.lease.paused_all.clone(),
+            last_applied: state.last_applied.map(|l| l.index).unwrap_or(0),
+            served_by: self.id,
+            snapshot: metrics.snapshot.map(|l| l.index),
+            purged: metrics.purged.map(|l| l.index),
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! Runs a voter: opens storage, starts raft and the gRPC server, bootstraps a new cluster, expires stale entries, stops cleanly.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_proto::v1::admin_server::AdminServer;
+use baton_proto::v1::lease_server::LeaseServer;
+use baton_proto::v1::raft_server::RaftServer;
+use openraft::error::{InitializeError, RaftError};
+use openraft::{Config, SnapshotPolicy};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::{Settings, VoterSettings};
+use crate::raft::log_store::{open_database, LogStore, OpenError};
+use crate::raft::network::{NetworkFactory, PeerHealth};
+use crate::raft::service::RaftService;
+use crate::raft::state_machine::{Change, StateMachine};
+use crate::raft::types::{NodeId, Raft, StorageError, VoterNode};
+use crate::rules::lease::{Command, EventKind};
+use crate::server::admin_service::AdminService;
+use crate::server::bootstrap::{self, Start};
+use crate::server::lease_service::LeaseService;
+use crate::server::routing::{now_ms, Cluster};
+use crate::transport::{self, Dialer, TransportError};
+
+/// How often the leader looks for waiters and holds that ran out of time.
+const EXPIRY_CHECK: Duration = Duration::from_millis(250);
+
+/// Why a voter could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("this host ({name}) is not among [cluster].voters; only voters run the lease cluster")]
+    NotAVoter { name: String },
+    #[error(
+        "voter {id} has no state in {state_dir}, but the cluster (leader: voter {leader}) knows it stored log entries up to {matched}: \
+         its state was lost, and a voter that forgot its vote must not rejoin under the same id. \
+         Remove it (baton voter remove {id}) and add this host under a new id (baton voter add NEW_ID NAME ADDRESS, and the same id in [cluster].voters)"
+    )]
+    WipedState {
+        id: NodeId,
+        leader: NodeId,
+        matched: u64,
+        state_dir: std::path::PathBuf,
+    },
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("raft storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("invalid raft settings: {0}")]
+    RaftConfig(#[from] openraft::ConfigError),
+    #[error("raft failed to start: {0}")]
+    RaftStart(String),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A voter that serves until asked to stop.
+pub struct Voter {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub cluster: Cluster,
+    server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    stop_server: watch::Sender<bool>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The raft tuning from the settings.
+fn raft_config(settings: &Settings) -> Result<Config, openraft::ConfigError> {
+    let cluster = &settings.cluster;
+    let election_ms = cluster.election_timeout.as_millis() as u64;
+    let keep = cluster.snapshot_every / 2;
+    Config {
+        cluster_name: "baton".to_string(),
+        heartbeat_interval: cluster.heartbeat_interval.as_millis() as u64,
+        election_timeout_min: election_ms,
+        // A narrow range keeps failover fast (openraft's leader lease is the
+        // maximum) while still spreading candidates apart.
+        election_timeout_max: election_ms * 3 / 2,
+        install_snapshot_timeout: cluster.request_timeout.as_millis() as u64,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(cluster.snapshot_every),
+        // Keep some log after a snapshot so a briefly lagging follower is
+        // caught up by entries; one further behind gets the snapshot.
+        max_in_snapshot_log_to_keep: keep,
+        purge_batch_size: 64,
+        ..Default::default()
+    }
+    .validate()
+}
+
+fn members(voters: &[VoterSettings]) -> BTreeMap<NodeId, VoterNode> {
+    voters
+        .iter()
+        .map(|v| {
+            (
+                v.id,
+                VoterNode {
+                    name: v.name.clone(),
+                    address: v.address.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
+impl Voter {
+    /// Opens storage, starts raft, listens, and bootstraps the cluster from
+    /// the configured voters when this voter has no state yet.
+    pub async fn start(settings: &Settings) -> Result<Voter, NodeError> {
+        let me = settings
+            .this_voter()
+            .ok_or_else(|| NodeError::NotAVoter {
+                name: settings.node.name.clone(),
+            })?
+            .clone();
+        let db = open_database(&settings.node.state_dir)?;
+        let log_store = LogStore::new(db.clone());
+        let pristine = log_store.is_pristine()?;
+        let state_machine = StateMachine::open(db)?;
+        let view = state_machine.view();
+
+        let dialer = Dialer::new(
+            settings.cluster.connect_timeout,
+            settings.cluster.request_timeout,
+        );
+        let health = PeerHealth::default();
+        let network = NetworkFactory::new(dialer.clone(), health.clone());
+        let config = Arc::new(raft_config(settings)?);
+        let raft = Raft::new(me.id, config, network, log_store, state_machine)
+            .await
+            .map_err(|e| NodeError::RaftStart(e.to_string()))?;
+
+        let cluster = Cluster {
+            id: me.id,
+            raft: raft.clone(),
+            view,
+            dialer,
+            health,
+            lease: settings.lease.clone(),
+            read_barrier_term: Default::default(),
+        };
+
+        // Listen before bootstrapping, so peers can reach us for the first election.
+        // The config requires `listen` for voters; this is only a guard.
+        let listen = settings
+            .cluster
+            .listen
+            .ok_or_else(|| NodeError::RaftStart("a voter needs [cluster] listen".into()))?;
+        let incoming = transport::listen(listen).await?;
+        let (stop_server, mut stop_rx) = watch::channel(false);
+        let router = tonic::transport::Server::builder()
+            .add_service(RaftServer::new(RaftService::new(raft.clone())))
+            .add_service(LeaseServer::new(LeaseService::new(cluster.clone())))
+            .add_service(AdminServer::new(AdminService::new(cluster.clone())));
+        let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        }));
+        info!(
+            BATON_NODE = me.id,
+            listen = %listen,
+            "voter {} ({}) serving",
+            me.id,
+            me.name
+        );
+
+        if pristine {
+            let start = bootstrap::probe(settings, me.id, &cluster.dialer).await;
+            if let Err(e) = begin(&raft, settings, &me, start).await {
+                let _ = stop_server.send(true);
+                let _ = server.await;
+                let _ = raft.shutdown().await;
+                return Err(e);
+            }
+        }
+
+        let background = vec![
+            tokio::spawn(expire_loop(cluster.clone(), settings.lease.hold_timeout)),
+            tokio::spawn(log_changes(cluster.clone())),
+            tokio::spawn(log_leader_changes(raft.clone())),
+        ];
+        Ok(Voter {
+            id: me.id,
+            raft,
+            cluster,
+            server,
+            stop_server,
+            background,
+        })
+    }
+
+    /// Serves until `shutdown` resolves (or the server fails), then stops.
+    pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+        let served = tokio::select! {
+            () = shutdown => Ok(()),
+            served = &mut self.server => served.map_err(|e| NodeError::RaftStart(e.to_string()))?,
+        };
+        self.stop().await;
+        served.map_err(NodeError::Serve)
+    }
+
+    /// Stops serving and shuts raft down.
+    pub async fn stop(self) {
+        let _ = self.stop_server.send(true);
+        for task in &self.background {
+            task.abort();
+        }
+        let _ = self.server.await;
+        if let Err(e) = self.raft.shutdown().await {
+            warn!("raft did not shut down cleanly: {e}");
+        }
+        info!(BATON_NODE = self.id, "voter stopped");
+    }
+}
+
+/// Acts on what a voter without state found out about the cluster.
+async fn begin(
+    raft: &Raft,
+    settings: &Settings,
+    me: &VoterSettings,
+    start: Start,
+) -> Result<(), NodeError> {
+    match start {
+        Start::FormCluster => form_cluster(raft, &settings.cluster.voters).await,
+        Start::CatchUp { leader } => {
+            info!("joining the cluster led by voter {leader}; it sends this voter the log");
+            Ok(())
+        }
+        Start::AwaitAdd { leader } => {
+            warn!(
+                "voter {} is not a member of the cluster led by voter {leader}; add it with: baton voter add {} {} {}",
+                me.id, me.id, me.name, me.address
+            );
+            Ok(())
+        }
+        // Entries that arrived while we asked came to this very process:
+        // the leader's `matched` is about them, not about lost state.
+        Start::Refuse { leader, .. } if raft.metrics().borrow().last_log_index.is_some() => {
+            info!("joining the cluster led by voter {leader}; it is sending this voter the log");
+            Ok(())
+        }
+        Start::Refuse { leader, matched } => Err(NodeError::WipedState {
+            id: me.id,
+            leader,
+            matched,
+            state_dir: settings.node.state_dir.clone(),
+        }),
+    }
+}
+
+/// Forms the cluster from the configured voters. Every voter of a new
+/// cluster does this with the same list; openraft accepts that, and a voter
+/// that already has state refuses without changing anything.
+async fn form_cluster(raft: &Raft, voters: &[VoterSettings]) -> Result<(), NodeError> {
+    match raft.initialize(members(voters)).await {
+        Ok(()) => {
+            info!(
+                "new cluster: bootstrapped from {} configured voters",
+                voters.len()
+            );
+            Ok(())
+        }
+        Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+        Err(e) => Err(NodeError::RaftStart(format!("bootstrap failed: {e}"))),
+    }
+}
+
+/// On the leader: proposes `Expire` whenever a waiter's TTL or a hold
+/// timeout has run out, so dead waiters never block the queue.
+async fn expire_loop(cluster: Cluster, hold_timeout: Option<Duration>) {
+    let hold_timeout_ms = hold_timeout.map(|d| d.as_millis() as u64);
+    let mut tick = tokio::time::interval(EXPIRY_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let leading = cluster.raft.metrics().borrow().current_leader == Some(cluster.id);
+        if !leading {
+            continue;
+        }
+        let Ok(now) = now_ms() else { continue };
+        let due = cluster.view.read().lease.next_expiry(hold_timeout_ms);
+        if due.is_some_and(|at| at <= now) {
+            let expire = Command::Expire {
+                now,
+                hold_timeout_ms,
+            };
+            if let crate::server::routing::Attempt::Fail(status) = cluster.propose(expire).await {
+                warn!("could not expire stale lease entries: {}", status.message());
+            }
+        }
+    }
+}
+
+/// Logs each change of leader (`BATON_LEADER`), as this voter learns it.
+async fn log_leader_changes(raft: Raft) {
+    let mut metrics = raft.metrics();
+    let mut known = None;
+    loop {
+        let (leader, term) = {
+            let m = metrics.borrow_and_update();
+            (m.current_leader, m.current_term)
+        };
+        if leader != known {
+            match leader {
+                Some(id) => info!(BATON_LEADER = id, "leader is voter {id} (term {term})"),
+                None => warn!("no leader (term {term})"),
+            }
+            known = leader;
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Writes every applied lease change to the log with structured fields.
+async fn log_changes(cluster: Cluster) {
+    let mut changes = cluster.view.subscribe();
+    loop {
+        match changes.recv().await {
+            Ok(change) => match &*change {
+                Change::Applied { index, event, .. } => {
+                    log_event(*index, &event.group, &event.kind)
+                }
+                Change::Resync { index } => {
+                    info!(index, "installed snapshot up to log index {index}")
+                }
+            },
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                warn!("lease change log fell behind by {n} changes")
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+fn log_event(index: u64, group: &str, kind: &EventKind) {
+    match kind {
+        EventKind::Granted(g) => info!(
+            index,
+            BATON_GROUP = group,
+            BATON_HOLDER = %g.holder,
+            BATON_TOKEN = g.token,
+            "lease granted to {} in {group} (token {})",
+            g.holder,
+            g.token
+        ),
+        EventKind::Released {
+            holder,
+            token,
+            cause: crate::rules::lease::ReleaseCause::HoldTimeout,
+        } => warn!(
+            index,
+            BATON_GROUP = group,
+            BATON_HOLDER = %holder,
+            BATON_TOKEN = token,
+            "HOLD TIMEOUT: lease of {holder} in {group} (token {token}) expired and was taken back"
+        ),
+        EventKind::Released {
+            holder,
+            token,
+            cause,
+        } => info!(
+            index,
+            BATON_GROUP = group,
+            BATON_HOLDER = %holder,
+            BATON_TOKEN = token,
+            "lease of {holder} in {group} (token {token}) released ({cause:?})"
+        ),
+        other => info!(
+            index,
+            BATON_GROUP = group,
+            "lease change in {group}: {other:?}"
+        ),
+    }
+}

@@ -1,0 +1,26 @@
+//! openraft's own storage conformance suite, run against baton's redb log store and state machine.
+
+use baton::raft::log_store::{open_database, LogStore};
+use baton::raft::state_machine::StateMachine;
+use baton::raft::types::{StorageError, TypeConfig};
+use openraft::testing::{StoreBuilder, Suite};
+
+/// Each test of the suite gets a fresh database in its own temp dir; the
+/// dir is the guard that keeps it alive for the test.
+struct RedbBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for RedbBuilder {
+    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
+        let dir = tempfile::tempdir().map_err(|e| openraft::StorageIOError::write(&e))?;
+        let db = open_database(dir.path()).map_err(|e| openraft::StorageIOError::write(&e))?;
+        let state_machine = StateMachine::open(db.clone())?;
+        Ok((dir, LogStore::new(db), state_machine))
+    }
+}
+
+#[test]
+fn redb_store_passes_openraft_conformance_suite() {
+    if let Err(e) = Suite::test_all(RedbBuilder) {
+        panic!("storage conformance failed: {e}");
+    }
+}
