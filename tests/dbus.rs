@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use baton::config::{UpdateSettings, UpdateSourceKind};
+use baton::host::process::ProcessError;
 use baton::host::updates::{automatic_reboot_warning, PendingUpdate, UpdateError, UpdateSource};
 
 use baton_testkit::dbus::{DbusDaemon, UpdateEngineService, DOWNLOADING, IDLE, NEED_REBOOT};
@@ -356,7 +357,10 @@ async fn apt_check_for_updates_runs_unattended_upgrade() {
     s.unattended_upgrade = vec!["/nonexistent/unattended-upgrade".into()];
     let mut source = open(&s).await;
     let err = source.check_for_updates().await.expect_err("not installed");
-    assert!(matches!(err, UpdateError::Spawn { .. }), "{err}");
+    assert!(
+        matches!(err, UpdateError::Command(ProcessError::Spawn { .. })),
+        "{err}"
+    );
     assert!(
         err.to_string().contains("/nonexistent/unattended-upgrade"),
         "{err}"

@@ -1,7 +1,8 @@
 //! openraft's own storage conformance suite, run against baton's redb log store and state machine.
 
-use baton::raft::log_store::{open_database, LogStore};
+use baton::raft::log_store::LogStore;
 use baton::raft::state_machine::StateMachine;
+use baton::raft::storage::open_database;
 use baton::raft::types::{StorageError, TypeConfig};
 use openraft::testing::{StoreBuilder, Suite};
 

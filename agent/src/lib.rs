@@ -3,7 +3,7 @@
 //! Layers, bottom to top (imports only go downwards):
 //! - `rules`: the pure rules (lease state machine, host agent phases, windows, names, limits);
 //! - `config`: fragments -> merged inputs -> validated settings, using the rules' parsers;
-//! - `transport`: the one place that dials voters and listens;
+//! - `transport`: the one place that dials voters and listens; `log_fields`: the BATON_* fields;
 //! - `raft`: openraft's types, redb storage, state machine, network and RPC service;
 //! - `server`: a voter: start-up, bootstrap, leader routing, the Lease and Admin services;
 //! - `host`: the host agent and its adapters (updates, drain, hooks, reboot, systemd);
@@ -18,6 +18,7 @@ pub mod rules;
 
 pub mod config;
 
+pub mod log_fields;
 pub mod transport;
 
 pub mod raft;

@@ -22,8 +22,14 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::OnceLock;
 
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
+use tracing::Subscriber;
 use tracing_journald::{Priority, PriorityMappings};
+use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::{SubscriberInitExt, TryInitError};
 use tracing_subscriber::EnvFilter;
 
@@ -196,11 +202,8 @@ pub fn init_with(
         },
         LogFormat::Json => {
             let layer = tracing_subscriber::fmt::layer()
-                .json()
-                .flatten_event(true)
-                .with_current_span(true)
-                .with_span_list(false)
-                .with_ansi(false)
+                .fmt_fields(JsonFields::new())
+                .event_format(FlatJson)
                 .with_writer(std::io::stderr);
             tracing_subscriber::registry()
                 .with(filter)
@@ -235,6 +238,71 @@ pub fn report_error(message: &str) {
         _ => {
             let _ = writeln!(std::io::stderr(), "baton: {message}");
         }
+    }
+}
+
+/// JSON lines with every field at the top level: the event's own and those
+/// of the spans it is logged in (the BATON_* fields come from spans, see
+/// `log_fields`), like the journal shows them.
+struct FlatJson;
+
+impl<S, N> FormatEvent<S, N> for FlatJson
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        let mut object = Map::new();
+        object.insert(
+            "timestamp".into(),
+            jiff::Timestamp::now().to_string().into(),
+        );
+        object.insert("level".into(), meta.level().as_str().into());
+        object.insert("target".into(), meta.target().into());
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                // With `JsonFields`, a span's recorded fields are a JSON object.
+                if let Some(fields) = span.extensions().get::<FormattedFields<N>>() {
+                    if let Ok(Value::Object(map)) = serde_json::from_str(&fields.fields) {
+                        object.extend(map);
+                    }
+                }
+            }
+        }
+        event.record(&mut JsonVisitor(&mut object));
+        let line = serde_json::to_string(&Value::Object(object)).map_err(|_| fmt::Error)?;
+        writeln!(writer, "{line}")
+    }
+}
+
+/// Collects an event's fields into a JSON object.
+struct JsonVisitor<'a>(&'a mut Map<String, Value>);
+
+impl Visit for JsonVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0
+            .insert(field.name().into(), format!("{value:?}").into());
     }
 }
 
@@ -416,5 +484,53 @@ mod tests {
 
     fn filter_for(daemon: bool, env: &str) -> (EnvFilter, Option<String>) {
         filter(daemon, Some(env))
+    }
+
+    #[test]
+    fn json_lines_carry_span_fields_at_the_top_level() {
+        use std::sync::{Arc, Mutex};
+
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let layer = tracing_subscriber::fmt::layer()
+            .fmt_fields(JsonFields::new())
+            .event_format(FlatJson)
+            .with_writer(move || writer.clone());
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            crate::log_fields::lease_span(Some("draining"), "workers", Some("h1"), Some(7))
+                .in_scope(|| tracing::warn!(index = 3u64, "drain {}", "failed"));
+            crate::log_fields::lease_span(Some("idle"), "workers", None, None)
+                .in_scope(|| tracing::info!("no lease"));
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let first = &lines[0];
+        assert_eq!(first["BATON_PHASE"], "draining", "{first}");
+        assert_eq!(first["BATON_GROUP"], "workers", "{first}");
+        assert_eq!(first["BATON_HOLDER"], "h1", "{first}");
+        assert_eq!(first["BATON_TOKEN"], 7, "{first}");
+        assert_eq!(first["message"], "drain failed", "{first}");
+        assert_eq!(first["index"], 3, "{first}");
+        assert_eq!(first["level"], "WARN", "{first}");
+        // Fields given as None are left out.
+        assert!(lines[1].get("BATON_TOKEN").is_none(), "{}", lines[1]);
+        assert!(lines[1].get("BATON_HOLDER").is_none(), "{}", lines[1]);
     }
 }

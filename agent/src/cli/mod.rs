@@ -150,12 +150,9 @@ pub enum VoterCommand {
     Remove { id: u64 },
 }
 
-/// Parses "30s", "2h", "1h30m", "500ms".
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let signed: jiff::SignedDuration = text
-        .parse()
-        .map_err(|e| format!("invalid duration {text:?} (try 30s, 5m, 2h): {e}"))?;
-    Duration::try_from(signed).map_err(|_| format!("duration {text:?} must not be negative"))
+/// Parses "30s", "2h", "1h30m", "500ms" for clap, by the one duration rule.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    crate::rules::durations::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// A failed command: the message chain to print and the exit code.

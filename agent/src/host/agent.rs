@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use baton_proto::v1 as pb;
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{error, info, warn, Instrument};
 
-use crate::config::{Settings, UpdateSourceKind};
+use crate::config::{Settings, UpdateSourceKind, LOCALTIME};
 use crate::host::held_lease::HeldLease;
 use crate::host::hooks;
 use crate::host::kubernetes::KubeDrainer;
@@ -18,11 +18,13 @@ use crate::host::lease_client::{
     lease_endpoints, machine_id, slot_may_be_free, Acquired, LeaseClient, LeaseClientError,
 };
 use crate::host::phase_file::{StateFile, StateFileError};
+use crate::host::process::display_command;
 use crate::host::reboot::Rebooter;
 use crate::host::service_manager::ServiceManager;
 use crate::host::updates::{self, UpdateSource};
+use crate::log_fields;
 use crate::rules::phases::{self, DrainRecord, Event, Phase, RememberedLease};
-use crate::rules::window::{RebootWindows, WindowSpec};
+use crate::rules::window::RebootWindows;
 use crate::transport::Dialer;
 
 /// How long one step may wait before the loop comes round again (and pings
@@ -119,7 +121,7 @@ fn reboot_windows(settings: &Settings) -> Result<RebootWindows, AgentError> {
         return Ok(RebootWindows::always());
     }
     let name = settings.reboot.time_zone.as_str();
-    let tz = if name == "localtime" {
+    let tz = if name == LOCALTIME {
         jiff::tz::TimeZone::system()
     } else {
         jiff::tz::TimeZone::get(name).map_err(|source| AgentError::TimeZone {
@@ -127,17 +129,18 @@ fn reboot_windows(settings: &Settings) -> Result<RebootWindows, AgentError> {
             source,
         })?
     };
-    let specs = settings
-        .reboot
-        .windows
-        .iter()
-        .map(|w| WindowSpec {
-            days: w.days.clone(),
-            start: w.start,
-            length: w.length,
-        })
-        .collect();
-    Ok(RebootWindows::new(specs, tz))
+    Ok(RebootWindows::new(settings.reboot.windows.clone(), tz))
+}
+
+/// The span every agent event is logged in: BATON_PHASE, BATON_GROUP,
+/// BATON_HOLDER, and BATON_TOKEN while the phase holds a lease.
+fn agent_span(settings: &Settings, phase: &str, lease: Option<&RememberedLease>) -> tracing::Span {
+    log_fields::lease_span(
+        Some(phase),
+        lease.map_or(&settings.node.group, |l| &l.group),
+        Some(&settings.node.name),
+        lease.map(|l| l.token),
+    )
 }
 
 impl HostAgent {
@@ -157,20 +160,16 @@ impl HostAgent {
         let boot_id = read_boot_id(&settings)?;
         let persisted = state_file.load()?;
         let phase = phases::resume(persisted.clone(), &boot_id);
+        let _span = agent_span(&settings, phase.name(), phase.lease()).entered();
         if phase != persisted {
             info!(
-                BATON_PHASE = phase.name(),
                 "back from the reboot (boot id {boot_id}): {} -> {}",
                 persisted.name(),
                 phase.name()
             );
             state_file.save(&phase)?;
         } else if phase != Phase::Idle {
-            info!(
-                BATON_PHASE = phase.name(),
-                "resuming in phase {}",
-                phase.name()
-            );
+            info!("resuming in phase {}", phase.name());
         }
         let updates = UpdateSource::open(&settings.updates).await?;
         if updates.name() == "apt" {
@@ -196,9 +195,6 @@ impl HostAgent {
         );
         let windows = reboot_windows(&settings)?;
         info!(
-            BATON_PHASE = phase.name(),
-            BATON_GROUP = %settings.node.group,
-            BATON_HOLDER = %settings.node.name,
             "host agent for {} in group {}: updates from {}, reboot windows: {}, reboot by {}",
             settings.node.name,
             settings.node.group,
@@ -206,7 +202,7 @@ impl HostAgent {
             windows.describe(),
             match &settings.reboot.method {
                 crate::config::RebootMethod::Logind => "logind".to_string(),
-                crate::config::RebootMethod::Command(c) => hooks::command_line(c),
+                crate::config::RebootMethod::Command(c) => display_command(c),
             }
         );
         let rebooter = Rebooter::new(
@@ -250,8 +246,9 @@ impl HostAgent {
                 self.on_shutdown().await;
                 return Ok(());
             }
+            let span = agent_span(&self.settings, self.phase.name(), self.phase.lease());
             let step = tokio::select! {
-                event = self.step() => event?,
+                event = self.step().instrument(span) => event?,
                 _ = shutdown.changed() => None,
             };
             if let Some(event) = step {
@@ -283,19 +280,11 @@ impl HostAgent {
         }
         let next = phases::next(&self.phase, event)?;
         self.state_file.save(&next)?;
-        let lease = next.lease().or(self.phase.lease()).cloned();
-        info!(
-            BATON_PHASE = next.name(),
-            BATON_GROUP = lease
-                .as_ref()
-                .map(|l| l.group.as_str())
-                .unwrap_or(self.lease.group()),
-            BATON_HOLDER = self.lease.holder(),
-            BATON_TOKEN = lease.as_ref().map(|l| l.token),
-            "{} -> {}",
-            self.phase.name(),
-            next.name()
-        );
+        // Logged as the new phase, with the lease of either side (a release
+        // is logged with the token it gave back).
+        let lease = next.lease().or(self.phase.lease());
+        agent_span(&self.settings, next.name(), lease)
+            .in_scope(|| info!("{} -> {}", self.phase.name(), next.name()));
         self.notify.status(&next.describe());
         self.last_status = None;
         if !matches!(next, Phase::WaitingForLease { .. }) {
@@ -325,7 +314,7 @@ impl HostAgent {
     /// Tells the journal and systemd what the agent waits for, once per change.
     fn say(&mut self, text: String) {
         if self.last_status.as_deref() != Some(text.as_str()) {
-            info!(BATON_PHASE = self.phase.name(), "{text}");
+            info!("{text}");
             self.notify.status(&text);
             self.last_status = Some(text);
         }
@@ -383,7 +372,6 @@ impl HostAgent {
             match self.lease.held_token().await {
                 Ok(Some(token)) => {
                     warn!(
-                        BATON_TOKEN = token,
                         "holding a lease this host does not remember (token {token}); releasing it"
                     );
                     if self.lease.release(Some(token)).await.is_ok() {
@@ -405,7 +393,7 @@ impl HostAgent {
         let pending = Self::with_watchdog(&self.notify, self.updates.pending()).await;
         match pending {
             Ok(Some(update)) => {
-                info!(BATON_PHASE = "idle", "update pending: {}", update.reason);
+                info!("update pending: {}", update.reason);
                 Some(Event::UpdatePending(update))
             }
             Ok(None) => {
@@ -466,7 +454,7 @@ impl HostAgent {
         let blockers = self.settings.reboot.blockers.clone();
         let checked = Self::with_watchdog(&self.notify, hooks::check_blockers(&blockers)).await;
         if let Err(e) = checked {
-            warn!(BATON_PHASE = "reboot-needed", "blocker says not now: {e}");
+            warn!("blocker says not now: {e}");
             self.notify.status(&format!("reboot needed: blocked: {e}"));
             self.last_status = None;
             self.sleep_fed(self.settings.reboot.blocker_retry).await;
@@ -478,10 +466,7 @@ impl HostAgent {
     async fn waiting_for_lease(&mut self) -> Option<Event> {
         let now = jiff::Timestamp::now();
         if !self.windows.is_open(now) {
-            info!(
-                BATON_PHASE = "waiting-for-lease",
-                "reboot window closed before a grant; leaving the queue"
-            );
+            info!("reboot window closed before a grant; leaving the queue");
             if let Err(e) = self.lease.release(None).await {
                 warn!("could not leave the queue (the waiter TTL will drop us): {e}");
             }
@@ -494,12 +479,7 @@ impl HostAgent {
                     holder: held.holder().to_string(),
                     token: held.token(),
                 };
-                info!(
-                    BATON_PHASE = "waiting-for-lease",
-                    BATON_GROUP = held.group(),
-                    BATON_TOKEN = held.token(),
-                    "lease granted ({held})"
-                );
+                info!("lease granted ({held})");
                 self.held = Some(held);
                 Some(Event::Granted(remembered))
             }
@@ -513,7 +493,7 @@ impl HostAgent {
                     self.last_position = Some((position, waiters));
                     let text =
                         format!("waiting for lease: position {position} of {waiters} ({reason})");
-                    info!(BATON_PHASE = "waiting-for-lease", "{text}");
+                    info!("{text}");
                     self.notify.status(&text);
                 }
                 if self.watch.is_none() {
@@ -551,10 +531,7 @@ impl HostAgent {
         let held = match self.proof(remembered).await {
             Ok(Some(held)) => held,
             Ok(None) => {
-                warn!(
-                    BATON_PHASE = "draining",
-                    "the lease is no longer ours; undoing the drain"
-                );
+                warn!("the lease is no longer ours; undoing the drain");
                 return Some(Event::LeaseLost);
             }
             Err(e) => {
@@ -564,10 +541,7 @@ impl HostAgent {
             }
         };
         if !self.windows.is_open(jiff::Timestamp::now()) {
-            warn!(
-                BATON_PHASE = "draining",
-                "reboot window closed before the drain; giving the lease back"
-            );
+            warn!("reboot window closed before the drain; giving the lease back");
             return Some(Event::DrainFailed { drain: None });
         }
         let mut record: Option<DrainRecord> = None;
@@ -576,11 +550,7 @@ impl HostAgent {
             match drained {
                 Ok(r) => record = Some(r),
                 Err(e) => {
-                    error!(
-                        BATON_PHASE = "draining",
-                        BATON_TOKEN = held.token(),
-                        "kubernetes drain failed: {e}"
-                    );
+                    error!("kubernetes drain failed: {e}");
                     return Some(Event::DrainFailed { drain: e.record() });
                 }
             }
@@ -589,11 +559,7 @@ impl HostAgent {
         if let Err(e) =
             Self::with_watchdog(&self.notify, hooks::run_hooks(&hooks, &held, "draining")).await
         {
-            error!(
-                BATON_PHASE = "draining",
-                BATON_TOKEN = held.token(),
-                "before-reboot hook failed: {e}"
-            );
+            error!("before-reboot hook failed: {e}");
             return Some(Event::DrainFailed { drain: record });
         }
         Some(Event::Drained {
@@ -614,8 +580,8 @@ impl HostAgent {
             Ok(Some(held)) => held,
             Ok(None) => {
                 warn!(
-                    BATON_PHASE = "rebooting",
-                    "the lease is no longer ours (token {}); not rebooting", remembered.token
+                    "the lease is no longer ours (token {}); not rebooting",
+                    remembered.token
                 );
                 return Some(Event::LeaseLost);
             }
@@ -626,29 +592,17 @@ impl HostAgent {
             }
         };
         if !self.windows.is_open(jiff::Timestamp::now()) {
-            warn!(
-                BATON_PHASE = "rebooting",
-                "reboot window closed before the reboot call; undoing the drain"
-            );
+            warn!("reboot window closed before the reboot call; undoing the drain");
             return Some(Event::DrainFailed { drain });
         }
-        info!(
-            BATON_PHASE = "rebooting",
-            BATON_GROUP = held.group(),
-            BATON_HOLDER = held.holder(),
-            BATON_TOKEN = held.token(),
-            "rebooting now ({held})"
-        );
+        info!("rebooting now ({held})");
         if let Err(e) = self.rebooter.reboot(&held).await {
-            error!(BATON_PHASE = "rebooting", "reboot failed: {e}");
+            error!("reboot failed: {e}");
             return Some(Event::DrainFailed { drain });
         }
         // The machine goes down under us; keep the watchdog fed meanwhile.
         self.sleep_fed(REBOOT_GRACE).await;
-        warn!(
-            BATON_PHASE = "rebooting",
-            "still up {REBOOT_GRACE:?} after the reboot call; trying again"
-        );
+        warn!("still up {REBOOT_GRACE:?} after the reboot call; trying again");
         None
     }
 
@@ -663,10 +617,7 @@ impl HostAgent {
             Ok(()) => {}
             // Right after boot the updater may not be up yet: ask again.
             Err(e) if e.is_transient() => {
-                warn!(
-                    BATON_PHASE = "post-reboot",
-                    "cannot ask the updater yet: {e}"
-                );
+                warn!("cannot ask the updater yet: {e}");
                 self.wait(TICK).await;
                 return None;
             }
@@ -674,10 +625,7 @@ impl HostAgent {
             // so loudly and finish this round; the source reports the update
             // again and the host queues again after a back-off.
             Err(e) => {
-                error!(
-                    BATON_PHASE = "post-reboot",
-                    "update not active after the reboot: {e}"
-                );
+                error!("update not active after the reboot: {e}");
                 self.failed = true;
             }
         }
@@ -686,7 +634,7 @@ impl HostAgent {
             let held = match self.proof(remembered).await {
                 Ok(Some(held)) => held,
                 Ok(None) => {
-                    warn!(BATON_PHASE = "post-reboot", "the lease was taken from us during the reboot; skipping after-reboot hooks");
+                    warn!( "the lease was taken from us during the reboot; skipping after-reboot hooks");
                     return Some(Event::Checked);
                 }
                 Err(e) => {
@@ -701,11 +649,7 @@ impl HostAgent {
             {
                 // Keep holding: a host that is unhealthy after its update
                 // stops the roll until an operator looks (baton unlock).
-                error!(
-                    BATON_PHASE = "post-reboot",
-                    BATON_TOKEN = held.token(),
-                    "post-reboot check failed, holding the lease: {e}"
-                );
+                error!("post-reboot check failed, holding the lease: {e}");
                 self.notify.status(&format!(
                     "holding reboot lease (group {}, token {}): post-reboot check failed: {e}",
                     held.group(),
@@ -741,7 +685,7 @@ impl HostAgent {
         match result {
             Ok(()) => Some(Event::Undrained),
             Err(e) => {
-                warn!(BATON_PHASE = "undraining", "undrain failed, retrying: {e}");
+                warn!("undrain failed, retrying: {e}");
                 self.wait(CHECK_RETRY).await;
                 None
             }
@@ -754,10 +698,7 @@ impl HostAgent {
             // Another token holds it now (force-released and re-granted to
             // us?): nothing of ours to give back.
             Err(LeaseClientError::Refused(why)) => {
-                warn!(
-                    BATON_PHASE = "releasing",
-                    "release refused ({why}); treating the lease as gone"
-                );
+                warn!("release refused ({why}); treating the lease as gone");
                 Some(Event::Released)
             }
             Err(e) => {

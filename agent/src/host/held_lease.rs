@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::log_fields;
+
 /// A reboot lease this host holds right now, as granted by the cluster.
 ///
 /// There is deliberately no public constructor and no `Deserialize`: the
@@ -39,6 +41,17 @@ impl HeldLease {
     /// The fencing token of the grant.
     pub fn token(&self) -> u64 {
         self.token
+    }
+
+    /// The environment of hooks and the reboot command run while holding
+    /// it in `phase`: BATON_GROUP, BATON_HOLDER, BATON_TOKEN, BATON_PHASE.
+    pub fn env(&self, phase: &str) -> Vec<(&'static str, String)> {
+        vec![
+            (log_fields::GROUP, self.group.clone()),
+            (log_fields::HOLDER, self.holder.clone()),
+            (log_fields::TOKEN, self.token.to_string()),
+            (log_fields::PHASE, phase.to_string()),
+        ]
     }
 }
 

@@ -1,11 +1,13 @@
 //! The host agent and its adapters: updates, lease client, drain, hooks, reboot, state file, systemd.
 
 pub mod agent;
+pub mod dbus;
 pub mod held_lease;
 pub mod hooks;
 pub mod kubernetes;
 pub mod lease_client;
 pub mod phase_file;
+pub mod process;
 pub mod reboot;
 pub mod service_manager;
 pub mod updates;

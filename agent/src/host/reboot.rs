@@ -1,11 +1,11 @@
 //! The reboot call: logind over the system D-Bus, or a configured command — only with the lease held.
 
-use std::process::Stdio;
 use std::time::Duration;
 
+use super::dbus::{bus_label, connect_bus};
+use super::held_lease::HeldLease;
+use super::process::{self, display_command, ProcessError};
 use crate::config::RebootMethod;
-use crate::host::held_lease::HeldLease;
-use crate::host::updates::{bus_label, connect_bus, describe_status, display_command, output_tail};
 
 const LOGIND_REBOOT: &str = "org.freedesktop.login1.Manager.Reboot";
 
@@ -47,35 +47,9 @@ pub enum RebootError {
         /// What zbus said (e.g. access denied by polkit, an inhibitor, no logind).
         source: zbus::Error,
     },
-    /// `[reboot] method = "command"` with an empty command.
-    #[error("reboot.command is empty")]
-    EmptyCommand,
-    /// The reboot command could not be started.
-    #[error("cannot run reboot command `{command}`: {source}")]
-    Spawn {
-        /// The command line as configured.
-        command: String,
-        /// Underlying I/O error.
-        source: std::io::Error,
-    },
-    /// The reboot command exited non-zero or was killed.
-    #[error("reboot command `{command}` failed ({status}){}", if output.is_empty() { String::new() } else { format!(": {output}") })]
-    CommandFailed {
-        /// The command line as configured.
-        command: String,
-        /// Exit status in words.
-        status: String,
-        /// The last lines of its output.
-        output: String,
-    },
-    /// The reboot command did not return in time (and was killed).
-    #[error("reboot command `{command}` did not finish within {timeout:?} and was killed")]
-    CommandTimeout {
-        /// The command line as configured.
-        command: String,
-        /// How long it was given.
-        timeout: Duration,
-    },
+    /// The reboot command failed, hung, or could not be started.
+    #[error("reboot command: {0}")]
+    Command(#[from] ProcessError),
 }
 
 #[derive(Debug, Clone)]
@@ -113,10 +87,6 @@ impl Rebooter {
             Method::Logind => {
                 let address = bus_label(self.dbus_address.as_deref());
                 tracing::info!(
-                    BATON_PHASE = "rebooting",
-                    BATON_GROUP = lease.group(),
-                    BATON_HOLDER = lease.holder(),
-                    BATON_TOKEN = lease.token(),
                     "rebooting through logind ({LOGIND_REBOOT} on the {address}), holding the lease ({lease})"
                 );
                 let conn = connect_bus(self.dbus_address.as_deref())
@@ -141,30 +111,14 @@ impl Rebooter {
                         call: LOGIND_REBOOT,
                         source,
                     })?;
-                tracing::info!(
-                    BATON_PHASE = "rebooting",
-                    BATON_GROUP = lease.group(),
-                    BATON_TOKEN = lease.token(),
-                    "logind accepted the reboot"
-                );
+                tracing::info!("logind accepted the reboot");
                 Ok(())
             }
             Method::Command(argv) => {
                 let command = display_command(argv);
-                tracing::info!(
-                    BATON_PHASE = "rebooting",
-                    BATON_GROUP = lease.group(),
-                    BATON_HOLDER = lease.holder(),
-                    BATON_TOKEN = lease.token(),
-                    "rebooting with `{command}`, holding the lease ({lease})"
-                );
+                tracing::info!("rebooting with `{command}`, holding the lease ({lease})");
                 run_reboot_command(argv, lease).await?;
-                tracing::info!(
-                    BATON_PHASE = "rebooting",
-                    BATON_GROUP = lease.group(),
-                    BATON_TOKEN = lease.token(),
-                    "`{command}` exited 0"
-                );
+                tracing::info!("`{command}` exited 0");
                 Ok(())
             }
         }
@@ -172,45 +126,12 @@ impl Rebooter {
 }
 
 /// Runs the reboot command with the lease in its environment (the same variables the
-/// drain hooks get), stdin closed, output captured for the error message.
+/// drain hooks get); it must exit 0 within [`COMMAND_TIMEOUT`].
 async fn run_reboot_command(argv: &[String], lease: &HeldLease) -> Result<(), RebootError> {
-    let Some((program, args)) = argv.split_first() else {
-        return Err(RebootError::EmptyCommand);
-    };
-    let command = display_command(argv);
-    let child = tokio::process::Command::new(program)
-        .args(args)
-        .env("BATON_GROUP", lease.group())
-        .env("BATON_HOLDER", lease.holder())
-        .env("BATON_TOKEN", lease.token().to_string())
-        .env("BATON_PHASE", "rebooting")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| RebootError::Spawn {
-            command: command.clone(),
-            source,
-        })?;
-    let output = match tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output()).await {
-        Ok(Ok(output)) => output,
-        Ok(Err(source)) => return Err(RebootError::Spawn { command, source }),
-        Err(_) => {
-            return Err(RebootError::CommandTimeout {
-                command,
-                timeout: COMMAND_TIMEOUT,
-            })
-        }
-    };
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(RebootError::CommandFailed {
-        command,
-        status: describe_status(output.status),
-        output: output_tail(&output, 5),
-    })
+    process::run(argv, &lease.env("rebooting"), Some(COMMAND_TIMEOUT))
+        .await?
+        .success()?;
+    Ok(())
 }
 
 // The reboot tests live here, not in tests/dbus.rs, because they need a `HeldLease`, and
@@ -304,13 +225,16 @@ mod tests {
             None,
         );
         let err = missing.reboot(&lease()).await.expect_err("no such program");
-        assert!(matches!(err, RebootError::Spawn { .. }), "{err}");
+        assert!(
+            matches!(err, RebootError::Command(ProcessError::Spawn { .. })),
+            "{err}"
+        );
         assert!(err.to_string().contains("/nonexistent/reboot"), "{err}");
 
         let empty = Rebooter::new(&RebootMethod::Command(Vec::new()), None);
         assert!(matches!(
             empty.reboot(&lease()).await,
-            Err(RebootError::EmptyCommand)
+            Err(RebootError::Command(ProcessError::Empty))
         ));
     }
 }

@@ -2,75 +2,20 @@
 
 use std::fmt::Debug;
 use std::ops::RangeBounds;
-use std::path::Path;
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader, StorageIOError, Vote};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::raft::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
-
-/// Log entries by index, each the JSON of an openraft `Entry`.
-const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
-/// Small raft markers by name (`vote`, `committed`, `last_purged`), as JSON.
-pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
-
-/// redb's page cache size.
-const REDB_CACHE_BYTES: usize = 4 << 20;
+use super::storage::{decode, encode, LOG, META};
+use super::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
 const KEY_VOTE: &str = "vote";
 const KEY_COMMITTED: &str = "committed";
 const KEY_LAST_PURGED: &str = "last_purged";
-
-/// Why the raft database could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    #[error("cannot create state directory {path}: {source}")]
-    StateDir {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot open raft database {path}: {source}")]
-    Database {
-        path: std::path::PathBuf,
-        source: Box<redb::Error>,
-    },
-}
-
-/// Opens (or creates) the raft database file `raft.redb` in `state_dir`.
-pub fn open_database(state_dir: &Path) -> Result<Arc<Database>, OpenError> {
-    std::fs::create_dir_all(state_dir).map_err(|source| OpenError::StateDir {
-        path: state_dir.to_path_buf(),
-        source,
-    })?;
-    let path = state_dir.join("raft.redb");
-    // The lease state is tiny and the log is read mostly at its tail: a small
-    // page cache keeps a voter's memory small (redb's default is 1 GiB).
-    let db = Database::builder()
-        .set_cache_size(REDB_CACHE_BYTES)
-        .create(&path)
-        .map_err(|e| OpenError::Database {
-            path: path.clone(),
-            source: Box::new(e.into()),
-        })?;
-    // Create the tables up front so that readers never see "table missing".
-    let init = || -> Result<(), redb::Error> {
-        let txn = db.begin_write()?;
-        txn.open_table(LOG)?;
-        txn.open_table(META)?;
-        txn.open_table(crate::raft::state_machine::SNAPSHOT)?;
-        txn.commit()?;
-        Ok(())
-    };
-    init().map_err(|e| OpenError::Database {
-        path,
-        source: Box::new(e),
-    })?;
-    Ok(Arc::new(db))
-}
 
 /// The raft log and vote, stored in redb. Cheap to clone (shares the database).
 #[derive(Clone)]
@@ -155,19 +100,6 @@ impl LogStore {
         })
         .await
     }
-}
-
-pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, redb::Error> {
-    serde_json::to_vec(value).map_err(|e| redb::Error::Io(std::io::Error::other(e)))
-}
-
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, redb::Error> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        redb::Error::Io(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("corrupt raft record: {e}"),
-        ))
-    })
 }
 
 fn read_err(e: redb::Error) -> StorageError {

@@ -4,4 +4,5 @@ pub mod log_store;
 pub mod network;
 pub mod service;
 pub mod state_machine;
+pub mod storage;
 pub mod types;

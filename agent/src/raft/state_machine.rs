@@ -10,18 +10,15 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageIOError};
-use redb::{Database, Durability, ReadableDatabase, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::raft::log_store::{decode, encode};
-use crate::raft::types::{
+use super::storage::{decode, encode, SNAPSHOT};
+use super::types::{
     Applied, Entry, LogId, NodeId, StorageError, StoredMembership, TypeConfig, VoterNode,
 };
 use crate::rules::lease::{Event, Group, LeaseState, Outcome};
-
-/// The current snapshot: `meta` (JSON of `SnapshotMeta`) and `data` (JSON of `AppliedState`).
-pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_snapshot");
 
 /// How many published changes a slow watcher may fall behind before it is resynced.
 const EVENT_BUFFER: usize = 4096;

@@ -14,12 +14,14 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::{Settings, VoterSettings};
-use crate::raft::log_store::{open_database, LogStore, OpenError};
+use crate::log_fields::lease_span;
+use crate::raft::log_store::LogStore;
 use crate::raft::network::{NetworkFactory, PeerHealth};
 use crate::raft::service::RaftService;
 use crate::raft::state_machine::{Change, StateMachine};
+use crate::raft::storage::{open_database, OpenError};
 use crate::raft::types::{NodeId, Raft, StorageError, VoterNode};
-use crate::rules::lease::{Command, EventKind};
+use crate::rules::lease::{Command, EventKind, ReleaseCause};
 use crate::server::admin_service::AdminService;
 use crate::server::bootstrap::{self, Start};
 use crate::server::lease_service::LeaseService;
@@ -337,43 +339,32 @@ async fn log_changes(cluster: Cluster) {
     }
 }
 
+/// One applied lease change in the journal, with BATON_GROUP (and, for
+/// grants and releases, BATON_HOLDER and BATON_TOKEN).
 fn log_event(index: u64, group: &str, kind: &EventKind) {
     match kind {
-        EventKind::Granted(g) => info!(
-            index,
-            BATON_GROUP = group,
-            BATON_HOLDER = %g.holder,
-            BATON_TOKEN = g.token,
-            "lease granted to {} in {group} (token {})",
-            g.holder,
-            g.token
-        ),
-        EventKind::Released {
-            holder,
-            token,
-            cause: crate::rules::lease::ReleaseCause::HoldTimeout,
-        } => warn!(
-            index,
-            BATON_GROUP = group,
-            BATON_HOLDER = %holder,
-            BATON_TOKEN = token,
-            "HOLD TIMEOUT: lease of {holder} in {group} (token {token}) expired and was taken back"
-        ),
+        EventKind::Granted(g) => lease_span(None, group, Some(&g.holder), Some(g.token))
+            .in_scope(|| {
+                info!(
+                    index,
+                    "lease granted to {} in {group} (token {})", g.holder, g.token
+                )
+            }),
         EventKind::Released {
             holder,
             token,
             cause,
-        } => info!(
-            index,
-            BATON_GROUP = group,
-            BATON_HOLDER = %holder,
-            BATON_TOKEN = token,
-            "lease of {holder} in {group} (token {token}) released ({cause:?})"
-        ),
-        other => info!(
-            index,
-            BATON_GROUP = group,
-            "lease change in {group}: {other:?}"
-        ),
+        } => lease_span(None, group, Some(holder), Some(*token)).in_scope(|| match cause {
+            ReleaseCause::HoldTimeout => warn!(
+                index,
+                "HOLD TIMEOUT: lease of {holder} in {group} (token {token}) expired and was taken back"
+            ),
+            cause => info!(
+                index,
+                "lease of {holder} in {group} (token {token}) released ({cause:?})"
+            ),
+        }),
+        other => lease_span(None, group, None, None)
+            .in_scope(|| info!(index, "lease change in {group}: {other:?}")),
     }
 }

@@ -340,13 +340,8 @@ impl KubeDrainer {
     pub async fn drain(&self, lease: &HeldLease) -> Result<DrainRecord, DrainError> {
         let node = self.node.as_str();
         info!(
-            BATON_PHASE = "draining",
-            BATON_GROUP = lease.group(),
-            BATON_HOLDER = lease.holder(),
-            BATON_TOKEN = lease.token(),
             BATON_KUBE_NODE = node,
-            "draining node {node} (timeout {:?})",
-            self.drain_timeout
+            "draining node {node} holding the lease ({lease}; timeout {:?})", self.drain_timeout
         );
         let deadline = Instant::now() + self.drain_timeout;
         let mut progress = Progress::default();
@@ -354,9 +349,6 @@ impl KubeDrainer {
         match outcome {
             Ok(Ok(())) => {
                 info!(
-                    BATON_PHASE = "draining",
-                    BATON_GROUP = lease.group(),
-                    BATON_TOKEN = lease.token(),
                     BATON_KUBE_NODE = node,
                     "node {node} drained: {} pods evicted{}",
                     progress.evicted.len(),
@@ -392,13 +384,7 @@ impl KubeDrainer {
                     evicted: progress.evicted,
                     last_error: progress.last_error,
                 };
-                warn!(
-                    BATON_PHASE = "draining",
-                    BATON_GROUP = lease.group(),
-                    BATON_TOKEN = lease.token(),
-                    BATON_KUBE_NODE = node,
-                    "{error}"
-                );
+                warn!(BATON_KUBE_NODE = node, "{error}");
                 Err(error)
             }
         }
@@ -412,12 +398,8 @@ impl KubeDrainer {
     pub async fn undrain(&self, lease: &HeldLease, record: &DrainRecord) -> Result<(), DrainError> {
         let node = record.node.as_str();
         info!(
-            BATON_PHASE = "undrain",
-            BATON_GROUP = lease.group(),
-            BATON_HOLDER = lease.holder(),
-            BATON_TOKEN = lease.token(),
             BATON_KUBE_NODE = node,
-            "waiting up to {:?} for node {node} to be Ready",
+            "waiting up to {:?} for node {node} to be Ready, holding the lease ({lease})",
             self.ready_timeout
         );
         let deadline = Instant::now() + self.ready_timeout;
@@ -431,29 +413,16 @@ impl KubeDrainer {
                 timeout: self.ready_timeout,
                 last,
             };
-            warn!(
-                BATON_PHASE = "undrain",
-                BATON_GROUP = lease.group(),
-                BATON_TOKEN = lease.token(),
-                BATON_KUBE_NODE = node,
-                "{error}"
-            );
+            warn!(BATON_KUBE_NODE = node, "{error}");
             return Err(error);
         }
-        info!(
-            BATON_PHASE = "undrain",
-            BATON_GROUP = lease.group(),
-            BATON_TOKEN = lease.token(),
-            BATON_KUBE_NODE = node,
-            "node {node} is Ready"
-        );
+        info!(BATON_KUBE_NODE = node, "node {node} is Ready");
         self.uncordon_if_ours(record).await
     }
 
     /// Undo after an aborted drain (no reboot happened): uncordon if we cordoned; no Ready wait.
     pub async fn abort(&self, record: &DrainRecord) -> Result<(), DrainError> {
         info!(
-            BATON_PHASE = "undrain",
             BATON_KUBE_NODE = %record.node,
             "undoing the drain of node {} (no reboot happened)",
             record.node

@@ -7,6 +7,7 @@ use tokio::time::Instant;
 
 use super::{PendingUpdate, UpdateError};
 use crate::config::UpdateSettings;
+use crate::host::process::{self, describe_status, display_command, output_tail};
 
 /// The source's name in `PendingUpdate::source`, logs and status.
 pub const NAME: &str = "apt";
@@ -103,24 +104,20 @@ impl Apt {
     /// Runs the unattended_upgrade command and waits for it. On failure its output goes to
     /// the log, since that is where the operator will look.
     pub async fn check_for_updates(&mut self) -> Result<(), UpdateError> {
-        let command = super::display_command(&self.unattended_upgrade);
+        let command = display_command(&self.unattended_upgrade);
         tracing::info!("running `{command}` to install updates");
         // No timeout: an upgrade may take long, and killing dpkg half-way breaks the host.
-        let output = super::run_command(&self.unattended_upgrade, None).await?;
-        if output.status.success() {
+        let finished = process::run(&self.unattended_upgrade, &[], None).await?;
+        if finished.output.status.success() {
             tracing::info!("`{command}` finished");
             return Ok(());
         }
-        let status = super::describe_status(output.status);
         tracing::warn!(
-            "`{command}` failed ({status}); its output: {}",
-            super::output_tail(&output, 40)
+            "`{command}` failed ({}); its output: {}",
+            describe_status(finished.output.status),
+            output_tail(&finished.output, 40)
         );
-        Err(UpdateError::CommandFailed {
-            command,
-            status,
-            output: super::output_tail(&output, 5),
-        })
+        Err(finished.failed().into())
     }
 
     /// After the reboot the reboot-required file must be gone (it lives in /run, which a
@@ -149,7 +146,7 @@ fn pkgs_path(reboot_required: &Path) -> PathBuf {
 
 /// Whether `path` exists; errors other than "not found" (e.g. permission) are errors,
 /// not a "no".
-pub(crate) async fn exists(path: &Path) -> Result<bool, UpdateError> {
+pub(super) async fn exists(path: &Path) -> Result<bool, UpdateError> {
     match tokio::fs::metadata(path).await {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),

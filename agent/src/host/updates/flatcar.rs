@@ -1,5 +1,6 @@
 //! Flatcar's update_engine over D-Bus: GetStatus for the answer, the StatusUpdate signal (with polling as a fallback) for when to ask again.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use tokio::time::Instant;
 
 use super::{OsRelease, PendingUpdate, UpdateError};
 use crate::config::UpdateSettings;
+use crate::host::dbus::{bus_label, connect_bus};
 
 /// The source's name in `PendingUpdate::source`, logs and status.
 pub const NAME: &str = "flatcar";
@@ -109,19 +111,18 @@ struct Bus {
 
 impl Bus {
     async fn connect(address: Option<&str>) -> Result<Box<Bus>, UpdateError> {
-        let conn =
-            super::connect_bus(address)
-                .await
-                .map_err(|source| UpdateError::DbusConnect {
-                    address: super::bus_label(address),
-                    source,
-                })?;
+        let conn = connect_bus(address)
+            .await
+            .map_err(|source| UpdateError::DbusConnect {
+                address: bus_label(address),
+                source,
+            })?;
         let proxy = UpdateEngineProxy::builder(&conn)
             .cache_properties(zbus::proxy::CacheProperties::No)
             .build()
             .await
             .map_err(|source| UpdateError::DbusConnect {
-                address: super::bus_label(address),
+                address: bus_label(address),
                 source,
             })?;
         let mut bus = Bus {
@@ -138,7 +139,7 @@ impl Bus {
             Ok(stream) => self.signals = Some(stream),
             Err(e) => tracing::warn!(
                 "cannot subscribe to update_engine's StatusUpdate signal on the {}: {e}; polling GetStatus instead",
-                super::bus_label(address)
+                bus_label(address)
             ),
         }
     }
@@ -192,7 +193,7 @@ impl Flatcar {
     }
 
     fn bus_label(&self) -> String {
-        super::bus_label(self.address.as_deref())
+        bus_label(self.address.as_deref())
     }
 
     /// The connected bus, connecting first if the last connection broke.
@@ -208,18 +209,19 @@ impl Flatcar {
         Ok(self.bus.insert(bus))
     }
 
-    /// update_engine's status now. A broken connection is replaced and the call tried
-    /// once more, so a restarted bus costs one log line, not an error.
-    pub async fn status(&mut self) -> Result<Status, UpdateError> {
+    /// Calls update_engine (`method` names the call in errors). A broken
+    /// connection is replaced and the call tried once more, so a restarted
+    /// bus costs one log line, not an error.
+    async fn call<T, F, Fut>(&mut self, method: &'static str, call: F) -> Result<T, UpdateError>
+    where
+        F: Fn(UpdateEngineProxy<'static>) -> Fut,
+        Fut: Future<Output = zbus::Result<T>>,
+    {
         let mut retried = false;
         loop {
-            let result = self.bus().await?.proxy.get_status().await;
-            match result {
-                Ok(tuple) => {
-                    let status = Status::from_tuple(tuple);
-                    self.last_seen = Some(status.key());
-                    return Ok(status);
-                }
+            let proxy = self.bus().await?.proxy.clone();
+            match call(proxy).await {
+                Ok(value) => return Ok(value),
                 Err(e) if connection_lost(&e) && !retried => {
                     tracing::info!("update_engine connection lost ({e}); reconnecting");
                     self.bus = None;
@@ -231,12 +233,22 @@ impl Flatcar {
                     }
                     return Err(UpdateError::DbusCall {
                         address: self.bus_label(),
-                        call: GET_STATUS,
+                        call: method,
                         source,
                     });
                 }
             }
         }
+    }
+
+    /// update_engine's status now.
+    pub async fn status(&mut self) -> Result<Status, UpdateError> {
+        let tuple = self
+            .call(GET_STATUS, |proxy| async move { proxy.get_status().await })
+            .await?;
+        let status = Status::from_tuple(tuple);
+        self.last_seen = Some(status.key());
+        Ok(status)
     }
 
     /// `Some` when update_engine reports UPDATE_STATUS_UPDATED_NEED_REBOOT.
@@ -349,27 +361,10 @@ impl Flatcar {
     /// Calls AttemptUpdate(): update_engine checks for, downloads and installs an update in
     /// the background; its StatusUpdate signals tell the progress.
     pub async fn check_for_updates(&mut self) -> Result<(), UpdateError> {
-        let mut retried = false;
-        loop {
-            let result = self.bus().await?.proxy.attempt_update().await;
-            match result {
-                Ok(()) => return Ok(()),
-                Err(e) if connection_lost(&e) && !retried => {
-                    self.bus = None;
-                    retried = true;
-                }
-                Err(source) => {
-                    if connection_lost(&source) {
-                        self.bus = None;
-                    }
-                    return Err(UpdateError::DbusCall {
-                        address: self.bus_label(),
-                        call: ATTEMPT_UPDATE,
-                        source,
-                    });
-                }
-            }
-        }
+        self.call(ATTEMPT_UPDATE, |proxy| async move {
+            proxy.attempt_update().await
+        })
+        .await
     }
 
     /// After the reboot, update_engine must no longer say UPDATED_NEED_REBOOT (if it does,

@@ -5,9 +5,8 @@ pub mod flatcar;
 pub mod sentinel;
 
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
-use std::time::Duration;
 
+use super::process::ProcessError;
 use crate::config::{UpdateSettings, UpdateSourceKind};
 
 pub use apt::automatic_reboot_warning;
@@ -50,32 +49,10 @@ pub enum UpdateError {
         /// Underlying I/O error.
         source: std::io::Error,
     },
-    /// A command could not be started.
-    #[error("cannot run `{command}`: {source}")]
-    Spawn {
-        /// The command line as configured.
-        command: String,
-        /// Underlying I/O error (often: not found).
-        source: std::io::Error,
-    },
-    /// A command ran but failed.
-    #[error("`{command}` failed ({status}){}", tail_suffix(output))]
-    CommandFailed {
-        /// The command line as configured.
-        command: String,
-        /// Exit status in words, e.g. `exit status: 1`.
-        status: String,
-        /// The last lines of its stdout and stderr.
-        output: String,
-    },
-    /// A command did not finish in time (and was killed).
-    #[error("`{command}` did not finish within {timeout:?} and was killed")]
-    CommandTimeout {
-        /// The command line as configured.
-        command: String,
-        /// How long it was given.
-        timeout: Duration,
-    },
+    /// A command (the sentinel command, unattended-upgrade) could not be
+    /// started, failed or hung.
+    #[error(transparent)]
+    Command(#[from] ProcessError),
     /// `source = "auto"` on an OS that is neither Flatcar nor Debian/Ubuntu.
     #[error(
         "{}: ID={id:?}, ID_LIKE={id_like:?} is neither Flatcar nor Debian/Ubuntu, so [updates] source = \"auto\" \
@@ -113,16 +90,8 @@ impl UpdateError {
             self,
             UpdateError::DbusConnect { .. }
                 | UpdateError::DbusCall { .. }
-                | UpdateError::CommandTimeout { .. }
+                | UpdateError::Command(ProcessError::Timeout { .. })
         )
-    }
-}
-
-fn tail_suffix(output: &str) -> String {
-    if output.is_empty() {
-        String::new()
-    } else {
-        format!(": {output}")
     }
 }
 
@@ -311,106 +280,4 @@ async fn detect_os(path: &Path) -> Result<UpdateSourceKind, UpdateError> {
             id_like: os.id_like,
         }),
     }
-}
-
-/// How error messages name the bus: operators need to know whether we talked to the real
-/// system bus or to a configured address.
-pub(crate) fn bus_label(address: Option<&str>) -> String {
-    match address {
-        Some(address) => format!("bus {address}"),
-        None => "system bus".to_string(),
-    }
-}
-
-/// A method call that gets no answer in this time fails instead of hanging the agent's
-/// main loop. update_engine and logind answer in milliseconds; libdbus's default of 25 s
-/// would come close to the unit's WatchdogSec=30s.
-pub(crate) const DBUS_METHOD_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Connects to the configured bus address, or to the system bus.
-pub(crate) async fn connect_bus(address: Option<&str>) -> Result<zbus::Connection, zbus::Error> {
-    let builder = match address {
-        Some(address) => zbus::connection::Builder::address(address)?,
-        None => zbus::connection::Builder::system()?,
-    };
-    builder.method_timeout(DBUS_METHOD_TIMEOUT).build().await
-}
-
-/// A command line as operators wrote it, for logs and errors.
-pub(crate) fn display_command(argv: &[String]) -> String {
-    argv.iter()
-        .map(|arg| {
-            if arg.is_empty() || arg.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"')
-            {
-                format!("'{}'", arg.replace('\'', r"'\''"))
-            } else {
-                arg.clone()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// How a command ended, for errors and logs.
-pub(crate) fn describe_status(status: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit status {code}"),
-        (None, Some(signal)) => format!("killed by signal {signal}"),
-        (None, None) => status.to_string(),
-    }
-}
-
-/// The last lines of a command's stdout and stderr: enough to see why it failed without
-/// flooding the journal with a full unattended-upgrade run.
-pub(crate) fn output_tail(output: &Output, max_lines: usize) -> String {
-    let mut lines: Vec<String> = Vec::new();
-    for stream in [&output.stdout, &output.stderr] {
-        let text = String::from_utf8_lossy(stream);
-        lines.extend(
-            text.lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(str::to_string),
-        );
-    }
-    let skip = lines.len().saturating_sub(max_lines);
-    lines[skip..].join(" | ")
-}
-
-/// Runs `argv` to the end with stdin closed, capturing its output. `timeout`: kill it
-/// after this long (None: wait as long as it takes).
-pub(crate) async fn run_command(
-    argv: &[String],
-    timeout: Option<Duration>,
-) -> Result<Output, UpdateError> {
-    let command = display_command(argv);
-    let Some((program, args)) = argv.split_first() else {
-        return Err(UpdateError::Settings("empty command".into()));
-    };
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Only commands with a timeout are killed when abandoned; an unattended-upgrade
-        // run is left to finish (killing dpkg half-way would break the host).
-        .kill_on_drop(timeout.is_some());
-    let child = cmd.spawn().map_err(|source| UpdateError::Spawn {
-        command: command.clone(),
-        source,
-    })?;
-    let wait = child.wait_with_output();
-    let output = match timeout {
-        Some(limit) => match tokio::time::timeout(limit, wait).await {
-            Ok(result) => result,
-            Err(_) => {
-                return Err(UpdateError::CommandTimeout {
-                    command,
-                    timeout: limit,
-                })
-            }
-        },
-        None => wait.await,
-    };
-    output.map_err(|source| UpdateError::Spawn { command, source })
 }

@@ -7,6 +7,7 @@ use tokio::time::Instant;
 
 use super::{PendingUpdate, UpdateError};
 use crate::config::UpdateSettings;
+use crate::host::process;
 
 /// The source's name in `PendingUpdate::source`, logs and status.
 pub const NAME: &str = "sentinel";
@@ -78,18 +79,11 @@ impl Sentinel {
                 format!("sentinel file {} exists", path.display())
             }
             Probe::Command(argv) => {
-                let command = super::display_command(argv);
-                let output = super::run_command(argv, Some(COMMAND_TIMEOUT)).await?;
-                match output.status.code() {
-                    Some(0) => format!("sentinel command `{command}` exited 0"),
+                let finished = process::run(argv, &[], Some(COMMAND_TIMEOUT)).await?;
+                match finished.output.status.code() {
+                    Some(0) => format!("sentinel command `{}` exited 0", finished.command),
                     Some(_) => return Ok(None),
-                    None => {
-                        return Err(UpdateError::CommandFailed {
-                            command,
-                            status: super::describe_status(output.status),
-                            output: super::output_tail(&output, 5),
-                        })
-                    }
+                    None => return Err(finished.failed().into()),
                 }
             }
         };

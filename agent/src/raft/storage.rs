@@ -1,0 +1,81 @@
+//! The raft database: one redb file, every table baton keeps in it, and how records are encoded.
+//!
+//! `log_store` (log, vote, markers) and `state_machine` (snapshots) both
+//! use these tables and this encoding; neither knows the other.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, TableDefinition};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Log entries by index, each the JSON of an openraft `Entry`.
+pub(super) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+/// Small raft markers by name (`vote`, `committed`, `last_purged`), as JSON.
+pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+
+/// redb's page cache size.
+const REDB_CACHE_BYTES: usize = 4 << 20;
+/// The current snapshot: `meta` (JSON of `SnapshotMeta`) and `data` (JSON of `AppliedState`).
+pub(super) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_snapshot");
+
+/// Why the raft database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create state directory {path}: {source}")]
+    StateDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open raft database {path}: {source}")]
+    Database {
+        path: std::path::PathBuf,
+        source: Box<redb::Error>,
+    },
+}
+
+/// Opens (or creates) the raft database file `raft.redb` in `state_dir`.
+pub fn open_database(state_dir: &Path) -> Result<Arc<Database>, OpenError> {
+    std::fs::create_dir_all(state_dir).map_err(|source| OpenError::StateDir {
+        path: state_dir.to_path_buf(),
+        source,
+    })?;
+    let path = state_dir.join("raft.redb");
+    // The lease state is tiny and the log is read mostly at its tail: a small
+    // page cache keeps a voter's memory small (redb's default is 1 GiB).
+    let db = Database::builder()
+        .set_cache_size(REDB_CACHE_BYTES)
+        .create(&path)
+        .map_err(|e| OpenError::Database {
+            path: path.clone(),
+            source: Box::new(e.into()),
+        })?;
+    // Create the tables up front so that readers never see "table missing".
+    let init = || -> Result<(), redb::Error> {
+        let txn = db.begin_write()?;
+        txn.open_table(LOG)?;
+        txn.open_table(META)?;
+        txn.open_table(SNAPSHOT)?;
+        txn.commit()?;
+        Ok(())
+    };
+    init().map_err(|e| OpenError::Database {
+        path,
+        source: Box::new(e),
+    })?;
+    Ok(Arc::new(db))
+}
+
+pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, redb::Error> {
+    serde_json::to_vec(value).map_err(|e| redb::Error::Io(std::io::Error::other(e)))
+}
+
+pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, redb::Error> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        redb::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("corrupt raft record: {e}"),
+        ))
+    })
+}
