@@ -12,9 +12,9 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::raft::types::{ClientWriteResponse, VoterNode};
-use crate::rules::lease::{validate_group_name, validate_holder, Command, Outcome};
-use crate::server::lease_service::{forwarded, invalid, is_forwarded, propose_stamped};
-use crate::server::routing::{write_failed, Attempt, Cluster};
+use crate::rules::lease::{validate_group_name, validate_holder, Command, Outcome, UnixMillis};
+use crate::server::lease_service::invalid;
+use crate::server::routing::{write_failed, Answered, Attempt, Cluster, Routed};
 
 /// How a membership change can fail.
 type MembershipError = RaftError<u64, ClientWriteError<u64, VoterNode>>;
@@ -29,44 +29,37 @@ impl AdminService {
         Self { cluster }
     }
 
-    /// Proposes the command `make(now)` on the leader (or forwards the
-    /// request there with `remote`) and reports what changed.
+    /// Proposes the command `make(request, now)` on the leader (or forwards
+    /// the request there with `remote`) and reports what changed.
     async fn lease_admin<Req, RF>(
         &self,
         request: Request<Req>,
-        make: impl Fn(&Req, u64) -> Command,
+        make: impl Fn(&Req, UnixMillis) -> Command,
         remote: impl Fn(AdminClient<Channel>, Request<Req>) -> RF,
     ) -> Result<Response<pb::AdminResponse>, Status>
     where
         Req: Clone,
         RF: Future<Output = Result<Response<pb::AdminResponse>, Status>>,
     {
-        let forward = is_forwarded(&request);
-        let req = request.into_inner();
+        let request = Routed::new(request);
         let cluster = &self.cluster;
-        let (req, make, remote) = (&req, &make, &remote);
-        let response = cluster
-            .on_leader(
-                forward,
-                move || async move {
-                    propose_stamped(cluster, |now| make(req, now)).await.map(
-                        |outcome| match outcome {
-                            Outcome::Done { message } => pb::AdminResponse { message, index: 0 },
-                            other => pb::AdminResponse {
-                                message: format!("{other:?}"),
-                                index: 0,
-                            },
-                        },
-                    )
+        let answer = cluster
+            .route(
+                &request,
+                || async {
+                    let make = |now| make(&request.message, now);
+                    cluster.propose_stamped(make).await.map(|outcome| {
+                        let message = match outcome {
+                            Outcome::Done { message } => message,
+                            other => format!("{other:?}"),
+                        };
+                        pb::AdminResponse { message, index: 0 }
+                    })
                 },
-                move |channel| async move {
-                    remote(AdminClient::new(channel), forwarded(req.clone()))
-                        .await
-                        .map(Response::into_inner)
-                },
+                |channel, forwarded| remote(AdminClient::new(channel), forwarded),
             )
             .await?;
-        Ok(Response::new(response))
+        Ok(Response::new(answered(answer)))
     }
 
     /// Runs a membership change on the leader (or forwards it there).
@@ -82,14 +75,13 @@ impl AdminService {
         CF: Future<Output = Result<ClientWriteResponse, MembershipError>>,
         RF: Future<Output = Result<Response<pb::AdminResponse>, Status>>,
     {
-        let forward = is_forwarded(&request);
-        let req = request.into_inner();
+        let request = Routed::new(request);
         let cluster = &self.cluster;
-        let (req, change, describe, remote) = (&req, &change, &describe, &remote);
-        let response = cluster
-            .on_leader(
-                forward,
-                move || async move {
+        let req = &request.message;
+        let answer = cluster
+            .route(
+                &request,
+                || async {
                     match change(cluster.clone(), req.clone()).await {
                         Ok(written) => Attempt::Done(pb::AdminResponse {
                             message: describe(req),
@@ -98,14 +90,17 @@ impl AdminService {
                         Err(e) => write_failed(e),
                     }
                 },
-                move |channel| async move {
-                    remote(AdminClient::new(channel), forwarded(req.clone()))
-                        .await
-                        .map(Response::into_inner)
-                },
+                |channel, forwarded| remote(AdminClient::new(channel), forwarded),
             )
             .await?;
-        Ok(Response::new(response))
+        Ok(Response::new(answered(answer)))
+    }
+}
+
+/// The admin response, wherever it was made.
+fn answered(answer: Answered<pb::AdminResponse, pb::AdminResponse>) -> pb::AdminResponse {
+    match answer {
+        Answered::Here(response) | Answered::ByLeader(response) => response,
     }
 }
 

@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 
 use crate::raft::state_machine::Change;
 use crate::rules::lease::{validate_group_name, validate_holder, Command, Outcome};
-use crate::server::routing::{now_ms, Attempt, Cluster, FORWARDED};
+use crate::server::routing::{Answered, Attempt, Cluster, Routed};
 use crate::server::wire;
 
 /// How many watch events may wait for a slow client before it is cut off.
@@ -28,33 +28,9 @@ impl LeaseService {
     }
 }
 
-/// True when another voter already forwarded this call.
-pub fn is_forwarded<T>(request: &Request<T>) -> bool {
-    request.metadata().contains_key(FORWARDED)
-}
-
-/// Wraps `message` as a call forwarded to the leader.
-pub fn forwarded<T>(message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
-    request
-}
-
-pub(crate) fn invalid(e: impl std::fmt::Display) -> Status {
+/// A request the rules refuse, as the caller sees it.
+pub(super) fn invalid(e: impl std::fmt::Display) -> Status {
     Status::invalid_argument(e.to_string())
-}
-
-/// Stamps `make(now)` on the leader and proposes it.
-pub(crate) async fn propose_stamped(
-    cluster: &Cluster,
-    make: impl FnOnce(u64) -> Command,
-) -> Attempt<Outcome> {
-    match now_ms() {
-        Ok(now) => cluster.propose(make(now)).await,
-        Err(status) => Attempt::Fail(status),
-    }
 }
 
 fn unexpected(outcome: &Outcome) -> Status {
@@ -67,108 +43,90 @@ impl Lease for LeaseService {
         &self,
         request: Request<pb::AcquireRequest>,
     ) -> Result<Response<pb::AcquireResponse>, Status> {
-        let forward = is_forwarded(&request);
-        let req = request.into_inner();
+        let request = Routed::new(request);
+        let req = &request.message;
         validate_group_name(&req.group).map_err(invalid)?;
         validate_holder(&req.holder).map_err(invalid)?;
         let cluster = &self.cluster;
         let ttl_ms = cluster.lease.waiter_ttl.as_millis() as u64;
-        let req = &req;
-        let outcome = cluster
-            .on_leader(
-                forward,
-                move || async move {
-                    propose_stamped(cluster, |now| Command::Acquire {
-                        group: req.group.clone(),
-                        holder: req.holder.clone(),
-                        machine_id: req.machine_id.clone(),
-                        now,
-                        default_max_holders: cluster.lease.default_max_holders,
-                        waiter_ttl_ms: ttl_ms,
-                    })
-                    .await
-                    .map(Ok)
-                },
-                move |channel| {
-                    let req = req.clone();
-                    async move {
-                        LeaseClient::new(channel)
-                            .acquire(forwarded(req))
-                            .await
-                            .map(|r| r.into_inner())
-                            .map(Err)
-                    }
-                },
-            )
-            .await?;
-        let response = match outcome {
-            Err(from_leader) => from_leader,
-            Ok(Outcome::Granted(grant)) => pb::AcquireResponse {
-                outcome: Some(pb::acquire_response::Outcome::Granted(wire::grant(&grant))),
-            },
-            Ok(Outcome::Queued {
+        let answer =
+            cluster
+                .route(
+                    &request,
+                    || {
+                        cluster.propose_stamped(|now| Command::Acquire {
+                            group: req.group.clone(),
+                            holder: req.holder.clone(),
+                            machine_id: req.machine_id.clone(),
+                            now,
+                            default_max_holders: cluster.lease.default_max_holders,
+                            waiter_ttl_ms: ttl_ms,
+                        })
+                    },
+                    |channel, forwarded| async move {
+                        LeaseClient::new(channel).acquire(forwarded).await
+                    },
+                )
+                .await?;
+        let outcome = match answer {
+            Answered::ByLeader(response) => return Ok(Response::new(response)),
+            Answered::Here(Outcome::Granted(grant)) => {
+                pb::acquire_response::Outcome::Granted(wire::grant(&grant))
+            }
+            Answered::Here(Outcome::Queued {
                 position,
                 waiters,
                 reason,
-            }) => pb::AcquireResponse {
-                outcome: Some(pb::acquire_response::Outcome::Queued(pb::Queued {
-                    position,
-                    waiters,
-                    reason: wire::queue_reason(&reason),
-                    waiter_ttl_ms: ttl_ms,
-                    holder: req.holder.clone(),
-                })),
-            },
-            Ok(other) => return Err(unexpected(&other)),
+            }) => pb::acquire_response::Outcome::Queued(pb::Queued {
+                position,
+                waiters,
+                reason: wire::queue_reason(&reason),
+                waiter_ttl_ms: ttl_ms,
+                holder: req.holder.clone(),
+            }),
+            Answered::Here(other) => return Err(unexpected(&other)),
         };
-        Ok(Response::new(response))
+        Ok(Response::new(pb::AcquireResponse {
+            outcome: Some(outcome),
+        }))
     }
 
     async fn release(
         &self,
         request: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::ReleaseResponse>, Status> {
-        let forward = is_forwarded(&request);
-        let req = request.into_inner();
+        let request = Routed::new(request);
+        let req = &request.message;
         validate_group_name(&req.group).map_err(invalid)?;
         validate_holder(&req.holder).map_err(invalid)?;
         let cluster = &self.cluster;
-        let req = &req;
-        let outcome = cluster
-            .on_leader(
-                forward,
-                move || async move {
-                    propose_stamped(cluster, |now| Command::Release {
-                        group: req.group.clone(),
-                        holder: req.holder.clone(),
-                        token: req.token,
-                        now,
-                    })
-                    .await
-                    .map(Ok)
-                },
-                move |channel| {
-                    let req = req.clone();
-                    async move {
-                        LeaseClient::new(channel)
-                            .release(forwarded(req))
-                            .await
-                            .map(|r| r.into_inner())
-                            .map(Err)
-                    }
-                },
-            )
-            .await?;
-        match outcome {
-            Err(from_leader) => Ok(Response::new(from_leader)),
-            Ok(Outcome::Released {
+        let answer =
+            cluster
+                .route(
+                    &request,
+                    || {
+                        cluster.propose_stamped(|now| Command::Release {
+                            group: req.group.clone(),
+                            holder: req.holder.clone(),
+                            token: req.token,
+                            now,
+                        })
+                    },
+                    |channel, forwarded| async move {
+                        LeaseClient::new(channel).release(forwarded).await
+                    },
+                )
+                .await?;
+        match answer {
+            Answered::ByLeader(response) => Ok(Response::new(response)),
+            Answered::Here(Outcome::Released {
                 token_mismatch: true,
                 ..
             }) => Err(Status::failed_precondition(format!(
                 "{} holds {} under another token than {:?}",
                 req.holder, req.group, req.token
             ))),
-            Ok(Outcome::Released {
+            Answered::Here(Outcome::Released {
                 released,
                 left_queue,
                 ..
@@ -176,7 +134,7 @@ impl Lease for LeaseService {
                 released,
                 left_queue,
             })),
-            Ok(other) => Err(unexpected(&other)),
+            Answered::Here(other) => Err(unexpected(&other)),
         }
     }
 
@@ -184,31 +142,30 @@ impl Lease for LeaseService {
         &self,
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        let forward = is_forwarded(&request);
-        let req = request.into_inner();
+        let request = Routed::new(request);
         let cluster = &self.cluster;
-        if req.stale {
+        if request.message.stale {
             return Ok(Response::new(cluster.status()));
         }
-        let status = cluster
-            .on_leader(
-                forward,
-                move || async move {
-                    match cluster.ensure_linearizable().await {
-                        Attempt::Done(()) => Attempt::Done(cluster.status()),
-                        Attempt::Retry(why) => Attempt::Retry(why),
-                        Attempt::Fail(status) => Attempt::Fail(status),
-                    }
-                },
-                |channel| async move {
-                    LeaseClient::new(channel)
-                        .status(forwarded(pb::StatusRequest { stale: false }))
-                        .await
-                        .map(|r| r.into_inner())
-                },
-            )
-            .await?;
-        Ok(Response::new(status))
+        let answer =
+            cluster
+                .route(
+                    &request,
+                    || async {
+                        match cluster.ensure_linearizable().await {
+                            Attempt::Done(()) => Attempt::Done(cluster.status()),
+                            Attempt::Retry(why) => Attempt::Retry(why),
+                            Attempt::Fail(status) => Attempt::Fail(status),
+                        }
+                    },
+                    |channel, forwarded| async move {
+                        LeaseClient::new(channel).status(forwarded).await
+                    },
+                )
+                .await?;
+        Ok(Response::new(match answer {
+            Answered::Here(status) | Answered::ByLeader(status) => status,
+        }))
     }
 
     type WatchStream = ReceiverStream<Result<pb::WatchEvent, Status>>;

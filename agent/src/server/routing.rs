@@ -7,8 +7,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use baton_proto::v1 as pb;
 use openraft::error::{ClientWriteError, RaftError};
+use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
-use tonic::Status;
+use tonic::{Request, Response, Status};
 
 use crate::config::LeaseSettings;
 use crate::raft::network::PeerHealth;
@@ -60,6 +61,29 @@ impl<T> Attempt<T> {
     }
 }
 
+/// A request as it arrived: its message, and whether another voter already
+/// forwarded it (then it is not forwarded again: no loops during elections).
+pub struct Routed<Req> {
+    pub message: Req,
+    forwarded: bool,
+}
+
+impl<Req> Routed<Req> {
+    pub fn new(request: Request<Req>) -> Self {
+        Routed {
+            forwarded: request.metadata().contains_key(FORWARDED),
+            message: request.into_inner(),
+        }
+    }
+}
+
+/// Where a routed call was answered: here, because this voter leads, or by
+/// the leader it was forwarded to (whose answer is passed on as is).
+pub enum Answered<Here, ByLeader> {
+    Here(Here),
+    ByLeader(ByLeader),
+}
+
 /// Everything the Lease and Admin services need from this voter.
 #[derive(Clone)]
 pub struct Cluster {
@@ -83,9 +107,53 @@ pub fn now_ms() -> Result<UnixMillis, Status> {
 }
 
 impl Cluster {
+    /// Answers `request` on the leader: `local()` when this voter leads;
+    /// otherwise `remote` sends the request, marked as forwarded, to the
+    /// leader. Retries across elections until the request timeout runs out.
+    pub async fn route<Req, T, Resp, L, LF, R, RF>(
+        &self,
+        request: &Routed<Req>,
+        local: L,
+        remote: R,
+    ) -> Result<Answered<T, Resp>, Status>
+    where
+        Req: Clone,
+        L: Fn() -> LF,
+        LF: Future<Output = Attempt<T>>,
+        R: Fn(Channel, Request<Req>) -> RF,
+        RF: Future<Output = Result<Response<Resp>, Status>>,
+    {
+        let (local, remote) = (&local, &remote);
+        self.on_leader(
+            request.forwarded,
+            move || async move { local().await.map(Answered::Here) },
+            move |channel| async move {
+                let mut forwarded = Request::new(request.message.clone());
+                forwarded
+                    .metadata_mut()
+                    .insert(FORWARDED, MetadataValue::from_static("1"));
+                remote(channel, forwarded)
+                    .await
+                    .map(|response| Answered::ByLeader(response.into_inner()))
+            },
+        )
+        .await
+    }
+
+    /// Stamps `make(now)` with the leader's clock and proposes it.
+    pub async fn propose_stamped(
+        &self,
+        make: impl FnOnce(UnixMillis) -> Command,
+    ) -> Attempt<Outcome> {
+        match now_ms() {
+            Ok(now) => self.propose(make(now)).await,
+            Err(status) => Attempt::Fail(status),
+        }
+    }
+
     /// Runs `local` if this voter leads, else `remote` against the leader's
     /// channel; retries across elections until the request timeout runs out.
-    pub async fn on_leader<T, L, LF, R, RF>(
+    async fn on_leader<T, L, LF, R, RF>(
         &self,
         forwarded: bool,
         local: L,
