@@ -58,7 +58,7 @@ fn hosts_roll_one_at_a_time_and_come_back_idle() {
         hosts[i].wait_phase("idle", WAIT);
         assert_eq!(hosts[i].reboot_calls(), 1, "{}", hosts[i].log());
         // Mark the marker as handled so the host is not counted again.
-        std::fs::rename(hosts[i].marker(), hosts[i].dir.join("reboot-calls.done")).unwrap();
+        std::fs::rename(hosts[i].marker(), hosts[i].dir().join("reboot-calls.done")).unwrap();
         rolled += 1;
     }
     assert!(holders(&cluster).is_empty(), "every lease was released");

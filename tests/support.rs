@@ -1,13 +1,10 @@
-//! Test support: real `baton agent` processes on 127.0.0.1, their configs, and the CLI.
+//! Test support: clusters and hosts of real `baton agent` processes (baton's own local fleet launcher), the CLI, and waits.
 
-#![allow(dead_code)]
-
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::process::{Command, ExitStatus, Output};
 use std::time::{Duration, Instant};
 
+use baton::cli::local_fleet::{FleetLayout, HostConfig, LocalHost};
 use baton_proto::v1::lease_client::LeaseClient;
 use serde_json::Value;
 use tonic::transport::Channel;
@@ -17,45 +14,38 @@ pub fn baton_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_baton"))
 }
 
-/// A port that was free a moment ago. Taken below the kernel's ephemeral
-/// range (32768 and up), so that no outgoing connection of another test can
-/// grab it between now and the agent's bind; spread by process id so that
-/// test binaries running at once do not collide.
-pub fn free_port() -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 10_000 + (std::process::id() % 200) as u16 * 100;
-    loop {
-        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 20_000;
-        let port = 10_000 + (base - 10_000 + offset) % 20_000;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+/// Log filter of every agent the tests start.
+const RUST_LOG: &str = "info,openraft=warn";
 
-/// A cluster of voters, each a real `baton agent` process with its own
-/// config file and state directory under one temp dir.
+/// Voters that only serve the lease (no host agent).
+const VOTER_SECTIONS: &str = "# These voters only serve the lease.\n[updates]\nsource = \"none\"\n";
+
+/// A cluster of voters `cp-1`..`cp-N`, each a real `baton agent` process
+/// with its own config file and state directory under one temp dir.
 pub struct TestCluster {
-    pub dir: tempfile::TempDir,
-    pub ports: Vec<u16>,
-    pub procs: Vec<Option<Child>>,
-    /// Extra TOML appended to every voter's config (e.g. snapshot settings).
-    pub extra: String,
+    /// Kept for its lifetime: the fleet's directory is removed on drop.
+    _dir: tempfile::TempDir,
+    pub layout: FleetLayout,
+    pub voters: Vec<LocalHost>,
+    /// Extra `[cluster]` keys of every voter (e.g. snapshot settings).
+    extra: String,
 }
 
 impl TestCluster {
     /// Writes configs for `n` voters and starts them all.
     pub fn start(n: usize, extra: &str) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let names: Vec<String> = (1..=n).map(|i| format!("cp-{i}")).collect();
+        let layout = FleetLayout::new(dir.path(), &names).expect("free ports");
         let mut cluster = TestCluster {
-            dir,
-            ports,
-            procs: (0..n).map(|_| None).collect(),
+            _dir: dir,
+            layout,
+            voters: Vec::new(),
             extra: extra.to_string(),
         };
-        for i in 0..n {
-            cluster.write_config(i);
+        for name in &names {
+            let voter = cluster.write_voter(name);
+            cluster.voters.push(voter);
         }
         for i in 0..n {
             cluster.start_voter(i);
@@ -63,107 +53,67 @@ impl TestCluster {
         cluster
     }
 
-    pub fn config_path(&self, i: usize) -> PathBuf {
-        self.dir
-            .path()
-            .join(format!("cp-{}", i + 1))
-            .join("baton.toml")
+    fn write_voter(&self, name: &str) -> LocalHost {
+        let config = HostConfig {
+            cluster: &self.extra,
+            sections: VOTER_SECTIONS,
+            ..HostConfig::default()
+        };
+        self.layout
+            .write_host(name, &config)
+            .expect("write voter config")
     }
 
     pub fn state_dir(&self, i: usize) -> PathBuf {
-        self.dir.path().join(format!("cp-{}", i + 1)).join("state")
+        self.voters[i].state_dir()
     }
 
     pub fn address(&self, i: usize) -> String {
-        format!("127.0.0.1:{}", self.ports[i])
+        self.layout.voters()[i].address.clone()
     }
 
     /// All voter addresses, comma-separated, for `--endpoint`.
     pub fn endpoints(&self) -> String {
-        (0..self.ports.len())
-            .map(|i| self.address(i))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    fn write_config(&self, i: usize) {
-        let voters: Vec<String> = (0..self.ports.len())
-            .map(|j| {
-                format!(
-                    "  {{ id = {}, name = \"cp-{}\", address = \"{}\" }},",
-                    j + 1,
-                    j + 1,
-                    self.address(j)
-                )
-            })
-            .collect();
-        let config = format!(
-            "[node]\nname = \"cp-{n}\"\nstate_dir = \"{state}\"\n\n[cluster]\nlisten = \"{listen}\"\nvoters = [\n{voters}\n]\n{extra}\n\n# These voters only serve the lease.\n[updates]\nsource = \"none\"\n",
-            n = i + 1,
-            state = self.state_dir(i).display(),
-            listen = self.address(i),
-            voters = voters.join("\n"),
-            extra = self.extra,
-        );
-        let path = self.config_path(i);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, config).unwrap();
+        self.layout.endpoints()
     }
 
     /// Adds a voter process that is not in the cluster yet: its own config
     /// lists all voters including itself; the others' configs stay as they are.
     pub fn start_new_voter(&mut self) -> usize {
-        self.ports.push(free_port());
-        self.procs.push(None);
-        let i = self.ports.len() - 1;
-        self.write_config(i);
+        let name = format!("cp-{}", self.voters.len() + 1);
+        self.layout.add_voter(&name).expect("free port");
+        let voter = self.write_voter(&name);
+        self.voters.push(voter);
+        let i = self.voters.len() - 1;
         self.start_voter(i);
         i
     }
 
     pub fn start_voter(&mut self, i: usize) {
-        let log = std::fs::File::create(self.dir.path().join(format!("cp-{}.log", i + 1)))
-            .expect("log file");
-        let child = Command::new(baton_bin())
-            .args(["agent", "--config"])
-            .arg(self.config_path(i))
-            .arg("--vendor-dir")
-            .arg(self.dir.path().join("no-vendor"))
-            .env("RUST_LOG", "info,openraft=warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
+        self.voters[i]
+            .start(&baton_bin(), RUST_LOG)
             .expect("spawn baton agent");
-        self.procs[i] = Some(child);
     }
 
     /// Waits for voter `i`'s process to exit by itself.
-    pub fn wait_exit(&mut self, i: usize, within: Duration) -> Option<std::process::ExitStatus> {
-        let mut child = self.procs[i].take()?;
-        wait_with_timeout(&mut child, within)
+    pub fn wait_exit(&mut self, i: usize, within: Duration) -> Option<ExitStatus> {
+        self.voters[i].wait_exit(within)
     }
 
     /// kill -9: no clean shutdown, no flush beyond what fsync already did.
     pub fn kill(&mut self, i: usize) {
-        if let Some(mut child) = self.procs[i].take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.voters[i].kill();
     }
 
     /// SIGTERM and wait: the clean shutdown path.
-    pub fn terminate(&mut self, i: usize) -> std::process::ExitStatus {
-        let mut child = self.procs[i].take().expect("voter running");
-        let pid = nix_pid(&child);
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
-        wait_with_timeout(&mut child, Duration::from_secs(10)).expect("voter stops after SIGTERM")
+    pub fn terminate(&mut self, i: usize) -> ExitStatus {
+        self.voters[i]
+            .terminate(Duration::from_secs(10))
+            .expect("voter stops after SIGTERM")
     }
 
     pub fn log(&self, i: usize) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("cp-{}.log", i + 1)))
-            .unwrap_or_default()
+        self.voters[i].log()
     }
 
     /// Runs the CLI against the given endpoints.
@@ -193,8 +143,8 @@ impl TestCluster {
     pub fn wait_for_leader(&self, within: Duration) -> Value {
         let deadline = Instant::now() + within;
         loop {
-            for i in 0..self.ports.len() {
-                if self.procs[i].is_none() {
+            for i in 0..self.voters.len() {
+                if !self.voters[i].is_running() {
                     continue;
                 }
                 if let Some(status) = self.status_json_at(i) {
@@ -211,8 +161,9 @@ impl TestCluster {
     }
 
     pub fn all_logs(&self) -> String {
-        (0..self.ports.len())
-            .map(|i| format!("--- cp-{} ---\n{}", i + 1, self.log(i)))
+        self.voters
+            .iter()
+            .map(|v| format!("--- {} ---\n{}", v.name, v.log()))
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -227,33 +178,6 @@ impl TestCluster {
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
-    }
-}
-
-impl Drop for TestCluster {
-    fn drop(&mut self) {
-        for i in 0..self.procs.len() {
-            self.kill(i);
-        }
-    }
-}
-
-fn nix_pid(child: &Child) -> u32 {
-    child.id()
-}
-
-/// Waits for `child` to exit, up to `timeout`.
-pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -280,8 +204,7 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
 /// test plays the machine (see [`AgentHost::reboot`]).
 pub struct AgentHost {
     pub name: String,
-    pub dir: PathBuf,
-    pub process: Option<Child>,
+    host: LocalHost,
 }
 
 impl AgentHost {
@@ -299,62 +222,59 @@ impl AgentHost {
         sections: Option<&str>,
         extra: &str,
     ) -> AgentHost {
-        let dir = cluster.dir.path().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let host = AgentHost {
-            name: name.to_string(),
-            dir,
-            process: None,
-        };
-        let voters: Vec<String> = (0..cluster.ports.len())
-            .map(|j| {
-                format!(
-                    "  {{ id = {}, name = \"cp-{}\", address = \"{}\" }},",
-                    j + 1,
-                    j + 1,
-                    cluster.address(j)
-                )
-            })
-            .collect();
+        let dir = cluster.layout.root().join(name);
+        let (sentinel, marker, boot_id) = (
+            dir.join("reboot-required"),
+            dir.join("reboot-calls"),
+            dir.join("boot_id"),
+        );
         let sections = match sections {
             Some(sections) => sections.to_string(),
             None => format!(
                 "[updates]\nsource = \"sentinel\"\nsentinel_file = \"{sentinel}\"\npoll_interval = \"100ms\"\n\n\
                  [reboot]\nmethod = \"command\"\ncommand = [\"sh\", \"-c\", \"echo $$ >> {marker}\"]\n",
-                sentinel = host.sentinel().display(),
-                marker = host.marker().display(),
+                sentinel = sentinel.display(),
+                marker = marker.display(),
             ),
         };
-        let config = format!(
-            "[node]\nname = \"{name}\"\nstate_dir = \"{state}\"\ngroup = \"workers\"\n\n[cluster]\nvoters = [\n{voters}\n]\n\n\
-             {sections}boot_id_path = \"{boot_id}\"\nblocker_retry = \"1s\"\n{extra}\n",
-            state = host.state_dir().display(),
-            voters = voters.join("\n"),
-            boot_id = host.boot_id().display(),
+        let sections = format!(
+            "{sections}boot_id_path = \"{boot_id}\"\nblocker_retry = \"1s\"\n{extra}\n",
+            boot_id = boot_id.display(),
         );
-        std::fs::write(host.config(), config).unwrap();
-        std::fs::write(host.boot_id(), "boot-0\n").unwrap();
-        host
+        let config = HostConfig {
+            node: "group = \"workers\"\n",
+            sections: &sections,
+            ..HostConfig::default()
+        };
+        let host = cluster
+            .layout
+            .write_host(name, &config)
+            .expect("write host config");
+        std::fs::write(&boot_id, "boot-0\n").unwrap();
+        AgentHost {
+            name: name.to_string(),
+            host,
+        }
     }
 
-    pub fn config(&self) -> PathBuf {
-        self.dir.join("baton.toml")
+    pub fn dir(&self) -> &Path {
+        &self.host.dir
     }
     pub fn state_dir(&self) -> PathBuf {
-        self.dir.join("state")
+        self.host.state_dir()
     }
     pub fn sentinel(&self) -> PathBuf {
-        self.dir.join("reboot-required")
+        self.dir().join("reboot-required")
     }
     /// One line per reboot command the agent ran.
     pub fn marker(&self) -> PathBuf {
-        self.dir.join("reboot-calls")
+        self.dir().join("reboot-calls")
     }
     pub fn boot_id(&self) -> PathBuf {
-        self.dir.join("boot_id")
+        self.dir().join("boot_id")
     }
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+        self.host.log()
     }
 
     /// How many times the agent called its reboot command.
@@ -370,29 +290,13 @@ impl AgentHost {
     }
 
     pub fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("agent.log"))
-            .unwrap();
-        let child = Command::new(baton_bin())
-            .args(["agent", "--config"])
-            .arg(self.config())
-            .arg("--vendor-dir")
-            .arg(self.dir.join("no-vendor"))
-            .env("RUST_LOG", "info,openraft=warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
+        self.host
+            .start(&baton_bin(), RUST_LOG)
             .expect("spawn baton agent");
-        self.process = Some(child);
     }
 
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.process.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.host.kill();
     }
 
     /// The machine reboots: the process dies, the update is active (the
@@ -444,11 +348,5 @@ impl AgentHost {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-}
-
-impl Drop for AgentHost {
-    fn drop(&mut self) {
-        self.kill();
     }
 }

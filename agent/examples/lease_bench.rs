@@ -4,21 +4,15 @@
 //! Run: `cargo build --release --bin baton && cargo run --release --example lease_bench [-- ITERATIONS]`
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use baton::cli::local_fleet::{FleetLayout, HostConfig, LocalHost};
 use baton_proto::v1 as pb;
 use pb::lease_client::LeaseClient;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
 type Error = Box<dyn std::error::Error>;
-
-struct Voter {
-    config: PathBuf,
-    address: String,
-    child: Option<Child>,
-}
 
 fn baton_binary() -> Result<PathBuf, Error> {
     // target/release/examples/lease_bench -> target/release/baton
@@ -38,26 +32,8 @@ fn baton_binary() -> Result<PathBuf, Error> {
     Ok(bin)
 }
 
-fn start(bin: &PathBuf, voter: &mut Voter) -> Result<(), Error> {
-    let child = Command::new(bin)
-        .args(["agent", "--config"])
-        .arg(&voter.config)
-        .arg("--vendor-dir")
-        .arg("/nonexistent")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    voter.child = Some(child);
-    Ok(())
-}
-
-fn kill(voter: &mut Voter) {
-    if let Some(mut child) = voter.child.take() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
+/// The voters' log filter: only problems.
+const RUST_LOG: &str = "warn";
 
 /// A field of /proc/PID/status in KiB (VmRSS, RssAnon, RssFile).
 fn status_kib(pid: u32, field: &str) -> Option<u64> {
@@ -77,11 +53,16 @@ async fn client(address: &str) -> Result<LeaseClient<Channel>, Error> {
     }
 }
 
-async fn leader(voters: &[Voter]) -> Result<usize, Error> {
+async fn leader(bench: &Bench) -> Result<usize, Error> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        for v in voters.iter().filter(|v| v.child.is_some()) {
-            if let Ok(mut c) = LeaseClient::connect(format!("http://{}", v.address)).await {
+        for (i, _) in bench
+            .hosts
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.is_running())
+        {
+            if let Ok(mut c) = LeaseClient::connect(format!("http://{}", bench.address(i))).await {
                 if let Ok(s) = c.status(pb::StatusRequest { stale: false }).await {
                     if let Some(l) = s.into_inner().leader {
                         return Ok(l as usize - 1);
@@ -134,6 +115,23 @@ fn report(name: &str, mut samples: Vec<Duration>, target: &str) {
     );
 }
 
+/// The three voters of the benchmark: baton's own local fleet launcher.
+struct Bench {
+    bin: PathBuf,
+    layout: FleetLayout,
+    hosts: Vec<LocalHost>,
+}
+
+impl Bench {
+    fn address(&self, i: usize) -> String {
+        self.layout.voters()[i].address.clone()
+    }
+
+    fn start(&mut self, i: usize) -> Result<(), Error> {
+        Ok(self.hosts[i].start(&self.bin, RUST_LOG)?)
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Error> {
     let iterations: usize = std::env::args()
@@ -143,55 +141,33 @@ async fn main() -> Result<(), Error> {
     let bin = baton_binary()?;
     let dir = std::env::temp_dir().join(format!("baton-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let ports: Vec<u16> = (0..3).map(|i| 17421 + i).collect();
-    let voters_toml: Vec<String> = ports
+    let names: Vec<String> = (1..=3).map(|i| format!("b{i}")).collect();
+    let layout = FleetLayout::new(&dir, &names)?;
+    let cluster = std::env::var("BATON_BENCH_CLUSTER").unwrap_or_default();
+    let config = HostConfig {
+        cluster: &cluster,
+        sections: "[updates]\nsource = \"none\"\n",
+        ..HostConfig::default()
+    };
+    let hosts = names
         .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            format!(
-                "  {{ id = {}, name = \"b{}\", address = \"127.0.0.1:{p}\" }},",
-                i + 1,
-                i + 1
-            )
-        })
-        .collect();
-    let mut voters = Vec::new();
-    for (i, port) in ports.iter().enumerate() {
-        let home = dir.join(format!("b{}", i + 1));
-        std::fs::create_dir_all(&home)?;
-        let config = home.join("baton.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[node]\nname = \"b{}\"\nstate_dir = \"{}\"\n[cluster]\nlisten = \"127.0.0.1:{port}\"\nvoters = [\n{}\n]\n{}\n[updates]\nsource = \"none\"\n",
-                i + 1,
-                home.join("state").display(),
-                voters_toml.join("\n"),
-                std::env::var("BATON_BENCH_CLUSTER").unwrap_or_default()
-            ),
-        )?;
-        voters.push(Voter {
-            config,
-            address: format!("127.0.0.1:{port}"),
-            child: None,
-        });
+        .map(|name| layout.write_host(name, &config))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut bench = Bench { bin, layout, hosts };
+    for i in 0..3 {
+        bench.start(i)?;
     }
-    for v in voters.iter_mut() {
-        start(&bin, v)?;
-    }
-    let result = run(&bin, &mut voters, iterations).await;
-    for v in voters.iter_mut() {
-        kill(v);
-    }
+    let result = run(&mut bench, iterations).await;
+    drop(bench);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-async fn run(bin: &PathBuf, voters: &mut [Voter], iterations: usize) -> Result<(), Error> {
-    let l = leader(voters).await?;
+async fn run(bench: &mut Bench, iterations: usize) -> Result<(), Error> {
+    let l = leader(bench).await?;
     println!("baton lease bench: 3 voters on 127.0.0.1, release build, fsync on; {iterations} iterations; leader = voter {}", l + 1);
-    let mut on_leader = client(&voters[l].address).await?;
-    let mut on_follower = client(&voters[(l + 1) % 3].address).await?;
+    let mut on_leader = client(&bench.address(l)).await?;
+    let mut on_follower = client(&bench.address((l + 1) % 3)).await?;
 
     // Warm up connections and the group.
     for _ in 0..20 {
@@ -228,8 +204,8 @@ async fn run(bin: &PathBuf, voters: &mut [Voter], iterations: usize) -> Result<(
     // Hand-off: A holds, B is queued and watching; from the moment A's
     // release is committed (its reply) to B's grant.
     let mut handoff = Vec::new();
-    let mut waiter = client(&voters[(l + 2) % 3].address).await?;
-    let mut watcher = client(&voters[(l + 2) % 3].address).await?;
+    let mut waiter = client(&bench.address((l + 2) % 3)).await?;
+    let mut watcher = client(&bench.address((l + 2) % 3)).await?;
     for _ in 0..(iterations / 5).max(20) {
         on_leader.acquire(acquire_req("handoff", "A")).await?;
         let reply = waiter
@@ -266,10 +242,11 @@ async fn run(bin: &PathBuf, voters: &mut [Voter], iterations: usize) -> Result<(
 
     // Idle RSS after the load settles.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let rss: Vec<(u64, u64, u64)> = voters
+    let rss: Vec<(u64, u64, u64)> = bench
+        .hosts
         .iter()
         .filter_map(|v| {
-            let pid = v.child.as_ref()?.id();
+            let pid = v.pid()?;
             Some((
                 status_kib(pid, "VmRSS:")?,
                 status_kib(pid, "RssAnon:")?,
@@ -281,12 +258,12 @@ async fn run(bin: &PathBuf, voters: &mut [Voter], iterations: usize) -> Result<(
     // Failover: kill -9 of the leader -> next successful acquire on a survivor.
     let mut failover = Vec::new();
     for _ in 0..5 {
-        let l = leader(voters).await?;
+        let l = leader(bench).await?;
         let survivor = (l + 1) % 3;
-        let mut c = client(&voters[survivor].address).await?;
+        let mut c = client(&bench.address(survivor)).await?;
         c.acquire(acquire_req("failover", "x")).await?;
         c.release(release_req("failover", "x")).await?;
-        kill(&mut voters[l]);
+        bench.hosts[l].kill();
         let killed = Instant::now();
         loop {
             match c.acquire(acquire_req("failover", "x")).await {
@@ -299,7 +276,7 @@ async fn run(bin: &PathBuf, voters: &mut [Voter], iterations: usize) -> Result<(
         }
         failover.push(killed.elapsed());
         c.release(release_req("failover", "x")).await?;
-        start(bin, &mut voters[l])?;
+        bench.start(l)?;
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 

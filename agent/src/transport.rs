@@ -19,6 +19,13 @@ pub enum TransportError {
         address: String,
         source: tonic::transport::Error,
     },
+    #[error("cannot connect to {address}: {source}")]
+    Connect {
+        address: String,
+        source: tonic::transport::Error,
+    },
+    #[error("no connection to {address} within {timeout:?}")]
+    ConnectTimeout { address: String, timeout: Duration },
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: SocketAddr,
@@ -60,7 +67,10 @@ impl Dialer {
         if let Some(channel) = channels.get(address) {
             return Ok(channel.clone());
         }
-        let channel = self.endpoint(address)?.connect_lazy();
+        let channel = self
+            .endpoint(address)?
+            .timeout(self.request_timeout)
+            .connect_lazy();
         channels.insert(address.to_string(), channel.clone());
         Ok(channel)
     }
@@ -68,18 +78,32 @@ impl Dialer {
     /// A channel for long streams (Watch): no request timeout, which would
     /// cut the stream, but the same connect timeout and keep-alives.
     pub fn stream_channel(&self, address: &str) -> Result<Channel, TransportError> {
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|source| TransportError::Address {
-                address: address.to_string(),
-                source,
-            })?
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true)
+        Ok(self
+            .endpoint(address)?
             .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5));
-        Ok(endpoint.connect_lazy())
+            .keep_alive_timeout(Duration::from_secs(5))
+            .connect_lazy())
     }
 
+    /// A new channel to `address`, connected now (within the connect
+    /// timeout): for a command line that wants to know at once whether a
+    /// voter answers, and try the next one if not.
+    pub async fn connect(&self, address: &str) -> Result<Channel, TransportError> {
+        let endpoint = self.endpoint(address)?.timeout(self.request_timeout);
+        match tokio::time::timeout(self.connect_timeout, endpoint.connect()).await {
+            Ok(Ok(channel)) => Ok(channel),
+            Ok(Err(source)) => Err(TransportError::Connect {
+                address: address.to_string(),
+                source,
+            }),
+            Err(_) => Err(TransportError::ConnectTimeout {
+                address: address.to_string(),
+                timeout: self.connect_timeout,
+            }),
+        }
+    }
+
+    /// The endpoint every channel starts from: address, connect timeout, no Nagle.
     fn endpoint(&self, address: &str) -> Result<Endpoint, TransportError> {
         Ok(Endpoint::from_shared(format!("http://{address}"))
             .map_err(|source| TransportError::Address {
@@ -87,7 +111,6 @@ impl Dialer {
                 source,
             })?
             .connect_timeout(self.connect_timeout)
-            .timeout(self.request_timeout)
             .tcp_nodelay(true))
     }
 }

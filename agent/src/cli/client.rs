@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use baton_proto::v1::admin_client::AdminClient;
 use baton_proto::v1::lease_client::LeaseClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
+
+use crate::transport::{Dialer, TransportError};
 
 /// Why a CLI call failed, in words an operator can act on.
 #[derive(Debug, thiserror::Error)]
@@ -53,26 +55,27 @@ impl Client {
         connect_timeout: Duration,
         request_timeout: Duration,
     ) -> Result<Client, ClientError> {
+        let dialer = Dialer::new(connect_timeout, request_timeout);
         let mut reasons = Vec::new();
         for endpoint in endpoints {
-            let target = Endpoint::from_shared(format!("http://{endpoint}"))
-                .map_err(|e| ClientError::BadEndpoint {
-                    endpoint: endpoint.clone(),
-                    reason: root_cause(&e),
-                })?
-                .connect_timeout(connect_timeout)
-                .timeout(request_timeout)
-                .tcp_nodelay(true);
-            match tokio::time::timeout(connect_timeout, target.connect()).await {
-                Ok(Ok(channel)) => {
+            match dialer.connect(endpoint).await {
+                Ok(channel) => {
                     return Ok(Client {
                         channel,
                         endpoint: endpoint.clone(),
                         request_timeout,
                     })
                 }
-                Ok(Err(e)) => reasons.push(root_cause(&e)),
-                Err(_) => reasons.push(format!("no connection within {connect_timeout:?}")),
+                Err(TransportError::Address { source, .. }) => {
+                    return Err(ClientError::BadEndpoint {
+                        endpoint: endpoint.clone(),
+                        reason: root_cause(&source),
+                    })
+                }
+                Err(TransportError::ConnectTimeout { timeout, .. }) => {
+                    reasons.push(format!("no connection within {timeout:?}"))
+                }
+                Err(e) => reasons.push(root_cause(&e)),
             }
         }
         reasons.dedup();

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use baton_proto::v1 as pb;
@@ -16,8 +15,10 @@ use baton_proto::v1::lease_client::LeaseClient as LeaseGrpc;
 use serde_json::json;
 use tokio_stream::StreamExt;
 
+use crate::cli::local_fleet::{FleetLayout, HostConfig, LocalHost};
 use crate::host::phase_file::StateFile;
 use crate::rules::phases::Phase;
+use crate::transport::Dialer;
 
 /// The lease group every demo host joins.
 const GROUP: &str = "demo";
@@ -57,53 +58,42 @@ pub struct DemoOptions {
     pub timeout: Duration,
 }
 
-/// One simulated machine.
-struct Host {
-    name: String,
-    dir: PathBuf,
+/// One simulated machine: a host of the local fleet, and what the demo saw of it.
+struct DemoHost {
+    host: LocalHost,
     voter: bool,
-    process: Option<Child>,
     reboots: u32,
     rolled: bool,
 }
 
-impl Host {
+impl DemoHost {
     fn sentinel(&self) -> PathBuf {
-        self.dir.join("reboot-required")
+        self.host.dir.join("reboot-required")
     }
     fn marker(&self) -> PathBuf {
-        self.dir.join("reboot-requested")
+        self.host.dir.join("reboot-requested")
     }
     fn boot_id(&self) -> PathBuf {
-        self.dir.join("boot_id")
-    }
-    fn config(&self) -> PathBuf {
-        self.dir.join("baton.toml")
-    }
-    fn state_dir(&self) -> PathBuf {
-        self.dir.join("state")
+        self.host.dir.join("boot_id")
     }
 }
 
 /// The fleet: its hosts and the temp dir they live in; dropping it stops
 /// every process and removes the dir, also on error and on Ctrl-C.
 struct Fleet {
-    root: PathBuf,
+    layout: FleetLayout,
+    binary: PathBuf,
     keep_files: bool,
-    hosts: Vec<Host>,
-    voter_addresses: Vec<String>,
+    hosts: Vec<DemoHost>,
 }
 
 impl Drop for Fleet {
     fn drop(&mut self) {
         for host in &mut self.hosts {
-            if let Some(mut child) = host.process.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+            host.host.kill();
         }
         if !self.keep_files {
-            let _ = std::fs::remove_dir_all(&self.root);
+            let _ = std::fs::remove_dir_all(self.layout.root());
         }
     }
 }
@@ -121,13 +111,6 @@ fn new_boot_id() -> String {
         .unwrap_or_else(|_| format!("{:?}", Instant::now()))
 }
 
-fn free_port() -> Result<u16, DemoError> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(DemoError::Port)
-}
-
 impl Fleet {
     fn create(hosts: usize) -> Result<Fleet, DemoError> {
         if hosts == 0 {
@@ -136,98 +119,55 @@ impl Fleet {
         let voters = if hosts >= 3 { 3 } else { 1 };
         let root = std::env::temp_dir().join(format!("baton-demo-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
+        let names: Vec<String> = (1..=hosts).map(|i| format!("host-{i}")).collect();
+        let layout = FleetLayout::new(&root, &names[..voters]).map_err(DemoError::Port)?;
+        let binary = prepare(Path::new("/proc/self/exe"), std::env::current_exe())?;
         let mut fleet = Fleet {
-            root: root.clone(),
+            layout,
+            binary,
             keep_files: false,
             hosts: Vec::new(),
-            voter_addresses: Vec::new(),
         };
-        let mut ports = Vec::new();
-        for _ in 0..voters {
-            let port = free_port()?;
-            ports.push(port);
-            fleet.voter_addresses.push(format!("127.0.0.1:{port}"));
-        }
-        let voters_toml: Vec<String> = ports
-            .iter()
-            .enumerate()
-            .map(|(i, port)| {
-                format!(
-                    "  {{ id = {}, name = \"host-{}\", address = \"127.0.0.1:{port}\" }},",
-                    i + 1,
-                    i + 1
-                )
-            })
-            .collect();
-        for i in 0..hosts {
-            let name = format!("host-{}", i + 1);
-            let dir = root.join(&name);
-            prepare(&dir, std::fs::create_dir_all(&dir))?;
-            let host = Host {
-                name: name.clone(),
-                dir,
+        for (i, name) in names.iter().enumerate() {
+            let dir = root.join(name);
+            let (sentinel, marker, boot_id) = (
+                dir.join("reboot-required"),
+                dir.join("reboot-requested"),
+                dir.join("boot_id"),
+            );
+            let sections = format!(
+                "[updates]\nsource = \"sentinel\"\nsentinel_file = \"{sentinel}\"\npoll_interval = \"100ms\"\n\n\
+                 [reboot]\nmethod = \"command\"\ncommand = [\"touch\", \"{marker}\"]\nboot_id_path = \"{boot_id}\"\n",
+                sentinel = sentinel.display(),
+                marker = marker.display(),
+                boot_id = boot_id.display(),
+            );
+            let config = HostConfig {
+                node: &format!("group = \"{GROUP}\"\n"),
+                sections: &format!("# baton demo host {name}\n{sections}"),
+                ..HostConfig::default()
+            };
+            let host = prepare(&dir, fleet.layout.write_host(name, &config))?;
+            prepare(&boot_id, std::fs::write(&boot_id, new_boot_id()))?;
+            // Every host has an update waiting for a reboot.
+            prepare(&sentinel, std::fs::write(&sentinel, "demo update\n"))?;
+            fleet.hosts.push(DemoHost {
+                host,
                 voter: i < voters,
-                process: None,
                 reboots: 0,
                 rolled: false,
-            };
-            let listen = match ports.get(i) {
-                Some(port) => format!("listen = \"127.0.0.1:{port}\"\n"),
-                None => String::new(),
-            };
-            let config = format!(
-                "# baton demo host {name}\n[node]\nname = \"{name}\"\nstate_dir = \"{state}\"\ngroup = \"{GROUP}\"\n\n\
-                 [cluster]\n{listen}voters = [\n{voters}\n]\n\n\
-                 [updates]\nsource = \"sentinel\"\nsentinel_file = \"{sentinel}\"\npoll_interval = \"100ms\"\n\n\
-                 [reboot]\nmethod = \"command\"\ncommand = [\"touch\", \"{marker}\"]\nboot_id_path = \"{boot_id}\"\n",
-                state = host.state_dir().display(),
-                voters = voters_toml.join("\n"),
-                sentinel = host.sentinel().display(),
-                marker = host.marker().display(),
-                boot_id = host.boot_id().display(),
-            );
-            prepare(&host.config(), std::fs::write(host.config(), config))?;
-            prepare(
-                &host.boot_id(),
-                std::fs::write(host.boot_id(), new_boot_id()),
-            )?;
-            // Every host has an update waiting for a reboot.
-            prepare(
-                &host.sentinel(),
-                std::fs::write(host.sentinel(), "demo update\n"),
-            )?;
-            fleet.hosts.push(host);
+            });
         }
         Ok(fleet)
     }
 
     fn start(&mut self, index: usize) -> Result<(), DemoError> {
-        let exe = prepare(Path::new("/proc/self/exe"), std::env::current_exe())?;
-        let host = &mut self.hosts[index];
-        let log_path = host.dir.join("agent.log");
-        let log = prepare(
-            &log_path,
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log_path),
-        )?;
-        let child = Command::new(exe)
-            .args(["agent", "--config"])
-            .arg(host.config())
-            .arg("--vendor-dir")
-            .arg(host.dir.join("no-vendor"))
-            .env("RUST_LOG", "info,openraft=error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
+        let host = &mut self.hosts[index].host;
+        host.start(&self.binary, "info,openraft=error")
             .map_err(|source| DemoError::Spawn {
                 host: host.name.clone(),
                 source,
-            })?;
-        host.process = Some(child);
-        Ok(())
+            })
     }
 
     /// Plays the machine for hosts that asked to reboot: power off (kill),
@@ -237,11 +177,8 @@ impl Fleet {
         if !host.marker().exists() {
             return Ok(());
         }
-        clock.line(&format!("{} reboots", host.name));
-        if let Some(mut child) = host.process.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        clock.line(&format!("{} reboots", host.host.name));
+        host.host.kill();
         let _ = std::fs::remove_file(host.marker());
         let _ = std::fs::remove_file(host.sentinel());
         prepare(
@@ -251,7 +188,7 @@ impl Fleet {
         host.reboots += 1;
         std::thread::sleep(BOOT_TIME);
         self.start(index)?;
-        clock.line(&format!("{} is back up", self.hosts[index].name));
+        clock.line(&format!("{} is back up", self.hosts[index].host.name));
         Ok(())
     }
 }
@@ -326,12 +263,12 @@ fn percentile(samples: &[Duration], q: f64) -> f64 {
 }
 
 /// Opens a watch stream on the voter at `address`.
-async fn open_watch(address: &str) -> Option<tonic::Streaming<pb::WatchEvent>> {
-    let mut client = LeaseGrpc::connect(format!("http://{address}")).await.ok()?;
+async fn open_watch(dialer: &Dialer, address: &str) -> Option<tonic::Streaming<pb::WatchEvent>> {
+    let channel = dialer.stream_channel(address).ok()?;
     let request = pb::WatchRequest {
         group: GROUP.into(),
     };
-    let stream = client.watch(request).await.ok()?;
+    let stream = LeaseGrpc::new(channel).watch(request).await.ok()?;
     Some(stream.into_inner())
 }
 
@@ -369,7 +306,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         "starting {} hosts ({voters} voters, {} clients) in {}; every host has an update waiting for a reboot",
         fleet.hosts.len(),
         fleet.hosts.len() - voters,
-        fleet.root.display()
+        fleet.layout.root().display()
     ));
     for i in 0..fleet.hosts.len() {
         fleet.start(i)?;
@@ -378,7 +315,14 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     // Two watchers on two voters: voters reboot too, one at a time, so one
     // of the two always sees each change as it happens.
     let mut watches: [Option<tonic::Streaming<pb::WatchEvent>>; 2] = [None, None];
-    let watched: Vec<String> = fleet.voter_addresses.iter().take(2).cloned().collect();
+    let watched: Vec<String> = fleet
+        .layout
+        .voters()
+        .iter()
+        .take(2)
+        .map(|v| v.address.clone())
+        .collect();
+    let dialer = Dialer::new(Duration::from_secs(1), Duration::from_secs(5));
     let mut seen = BTreeSet::new();
     let deadline = Instant::now() + options.timeout;
     let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -388,7 +332,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     loop {
         for (slot, address) in watches.iter_mut().zip(&watched) {
             if slot.is_none() {
-                *slot = open_watch(address).await;
+                *slot = open_watch(&dialer, address).await;
             }
         }
         let [first, second] = &mut watches;
@@ -415,18 +359,18 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         for i in 0..fleet.hosts.len() {
             fleet.reboot_requested(i, &clock)?;
             let host = &mut fleet.hosts[i];
-            let phase = StateFile::new(&host.state_dir())
+            let phase = StateFile::new(&host.host.state_dir())
                 .load()
                 .unwrap_or(Phase::Idle);
             let name = phase.name();
-            if phases.insert(host.name.clone(), name) != Some(name) && name != "idle" {
-                tracing::debug!("{} is {}", host.name, name);
+            if phases.insert(host.host.name.clone(), name) != Some(name) && name != "idle" {
+                tracing::debug!("{} is {}", host.host.name, name);
             }
             if host.reboots > 0 && !host.rolled && phase == Phase::Idle {
                 host.rolled = true;
                 clock.line(&format!(
                     "{} rolled: rebooted, checked, released",
-                    host.name
+                    host.host.name
                 ));
             }
         }

@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod demo;
+pub mod local_fleet;
 pub mod logging;
 pub mod output;
 
