@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use baton_proto::v1 as pb;
-use baton_proto::v1::lease_client::LeaseClient as LeaseGrpc;
+use baton_proto::v1::lease_client::LeaseClient;
 use serde_json::json;
 use tokio_stream::StreamExt;
 
 use crate::cli::local_fleet::{FleetLayout, HostConfig, LocalHost};
-use crate::host::phase_file::StateFile;
+use crate::host::phase_file::PhaseFile;
 use crate::rules::phases::Phase;
 use crate::transport::Dialer;
 
@@ -268,7 +268,7 @@ async fn open_watch(dialer: &Dialer, address: &str) -> Option<tonic::Streaming<p
     let request = pb::WatchRequest {
         group: GROUP.into(),
     };
-    let stream = LeaseGrpc::new(channel).watch(request).await.ok()?;
+    let stream = LeaseClient::new(channel).watch(request).await.ok()?;
     Some(stream.into_inner())
 }
 
@@ -359,7 +359,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         for i in 0..fleet.hosts.len() {
             fleet.reboot_requested(i, &clock)?;
             let host = &mut fleet.hosts[i];
-            let phase = StateFile::new(&host.host.state_dir())
+            let phase = PhaseFile::new(&host.host.state_dir())
                 .load()
                 .unwrap_or(Phase::Idle);
             let name = phase.name();

@@ -15,9 +15,9 @@ use crate::host::held_lease::HeldLease;
 use crate::host::hooks;
 use crate::host::kubernetes::KubeDrainer;
 use crate::host::lease_client::{
-    lease_endpoints, machine_id, slot_may_be_free, Acquired, LeaseClient, LeaseClientError,
+    lease_endpoints, machine_id, slot_may_be_free, Acquired, HostLeaseClient, HostLeaseError,
 };
-use crate::host::phase_file::{StateFile, StateFileError};
+use crate::host::phase_file::{PhaseFile, PhaseFileError};
 use crate::host::process::display_command;
 use crate::host::reboot::Rebooter;
 use crate::host::service_manager::ServiceManager;
@@ -40,7 +40,7 @@ const CHECK_RETRY: Duration = Duration::from_secs(15);
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error(transparent)]
-    State(#[from] StateFileError),
+    State(#[from] PhaseFileError),
     #[error("cannot read boot id from {path}: {source}")]
     BootId {
         path: std::path::PathBuf,
@@ -59,9 +59,9 @@ pub enum AgentError {
 /// Everything the agent works with.
 pub struct HostAgent {
     settings: Settings,
-    state_file: StateFile,
+    phase_file: PhaseFile,
     phase: Phase,
-    lease: LeaseClient,
+    lease: HostLeaseClient,
     updates: UpdateSource,
     rebooter: Rebooter,
     kube: Option<KubeDrainer>,
@@ -156,9 +156,9 @@ impl HostAgent {
         settings: Settings,
         notify: ServiceManager,
     ) -> Result<HostAgent, AgentError> {
-        let state_file = StateFile::new(&settings.node.state_dir);
+        let phase_file = PhaseFile::new(&settings.node.state_dir);
         let boot_id = read_boot_id(&settings)?;
-        let persisted = state_file.load()?;
+        let persisted = phase_file.load()?;
         let phase = phases::resume(persisted.clone(), &boot_id);
         let _span = agent_span(&settings, phase.name(), phase.lease()).entered();
         if phase != persisted {
@@ -167,7 +167,7 @@ impl HostAgent {
                 persisted.name(),
                 phase.name()
             );
-            state_file.save(&phase)?;
+            phase_file.save(&phase)?;
         } else if phase != Phase::Idle {
             info!("resuming in phase {}", phase.name());
         }
@@ -186,7 +186,7 @@ impl HostAgent {
             settings.cluster.connect_timeout,
             settings.cluster.request_timeout,
         );
-        let lease = LeaseClient::new(
+        let lease = HostLeaseClient::new(
             lease_endpoints(&settings),
             dialer,
             &settings.node.group,
@@ -210,7 +210,7 @@ impl HostAgent {
             settings.updates.dbus_address.as_deref(),
         );
         let agent = HostAgent {
-            state_file,
+            phase_file,
             phase,
             lease,
             updates,
@@ -279,7 +279,7 @@ impl HostAgent {
             _ => {}
         }
         let next = phases::next(&self.phase, event)?;
-        self.state_file.save(&next)?;
+        self.phase_file.save(&next)?;
         // Logged as the new phase, with the lease of either side (a release
         // is logged with the token it gave back).
         let lease = next.lease().or(self.phase.lease());
@@ -354,7 +354,7 @@ impl HostAgent {
     async fn proof(
         &mut self,
         remembered: &RememberedLease,
-    ) -> Result<Option<HeldLease>, LeaseClientError> {
+    ) -> Result<Option<HeldLease>, HostLeaseError> {
         if let Some(held) = &self.held {
             if held.token() == remembered.token {
                 return Ok(Some(held.clone()));
@@ -697,7 +697,7 @@ impl HostAgent {
             Ok(()) => Some(Event::Released),
             // Another token holds it now (force-released and re-granted to
             // us?): nothing of ours to give back.
-            Err(LeaseClientError::Refused(why)) => {
+            Err(HostLeaseError::Refused(why)) => {
                 warn!("release refused ({why}); treating the lease as gone");
                 Some(Event::Released)
             }

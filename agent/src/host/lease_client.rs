@@ -1,10 +1,10 @@
-//! The host agent's connection to the lease cluster: any voter, failing over to the next; grants come back as `HeldLease`.
+//! The host agent's client of the Lease service: any voter, failing over to the next; grants come back as `HeldLease`.
 
 use std::future::Future;
 use std::time::Duration;
 
 use baton_proto::v1 as pb;
-use baton_proto::v1::lease_client::LeaseClient as LeaseGrpc;
+use baton_proto::v1::lease_client::LeaseClient;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -36,7 +36,7 @@ pub fn lease_endpoints(settings: &Settings) -> Vec<String> {
 
 /// Why a lease call failed.
 #[derive(Debug, thiserror::Error)]
-pub enum LeaseClientError {
+pub enum HostLeaseError {
     #[error("no voter answered (tried {tried}): {last}")]
     Unavailable { tried: String, last: String },
     #[error("the cluster refused: {0}")]
@@ -57,7 +57,7 @@ pub enum Acquired {
 }
 
 /// Calls the Lease service for one holder in one group.
-pub struct LeaseClient {
+pub struct HostLeaseClient {
     endpoints: Vec<String>,
     /// The endpoint that answered last; tried first next time.
     current: usize,
@@ -75,7 +75,7 @@ fn try_elsewhere(status: &Status) -> bool {
     )
 }
 
-impl LeaseClient {
+impl HostLeaseClient {
     pub fn new(
         endpoints: Vec<String>,
         dialer: Dialer,
@@ -103,9 +103,9 @@ impl LeaseClient {
 
     /// Runs `call` against the voters, starting with the last one that
     /// answered, until one answers or all failed.
-    async fn call<T, F, Fut>(&mut self, call: F) -> Result<T, LeaseClientError>
+    async fn call<T, F, Fut>(&mut self, call: F) -> Result<T, HostLeaseError>
     where
-        F: Fn(LeaseGrpc<Channel>) -> Fut,
+        F: Fn(LeaseClient<Channel>) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
         let mut last = String::from("no voters configured");
@@ -119,7 +119,7 @@ impl LeaseClient {
                     continue;
                 }
             };
-            match call(LeaseGrpc::new(channel)).await {
+            match call(LeaseClient::new(channel)).await {
                 Ok(value) => {
                     self.current = index;
                     return Ok(value);
@@ -127,17 +127,17 @@ impl LeaseClient {
                 Err(status) if try_elsewhere(&status) => {
                     last = format!("{address}: {}", status.message());
                 }
-                Err(status) => return Err(LeaseClientError::Refused(status.message().to_string())),
+                Err(status) => return Err(HostLeaseError::Refused(status.message().to_string())),
             }
         }
-        Err(LeaseClientError::Unavailable {
+        Err(HostLeaseError::Unavailable {
             tried: self.endpoints.join(", "),
             last,
         })
     }
 
     /// Takes a slot, or queues (refreshing the place when already queued).
-    pub async fn acquire(&mut self) -> Result<Acquired, LeaseClientError> {
+    pub async fn acquire(&mut self) -> Result<Acquired, HostLeaseError> {
         let request = pb::AcquireRequest {
             group: self.group.clone(),
             holder: self.holder.clone(),
@@ -159,12 +159,12 @@ impl LeaseClient {
                 reason: q.reason,
                 waiter_ttl: Duration::from_millis(q.waiter_ttl_ms),
             }),
-            None => Err(LeaseClientError::Refused("empty acquire reply".into())),
+            None => Err(HostLeaseError::Refused("empty acquire reply".into())),
         }
     }
 
     /// Gives the slot back (only under `token`, when given) or leaves the queue.
-    pub async fn release(&mut self, token: Option<u64>) -> Result<(), LeaseClientError> {
+    pub async fn release(&mut self, token: Option<u64>) -> Result<(), HostLeaseError> {
         let request = pb::ReleaseRequest {
             group: self.group.clone(),
             holder: self.holder.clone(),
@@ -179,7 +179,7 @@ impl LeaseClient {
 
     /// The token under which this holder holds its group now, by a
     /// linearizable read; None when it holds nothing.
-    pub async fn held_token(&mut self) -> Result<Option<u64>, LeaseClientError> {
+    pub async fn held_token(&mut self) -> Result<Option<u64>, HostLeaseError> {
         let status = self
             .call(|mut c| async move {
                 c.status(pb::StatusRequest { stale: false })
@@ -200,7 +200,7 @@ impl LeaseClient {
     pub async fn verify(
         &mut self,
         remembered: &RememberedLease,
-    ) -> Result<Option<HeldLease>, LeaseClientError> {
+    ) -> Result<Option<HeldLease>, HostLeaseError> {
         if remembered.group != self.group || remembered.holder != self.holder {
             return Ok(None);
         }
@@ -215,7 +215,7 @@ impl LeaseClient {
     }
 
     /// A stream of this group's lease changes from some voter.
-    pub async fn watch(&mut self) -> Result<tonic::Streaming<pb::WatchEvent>, LeaseClientError> {
+    pub async fn watch(&mut self) -> Result<tonic::Streaming<pb::WatchEvent>, HostLeaseError> {
         let group = self.group.clone();
         let mut last = String::new();
         for attempt in 0..self.endpoints.len() {
@@ -223,7 +223,7 @@ impl LeaseClient {
             let Ok(channel) = self.dialer.stream_channel(&self.endpoints[index]) else {
                 continue;
             };
-            match LeaseGrpc::new(channel)
+            match LeaseClient::new(channel)
                 .watch(pb::WatchRequest {
                     group: group.clone(),
                 })
@@ -233,7 +233,7 @@ impl LeaseClient {
                 Err(status) => last = format!("{}: {}", self.endpoints[index], status.message()),
             }
         }
-        Err(LeaseClientError::Unavailable {
+        Err(HostLeaseError::Unavailable {
             tried: self.endpoints.join(", "),
             last,
         })

@@ -7,7 +7,7 @@ use crate::rules::phases::Phase;
 
 /// Why the phase could not be read or written.
 #[derive(Debug, thiserror::Error)]
-pub enum StateFileError {
+pub enum PhaseFileError {
     #[error("cannot write agent state {path}: {source}")]
     Write {
         path: PathBuf,
@@ -27,11 +27,11 @@ pub enum StateFileError {
 
 /// `agent.json` in the state directory.
 #[derive(Debug, Clone)]
-pub struct StateFile {
+pub struct PhaseFile {
     path: PathBuf,
 }
 
-impl StateFile {
+impl PhaseFile {
     pub fn new(state_dir: &Path) -> Self {
         Self {
             path: state_dir.join("agent.json"),
@@ -43,14 +43,14 @@ impl StateFile {
     }
 
     /// The persisted phase; `Idle` when there is none yet.
-    pub fn load(&self) -> Result<Phase, StateFileError> {
+    pub fn load(&self) -> Result<Phase, PhaseFileError> {
         match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateFileError::Corrupt {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| PhaseFileError::Corrupt {
                 path: self.path.clone(),
                 source,
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Phase::Idle),
-            Err(source) => Err(StateFileError::Read {
+            Err(source) => Err(PhaseFileError::Read {
                 path: self.path.clone(),
                 source,
             }),
@@ -59,8 +59,8 @@ impl StateFile {
 
     /// Replaces the persisted phase. After this returns, a crash or power
     /// loss leaves either the old or the new phase on disk, never a mix.
-    pub fn save(&self, phase: &Phase) -> Result<(), StateFileError> {
-        let write_err = |source| StateFileError::Write {
+    pub fn save(&self, phase: &Phase) -> Result<(), PhaseFileError> {
+        let write_err = |source| PhaseFileError::Write {
             path: self.path.clone(),
             source,
         };
@@ -90,7 +90,7 @@ mod tests {
     #[test]
     fn missing_file_means_idle_and_saved_phases_load_back() {
         let dir = tempfile::tempdir().unwrap();
-        let file = StateFile::new(dir.path());
+        let file = PhaseFile::new(dir.path());
         assert_eq!(file.load().unwrap(), Phase::Idle);
         let phase = Phase::Rebooting {
             update: PendingUpdate {
@@ -114,7 +114,7 @@ mod tests {
     #[test]
     fn a_corrupt_file_is_an_error_naming_the_path() {
         let dir = tempfile::tempdir().unwrap();
-        let file = StateFile::new(dir.path());
+        let file = PhaseFile::new(dir.path());
         std::fs::write(file.path(), b"{not json").unwrap();
         let err = file.load().unwrap_err().to_string();
         assert!(err.contains("agent.json"), "{err}");

@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use baton_proto::v1::raft_client::RaftClient;
-use baton_proto::v1::RaftPayload;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -17,7 +16,7 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::raft::types::{NodeId, TypeConfig, VoterNode};
+use crate::raft::types::{from_payload, to_payload, NodeId, TypeConfig, VoterNode};
 use crate::transport::Dialer;
 
 /// When each peer last answered a raft RPC: the leader's view of who is reachable.
@@ -88,7 +87,7 @@ enum Rpc {
 }
 
 impl PeerConnection {
-    /// Sends `request` as JSON, and decodes the peer's `Result<Resp, RaftError<E>>`.
+    /// Sends `request`, and decodes the peer's `Result<Resp, RaftError<E>>`.
     async fn call<Req, Resp, E>(
         &self,
         rpc: Rpc,
@@ -100,14 +99,13 @@ impl PeerConnection {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let json =
-            serde_json::to_vec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let payload = to_payload(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let channel = self
             .dialer
             .channel(&self.node.address)
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let mut client = RaftClient::new(channel);
-        let mut request = tonic::Request::new(RaftPayload { json });
+        let mut request = tonic::Request::new(payload);
         request.set_timeout(option.hard_ttl());
         let reply = match rpc {
             Rpc::AppendEntries => client.append_entries(request).await,
@@ -122,8 +120,7 @@ impl PeerConnection {
         })?;
         self.health.record_ok(self.target);
         let decoded: Result<Resp, RaftError<NodeId, E>> =
-            serde_json::from_slice(&reply.into_inner().json)
-                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            from_payload(reply.get_ref()).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         decoded.map_err(|remote| {
             RPCError::RemoteError(RemoteError::new_with_node(
                 self.target,

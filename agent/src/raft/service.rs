@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
-use crate::raft::types::Raft;
+use crate::raft::types::{from_payload, to_payload, Raft};
 
 /// gRPC `Raft` service of a voter.
 pub struct RaftService {
@@ -20,13 +20,13 @@ impl RaftService {
 }
 
 fn decode<T: DeserializeOwned>(request: Request<RaftPayload>) -> Result<T, Status> {
-    serde_json::from_slice(&request.into_inner().json)
+    from_payload(request.get_ref())
         .map_err(|e| Status::invalid_argument(format!("malformed raft request: {e}")))
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
-    serde_json::to_vec(value)
-        .map(|json| Response::new(RaftPayload { json }))
+    to_payload(value)
+        .map(Response::new)
         .map_err(|e| Status::internal(format!("cannot encode raft response: {e}")))
 }
 

@@ -1,8 +1,10 @@
-//! openraft type configuration: node ids, voter info, log payload and apply result.
+//! openraft type configuration (node ids, voter info, log payload, apply result) and the raft RPC codec.
 
 use std::fmt;
 use std::io::Cursor;
 
+use baton_proto::v1::RaftPayload;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::rules::lease::{Command, LeaseError, Outcome};
@@ -50,3 +52,14 @@ pub type StoredMembership = openraft::StoredMembership<NodeId, VoterNode>;
 pub type StorageError = openraft::StorageError<NodeId>;
 /// What a raft write returns.
 pub type ClientWriteResponse = openraft::raft::ClientWriteResponse<TypeConfig>;
+
+/// A raft RPC message (openraft's own serde types) as sent between voters:
+/// the one encoding for both ends, `network` (client) and `service` (server).
+pub fn to_payload<T: Serialize>(message: &T) -> Result<RaftPayload, serde_json::Error> {
+    serde_json::to_vec(message).map(|json| RaftPayload { json })
+}
+
+/// The message in a received [`RaftPayload`].
+pub fn from_payload<T: DeserializeOwned>(payload: &RaftPayload) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(&payload.json)
+}

@@ -1,0 +1,282 @@
+//! The operator commands: each one gRPC call (or stream) to any voter, with its output and exit code.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use baton_proto::v1 as pb;
+use tokio_stream::StreamExt;
+
+use super::client::{Client, ClientError};
+use super::output;
+use super::{AcquireArgs, Cli, CliError, Command, LeaseCommand, VoterCommand, EXIT_QUEUED};
+use crate::config::Settings;
+use crate::host::lease_client::{lease_endpoints, machine_id, slot_may_be_free};
+
+/// Where to send CLI calls: `--endpoint`, else the local config's listen
+/// address followed by the other voters.
+fn endpoints(cli: &Cli) -> Result<Vec<String>, CliError> {
+    if let Some(endpoint) = &cli.endpoint {
+        return Ok(endpoint.split(',').map(|s| s.trim().to_string()).collect());
+    }
+    let settings = Settings::load(&cli.config, &cli.vendor_dir).map_err(|e| {
+        CliError::Usage(format!(
+            "no --endpoint given, and the local configuration gives none: {e}"
+        ))
+    })?;
+    let list = lease_endpoints(&settings);
+    if list.is_empty() {
+        return Err(CliError::Usage(format!(
+            "no --endpoint given, and {} lists no voters",
+            cli.config.display()
+        )));
+    }
+    Ok(list)
+}
+
+pub(super) async fn run_client_command(cli: &Cli) -> Result<ExitCode, CliError> {
+    let client = Client::connect(
+        &endpoints(cli)?,
+        cli.request_timeout.min(Duration::from_secs(3)),
+        cli.request_timeout,
+    )
+    .await?;
+    match &cli.command {
+        Command::Agent | Command::Demo { .. } => {
+            Err(CliError::Usage("not a client command".into()))
+        }
+        Command::Status { json, stale } => {
+            let status = client
+                .lease()
+                .status(pb::StatusRequest { stale: *stale })
+                .await
+                .map_err(|s| client.error(s))?
+                .into_inner();
+            if *json {
+                println!("{}", output::status_json(&status));
+            } else {
+                print!("{}", output::status_text(&status));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Lease(LeaseCommand::Acquire(args)) => acquire(&client, args).await,
+        Command::Lease(LeaseCommand::Release {
+            group,
+            holder,
+            token,
+        }) => {
+            let reply = client
+                .lease()
+                .release(pb::ReleaseRequest {
+                    group: group.clone(),
+                    holder: holder.clone(),
+                    token: *token,
+                })
+                .await
+                .map_err(|s| client.error(s))?
+                .into_inner();
+            if reply.released {
+                println!("released {group} for {holder}");
+            } else if reply.left_queue {
+                println!("{holder} left the queue of {group}");
+            } else {
+                println!("{holder} held no lease in {group} (nothing to do)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pause { group, reason } => {
+            let request = pb::PauseRequest {
+                group: group.clone().unwrap_or_default(),
+                reason: reason.clone(),
+            };
+            admin_done(&client, client.admin().pause(request).await)
+        }
+        Command::Resume { group } => {
+            let request = pb::ResumeRequest {
+                group: group.clone().unwrap_or_default(),
+            };
+            admin_done(&client, client.admin().resume(request).await)
+        }
+        Command::Unlock { group, holder } => {
+            let request = pb::ForceReleaseRequest {
+                group: group.clone(),
+                holder: holder.clone(),
+            };
+            admin_done(&client, client.admin().force_release(request).await)
+        }
+        Command::SetMax { group, max_holders } => {
+            let request = pb::SetMaxRequest {
+                group: group.clone(),
+                max_holders: *max_holders,
+            };
+            admin_done(&client, client.admin().set_max(request).await)
+        }
+        Command::Voter(VoterCommand::Add { id, name, address }) => {
+            let request = pb::AddVoterRequest {
+                id: *id,
+                name: name.clone(),
+                address: address.clone(),
+            };
+            admin_done(&client, client.admin().add_voter(request).await)
+        }
+        Command::Voter(VoterCommand::Remove { id }) => admin_done(
+            &client,
+            client
+                .admin()
+                .remove_voter(pb::RemoveVoterRequest { id: *id })
+                .await,
+        ),
+        Command::Watch { group } => watch(&client, group.clone().unwrap_or_default()).await,
+    }
+}
+
+fn admin_done(
+    client: &Client,
+    reply: Result<tonic::Response<pb::AdminResponse>, tonic::Status>,
+) -> Result<ExitCode, CliError> {
+    let reply = reply.map_err(|s| client.error(s))?.into_inner();
+    println!("{}", reply.message);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lease acquire`: once, or with `--wait` until granted, refreshing the
+/// queue place and re-trying as soon as the watch stream shows a change.
+async fn acquire(client: &Client, args: &AcquireArgs) -> Result<ExitCode, CliError> {
+    let request = pb::AcquireRequest {
+        group: args.group.clone(),
+        holder: args.holder.clone(),
+        machine_id: args.machine_id.clone().unwrap_or_else(machine_id),
+    };
+    let deadline = args.wait_timeout.map(|t| Instant::now() + t);
+    let mut watch: Option<tonic::Streaming<pb::WatchEvent>> = None;
+    loop {
+        let reply = client
+            .lease()
+            .acquire(request.clone())
+            .await
+            .map_err(|s| client.error(s))?
+            .into_inner();
+        let queued = match reply.outcome {
+            Some(pb::acquire_response::Outcome::Granted(grant)) => {
+                println!("{}", grant.token);
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some(pb::acquire_response::Outcome::Queued(q)) => q,
+            None => {
+                return Err(ClientError::Rejected {
+                    endpoint: client.endpoint().to_string(),
+                    message: "empty acquire reply".into(),
+                }
+                .into())
+            }
+        };
+        if !args.wait {
+            println!(
+                "queued: position {} of {} ({})",
+                queued.position, queued.waiters, queued.reason
+            );
+            return Ok(ExitCode::from(EXIT_QUEUED));
+        }
+        eprintln!(
+            "waiting: position {} of {} ({})",
+            queued.position, queued.waiters, queued.reason
+        );
+        if watch.is_none() {
+            let stream = client
+                .lease()
+                .watch(pb::WatchRequest {
+                    group: args.group.clone(),
+                })
+                .await
+                .map_err(|s| client.error(s))?
+                .into_inner();
+            watch = Some(stream);
+        }
+        // Refresh well within the TTL, so one slow round trip never costs the place.
+        let refresh = Duration::from_millis(queued.waiter_ttl_ms.max(300) / 3);
+        let mut wake = Instant::now() + refresh;
+        if let Some(deadline) = deadline {
+            if Instant::now() >= deadline {
+                let _ = client
+                    .lease()
+                    .release(pb::ReleaseRequest {
+                        group: args.group.clone(),
+                        holder: args.holder.clone(),
+                        token: None,
+                    })
+                    .await;
+                eprintln!(
+                    "gave up waiting after {:?}; left the queue",
+                    args.wait_timeout.unwrap_or_default()
+                );
+                return Ok(ExitCode::from(EXIT_QUEUED));
+            }
+            wake = wake.min(deadline);
+        }
+        if let Some(stream) = watch.as_mut() {
+            // A change may free our slot: an acquire tells. If the stream
+            // ended (voter went away), fall back to refresh polling.
+            let woke = async {
+                if !slot_may_be_free(stream).await {
+                    std::future::pending::<()>().await
+                }
+            };
+            let _ = tokio::time::timeout_at(wake.into(), woke).await;
+        }
+    }
+}
+
+/// `watch`: one line per lease change.
+async fn watch(client: &Client, group: String) -> Result<ExitCode, CliError> {
+    let mut stream = client
+        .lease()
+        .watch(pb::WatchRequest { group })
+        .await
+        .map_err(|s| client.error(s))?
+        .into_inner();
+    while let Some(event) = stream.next().await {
+        let event = event.map_err(|s| client.error(s))?;
+        println!("{}", describe_event(&event));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe_event(event: &pb::WatchEvent) -> String {
+    use pb::watch_event::Kind;
+    let what = match &event.kind {
+        Some(Kind::Snapshot(g)) => format!(
+            "state: {} of {} held by [{}], queue [{}]",
+            g.holders.len(),
+            g.max_holders,
+            g.holders
+                .iter()
+                .map(|h| h.holder.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            g.queue
+                .iter()
+                .map(|w| w.holder.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Some(Kind::Granted(g)) => format!("granted to {} (token {})", g.holder, g.token),
+        Some(Kind::Queued(q)) => format!("{} queued at position {}", q.holder, q.position),
+        Some(Kind::Released(r)) => {
+            format!("{} released (token {}, {})", r.holder, r.token, r.cause)
+        }
+        Some(Kind::WaiterDropped(h)) => format!("{h} dropped from the queue (TTL ran out)"),
+        Some(Kind::LeftQueue(h)) => format!("{h} left the queue"),
+        Some(Kind::Paused(r)) => format!("paused: {r}"),
+        Some(Kind::Resumed(_)) => "resumed".to_string(),
+        Some(Kind::PausedAll(r)) => format!("all groups paused: {r}"),
+        Some(Kind::ResumedAll(_)) => "all groups resumed".to_string(),
+        Some(Kind::MaxChanged(n)) => format!("max holders set to {n}"),
+        Some(Kind::Resync(_)) => "state replaced by a snapshot; re-reading".to_string(),
+        None => "unknown change".to_string(),
+    };
+    let group = if event.group.is_empty() {
+        "*"
+    } else {
+        &event.group
+    };
+    format!("[{}] {group}: {what}", event.index)
+}
