@@ -7,9 +7,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use baton::config::{UpdateSettings, UpdateSourceKind};
-use baton::host::process::ProcessError;
-use baton::host::updates::{automatic_reboot_warning, PendingUpdate, UpdateError, UpdateSource};
+use baton::{
+    automatic_reboot_warning, PendingUpdate, ProcessError, UpdateError, UpdateSettings,
+    UpdateSource, UpdateSourceKind,
+};
 
 use baton_testkit::dbus::{DbusDaemon, UpdateEngineService, DOWNLOADING, IDLE, NEED_REBOOT};
 

@@ -11,4 +11,5 @@ mod dbus;
 mod demo;
 mod flatcar_host;
 mod host_agent;
+mod layers;
 mod storage;

@@ -1,9 +1,6 @@
 //! openraft's own storage conformance suite, run against baton's redb log store and state machine.
 
-use baton::raft::log_store::LogStore;
-use baton::raft::state_machine::StateMachine;
-use baton::raft::storage::open_database;
-use baton::raft::types::{StorageError, TypeConfig};
+use baton::{open_database, LogStore, StateMachine, StorageError, TypeConfig};
 use openraft::testing::{StoreBuilder, Suite};
 
 /// Each test of the suite gets a fresh database in its own temp dir; the

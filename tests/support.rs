@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output};
 use std::time::{Duration, Instant};
 
-use baton::cli::local_fleet::{FleetLayout, HostConfig, LocalHost};
+use baton::{FleetLayout, HostConfig, LocalHost};
 use baton_proto::v1::lease_client::LeaseClient;
 use serde_json::Value;
 use tonic::transport::Channel;

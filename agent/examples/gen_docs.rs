@@ -16,7 +16,7 @@ use clap::CommandFactory;
 use clap_complete::Shell;
 use clap_mangen::Man;
 
-use baton::cli::{EXIT_CONFIG, EXIT_QUEUED, EXIT_UNAVAILABLE};
+use baton::{EXIT_CONFIG, EXIT_QUEUED, EXIT_UNAVAILABLE};
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
@@ -40,7 +40,7 @@ fn generate(out: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(&completion_dir)?;
 
     // No `help` subcommand pages; display names become baton-lease-acquire etc.
-    let mut command = baton::cli::Cli::command().disable_help_subcommand(true);
+    let mut command = baton::Cli::command().disable_help_subcommand(true);
     command.build();
 
     let mut main_page = BufWriter::new(File::create(man_dir.join("baton.1"))?);
@@ -63,7 +63,7 @@ fn generate(out: &Path) -> std::io::Result<()> {
         subcommand_pages(sub, &man_dir)?;
     }
 
-    let mut completions = baton::cli::Cli::command();
+    let mut completions = baton::Cli::command();
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
         let path = clap_complete::generate_to(shell, &mut completions, "baton", &completion_dir)?;
         println!("{}", path.display());

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use baton::cli::local_fleet::{FleetLayout, HostConfig, LocalHost};
+use baton::{FleetLayout, HostConfig, LocalHost};
 use baton_proto::v1 as pb;
 use pb::lease_client::LeaseClient;
 use tokio_stream::StreamExt;

@@ -14,17 +14,35 @@
 // edge. Errors are rare and off the hot path.
 #![allow(clippy::result_large_err)]
 
-pub mod rules;
+mod rules;
 
-pub mod config;
+mod config;
 
-pub mod log_fields;
-pub mod transport;
+mod log_fields;
+mod transport;
 
-pub mod raft;
+mod raft;
 
-pub mod server;
+mod server;
 
-pub mod host;
+mod host;
 
-pub mod cli;
+mod cli;
+
+// What the binary (main.rs) and the man-page generator (examples/gen_docs.rs) need.
+pub use cli::logging::{init as init_logging, report_error};
+pub use cli::{run, Cli, CliError, EXIT_CONFIG, EXIT_QUEUED, EXIT_UNAVAILABLE};
+
+// The local fleet launcher: `baton demo`, examples/lease_bench.rs and the integration tests.
+pub use cli::local_fleet::{free_port, FleetLayout, FleetVoter, HostConfig, LocalHost};
+
+// Update sources, for the integration tests against a real D-Bus.
+pub use config::{UpdateSettings, UpdateSourceKind};
+pub use host::process::ProcessError;
+pub use host::updates::{automatic_reboot_warning, PendingUpdate, UpdateError, UpdateSource};
+
+// Raft storage, for openraft's own conformance suite.
+pub use raft::log_store::LogStore;
+pub use raft::state_machine::StateMachine;
+pub use raft::storage::open_database;
+pub use raft::types::{StorageError, TypeConfig};

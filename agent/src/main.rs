@@ -4,13 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use baton::cli::{self, Cli};
+use baton::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) =
-        baton::cli::logging::init(matches!(cli.command, cli::Command::Agent), cli.log_format)
-    {
+    if let Err(e) = baton::init_logging(cli.runs_daemon(), cli.log_format) {
         eprintln!("baton: {e}");
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -24,7 +22,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli::run(cli)) {
+    match runtime.block_on(baton::run(cli)) {
         Ok(code) => code,
         Err(error) => {
             let mut message = error.to_string();
@@ -37,7 +35,7 @@ fn main() -> ExitCode {
                 }
                 source = cause.source();
             }
-            baton::cli::logging::report_error(&message);
+            baton::report_error(&message);
             error.exit_code()
         }
     }

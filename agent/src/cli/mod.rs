@@ -49,6 +49,14 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Whether this invocation runs the daemon (`baton agent`), which logs
+    /// differently from the one-shot commands.
+    pub fn runs_daemon(&self) -> bool {
+        matches!(self.command, Command::Agent)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon (until SIGTERM).

@@ -233,11 +233,6 @@ impl HostAgent {
         Ok(agent)
     }
 
-    /// The current phase.
-    pub fn phase(&self) -> &Phase {
-        &self.phase
-    }
-
     /// Runs until `shutdown` turns true. Returns the error that stopped it.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), AgentError> {
         loop {

@@ -93,14 +93,6 @@ impl HostLeaseClient {
         }
     }
 
-    pub fn group(&self) -> &str {
-        &self.group
-    }
-
-    pub fn holder(&self) -> &str {
-        &self.holder
-    }
-
     /// Runs `call` against the voters, starting with the last one that
     /// answered, until one answers or all failed.
     async fn call<T, F, Fut>(&mut self, call: F) -> Result<T, HostLeaseError>

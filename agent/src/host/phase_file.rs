@@ -38,10 +38,6 @@ impl PhaseFile {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The persisted phase; `Idle` when there is none yet.
     pub fn load(&self) -> Result<Phase, PhaseFileError> {
         match std::fs::read(&self.path) {
@@ -108,14 +104,14 @@ mod tests {
         };
         file.save(&phase).unwrap();
         assert_eq!(file.load().unwrap(), phase);
-        assert!(!file.path().with_extension("json.tmp").exists());
+        assert!(!file.path.with_extension("json.tmp").exists());
     }
 
     #[test]
     fn a_corrupt_file_is_an_error_naming_the_path() {
         let dir = tempfile::tempdir().unwrap();
         let file = PhaseFile::new(dir.path());
-        std::fs::write(file.path(), b"{not json").unwrap();
+        std::fs::write(&file.path, b"{not json").unwrap();
         let err = file.load().unwrap_err().to_string();
         assert!(err.contains("agent.json"), "{err}");
         assert!(err.contains("corrupt"), "{err}");

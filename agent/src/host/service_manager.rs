@@ -45,17 +45,6 @@ impl ServiceManager {
         }
     }
 
-    /// A handle that never sends anything (commands other than the daemon,
-    /// tests).
-    pub fn disabled() -> ServiceManager {
-        ServiceManager::default()
-    }
-
-    /// Whether systemd listens (NOTIFY_SOCKET was set).
-    pub fn is_enabled(&self) -> bool {
-        self.notify
-    }
-
     /// READY=1: the service is up (systemd reports the unit active and
     /// starts units ordered after it).
     pub fn ready(&self) {
@@ -79,25 +68,6 @@ impl ServiceManager {
     /// STOPPING=1: shutting down (systemd shows "deactivating").
     pub fn stopping(&self) {
         self.send("STOPPING=1", &[NotifyState::Stopping]);
-    }
-
-    /// STOPPING=1 and STATUS= in one message.
-    pub fn stopping_with_status(&self, text: &str) {
-        let text = status_text(text);
-        self.send(
-            "STOPPING=1",
-            &[NotifyState::Stopping, NotifyState::Status(&text)],
-        );
-    }
-
-    /// EXTEND_TIMEOUT_USEC=: the start (before READY=1) or the stop takes
-    /// longer, give it this much more from now (e.g. opening a large store).
-    pub fn extend_timeout(&self, by: Duration) {
-        let usec = u32::try_from(by.as_micros()).unwrap_or(u32::MAX);
-        self.send(
-            "EXTEND_TIMEOUT_USEC",
-            &[NotifyState::ExtendTimeoutUsec(usec)],
-        );
     }
 
     /// How often to call [`Self::watchdog_ping`]: half of `WatchdogSec=`, as
@@ -169,8 +139,8 @@ mod tests {
 
     #[test]
     fn disabled_sends_nothing_and_has_no_watchdog() {
-        let manager = ServiceManager::disabled();
-        assert!(!manager.is_enabled());
+        let manager = ServiceManager::default();
+        assert!(!manager.notify);
         assert_eq!(manager.watchdog_interval(), None);
         manager.ready();
         manager.status("x");
@@ -234,7 +204,6 @@ mod tests {
                 "READY=1\nSTATUS=idle: no update pending\n",
                 "STATUS=waiting for lease: position 3 of 5\n",
                 "WATCHDOG=1\n",
-                "EXTEND_TIMEOUT_USEC=5000000\n",
                 "STOPPING=1\n",
             ]
         );
@@ -259,12 +228,11 @@ mod tests {
             return;
         }
         let manager = ServiceManager::from_env();
-        assert!(manager.is_enabled());
+        assert!(manager.notify);
         assert_eq!(manager.watchdog_interval(), Some(Duration::from_secs(15)));
         manager.ready_with_status("idle: no update pending");
         manager.status("waiting for lease:\nposition 3 of 5");
         manager.watchdog_ping();
-        manager.extend_timeout(Duration::from_secs(5));
         manager.stopping();
     }
 

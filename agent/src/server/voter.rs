@@ -1,7 +1,6 @@
 //! Runs a voter: opens storage, starts raft and the gRPC server, bootstraps a new cluster, expires stale entries, stops cleanly.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,8 +63,7 @@ pub enum NodeError {
 /// A voter that serves until asked to stop.
 pub struct Voter {
     pub id: NodeId,
-    pub raft: Raft,
-    pub cluster: Cluster,
+    raft: Raft,
     server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
     stop_server: watch::Sender<bool>,
     background: Vec<tokio::task::JoinHandle<()>>,
@@ -187,21 +185,10 @@ impl Voter {
         Ok(Voter {
             id: me.id,
             raft,
-            cluster,
             server,
             stop_server,
             background,
         })
-    }
-
-    /// Serves until `shutdown` resolves (or the server fails), then stops.
-    pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
-        let served = tokio::select! {
-            () = shutdown => Ok(()),
-            served = &mut self.server => served.map_err(|e| NodeError::RaftStart(e.to_string()))?,
-        };
-        self.stop().await;
-        served.map_err(NodeError::Serve)
     }
 
     /// Stops serving and shuts raft down.

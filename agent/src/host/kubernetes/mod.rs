@@ -320,11 +320,6 @@ impl KubeDrainer {
         })
     }
 
-    /// The Kubernetes node this drainer acts on.
-    pub fn node(&self) -> &str {
-        &self.node
-    }
-
     /// Cordons the node (remembers whether it was already unschedulable), lists pods on it
     /// (fieldSelector spec.nodeName=NODE, plus settings.pod_selector as labelSelector), skips
     /// DaemonSet-owned pods and mirror pods (annotation kubernetes.io/config.mirror), and pods

@@ -241,18 +241,18 @@ pub struct Event {
 pub enum LeaseError {
     /// The group name breaks the naming rule (`rules::names::check_group`).
     #[error("invalid group name {name:?}: {reason}")]
-    InvalidGroup { name: String, reason: NameError },
+    Group { name: String, reason: NameError },
     /// The holder breaks the naming rule (`rules::names::check_holder`).
     #[error("invalid holder {name:?}: {reason}")]
-    InvalidHolder { name: String, reason: NameError },
+    Holder { name: String, reason: NameError },
     /// A max holders of 0 would make a group that can never grant.
     #[error("invalid max holders {0}: must be at least 1")]
-    InvalidMax(u32),
+    MaxHolders(u32),
 }
 
 /// Checks a group name, as the lease rules need it.
 pub fn validate_group_name(name: &str) -> Result<(), LeaseError> {
-    check_group(name).map_err(|reason| LeaseError::InvalidGroup {
+    check_group(name).map_err(|reason| LeaseError::Group {
         name: name.to_owned(),
         reason,
     })
@@ -260,7 +260,7 @@ pub fn validate_group_name(name: &str) -> Result<(), LeaseError> {
 
 /// Checks a holder name, as the lease rules need it.
 pub fn validate_holder(holder: &str) -> Result<(), LeaseError> {
-    check_holder(holder).map_err(|reason| LeaseError::InvalidHolder {
+    check_holder(holder).map_err(|reason| LeaseError::Holder {
         name: holder.to_owned(),
         reason,
     })
@@ -269,7 +269,7 @@ pub fn validate_holder(holder: &str) -> Result<(), LeaseError> {
 /// Checks a max holders value: at least 1.
 pub fn validate_max(max_holders: u32) -> Result<(), LeaseError> {
     if max_holders == 0 {
-        return Err(LeaseError::InvalidMax(max_holders));
+        return Err(LeaseError::MaxHolders(max_holders));
     }
     Ok(())
 }

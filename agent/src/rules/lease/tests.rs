@@ -695,11 +695,11 @@ fn invalid_commands_leave_state_unchanged() {
     let late = 10 * TTL;
     let long_group = "g".repeat(MAX_GROUP_LEN + 1);
     let long_holder = "h".repeat(MAX_HOLDER_LEN + 1);
-    let group = |name: &str, reason| LeaseError::InvalidGroup {
+    let group = |name: &str, reason| LeaseError::Group {
         name: name.into(),
         reason,
     };
-    let holder = |name: &str, reason| LeaseError::InvalidHolder {
+    let holder = |name: &str, reason| LeaseError::Holder {
         name: name.into(),
         reason,
     };
@@ -725,7 +725,7 @@ fn invalid_commands_leave_state_unchanged() {
             acquire("g", &long_holder, late),
             holder(&long_holder, NameError::TooLong { len: 254, max: 253 }),
         ),
-        (acquire_max("g", "c", late, 0), LeaseError::InvalidMax(0)),
+        (acquire_max("g", "c", late, 0), LeaseError::MaxHolders(0)),
         (
             release("g/x", "a", None, late),
             group("g/x", char_in_group('/')),
@@ -740,7 +740,7 @@ fn invalid_commands_leave_state_unchanged() {
             group("g g", char_in_group(' ')),
         ),
         (resume(Some(""), late), group("", NameError::Empty)),
-        (set_max("g", 0, late), LeaseError::InvalidMax(0)),
+        (set_max("g", 0, late), LeaseError::MaxHolders(0)),
         (
             Command::Pause {
                 group: None,
@@ -748,7 +748,7 @@ fn invalid_commands_leave_state_unchanged() {
                 now: late,
                 default_max_holders: 0,
             },
-            LeaseError::InvalidMax(0),
+            LeaseError::MaxHolders(0),
         ),
     ];
     for (i, (cmd, want)) in cases.iter().enumerate() {
@@ -791,7 +791,7 @@ fn error_messages_name_the_rule() {
         .unwrap_err()
         .to_string()
         .contains("at most 253"));
-    assert!(LeaseError::InvalidMax(0).to_string().contains("at least 1"));
+    assert!(LeaseError::MaxHolders(0).to_string().contains("at least 1"));
 }
 
 #[test]
@@ -819,7 +819,7 @@ fn commands_and_outcomes_round_trip_through_json() {
     let json = serde_json::to_string(&(&outcome, &events)).expect("serialize");
     let back: (Outcome, Vec<Event>) = serde_json::from_str(&json).expect("parse");
     assert_eq!(back, (outcome, events));
-    let err: Result<Outcome, LeaseError> = Err(LeaseError::InvalidMax(0));
+    let err: Result<Outcome, LeaseError> = Err(LeaseError::MaxHolders(0));
     let json = serde_json::to_string(&err).expect("serialize");
     let back: Result<Outcome, LeaseError> = serde_json::from_str(&json).expect("parse");
     assert_eq!(back, err);

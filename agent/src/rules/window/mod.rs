@@ -167,16 +167,6 @@ impl RebootWindows {
         self.windows.is_empty()
     }
 
-    /// The configured windows (empty for always).
-    pub fn windows(&self) -> &[WindowSpec] {
-        &self.windows
-    }
-
-    /// The zone the windows are evaluated in.
-    pub fn time_zone(&self) -> &TimeZone {
-        &self.tz
-    }
-
     /// Whether some window is open at `now` (always true without windows).
     pub fn is_open(&self, now: Timestamp) -> bool {
         if self.is_always() {

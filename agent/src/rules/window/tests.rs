@@ -249,7 +249,7 @@ fn no_windows_is_always_open() {
         RebootWindows::default(),
     ] {
         assert!(w.is_always());
-        assert!(w.windows().is_empty());
+        assert!(w.windows.is_empty());
         for t in [Timestamp::MIN, ts("2026-03-29T01:30:00Z"), Timestamp::MAX] {
             assert!(w.is_open(t));
             assert_eq!(w.closes_at(t), None);
@@ -527,11 +527,11 @@ mod props {
     /// Open iff inside `[start, start + length)` of a window starting on a listed day,
     /// trying every local day from 9 days before `t` to 2 days after.
     fn naive_open(w: &RebootWindows, t: Timestamp) -> bool {
-        let tz = w.time_zone();
+        let tz = &w.tz;
         let today = tz.to_datetime(t).date();
         (-9..=2).any(|k| {
             let day = today.checked_add(Span::new().days(k)).unwrap();
-            w.windows().iter().any(|spec| {
+            w.windows.iter().any(|spec| {
                 let listed = spec.days.is_empty() || spec.days.contains(&day.weekday());
                 let start = naive_start(tz, day.to_datetime(spec.start));
                 listed && start <= t && t < start + spec.length
