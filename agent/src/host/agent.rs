@@ -629,7 +629,9 @@ impl HostAgent {
             let held = match self.proof(remembered).await {
                 Ok(Some(held)) => held,
                 Ok(None) => {
-                    warn!( "the lease was taken from us during the reboot; skipping after-reboot hooks");
+                    warn!(
+                        "the lease was taken from us during the reboot; skipping after-reboot hooks"
+                    );
                     return Some(Event::Checked);
                 }
                 Err(e) => {

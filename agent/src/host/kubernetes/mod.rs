@@ -33,7 +33,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use serde_json::json;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::config::KubernetesSettings;
 use crate::host::held_lease::HeldLease;
@@ -332,11 +332,12 @@ impl KubeDrainer {
     ///
     /// On [`DrainError::Timeout`] and [`DrainError::Incomplete`],
     /// [`DrainError::record`] gives what to pass to [`KubeDrainer::abort`].
+    #[tracing::instrument(name = "kubernetes", skip_all, fields(BATON_KUBE_NODE = %self.node))]
     pub async fn drain(&self, lease: &HeldLease) -> Result<DrainRecord, DrainError> {
         let node = self.node.as_str();
         info!(
-            BATON_KUBE_NODE = node,
-            "draining node {node} holding the lease ({lease}; timeout {:?})", self.drain_timeout
+            "draining node {node} holding the lease ({lease}; timeout {:?})",
+            self.drain_timeout
         );
         let deadline = Instant::now() + self.drain_timeout;
         let mut progress = Progress::default();
@@ -344,7 +345,6 @@ impl KubeDrainer {
         match outcome {
             Ok(Ok(())) => {
                 info!(
-                    BATON_KUBE_NODE = node,
                     "node {node} drained: {} pods evicted{}",
                     progress.evicted.len(),
                     if progress.we_cordoned {
@@ -379,7 +379,7 @@ impl KubeDrainer {
                     evicted: progress.evicted,
                     last_error: progress.last_error,
                 };
-                warn!(BATON_KUBE_NODE = node, "{error}");
+                warn!("{error}");
                 Err(error)
             }
         }
@@ -390,10 +390,10 @@ impl KubeDrainer {
     ///
     /// API errors while waiting (the network may come up after the agent)
     /// are logged and retried until the timeout.
+    #[tracing::instrument(name = "kubernetes", skip_all, fields(BATON_KUBE_NODE = %record.node))]
     pub async fn undrain(&self, lease: &HeldLease, record: &DrainRecord) -> Result<(), DrainError> {
         let node = record.node.as_str();
         info!(
-            BATON_KUBE_NODE = node,
             "waiting up to {:?} for node {node} to be Ready, holding the lease ({lease})",
             self.ready_timeout
         );
@@ -408,17 +408,17 @@ impl KubeDrainer {
                 timeout: self.ready_timeout,
                 last,
             };
-            warn!(BATON_KUBE_NODE = node, "{error}");
+            warn!("{error}");
             return Err(error);
         }
-        info!(BATON_KUBE_NODE = node, "node {node} is Ready");
+        info!("node {node} is Ready");
         self.uncordon_if_ours(record).await
     }
 
     /// Undo after an aborted drain (no reboot happened): uncordon if we cordoned; no Ready wait.
+    #[tracing::instrument(name = "kubernetes", skip_all, fields(BATON_KUBE_NODE = %record.node))]
     pub async fn abort(&self, record: &DrainRecord) -> Result<(), DrainError> {
         info!(
-            BATON_KUBE_NODE = %record.node,
             "undoing the drain of node {} (no reboot happened)",
             record.node
         );
@@ -428,10 +428,7 @@ impl KubeDrainer {
     async fn uncordon_if_ours(&self, record: &DrainRecord) -> Result<(), DrainError> {
         let node = record.node.as_str();
         if !record.we_cordoned {
-            info!(
-                BATON_KUBE_NODE = node,
-                "node {node} was cordoned before the drain: leaving it cordoned"
-            );
+            info!("node {node} was cordoned before the drain: leaving it cordoned");
             return Ok(());
         }
         self.nodes()
@@ -442,7 +439,7 @@ impl KubeDrainer {
             )
             .await
             .map_err(|source| self.api_error("uncordon", node, source))?;
-        info!(BATON_KUBE_NODE = node, "uncordoned node {node}");
+        info!("uncordoned node {node}");
         Ok(())
     }
 
@@ -480,10 +477,8 @@ impl KubeDrainer {
                 Ok(value) => return Ok(value),
                 Err(e) if is_transient(&e) => {
                     warn!(
-                        BATON_KUBE_NODE = %self.node,
                         BATON_ATTEMPT = attempt,
-                        "{what} failed (attempt {attempt}), retrying in {:?}: {e}",
-                        self.poll
+                        "{what} failed (attempt {attempt}), retrying in {:?}: {e}", self.poll
                     );
                     progress.last_error = Some(format!("{what}: {e}"));
                     attempt += 1;
@@ -509,7 +504,6 @@ impl KubeDrainer {
             .unwrap_or(false)
         {
             info!(
-                BATON_KUBE_NODE = node,
                 "node {node} is already cordoned: not cordoning, and it will stay cordoned afterwards"
             );
         } else {
@@ -520,7 +514,7 @@ impl KubeDrainer {
             let patch = Patch::Merge(json!({ "spec": { "unschedulable": true } }));
             self.with_retry(progress, "cordon", || nodes.patch(node, &params, &patch))
                 .await?;
-            info!(BATON_KUBE_NODE = node, "cordoned node {node}");
+            info!("cordoned node {node}");
         }
 
         // List the node's pods and pick the ones to evict.
@@ -541,7 +535,7 @@ impl KubeDrainer {
             let key = pod_ref.key();
             match skip_reason(&pod) {
                 Some(reason) => {
-                    info!(BATON_KUBE_NODE = node, BATON_POD = %key, "not evicting pod {key}: {reason}");
+                    info!( BATON_POD = %key, "not evicting pod {key}: {reason}");
                 }
                 None => {
                     if pod
@@ -551,7 +545,6 @@ impl KubeDrainer {
                         .is_none_or(Vec::is_empty)
                     {
                         warn!(
-                            BATON_KUBE_NODE = node,
                             BATON_POD = %key,
                             "pod {key} has no controller: once evicted it is not recreated"
                         );
@@ -560,11 +553,7 @@ impl KubeDrainer {
                 }
             }
         }
-        info!(
-            BATON_KUBE_NODE = node,
-            "{} pods to evict from node {node}",
-            progress.to_evict.len()
-        );
+        info!("{} pods to evict from node {node}", progress.to_evict.len());
 
         self.evict_all(progress).await?;
         self.wait_gone(progress).await
@@ -581,33 +570,25 @@ impl KubeDrainer {
                     *n += 1;
                     *n
                 };
-                debug!(BATON_KUBE_NODE = node, BATON_POD = %key, BATON_ATTEMPT = attempt, "evicting pod {key}");
-                match self.evict(&pod).await {
+                // The pod's events carry BATON_POD and BATON_ATTEMPT.
+                let pod_span =
+                    tracing::info_span!("pod", BATON_POD = %key, BATON_ATTEMPT = attempt);
+                pod_span.in_scope(|| debug!("evicting pod {key}"));
+                let evicted = self.evict(&pod).instrument(pod_span.clone()).await;
+                let _in_pod = pod_span.enter(); // no await below while entered
+                match evicted {
                     Ok(()) => {
-                        info!(
-                            BATON_KUBE_NODE = node,
-                            BATON_POD = %key,
-                            BATON_ATTEMPT = attempt,
-                            "evicted pod {key} (attempt {attempt})"
-                        );
+                        info!("evicted pod {key} (attempt {attempt})");
                         progress.to_evict.retain(|p| *p != pod);
                         progress.evicted.push(key);
                         progress.terminating.push(pod);
                     }
                     Err(e) if status_code(&e) == Some(404) => {
-                        info!(
-                            BATON_KUBE_NODE = node,
-                            BATON_POD = %key,
-                            BATON_ATTEMPT = attempt,
-                            "pod {key} is already gone"
-                        );
+                        info!("pod {key} is already gone");
                         progress.to_evict.retain(|p| *p != pod);
                     }
                     Err(e) if status_code(&e) == Some(429) => {
                         info!(
-                            BATON_KUBE_NODE = node,
-                            BATON_POD = %key,
-                            BATON_ATTEMPT = attempt,
                             "eviction of pod {key} refused (attempt {attempt}), a PodDisruptionBudget blocks it; retrying in {:?}: {e}",
                             self.eviction_retry
                         );
@@ -615,9 +596,6 @@ impl KubeDrainer {
                     }
                     Err(e) if is_transient(&e) => {
                         warn!(
-                            BATON_KUBE_NODE = node,
-                            BATON_POD = %key,
-                            BATON_ATTEMPT = attempt,
                             "eviction of pod {key} failed (attempt {attempt}), retrying in {:?}: {e}",
                             self.eviction_retry
                         );
@@ -678,14 +656,14 @@ impl KubeDrainer {
             let key = pod.key();
             match self.pods(&pod.namespace).get_opt(&pod.name).await {
                 Ok(Some(current)) if current.metadata.uid == pod.uid => {
-                    debug!(BATON_KUBE_NODE = node, BATON_POD = %key, "pod {key} still terminating");
+                    debug!( BATON_POD = %key, "pod {key} still terminating");
                 }
                 Ok(_) => {
-                    info!(BATON_KUBE_NODE = node, BATON_POD = %key, "pod {key} is gone");
+                    info!( BATON_POD = %key, "pod {key} is gone");
                     progress.terminating.retain(|p| *p != pod);
                 }
                 Err(e) if is_transient(&e) => {
-                    warn!(BATON_KUBE_NODE = node, BATON_POD = %key, "cannot read pod {key}, retrying: {e}");
+                    warn!( BATON_POD = %key, "cannot read pod {key}, retrying: {e}");
                     progress.last_error = Some(format!("get pod {key}: {e}"));
                 }
                 Err(e) => return Err(self.api_error(format!("get pod {key}"), node, e)),
@@ -703,7 +681,6 @@ impl KubeDrainer {
                     Ok(()) => return,
                     Err(state) => {
                         debug!(
-                            BATON_KUBE_NODE = node,
                             BATON_ATTEMPT = attempt,
                             "node {node} not Ready yet: {state}"
                         );
@@ -712,7 +689,6 @@ impl KubeDrainer {
                 },
                 Err(e) => {
                     warn!(
-                        BATON_KUBE_NODE = node,
                         BATON_ATTEMPT = attempt,
                         "cannot read node {node}, retrying: {e}"
                     );
