@@ -1,4 +1,4 @@
-//! The lease cluster as an operator uses it: real `baton agent` processes on 127.0.0.1, the CLI, and gRPC Watch.
+//! The lease cluster as an operator uses it: real agents on 127.0.0.1, the CLI, gRPC Watch.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! Bad configuration as an operator would write it: `baton agent` exits 78 and names file, key and line.
+//! Bad configuration as an operator writes it: `baton agent` exits 78 naming file, key, line.
 
 use std::process::Command;
 

@@ -1,4 +1,4 @@
-//! Update sources against a real dbus-daemon with fake update_engine services, plus the file, command and os-release sources.
+//! Update sources against a real dbus-daemon with fake update_engine, and the file sources.
 
 // Needs `dbus-daemon` (Debian package `dbus`). The reboot call's own tests are unit tests
 // in agent/src/host/reboot.rs (they need a `HeldLease`, which only the crate can make);

@@ -1,4 +1,4 @@
-//! `baton demo` as a newcomer runs it: a local fleet rolls to completion, one host at a time, and leaves nothing behind.
+//! `baton demo` as a newcomer runs it: the fleet rolls one host at a time, nothing left behind.
 
 use std::process::Command;
 

@@ -1,6 +1,7 @@
-//! A Flatcar host end to end on a real D-Bus: update_engine reports NEED_REBOOT (at start through GetStatus, later
-//! through the StatusUpdate signal), the agent takes the lease and calls logind's Reboot(false) exactly once, while holding it.
+//! A Flatcar host end to end on a real D-Bus: one logind Reboot(false), while holding.
 //!
+//! update_engine reports NEED_REBOOT (at start through GetStatus, later through
+//! the StatusUpdate signal); the agent takes the lease and reboots exactly once.
 //! The bus is a real dbus-daemon; update_engine and logind on it are test
 //! services (no real update_engine or logind may run here), and each
 //! Reboot call asks the cluster, at that moment, who holds the lease.

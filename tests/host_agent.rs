@@ -1,5 +1,7 @@
-//! The host agent end to end: real `baton agent` processes (3 voters that only serve the lease, plus client hosts),
-//! sentinel update sources and a reboot command; the test plays the machines and kills agents between phases.
+//! The host agent end to end: real voters and client hosts; the test plays the machines.
+//!
+//! Three voters only serve the lease; client hosts have sentinel update
+//! sources and a reboot command, and are killed between phases.
 
 use std::time::{Duration, Instant};
 

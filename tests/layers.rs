@@ -1,4 +1,4 @@
-//! The tree's shape as ARCHITECTURE.md draws it: imports only run down the layers of `agent/src`, and no modules import each other in a circle.
+//! The tree's shape: imports only run down the layers of `agent/src`, and never in a circle.
 //!
 //! Reads the sources (every `crate::...` and `super::...` path) rather than
 //! trusting review: a new import that points up, or that closes a circle,
@@ -192,6 +192,20 @@ fn no_modules_import_each_other_in_a_circle() {
         "import circles:\n{}",
         circles.join("\n")
     );
+}
+
+#[test]
+fn every_module_opens_with_a_short_line_saying_what_it_is() {
+    let mut wrong = Vec::new();
+    for path in modules().values() {
+        let text = std::fs::read_to_string(path).expect("read source");
+        let first = text.lines().next().unwrap_or("");
+        let is_tests = path.file_name().is_some_and(|n| n == "tests.rs");
+        if (!first.starts_with("//! ") && !is_tests) || first.chars().count() >= 100 {
+            wrong.push(format!("{}: {first:?}", path.display()));
+        }
+    }
+    assert!(wrong.is_empty(), "first lines:\n{}", wrong.join("\n"));
 }
 
 #[test]

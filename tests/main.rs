@@ -1,4 +1,4 @@
-//! baton's integration tests, as one test binary: real `baton agent` processes, the CLI, real D-Bus, openraft's storage suite.
+//! baton's integration tests as one binary: real agents, the CLI, real D-Bus, openraft's suite.
 //!
 //! Run with `cargo test --workspace` (all of them) or
 //! `cargo test --test integration cluster::` (one module).

@@ -1,4 +1,4 @@
-//! Test support: clusters and hosts of real `baton agent` processes (baton's own local fleet launcher), the CLI, and waits.
+//! Test support: clusters and hosts of real `baton agent` processes, the CLI, and waits.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output};

@@ -1,4 +1,4 @@
-//! The BATON_* fields, named once: the span lease and host agent events are logged in, and the hook environment.
+//! The BATON_* fields, named once: the span events are logged in, and the hook environment.
 //!
 //! `journalctl -u baton BATON_PHASE=rebooting` and `BATON_GROUP=workers`
 //! work because every host agent event is logged inside [`lease_span`]

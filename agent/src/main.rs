@@ -1,4 +1,4 @@
-//! The `baton` binary: parses the command line, sets up logging, runs the command, prints errors as one chain.
+//! The `baton` binary: parses the command line, sets up logging, runs, prints errors as a chain.
 
 use std::process::ExitCode;
 

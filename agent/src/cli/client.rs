@@ -1,4 +1,4 @@
-//! The CLI's connection to the cluster: picks a voter that answers and turns gRPC failures into one clear line.
+//! The CLI's connection: the first voter that answers; gRPC failures as one clear line.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! The operator commands: each one gRPC call (or stream) to any voter, with its output and exit code.
+//! The operator commands: one gRPC call (or stream) to any voter, its output and exit code.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

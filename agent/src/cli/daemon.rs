@@ -1,4 +1,6 @@
-//! `baton agent`: the daemon. Starts the voter and/or the host agent by config, talks to systemd, stops on SIGTERM.
+//! `baton agent`: the daemon that runs the voter and/or the host agent under systemd.
+//!
+//! It starts what the config asks for, tells systemd when it is ready, and stops on SIGTERM.
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -1,4 +1,6 @@
-//! `baton demo`: a local fleet of real `baton agent` processes on loopback, every host marked "reboot needed", rolled one lease at a time, with a live timeline.
+//! `baton demo`: a local fleet of real agents rolled one lease at a time, with a timeline.
+//!
+//! Every host is a `baton agent` process on loopback with "reboot needed" set.
 //!
 //! Each host is a process with its own state dir. Its update source is a
 //! sentinel file; its reboot method is a command that leaves a marker. The

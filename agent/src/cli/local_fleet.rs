@@ -1,4 +1,4 @@
-//! A fleet of real `baton agent` processes on loopback: the one launcher behind `baton demo`, the benchmark and the tests.
+//! A fleet of real `baton agent` processes on loopback, for the demo, benchmark and tests.
 //!
 //! A [`FleetLayout`] knows the fleet's directory and its voters and writes
 //! each host's configuration; a [`LocalHost`] is one host's directory and

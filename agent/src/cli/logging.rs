@@ -1,4 +1,4 @@
-//! Logging setup: where events go (the systemd journal with structured fields, plain stderr, or JSON lines on stderr) and at which level (RUST_LOG).
+//! Logging setup: the journal with structured fields, plain stderr or JSON lines; RUST_LOG.
 //!
 //! In the journal every event keeps its fields as journal fields, with no
 //! prefix: `tracing::info!(BATON_PHASE = "draining", BATON_GROUP = %group,

@@ -1,4 +1,4 @@
-//! The `baton` command line: the daemon (`baton agent`) and the operator commands that talk gRPC to any voter.
+//! The `baton` command line: clap definitions, exit codes, and the dispatch to each command.
 
 pub mod client;
 mod commands;

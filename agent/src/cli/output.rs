@@ -1,4 +1,4 @@
-//! How the CLI shows cluster status: a readable table, or JSON with stable keys for scripts.
+//! How the CLI shows cluster status: a readable table, or JSON with stable keys.
 
 use std::fmt::Write as _;
 

@@ -1,4 +1,4 @@
-//! Stage 1 of loading: each configuration file read and deserialized on its own, every key optional and spanned.
+//! Loading, stage 1: each file deserialized on its own, every key optional and spanned.
 //!
 //! Syntax, unknown-key and wrong-type errors are found here, so they point
 //! at the file that holds them; the dotted key of a serde error is found by

@@ -1,4 +1,4 @@
-//! Stage 2 of loading: fragments overlaid in merge order, key by key, each value remembering its file and span.
+//! Loading, stage 2: fragments overlaid in merge order, each value keeping file and span.
 
 use std::ops::Range;
 

@@ -1,4 +1,4 @@
-//! `[kubernetes]`: draining this node through the API around its reboot, and its validation.
+//! `[kubernetes]`: draining this node through the API, and its validation.
 
 use std::path::PathBuf;
 use std::time::Duration;

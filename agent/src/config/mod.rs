@@ -1,4 +1,6 @@
-//! Configuration: TOML fragments (vendor drop-ins, main file, local drop-ins) merged and validated into Settings.
+//! Configuration: TOML fragments merged into inputs and validated into `Settings`.
+//!
+//! Fragments are vendor drop-ins, the main file and local drop-ins, in that order.
 //!
 //! Loading happens in three stages, in the manner of Zincati:
 //!

@@ -1,4 +1,4 @@
-//! `[reboot]` and `[hooks]`: how and when this host reboots, the commands around it, and their validation.
+//! `[reboot]` and `[hooks]`: how and when this host reboots, and their validation.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Stage 3 of loading: the validator's shared tools (locations, durations, paths, command lines, names).
+//! Loading, stage 3: the validator's shared tools (locations, durations, paths, names).
 //!
 //! Each concern validates its own section in its own file (`cluster`,
 //! `updates`, `reboot`, `kubernetes`), with the rules' parsers; this file

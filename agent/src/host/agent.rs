@@ -1,4 +1,6 @@
-//! The host agent: drives this host from "update pending" through lease, drain, reboot and checks back to idle, one phase at a time.
+//! The host agent: drives this host from "update pending" back to idle, one phase at a time.
+//!
+//! Through the lease, the drain, the reboot and the checks after it.
 //!
 //! The rules of which phase follows which live in `host_state`; this module
 //! does the I/O of each phase and turns what happened into an `Event`.

@@ -1,4 +1,4 @@
-//! The D-Bus connection the host agent uses (update_engine, logind): which bus, how it is named in messages, how long a call may take.
+//! The host agent's D-Bus connection: which bus, its name in messages, the call timeout.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! Proof of holding the reboot lease: only a grant from the cluster makes one, and every drain and reboot call demands one.
+//! Proof of holding the reboot lease: made only from a grant; every drain and reboot needs it.
 
 use std::fmt;
 

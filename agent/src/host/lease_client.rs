@@ -1,4 +1,4 @@
-//! The host agent's client of the Lease service: any voter, failing over to the next; grants come back as `HeldLease`.
+//! The host agent's client of the Lease service: any voter, failing over; grants as `HeldLease`.
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The host agent and its adapters: updates, lease client, drain, hooks, reboot, state file, systemd.
+//! The host agent and its adapters: updates, lease client, drain, hooks, reboot, systemd.
 
 pub mod agent;
 pub mod dbus;

@@ -1,4 +1,6 @@
-//! The host agent's phase on disk: written atomically (temp file, fsync, rename, fsync dir), so it survives crashes and the reboot it causes.
+//! The host agent's phase on disk (`agent.json`), written atomically to survive crashes.
+//!
+//! Temp file, fsync, rename, fsync of the directory: it survives the reboot the agent causes.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! Running a command: the one runner for hooks, blockers, the reboot command and the update sources.
+//! Running a command: the one runner for hooks, blockers, the reboot command and updaters.
 //!
 //! stdin is closed, stdout and stderr are kept for messages, systemd's
 //! per-service variables (`NOTIFY_SOCKET`, `WATCHDOG_*`) are removed so a

@@ -1,4 +1,4 @@
-//! The reboot call: logind over the system D-Bus, or a configured command — only with the lease held.
+//! The reboot call: logind over D-Bus, or a configured command; only with the lease held.
 
 use std::time::Duration;
 

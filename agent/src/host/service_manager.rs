@@ -1,4 +1,6 @@
-//! The systemd notification protocol (sd_notify): READY=1, STATUS=, STOPPING=1, WATCHDOG=1; every call is a no-op when systemd gave no NOTIFY_SOCKET.
+//! The systemd notification protocol (sd_notify): READY, STATUS, STOPPING, WATCHDOG.
+//!
+//! Every call is a no-op when systemd gave no NOTIFY_SOCKET.
 //!
 //! Failures to notify are logged at debug and otherwise ignored: a daemon
 //! that cannot reach its service manager keeps doing its job (with

@@ -1,4 +1,4 @@
-//! Raft log storage on redb: entries, vote, committed and purged markers, fsynced before openraft is told.
+//! Raft log storage on redb: entries, vote and markers, fsynced before openraft is told.
 
 use std::fmt::Debug;
 use std::ops::RangeBounds;

@@ -1,4 +1,4 @@
-//! openraft for baton: type configuration, redb storage, the state machine, the network and the RPC service.
+//! openraft for baton: types, redb storage, the state machine, the network and the RPC service.
 
 pub mod log_store;
 pub mod network;

@@ -1,4 +1,4 @@
-//! The replicated state machine: applies lease commands from the log, keeps snapshots in redb, publishes changes.
+//! The replicated state machine: applies lease commands, keeps snapshots, publishes changes.
 //!
 //! The applied state lives in memory; what makes it durable is the raft log
 //! (fsynced on a majority before anything is applied) plus the snapshots

@@ -1,4 +1,4 @@
-//! openraft type configuration (node ids, voter info, log payload, apply result) and the raft RPC codec.
+//! openraft type configuration (ids, voters, log payload, apply result) and the RPC codec.
 
 use std::fmt;
 use std::io::Cursor;

@@ -1,4 +1,4 @@
-//! Durations as operators write them (`"30s"`, `"1h30m"`, `"500ms"`): the one parser, for config files and the command line.
+//! Durations as operators write them (`30s`, `1h30m`): the one parser, for config and CLI.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! The pure rules: lease state machine, host agent phases, reboot windows, names, durations. No I/O, no clock.
+//! The pure rules: lease, host agent phases, windows, names, durations. No I/O, no clock.
 //!
 //! Everything above (config, raft, services, host agent, CLI) calls these;
 //! nothing here imports from above.

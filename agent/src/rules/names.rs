@@ -1,4 +1,4 @@
-//! Names and addresses: lease groups, holders (host names) and voter addresses; their rules and limits live only here.
+//! Names and addresses (groups, holders, voter addresses): their rules and limits, only here.
 //!
 //! The config loader (for `node.name`, `node.group`, voter names and
 //! addresses) and the lease rules (for every request and every applied

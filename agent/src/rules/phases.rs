@@ -1,4 +1,6 @@
-//! The host agent's state machine: phases from "update pending" to "rebooted, checked, released", and the only transitions allowed between them. Pure.
+//! The host agent's state machine: its phases and the only transitions between them. Pure.
+//!
+//! From "update pending" to "rebooted, checked, released".
 //!
 //! The agent (`host_agent`) does the I/O of each phase and reports what
 //! happened as an [`Event`]; [`next`] decides the next phase. The phase is

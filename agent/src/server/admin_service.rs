@@ -1,4 +1,4 @@
-//! The public Admin service: pause, resume, force-release, set-max and voter membership, each a raft log entry.
+//! The public Admin service: pause, resume, unlock, set-max and voters, each a log entry.
 
 use std::collections::BTreeSet;
 use std::future::Future;

@@ -1,4 +1,4 @@
-//! What a voter with no state does at start: form a new cluster, wait to join an existing one, or refuse (wiped state).
+//! What a voter with no state does at start: form a cluster, join one, or refuse.
 //!
 //! A voter that lost its state dir has forgotten its vote; if it came back
 //! under the same id it could vote twice in one term and break raft's

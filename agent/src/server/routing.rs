@@ -1,4 +1,4 @@
-//! A voter's handle on the cluster for its services: routes calls to the leader, stamps and proposes commands, builds status.
+//! Leader routing: answers a call on the leader or forwards it there; proposes; reads status.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,4 +1,4 @@
-//! Runs a voter: opens storage, starts raft and the gRPC server, bootstraps a new cluster, expires stale entries, stops cleanly.
+//! Runs a voter: storage, raft, the gRPC server, bootstrap, expiry, and a clean stop.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

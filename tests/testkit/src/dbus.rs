@@ -1,4 +1,4 @@
-//! A private dbus-daemon with fake update_engine and logind services on it (real D-Bus, fake services).
+//! A private dbus-daemon with fake update_engine and logind services on it.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! Test stand-in for the Kubernetes API server: the few endpoints the drain uses, over an in-memory model, recording every request.
+//! Test stand-in for the Kubernetes API server: the few endpoints the drain uses.
 //!
 //! No API server can be installed on the machines these tests run on, so
 //! this is the one allowed stand-in. It serves plain HTTP on 127.0.0.1 and

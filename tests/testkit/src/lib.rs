@@ -1,4 +1,4 @@
-//! Test fakes for baton, in one place: a private dbus-daemon with fake update_engine and logind, and a fake Kubernetes API.
+//! Test fakes for baton, in one place: a private D-Bus with fake services, a fake Kubernetes API.
 //!
 //! Real parts where they can run here (a real `dbus-daemon`, kube's real
 //! client over HTTP); fakes only for the services no test machine may run

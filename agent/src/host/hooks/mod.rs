@@ -1,4 +1,4 @@
-//! User commands: blockers (must pass before queueing) and before/after-reboot hooks (run only with the lease held), each with a timeout.
+//! User commands: blockers before queueing, and hooks that run only with the lease held.
 
 use tracing::{info, warn};
 

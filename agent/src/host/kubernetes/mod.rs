@@ -1,4 +1,4 @@
-//! Built-in Kubernetes drain: cordon, evict (with PodDisruptionBudget back-off), wait Ready after boot, uncordon — only with the lease held.
+//! Kubernetes drain: cordon, evict with PDB back-off, wait Ready, uncordon; lease held.
 //!
 //! kube has no drain helper, so this module does what `kubectl drain` does,
 //! with the parts a reboot coordinator needs:

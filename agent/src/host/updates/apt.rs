@@ -1,4 +1,6 @@
-//! Debian/Ubuntu unattended-upgrades: a reboot is pending while `/var/run/reboot-required` exists; also spots apt configs that let unattended-upgrades reboot on its own.
+//! unattended-upgrades: a reboot is pending while `/var/run/reboot-required` exists.
+//!
+//! Also spots apt configs that let unattended-upgrades reboot on its own.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

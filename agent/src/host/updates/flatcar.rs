@@ -1,4 +1,6 @@
-//! Flatcar's update_engine over D-Bus: GetStatus for the answer, the StatusUpdate signal (with polling as a fallback) for when to ask again.
+//! Flatcar's update_engine over D-Bus: GetStatus for the answer, StatusUpdate for when to ask.
+//!
+//! Polling is the fallback when the signal cannot be had.
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! Update sources: whether this host has an OS update that waits for a reboot (update_engine, unattended-upgrades, or a sentinel).
+//! Update sources: whether an OS update waits for a reboot (update_engine, apt, sentinel).
 
 pub mod apt;
 pub mod flatcar;

@@ -1,4 +1,4 @@
-//! The reboot lease rules: a deterministic counting semaphore per group, applied from the raft log.
+//! The reboot lease rules: a deterministic counting semaphore per group, applied from the log.
 //!
 //! Everything here is pure: time comes in the commands (stamped by the leader when it
 //! proposes them) and the fencing token is the raft log index, so every replica that applies

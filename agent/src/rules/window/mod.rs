@@ -1,4 +1,4 @@
-//! Reboot windows: when a host may queue for and hold the reboot lease (days, start, length, time zone). Pure: callers pass now.
+//! Reboot windows: when a host may queue for and hold the lease. Pure: callers pass now.
 //!
 //! A window starts on each listed weekday (every day when none are listed) at a local
 //! wall-clock time and lasts a real elapsed duration, so it may run past midnight and still
