@@ -162,7 +162,21 @@ impl HostAgent {
         let boot_id = read_boot_id(&settings)?;
         let persisted = phase_file.load()?;
         let phase = phases::resume(persisted.clone(), &boot_id);
-        let _span = agent_span(&settings, phase.name(), phase.lease()).entered();
+        let span = agent_span(&settings, phase.name(), phase.lease());
+        Self::open(settings, notify, phase_file, persisted, phase, boot_id)
+            .instrument(span)
+            .await
+    }
+
+    /// The rest of `start`, inside the span of the phase it resumes.
+    async fn open(
+        settings: Settings,
+        notify: ServiceManager,
+        phase_file: PhaseFile,
+        persisted: Phase,
+        phase: Phase,
+        boot_id: String,
+    ) -> Result<HostAgent, AgentError> {
         if phase != persisted {
             info!(
                 "back from the reboot (boot id {boot_id}): {} -> {}",
