@@ -283,10 +283,10 @@ async fn twenty_concurrent_holders_never_exceed_max_two() {
     let mut tasks = Vec::new();
     for n in 0..20 {
         let address = cluster.address(n % 3);
+        let dialer = cluster.dialer();
         tasks.push(tokio::spawn(async move {
-            let mut client = pb::lease_client::LeaseClient::connect(format!("http://{address}"))
-                .await
-                .unwrap();
+            let mut client =
+                pb::lease_client::LeaseClient::new(dialer.connect(&address).await.unwrap());
             let holder = format!("host-{n}");
             loop {
                 let reply = client

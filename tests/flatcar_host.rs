@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::support::{AgentHost, TestCluster};
+use baton::Dialer;
 use baton_proto::v1 as pb;
 use baton_testkit::dbus::{wait_until, DbusDaemon, UpdateEngineService};
 
@@ -30,15 +31,15 @@ struct RebootCall {
 struct CheckingLogind {
     calls: Arc<Mutex<Vec<RebootCall>>>,
     voter: String,
+    dialer: Dialer,
 }
 
 #[zbus::interface(name = "org.freedesktop.login1.Manager")]
 impl CheckingLogind {
     async fn reboot(&self, interactive: bool) {
         let mut holders = Vec::new();
-        if let Ok(mut client) =
-            pb::lease_client::LeaseClient::connect(format!("http://{}", self.voter)).await
-        {
+        if let Ok(channel) = self.dialer.connect(&self.voter).await {
+            let mut client = pb::lease_client::LeaseClient::new(channel);
             if let Ok(status) = client.status(pb::StatusRequest { stale: false }).await {
                 for group in status.into_inner().groups {
                     if group.name == "workers" {
@@ -57,6 +58,7 @@ impl CheckingLogind {
 async fn start_logind(
     address: &str,
     voter: String,
+    dialer: Dialer,
 ) -> (zbus::Connection, Arc<Mutex<Vec<RebootCall>>>) {
     let calls = Arc::new(Mutex::new(Vec::new()));
     let conn = zbus::connection::Builder::address(address)
@@ -68,6 +70,7 @@ async fn start_logind(
             CheckingLogind {
                 calls: calls.clone(),
                 voter,
+                dialer,
             },
         )
         .unwrap()
@@ -91,7 +94,8 @@ async fn flatcar_hosts_reboot_through_logind_only_while_holding_the_lease() {
     // Host a: update already downloaded when the agent starts (GetStatus).
     let bus_a = DbusDaemon::start();
     let engine_a = UpdateEngineService::start(&bus_a.address(), NEED_REBOOT, "4152.2.1").await;
-    let (_logind_a, calls_a) = start_logind(&bus_a.address(), cluster.address(0)).await;
+    let (_logind_a, calls_a) =
+        start_logind(&bus_a.address(), cluster.address(0), cluster.dialer()).await;
     let mut a = AgentHost::with_sections(
         &cluster,
         "flatcar-a",
@@ -102,7 +106,8 @@ async fn flatcar_hosts_reboot_through_logind_only_while_holding_the_lease() {
     // Host b: idle at start; the update arrives later (StatusUpdate signal).
     let bus_b = DbusDaemon::start();
     let engine_b = UpdateEngineService::start(&bus_b.address(), IDLE, "").await;
-    let (_logind_b, calls_b) = start_logind(&bus_b.address(), cluster.address(1)).await;
+    let (_logind_b, calls_b) =
+        start_logind(&bus_b.address(), cluster.address(1), cluster.dialer()).await;
     let mut b = AgentHost::with_sections(
         &cluster,
         "flatcar-b",
@@ -163,7 +168,7 @@ async fn a_host_whose_update_did_not_take_says_so_and_releases() {
     cluster.wait_for_leader(Duration::from_secs(10));
     let bus = DbusDaemon::start();
     let _engine = UpdateEngineService::start(&bus.address(), NEED_REBOOT, "4152.2.1").await;
-    let (_logind, calls) = start_logind(&bus.address(), cluster.address(0)).await;
+    let (_logind, calls) = start_logind(&bus.address(), cluster.address(0), cluster.dialer()).await;
     let mut host = AgentHost::with_sections(
         &cluster,
         "stuck",

@@ -12,4 +12,5 @@ mod demo;
 mod flatcar_host;
 mod host_agent;
 mod layers;
+mod security;
 mod storage;

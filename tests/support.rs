@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output};
 use std::time::{Duration, Instant};
 
-use baton::{FleetLayout, HostConfig, LocalHost};
+use baton::{Dialer, FleetLayout, HostConfig, LocalHost, Role, TlsMode, TlsState};
 use baton_proto::v1::lease_client::LeaseClient;
 use serde_json::Value;
 use tonic::transport::Channel;
@@ -21,7 +21,8 @@ const RUST_LOG: &str = "info,openraft=warn";
 const VOTER_SECTIONS: &str = "# These voters only serve the lease.\n[updates]\nsource = \"none\"\n";
 
 /// A cluster of voters `cp-1`..`cp-N`, each a real `baton agent` process
-/// with its own config file and state directory under one temp dir.
+/// with its own config file and state directory under one temp dir, with
+/// mutual TLS from a CA of its own (or plaintext, see [`TestCluster::insecure`]).
 pub struct TestCluster {
     /// Kept for its lifetime: the fleet's directory is removed on drop.
     _dir: tempfile::TempDir,
@@ -29,19 +30,44 @@ pub struct TestCluster {
     pub voters: Vec<LocalHost>,
     /// Extra `[cluster]` keys of every voter (e.g. snapshot settings).
     extra: String,
+    /// The CLI flags of an admin of this cluster.
+    admin_args: Vec<String>,
+    /// Channels as an admin of this cluster.
+    dialer: Dialer,
 }
 
 impl TestCluster {
-    /// Writes configs for `n` voters and starts them all.
+    /// Writes configs for `n` voters with TLS and starts them all.
     pub fn start(n: usize, extra: &str) -> TestCluster {
+        Self::start_with(n, extra, true)
+    }
+
+    /// The same, in plaintext (`[tls] insecure = true`).
+    pub fn insecure(n: usize, extra: &str) -> TestCluster {
+        Self::start_with(n, extra, false)
+    }
+
+    fn start_with(n: usize, extra: &str, tls: bool) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let names: Vec<String> = (1..=n).map(|i| format!("cp-{i}")).collect();
-        let layout = FleetLayout::new(dir.path(), &names).expect("free ports");
+        let layout = FleetLayout::new(dir.path(), &names, tls).expect("lay out the fleet");
+        let admin = layout
+            .client_identity("test-admin", Role::Admin)
+            .expect("admin certificate");
+        let (admin_args, mode) = match &admin {
+            Some(identity) => (
+                identity.cli_args(),
+                TlsMode::Mutual(TlsState::load(&identity.files()).expect("admin TLS")),
+            ),
+            None => (vec!["--insecure".to_string()], TlsMode::Insecure),
+        };
         let mut cluster = TestCluster {
             _dir: dir,
             layout,
             voters: Vec::new(),
             extra: extra.to_string(),
+            admin_args,
+            dialer: Dialer::new(Duration::from_secs(2), Duration::from_secs(10), mode),
         };
         for name in &names {
             let voter = cluster.write_voter(name);
@@ -116,13 +142,28 @@ impl TestCluster {
         self.voters[i].log()
     }
 
-    /// Runs the CLI against the given endpoints.
+    /// Runs the CLI, as an admin of this cluster, against the given endpoints.
     pub fn cli_at(&self, endpoints: &str, args: &[&str]) -> Output {
         Command::new(baton_bin())
             .args(["--endpoint", endpoints])
+            .args(&self.admin_args)
             .args(args)
             .output()
             .expect("run baton cli")
+    }
+
+    /// Runs the CLI with exactly these arguments (no identity added).
+    pub fn cli_raw(&self, args: &[&str]) -> Output {
+        Command::new(baton_bin())
+            .args(["--endpoint", &self.endpoints()])
+            .args(args)
+            .output()
+            .expect("run baton cli")
+    }
+
+    /// Channels to the voters as an admin of this cluster.
+    pub fn dialer(&self) -> Dialer {
+        self.dialer.clone()
     }
 
     /// Runs the CLI against all voters (first that answers).
@@ -168,12 +209,12 @@ impl TestCluster {
             .join("\n")
     }
 
-    /// A gRPC Lease client to voter `i`.
+    /// A gRPC Lease client to voter `i`, as an admin of this cluster.
     pub async fn lease_client(&self, i: usize) -> LeaseClient<Channel> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match LeaseClient::connect(format!("http://{}", self.address(i))).await {
-                Ok(client) => return client,
+            match self.dialer.connect(&self.address(i)).await {
+                Ok(channel) => return LeaseClient::new(channel),
                 Err(e) if Instant::now() > deadline => panic!("connect to voter {i}: {e}"),
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }

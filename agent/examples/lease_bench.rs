@@ -3,10 +3,10 @@
 //!
 //! Run: `cargo build --release --bin baton && cargo run --release --example lease_bench [-- ITERATIONS]`
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use baton::{FleetLayout, HostConfig, LocalHost};
+use baton::{Dialer, FleetLayout, HostConfig, LocalHost, Role, TlsMode, TlsState};
 use baton_proto::v1 as pb;
 use pb::lease_client::LeaseClient;
 use tokio_stream::StreamExt;
@@ -42,11 +42,12 @@ fn status_kib(pid: u32, field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-async fn client(address: &str) -> Result<LeaseClient<Channel>, Error> {
+/// A client of the voter at `address`, on its own connection (as a host).
+async fn client(bench: &Bench, address: &str) -> Result<LeaseClient<Channel>, Error> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match LeaseClient::connect(format!("http://{address}")).await {
-            Ok(c) => return Ok(c),
+        match bench.dialer.connect(address).await {
+            Ok(channel) => return Ok(LeaseClient::new(channel)),
             Err(e) if Instant::now() > deadline => return Err(e.into()),
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
@@ -62,7 +63,7 @@ async fn leader(bench: &Bench) -> Result<usize, Error> {
             .enumerate()
             .filter(|(_, h)| h.is_running())
         {
-            if let Ok(mut c) = LeaseClient::connect(format!("http://{}", bench.address(i))).await {
+            if let Ok(mut c) = client(bench, &bench.address(i)).await {
                 if let Ok(s) = c.status(pb::StatusRequest { stale: false }).await {
                     if let Some(l) = s.into_inner().leader {
                         return Ok(l as usize - 1);
@@ -102,24 +103,24 @@ fn granted(reply: &pb::AcquireResponse) -> bool {
 
 /// p50 and p99 of `samples`, in milliseconds.
 fn report(name: &str, mut samples: Vec<Duration>, target: &str) {
-    samples.sort();
-    let pick = |q: f64| {
-        samples[((samples.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1000.0
-    };
+    let n = samples.len();
+    let (p50, p99, max) = (
+        percentile(&mut samples, 0.50),
+        percentile(&mut samples, 0.99),
+        percentile(&mut samples, 1.0),
+    );
     println!(
-        "{name:<26} n={:<5} p50={:>8.3} ms  p99={:>8.3} ms  max={:>8.3} ms   target: {target}",
-        samples.len(),
-        pick(0.50),
-        pick(0.99),
-        pick(1.0)
+        "{name:<26} n={n:<5} p50={p50:>8.3} ms  p99={p99:>8.3} ms  max={max:>8.3} ms   target: {target}"
     );
 }
 
-/// The three voters of the benchmark: baton's own local fleet launcher.
+/// The three voters of the benchmark (baton's own local fleet launcher),
+/// and how the benchmark's clients dial them.
 struct Bench {
     bin: PathBuf,
     layout: FleetLayout,
     hosts: Vec<LocalHost>,
+    dialer: Dialer,
 }
 
 impl Bench {
@@ -132,6 +133,12 @@ impl Bench {
     }
 }
 
+/// Acquire latencies of one mode, for the comparison at the end.
+struct Figures {
+    acquire_p50: f64,
+    acquire_p99: f64,
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Error> {
     let iterations: usize = std::env::args()
@@ -139,10 +146,28 @@ async fn main() -> Result<(), Error> {
         .and_then(|a| a.parse().ok())
         .unwrap_or(500);
     let bin = baton_binary()?;
-    let dir = std::env::temp_dir().join(format!("baton-bench-{}", std::process::id()));
+    // The same benchmark twice in one run: plaintext, then mutual TLS.
+    let plain = cluster_run(&bin, false, iterations).await?;
+    let tls = cluster_run(&bin, true, iterations).await?;
+    println!(
+        "TLS / plaintext, acquire on the leader: p50 {:.3} / {:.3} ms = {:.2}x, p99 {:.3} / {:.3} ms = {:.2}x   target: < 1.10x",
+        tls.acquire_p50,
+        plain.acquire_p50,
+        tls.acquire_p50 / plain.acquire_p50,
+        tls.acquire_p99,
+        plain.acquire_p99,
+        tls.acquire_p99 / plain.acquire_p99
+    );
+    Ok(())
+}
+
+/// Starts a 3-voter cluster (with or without TLS), runs the benchmark on
+/// it and stops it.
+async fn cluster_run(bin: &Path, tls: bool, iterations: usize) -> Result<Figures, Error> {
+    let dir = std::env::temp_dir().join(format!("baton-bench-{}-{tls}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let names: Vec<String> = (1..=3).map(|i| format!("b{i}")).collect();
-    let layout = FleetLayout::new(&dir, &names)?;
+    let layout = FleetLayout::new(&dir, &names, tls)?;
     let cluster = std::env::var("BATON_BENCH_CLUSTER").unwrap_or_default();
     let config = HostConfig {
         cluster: &cluster,
@@ -153,21 +178,41 @@ async fn main() -> Result<(), Error> {
         .iter()
         .map(|name| layout.write_host(name, &config))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut bench = Bench { bin, layout, hosts };
+    // The benchmark's clients present an admin certificate: they act for
+    // many holders, as only an admin may.
+    let mode = match layout.client_identity("bench", Role::Admin)? {
+        Some(identity) => TlsMode::Mutual(TlsState::load(&identity.files())?),
+        None => TlsMode::Insecure,
+    };
+    let dialer = Dialer::new(Duration::from_secs(2), Duration::from_secs(10), mode);
+    let mut bench = Bench {
+        bin: bin.to_path_buf(),
+        layout,
+        hosts,
+        dialer,
+    };
     for i in 0..3 {
         bench.start(i)?;
     }
+    println!(
+        "\n== {}",
+        if tls {
+            "mutual TLS"
+        } else {
+            "plaintext ([tls] insecure = true)"
+        }
+    );
     let result = run(&mut bench, iterations).await;
     drop(bench);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-async fn run(bench: &mut Bench, iterations: usize) -> Result<(), Error> {
+async fn run(bench: &mut Bench, iterations: usize) -> Result<Figures, Error> {
     let l = leader(bench).await?;
     println!("baton lease bench: 3 voters on 127.0.0.1, release build, fsync on; {iterations} iterations; leader = voter {}", l + 1);
-    let mut on_leader = client(&bench.address(l)).await?;
-    let mut on_follower = client(&bench.address((l + 1) % 3)).await?;
+    let mut on_leader = client(bench, &bench.address(l)).await?;
+    let mut on_follower = client(bench, &bench.address((l + 1) % 3)).await?;
 
     // Warm up connections and the group.
     for _ in 0..20 {
@@ -204,8 +249,8 @@ async fn run(bench: &mut Bench, iterations: usize) -> Result<(), Error> {
     // Hand-off: A holds, B is queued and watching; from the moment A's
     // release is committed (its reply) to B's grant.
     let mut handoff = Vec::new();
-    let mut waiter = client(&bench.address((l + 2) % 3)).await?;
-    let mut watcher = client(&bench.address((l + 2) % 3)).await?;
+    let mut waiter = client(bench, &bench.address((l + 2) % 3)).await?;
+    let mut watcher = client(bench, &bench.address((l + 2) % 3)).await?;
     for _ in 0..(iterations / 5).max(20) {
         on_leader.acquire(acquire_req("handoff", "A")).await?;
         let reply = waiter
@@ -260,7 +305,7 @@ async fn run(bench: &mut Bench, iterations: usize) -> Result<(), Error> {
     for _ in 0..5 {
         let l = leader(bench).await?;
         let survivor = (l + 1) % 3;
-        let mut c = client(&bench.address(survivor)).await?;
+        let mut c = client(bench, &bench.address(survivor)).await?;
         c.acquire(acquire_req("failover", "x")).await?;
         c.release(release_req("failover", "x")).await?;
         bench.hosts[l].kill();
@@ -280,6 +325,10 @@ async fn run(bench: &mut Bench, iterations: usize) -> Result<(), Error> {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 
+    let figures = Figures {
+        acquire_p50: percentile(&mut acquire, 0.50),
+        acquire_p99: percentile(&mut acquire, 0.99),
+    };
     report("acquire (on leader)", acquire, "p50 <= 1 ms, p99 <= 3 ms");
     report("release (on leader)", release, "-");
     report("acquire (via follower)", via_follower, "-");
@@ -294,5 +343,11 @@ async fn run(bench: &mut Bench, iterations: usize) -> Result<(), Error> {
             *file as f64 / 1024.0
         );
     }
-    Ok(())
+    Ok(figures)
+}
+
+/// The `q` quantile of `samples`, in milliseconds.
+fn percentile(samples: &mut [Duration], q: f64) -> f64 {
+    samples.sort();
+    samples[((samples.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1000.0
 }

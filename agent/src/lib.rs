@@ -31,10 +31,18 @@ mod cli;
 
 // What the binary (main.rs) and the man-page generator (examples/gen_docs.rs) need.
 pub use cli::logging::{init as init_logging, report_error};
-pub use cli::{run, Cli, CliError, EXIT_CONFIG, EXIT_QUEUED, EXIT_UNAVAILABLE};
+pub use cli::{run, Cli, CliError, EXIT_CONFIG, EXIT_NOPERM, EXIT_QUEUED, EXIT_UNAVAILABLE};
 
 // The local fleet launcher: `baton demo`, examples/lease_bench.rs and the integration tests.
-pub use cli::local_fleet::{free_port, FleetLayout, FleetVoter, HostConfig, LocalHost};
+pub use cli::local_fleet::{
+    free_port, ClientIdentity, FleetError, FleetLayout, FleetVoter, HostConfig, LocalHost,
+};
+pub use rules::access::Role;
+
+// Channels to a fleet as a client presents itself (tests, the benchmark).
+pub use config::TlsFiles;
+pub use transport::tls::{TlsError, TlsMode, TlsState};
+pub use transport::Dialer;
 
 // Update sources, for the integration tests against a real D-Bus.
 pub use config::{UpdateSettings, UpdateSourceKind};

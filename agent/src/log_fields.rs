@@ -1,4 +1,4 @@
-//! The BATON_* fields, named once: the span events are logged in, and the hook environment.
+//! The BATON_* fields, named once: the spans events are logged in, and the hook environment.
 //!
 //! `journalctl -u baton BATON_PHASE=rebooting` and `BATON_GROUP=workers`
 //! work because every host agent event is logged inside [`lease_span`]
@@ -16,6 +16,12 @@ pub const GROUP: &str = "BATON_GROUP";
 pub const HOLDER: &str = "BATON_HOLDER";
 /// The fencing token of the grant.
 pub const TOKEN: &str = "BATON_TOKEN";
+
+/// The span admin actions and refused calls are logged in: who called
+/// (`BATON_CALLER`, the certificate's name) in which role (`BATON_ROLE`).
+pub fn caller_span(caller: &str, role: &str) -> Span {
+    tracing::info_span!("caller", BATON_CALLER = caller, BATON_ROLE = role)
+}
 
 /// The span that gives the events logged in it the BATON_* fields; a field
 /// given as `None` is left out.

@@ -6,6 +6,8 @@ use baton_proto::v1::admin_client::AdminClient;
 use baton_proto::v1::lease_client::LeaseClient;
 use tonic::transport::Channel;
 
+use crate::rules::limits::MAX_RESPONSE_BYTES;
+use crate::transport::tls::TlsMode;
 use crate::transport::{Dialer, TransportError};
 
 /// Why a CLI call failed, in words an operator can act on.
@@ -17,6 +19,8 @@ pub enum ClientError {
     BadEndpoint { endpoint: String, reason: String },
     #[error("{endpoint}: {message}")]
     Rejected { endpoint: String, message: String },
+    #[error("{endpoint}: permission denied: {message}")]
+    Denied { endpoint: String, message: String },
     #[error("{endpoint}: cluster unavailable: {message}")]
     Unavailable { endpoint: String, message: String },
     #[error("{endpoint}: no answer within {timeout:?}")]
@@ -29,6 +33,8 @@ pub struct Client {
     channel: Channel,
     endpoint: String,
     request_timeout: Duration,
+    /// Whether this client speaks plaintext (for the hint when that fails).
+    insecure: bool,
 }
 
 /// The innermost cause of an error, which names the real problem
@@ -54,8 +60,10 @@ impl Client {
         endpoints: &[String],
         connect_timeout: Duration,
         request_timeout: Duration,
+        tls: TlsMode,
     ) -> Result<Client, ClientError> {
-        let dialer = Dialer::new(connect_timeout, request_timeout);
+        let insecure = tls.is_insecure();
+        let dialer = Dialer::new(connect_timeout, request_timeout, tls);
         let mut reasons = Vec::new();
         for endpoint in endpoints {
             match dialer.connect(endpoint).await {
@@ -64,6 +72,7 @@ impl Client {
                         channel,
                         endpoint: endpoint.clone(),
                         request_timeout,
+                        insecure,
                     })
                 }
                 Err(TransportError::Address { source, .. }) => {
@@ -75,7 +84,17 @@ impl Client {
                 Err(TransportError::ConnectTimeout { timeout, .. }) => {
                     reasons.push(format!("no connection within {timeout:?}"))
                 }
-                Err(e) => reasons.push(root_cause(&e)),
+                Err(e) => {
+                    let reason = root_cause(&e);
+                    // A TLS voter drops a plaintext client without a word.
+                    if insecure && !reason.contains("refused") {
+                        reasons.push(format!(
+                            "{reason} (this client speaks plaintext; does the voter require TLS?)"
+                        ));
+                    } else {
+                        reasons.push(reason);
+                    }
+                }
             }
         }
         reasons.dedup();
@@ -91,7 +110,7 @@ impl Client {
     }
 
     pub fn lease(&self) -> LeaseClient<Channel> {
-        LeaseClient::new(self.channel.clone())
+        LeaseClient::new(self.channel.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES)
     }
 
     pub fn admin(&self) -> AdminClient<Channel> {
@@ -101,16 +120,30 @@ impl Client {
     /// Turns a failed call into a [`ClientError`].
     pub fn error(&self, status: tonic::Status) -> ClientError {
         let endpoint = self.endpoint.clone();
+        // The connection itself failed (a TLS voter answers a plaintext
+        // client's HTTP/2 with garbage, or hangs up on it).
+        let message = status.message();
+        let cut_off = status.code() == tonic::Code::Cancelled && !message.contains("Timeout");
+        if cut_off || message.contains("h2 protocol error") || message.contains("transport error") {
+            let cause = std::error::Error::source(&status)
+                .map(root_cause)
+                .unwrap_or_else(|| message.to_string());
+            let hint = if self.insecure {
+                " (this client speaks plaintext; does the voter require TLS?)"
+            } else {
+                ""
+            };
+            return ClientError::Unreachable {
+                endpoints: endpoint,
+                reason: format!("{cause}{hint}"),
+            };
+        }
         match status.code() {
-            tonic::Code::Unavailable if status.message().contains("transport") => {
-                ClientError::Unreachable {
-                    endpoints: endpoint,
-                    reason: std::error::Error::source(&status)
-                        .map(root_cause)
-                        .unwrap_or_else(|| status.message().to_string()),
-                }
-            }
             tonic::Code::Unavailable => ClientError::Unavailable {
+                endpoint,
+                message: status.message().to_string(),
+            },
+            tonic::Code::PermissionDenied => ClientError::Denied {
                 endpoint,
                 message: status.message().to_string(),
             },

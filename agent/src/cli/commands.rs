@@ -9,21 +9,22 @@ use tokio_stream::StreamExt;
 use super::client::{Client, ClientError};
 use super::output;
 use super::{AcquireArgs, Cli, CliError, Command, LeaseCommand, VoterCommand, EXIT_QUEUED};
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings, TlsFiles, TlsSettings};
 use crate::host::lease_client::{lease_endpoints, machine_id, slot_may_be_free};
+use crate::transport::tls::{TlsMode, TlsState};
 
 /// Where to send CLI calls: `--endpoint`, else the local config's listen
 /// address followed by the other voters.
-fn endpoints(cli: &Cli) -> Result<Vec<String>, CliError> {
+fn endpoints(cli: &Cli, local: &Result<Settings, ConfigError>) -> Result<Vec<String>, CliError> {
     if let Some(endpoint) = &cli.endpoint {
         return Ok(endpoint.split(',').map(|s| s.trim().to_string()).collect());
     }
-    let settings = Settings::load(&cli.config, &cli.vendor_dir).map_err(|e| {
+    let settings = local.as_ref().map_err(|e| {
         CliError::Usage(format!(
             "no --endpoint given, and the local configuration gives none: {e}"
         ))
     })?;
-    let list = lease_endpoints(&settings);
+    let list = lease_endpoints(settings);
     if list.is_empty() {
         return Err(CliError::Usage(format!(
             "no --endpoint given, and {} lists no voters",
@@ -33,15 +34,41 @@ fn endpoints(cli: &Cli) -> Result<Vec<String>, CliError> {
     Ok(list)
 }
 
+/// How to talk to the cluster: `--insecure`, else TLS with the files given
+/// by flags, each defaulting to the local config's `[tls]` (so `baton
+/// status` on a host just works), or to the standard paths without one.
+fn tls_mode(cli: &Cli, local: &Result<Settings, ConfigError>) -> Result<TlsMode, CliError> {
+    if cli.insecure {
+        return Ok(TlsMode::Insecure);
+    }
+    let configured = match local.as_ref().map(|s| &s.tls) {
+        Ok(TlsSettings::Insecure)
+            if cli.ca.is_none() && cli.cert.is_none() && cli.key.is_none() =>
+        {
+            return Ok(TlsMode::Insecure)
+        }
+        Ok(TlsSettings::Mutual(files)) => files.clone(),
+        _ => TlsFiles::default(),
+    };
+    let files = TlsFiles {
+        ca: cli.ca.clone().unwrap_or(configured.ca),
+        cert: cli.cert.clone().unwrap_or(configured.cert),
+        key: cli.key.clone().unwrap_or(configured.key),
+    };
+    Ok(TlsMode::Mutual(TlsState::load(&files)?))
+}
+
 pub(super) async fn run_client_command(cli: &Cli) -> Result<ExitCode, CliError> {
+    let local = Settings::load(&cli.config, &cli.vendor_dir);
     let client = Client::connect(
-        &endpoints(cli)?,
+        &endpoints(cli, &local)?,
         cli.request_timeout.min(Duration::from_secs(3)),
         cli.request_timeout,
+        tls_mode(cli, &local)?,
     )
     .await?;
     match &cli.command {
-        Command::Agent | Command::Demo { .. } => {
+        Command::Agent | Command::Demo { .. } | Command::Cert(_) => {
             Err(CliError::Usage("not a client command".into()))
         }
         Command::Status { json, stale } => {
@@ -134,7 +161,7 @@ fn admin_done(
     reply: Result<tonic::Response<pb::AdminResponse>, tonic::Status>,
 ) -> Result<ExitCode, CliError> {
     let reply = reply.map_err(|s| client.error(s))?.into_inner();
-    println!("{}", reply.message);
+    println!("{}", output::printable(&reply.message));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -172,13 +199,17 @@ async fn acquire(client: &Client, args: &AcquireArgs) -> Result<ExitCode, CliErr
         if !args.wait {
             println!(
                 "queued: position {} of {} ({})",
-                queued.position, queued.waiters, queued.reason
+                queued.position,
+                queued.waiters,
+                output::printable(&queued.reason)
             );
             return Ok(ExitCode::from(EXIT_QUEUED));
         }
         eprintln!(
             "waiting: position {} of {} ({})",
-            queued.position, queued.waiters, queued.reason
+            queued.position,
+            queued.waiters,
+            output::printable(&queued.reason)
         );
         if watch.is_none() {
             let stream = client
@@ -278,5 +309,6 @@ fn describe_event(event: &pb::WatchEvent) -> String {
     } else {
         &event.group
     };
-    format!("[{}] {group}: {what}", event.index)
+    // Names and reasons come from the network: never let them drive the terminal.
+    output::printable(&format!("[{}] {group}: {what}", event.index))
 }

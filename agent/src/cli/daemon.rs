@@ -2,15 +2,27 @@
 //!
 //! It starts what the config asks for, tells systemd when it is ready, and stops on SIGTERM.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::CliError;
-use crate::config::Settings;
+use crate::config::{Settings, TlsSettings};
 use crate::host::agent::HostAgent;
 use crate::host::service_manager::ServiceManager;
 use crate::server::voter::Voter;
+use crate::transport::tls::{TlsMode, TlsState};
+
+/// How often the TLS files are looked at for changes (SIGHUP: at once).
+const TLS_CHECK: Duration = Duration::from_secs(10);
+
+/// A certificate this close to its expiry is warned about, daily.
+const EXPIRY_WARNING_SECS: i64 = 14 * 24 * 60 * 60;
+
+/// The STATUS= warning topic of TLS.
+const TLS_WARNING: &str = "tls";
 
 pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCode, CliError> {
     let settings = Settings::load(config, vendor_dir)?;
@@ -26,12 +38,27 @@ pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCo
             .collect::<Vec<_>>()
             .join(", ")
     );
+    warn_if_exposed(&settings);
+    let tls = tls_mode(&settings.tls)?;
+    let tls_watch = match &tls {
+        TlsMode::Mutual(state) => Some(tokio::spawn(watch_tls(state.clone(), notify.clone()))),
+        TlsMode::Insecure => {
+            tracing::warn!(
+                "INSECURE: [tls] insecure = true: plaintext, and anyone who reaches this host's port may call it"
+            );
+            notify.warn(
+                TLS_WARNING,
+                Some("INSECURE: no TLS ([tls] insecure = true)".into()),
+            );
+            None
+        }
+    };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(CliError::Signal)?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
 
     let voter = match settings.this_voter() {
-        Some(_) => Some(Voter::start(&settings).await?),
+        Some(_) => Some(Voter::start(&settings, tls.clone()).await?),
         None => None,
     };
     // What this host does besides serving the lease, in words for STATUS=.
@@ -47,7 +74,7 @@ pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCo
                 .to_string(),
         )
     } else {
-        let host = HostAgent::start(settings.clone(), notify).await?;
+        let host = HostAgent::start(settings.clone(), notify.clone(), tls).await?;
         agent = Some(tokio::spawn(host.run(stopped)));
         None
     };
@@ -64,6 +91,7 @@ pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCo
         let every = notify
             .watchdog_interval()
             .unwrap_or(Duration::from_secs(10));
+        let notify = notify.clone();
         tokio::spawn(async move {
             loop {
                 notify.watchdog_ping();
@@ -87,6 +115,9 @@ pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCo
     if let Some(pinger) = pinger {
         pinger.abort();
     }
+    if let Some(tls_watch) = tls_watch {
+        tls_watch.abort();
+    }
     let result = match agent_failed {
         Some(Ok(Err(e))) => Err(CliError::Agent(e)),
         Some(Err(join)) => Err(CliError::Usage(format!("host agent crashed: {join}"))),
@@ -107,4 +138,100 @@ pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCo
         voter.stop().await;
     }
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// How this daemon talks to the cluster; unreadable TLS files are a
+/// configuration error (the unit does not restart on it).
+fn tls_mode(settings: &TlsSettings) -> Result<TlsMode, CliError> {
+    Ok(match settings {
+        TlsSettings::Insecure => TlsMode::Insecure,
+        TlsSettings::Mutual(files) => TlsMode::Mutual(TlsState::load(files)?),
+    })
+}
+
+/// Reads the TLS files again when they change (or on SIGHUP), so a
+/// rotation needs no restart; warns when the certificate nears its expiry.
+async fn watch_tls(state: Arc<TlsState>, notify: ServiceManager) {
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = tokio::time::interval(TLS_CHECK);
+    let mut warned_day = None;
+    loop {
+        let forced = tokio::select! {
+            _ = tick.tick() => false,
+            Some(()) = async {
+                match hangup.as_mut() {
+                    Some(signal) => signal.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => true,
+        };
+        let reloaded = if forced {
+            state.reload().map(|()| true)
+        } else {
+            state.reload_if_changed()
+        };
+        match reloaded {
+            Ok(true) => {
+                let own = &state.current().own;
+                tracing::info!(
+                    "TLS: read {} again: {} ({}), valid until {}",
+                    state.files().cert.display(),
+                    own.name,
+                    own.role.map_or("no role", |r| r.as_str()),
+                    unix_date(own.not_after)
+                );
+                warned_day = None;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!("TLS: cannot use the changed files, keeping the old ones: {e}")
+            }
+        }
+        let not_after = state.current().own.not_after;
+        let now = jiff::Timestamp::now().as_second();
+        if not_after - now < EXPIRY_WARNING_SECS {
+            let days = (not_after - now).div_euclid(86_400);
+            let text = format!(
+                "certificate {} expires {} ({days} days)",
+                state.files().cert.display(),
+                unix_date(not_after)
+            );
+            if warned_day != Some(now / 86_400) {
+                tracing::warn!(
+                    "TLS: {text}; issue a new one and replace the file (no restart needed)"
+                );
+                warned_day = Some(now / 86_400);
+            }
+            notify.warn(TLS_WARNING, Some(text));
+        } else {
+            notify.warn(TLS_WARNING, None);
+        }
+    }
+}
+
+/// Unix seconds as an RFC 3339 date, for messages.
+fn unix_date(seconds: i64) -> String {
+    jiff::Timestamp::from_second(seconds).map_or_else(|_| seconds.to_string(), |t| t.to_string())
+}
+
+/// Warns when a config file is writable, or the TLS key readable, by others:
+/// the daemon runs as root and reboots the machine.
+fn warn_if_exposed(settings: &Settings) {
+    let mode = |path: &Path| std::fs::metadata(path).ok().map(|m| m.permissions().mode());
+    for file in &settings.sources {
+        if mode(file).is_some_and(|m| m & 0o022 != 0) {
+            tracing::warn!(
+                "{} is writable by other users; it decides when this host reboots (chmod go-w)",
+                file.display()
+            );
+        }
+    }
+    if let TlsSettings::Mutual(files) = &settings.tls {
+        if mode(&files.key).is_some_and(|m| m & 0o077 != 0) {
+            tracing::warn!(
+                "{} is readable by other users; it is this host's identity (chmod 600)",
+                files.key.display()
+            );
+        }
+    }
 }

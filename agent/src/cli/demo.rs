@@ -17,9 +17,11 @@ use baton_proto::v1::lease_client::LeaseClient;
 use serde_json::json;
 use tokio_stream::StreamExt;
 
-use crate::cli::local_fleet::{FleetLayout, HostConfig, LocalHost};
+use crate::cli::local_fleet::{FleetError, FleetLayout, HostConfig, LocalHost};
 use crate::host::phase_file::PhaseFile;
+use crate::rules::access::Role;
 use crate::rules::phases::Phase;
+use crate::transport::tls::{TlsError, TlsMode, TlsState};
 use crate::transport::Dialer;
 
 /// The lease group every demo host joins.
@@ -42,8 +44,10 @@ pub enum DemoError {
         host: String,
         source: std::io::Error,
     },
-    #[error("no free port on 127.0.0.1: {0}")]
-    Port(std::io::Error),
+    #[error("cannot lay out the fleet: {0}")]
+    Fleet(#[from] FleetError),
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
     #[error("the fleet did not finish rolling within {0:?}")]
     Timeout(Duration),
     #[error("interrupted")]
@@ -122,7 +126,8 @@ impl Fleet {
         let root = std::env::temp_dir().join(format!("baton-demo-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let names: Vec<String> = (1..=hosts).map(|i| format!("host-{i}")).collect();
-        let layout = FleetLayout::new(&root, &names[..voters]).map_err(DemoError::Port)?;
+        // TLS, as a real fleet runs: a throw-away CA in the demo's temp dir.
+        let layout = FleetLayout::new(&root, &names[..voters], true)?;
         let binary = prepare(Path::new("/proc/self/exe"), std::env::current_exe())?;
         let mut fleet = Fleet {
             layout,
@@ -149,7 +154,7 @@ impl Fleet {
                 sections: &format!("# baton demo host {name}\n{sections}"),
                 ..HostConfig::default()
             };
-            let host = prepare(&dir, fleet.layout.write_host(name, &config))?;
+            let host = fleet.layout.write_host(name, &config)?;
             prepare(&boot_id, std::fs::write(&boot_id, new_boot_id()))?;
             // Every host has an update waiting for a reboot.
             prepare(&sentinel, std::fs::write(&sentinel, "demo update\n"))?;
@@ -324,7 +329,11 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         .take(2)
         .map(|v| v.address.clone())
         .collect();
-    let dialer = Dialer::new(Duration::from_secs(1), Duration::from_secs(5));
+    let tls = match fleet.layout.client_identity("demo-watch", Role::Admin)? {
+        Some(identity) => TlsMode::Mutual(TlsState::load(&identity.files())?),
+        None => TlsMode::Insecure,
+    };
+    let dialer = Dialer::new(Duration::from_secs(1), Duration::from_secs(5), tls);
     let mut seen = BTreeSet::new();
     let deadline = Instant::now() + options.timeout;
     let mut tick = tokio::time::interval(Duration::from_millis(20));

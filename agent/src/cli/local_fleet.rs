@@ -11,6 +11,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
+use super::cert::{self, CertError};
+use crate::config::TlsFiles;
+use crate::rules::access::Role;
+
 /// A loopback port that was free a moment ago. Taken below the kernel's
 /// ephemeral range (32768 and up), so that no outgoing connection can grab
 /// it between now and the agent's bind; spread by process id, so that
@@ -45,12 +49,57 @@ pub struct FleetVoter {
     pub address: String,
 }
 
-/// Where a fleet lives and who its voters are; writes each host's config.
+/// Where a fleet lives and who its voters are; writes each host's config
+/// and, in a TLS fleet, issues each host's certificate from the fleet's CA.
 #[derive(Debug, Clone)]
 pub struct FleetLayout {
     root: PathBuf,
     voters: Vec<FleetVoter>,
+    /// The certificate directory (CA and every host's pair); None: plaintext.
+    tls: Option<PathBuf>,
 }
+
+/// Why a fleet could not be laid out.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Cert(#[from] CertError),
+}
+
+/// The files a client (the CLI, a test) presents to the fleet.
+#[derive(Debug, Clone)]
+pub struct ClientIdentity {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl ClientIdentity {
+    /// The CLI's flags for this identity.
+    pub fn cli_args(&self) -> Vec<String> {
+        let arg = |flag: &str, path: &Path| [flag.to_string(), path.display().to_string()];
+        [
+            arg("--ca", &self.ca),
+            arg("--cert", &self.cert),
+            arg("--key", &self.key),
+        ]
+        .concat()
+    }
+
+    /// The same files as `[tls]` settings.
+    pub fn files(&self) -> TlsFiles {
+        TlsFiles {
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        }
+    }
+}
+
+/// Days the certificates of a local fleet are valid.
+const FLEET_CERT_DAYS: u32 = 30;
 
 /// What goes into one host's config besides what the layout writes.
 #[derive(Debug, Clone, Default)]
@@ -64,16 +113,49 @@ pub struct HostConfig<'a> {
 }
 
 impl FleetLayout {
-    /// A fleet in `root` whose voters are `names`, each on a free loopback port.
-    pub fn new(root: &Path, names: &[String]) -> std::io::Result<FleetLayout> {
+    /// A fleet in `root` whose voters are `names`, each on a free loopback
+    /// port; with `tls`, a throw-away CA in `root/tls` signs every host.
+    pub fn new(root: &Path, names: &[String], tls: bool) -> Result<FleetLayout, FleetError> {
         let mut layout = FleetLayout {
             root: root.to_path_buf(),
             voters: Vec::new(),
+            tls: None,
         };
+        if tls {
+            let dir = root.join("tls");
+            cert::init(&dir, "local fleet CA", FLEET_CERT_DAYS, true)?;
+            layout.tls = Some(dir);
+        }
         for name in names {
             layout.add_voter(name)?;
         }
         Ok(layout)
+    }
+
+    /// Issues a certificate for a client of the fleet (the CLI, a test);
+    /// None in a plaintext fleet.
+    pub fn client_identity(
+        &self,
+        name: &str,
+        role: Role,
+    ) -> Result<Option<ClientIdentity>, FleetError> {
+        let Some(dir) = &self.tls else {
+            return Ok(None);
+        };
+        let written = cert::issue(dir, name, role, &[], FLEET_CERT_DAYS, true)?;
+        Ok(Some(ClientIdentity {
+            ca: dir.join("ca.crt"),
+            cert: written.cert,
+            key: written.key,
+        }))
+    }
+
+    /// The CLI flags of an admin of this fleet (`--insecure` without TLS).
+    pub fn admin_args(&self) -> Result<Vec<String>, FleetError> {
+        Ok(match self.client_identity("fleet-admin", Role::Admin)? {
+            Some(identity) => identity.cli_args(),
+            None => vec!["--insecure".to_string()],
+        })
     }
 
     /// Adds a voter on a free port, with the next id. Hosts written from
@@ -106,20 +188,43 @@ impl FleetLayout {
     }
 
     /// Writes host `name`'s directory and config: it listens when it is one
-    /// of the voters, and every host lists all voters.
-    pub fn write_host(&self, name: &str, config: &HostConfig<'_>) -> std::io::Result<LocalHost> {
+    /// of the voters, every host lists all voters, and in a TLS fleet it
+    /// gets its certificate (role voter or host).
+    pub fn write_host(&self, name: &str, config: &HostConfig<'_>) -> Result<LocalHost, FleetError> {
         let host = LocalHost {
             name: name.to_string(),
             dir: self.root.join(name),
             process: None,
         };
         std::fs::create_dir_all(&host.dir)?;
-        let listen = self
-            .voters
-            .iter()
-            .find(|v| v.name == name)
+        let voter = self.voters.iter().find(|v| v.name == name);
+        let listen = voter
             .map(|v| format!("listen = \"{}\"\n", v.address))
             .unwrap_or_default();
+        let tls = match &self.tls {
+            Some(dir) => {
+                let role = if voter.is_some() {
+                    Role::Voter
+                } else {
+                    Role::Host
+                };
+                let written = cert::issue(
+                    dir,
+                    name,
+                    role,
+                    &["127.0.0.1".into()],
+                    FLEET_CERT_DAYS,
+                    true,
+                )?;
+                format!(
+                    "\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                    dir.join("ca.crt").display(),
+                    written.cert.display(),
+                    written.key.display()
+                )
+            }
+            None => "\n[tls]\ninsecure = true\n".to_string(),
+        };
         let voters: Vec<String> = self
             .voters
             .iter()
@@ -132,7 +237,7 @@ impl FleetLayout {
             .collect();
         let text = format!(
             "[node]\nname = \"{name}\"\nstate_dir = \"{state}\"\n{node}\n\
-             [cluster]\n{listen}voters = [\n{voters}\n]\n{cluster}\n{sections}",
+             [cluster]\n{listen}voters = [\n{voters}\n]\n{cluster}\n{sections}{tls}",
             state = host.state_dir().display(),
             node = config.node,
             voters = voters.join("\n"),
@@ -254,7 +359,7 @@ mod tests {
     fn configs_list_every_voter_and_only_voters_listen() {
         let dir = tempfile::tempdir().unwrap();
         let names = ["v1".to_string(), "v2".to_string()];
-        let layout = FleetLayout::new(dir.path(), &names).unwrap();
+        let layout = FleetLayout::new(dir.path(), &names, true).unwrap();
         let voter = layout.write_host("v1", &HostConfig::default()).unwrap();
         let client = layout
             .write_host(
@@ -280,5 +385,14 @@ mod tests {
         assert_eq!(settings.node.state_dir, client.state_dir());
         assert_ne!(layout.voters()[0].address, layout.voters()[1].address);
         assert_eq!(layout.endpoints().split(',').count(), 2);
+        assert!(matches!(
+            settings.tls,
+            crate::config::TlsSettings::Mutual(_)
+        ));
+        crate::transport::tls::TlsState::load(match &settings.tls {
+            crate::config::TlsSettings::Mutual(files) => files,
+            crate::config::TlsSettings::Insecure => unreachable!(),
+        })
+        .expect("the host's certificate loads");
     }
 }

@@ -1,5 +1,6 @@
 //! The `baton` command line: clap definitions, exit codes, and the dispatch to each command.
 
+pub mod cert;
 pub mod client;
 mod commands;
 mod daemon;
@@ -16,6 +17,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::cli::client::ClientError;
 use crate::config::{ConfigError, DEFAULT_CONFIG_PATH, DEFAULT_VENDOR_DIR};
+use crate::rules::access::Role;
 use crate::server::voter::NodeError;
 
 /// Exit code when a lease was not granted (yet): EX_TEMPFAIL, "try again".
@@ -25,6 +27,8 @@ pub const EXIT_QUEUED: u8 = 75;
 pub const EXIT_CONFIG: u8 = 78;
 /// Exit code when no voter could be reached: EX_UNAVAILABLE.
 pub const EXIT_UNAVAILABLE: u8 = 69;
+/// Exit code when the cluster refused the caller's identity: EX_NOPERM.
+pub const EXIT_NOPERM: u8 = 77;
 
 /// baton: coordinated, lease-guarded reboots for Flatcar and Ubuntu fleets.
 #[derive(Debug, Parser)]
@@ -42,6 +46,18 @@ pub struct Cli {
     /// How long to wait for each answer from the cluster.
     #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+    /// The cluster CA certificate (PEM); default: the local config's [tls] ca.
+    #[arg(long, global = true, env = "BATON_CA")]
+    pub ca: Option<PathBuf>,
+    /// This client's certificate (PEM); default: the local config's [tls] cert.
+    #[arg(long, global = true, env = "BATON_CERT")]
+    pub cert: Option<PathBuf>,
+    /// This client's private key (PEM); default: the local config's [tls] key.
+    #[arg(long, global = true, env = "BATON_KEY")]
+    pub key: Option<PathBuf>,
+    /// Talk plaintext, to a cluster running with [tls] insecure = true.
+    #[arg(long, global = true)]
+    pub insecure: bool,
     /// Where log events go: auto (the journal when run by systemd, else stderr), journal, plain, json.
     #[arg(long, global = true, value_enum, default_value_t = crate::cli::logging::LogFormat::Auto, env = "BATON_LOG_FORMAT")]
     pub log_format: crate::cli::logging::LogFormat,
@@ -95,6 +111,9 @@ pub enum Command {
     /// Change the set of voters.
     #[command(subcommand)]
     Voter(VoterCommand),
+    /// Make the cluster CA and certificates, or show one.
+    #[command(subcommand)]
+    Cert(CertCommand),
     /// Roll a local fleet of real agents on loopback, one lease at a time, and show the timeline.
     Demo {
         /// How many hosts (3 of them are voters; with fewer, one is).
@@ -110,6 +129,47 @@ pub enum Command {
         #[arg(long)]
         keep_files: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Make a new cluster CA: DIR/ca.crt and DIR/ca.key (0600). Keep ca.key offline.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The CA's name (common name).
+        #[arg(long, default_value = "baton cluster CA")]
+        name: String,
+        #[arg(long, default_value_t = cert::CA_DAYS)]
+        days: u32,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue NAME's certificate, signed by DIR/ca.crt: DIR/NAME.crt and DIR/NAME.key (0600).
+    Issue {
+        /// The holder: the host's node.name (voters: their name in [cluster] voters).
+        name: String,
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        #[arg(long)]
+        dir: PathBuf,
+        /// An IP or DNS name peers dial this host at (voters: each address they are listed under).
+        #[arg(long = "address")]
+        addresses: Vec<String>,
+        #[arg(long, default_value_t = cert::CERT_DAYS)]
+        days: u32,
+        /// Replace existing files (rotation).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print a certificate's name, role, addresses and expiry.
+    Show { file: PathBuf },
+}
+
+/// `--role`: voter, host or admin.
+fn parse_role(text: &str) -> Result<Role, String> {
+    Role::parse(text).ok_or_else(|| format!("unknown role {text:?}; expected voter, host or admin"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,16 +238,21 @@ pub enum CliError {
     Demo(#[from] crate::cli::demo::DemoError),
     #[error("host agent: {0}")]
     Agent(#[from] crate::host::agent::AgentError),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::transport::tls::TlsError),
+    #[error("cert: {0}")]
+    Cert(#[from] cert::CertError),
 }
 
 impl CliError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            CliError::Config(_) => ExitCode::from(EXIT_CONFIG),
+            CliError::Config(_) | CliError::Tls(_) => ExitCode::from(EXIT_CONFIG),
             CliError::Node(NodeError::NotAVoter { .. } | NodeError::WipedState { .. }) => {
                 ExitCode::from(EXIT_CONFIG)
             }
             CliError::Client(ClientError::Unreachable { .. }) => ExitCode::from(EXIT_UNAVAILABLE),
+            CliError::Client(ClientError::Denied { .. }) => ExitCode::from(EXIT_NOPERM),
             CliError::Usage(_) => ExitCode::from(2),
             _ => ExitCode::FAILURE,
         }
@@ -214,6 +279,46 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Cert(command) => run_cert(command),
         _ => commands::run_client_command(&cli).await,
     }
+}
+
+/// `baton cert ...`: local files only, no cluster.
+fn run_cert(command: &CertCommand) -> Result<ExitCode, CliError> {
+    match command {
+        CertCommand::Init {
+            dir,
+            name,
+            days,
+            force,
+        } => {
+            let written = cert::init(dir, name, *days, *force)?;
+            println!(
+                "wrote {} and {} (keep the key offline)",
+                written.cert.display(),
+                written.key.display()
+            );
+        }
+        CertCommand::Issue {
+            name,
+            role,
+            dir,
+            addresses,
+            days,
+            force,
+        } => {
+            if *role == Role::Voter && addresses.is_empty() {
+                eprintln!("warning: a voter's certificate needs --address for each address peers dial it at");
+            }
+            let written = cert::issue(dir, name, *role, addresses, *days, *force)?;
+            println!(
+                "wrote {} and {}",
+                written.cert.display(),
+                written.key.display()
+            );
+        }
+        CertCommand::Show { file } => print!("{}", cert::show(file)?),
+    }
+    Ok(ExitCode::SUCCESS)
 }

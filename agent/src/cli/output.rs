@@ -14,13 +14,26 @@ pub fn timestamp(ms: u64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
+/// Unix seconds as an RFC 3339 timestamp (UTC).
+fn seconds(s: i64) -> String {
+    jiff::Timestamp::from_second(s).map_or_else(|_| s.to_string(), |t| t.to_string())
+}
+
+/// Text from the network as it may be printed: control characters (which
+/// could move the cursor or recolour a terminal) become '?'.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 /// The status as JSON. These keys are a public interface: scripts and tests
 /// depend on them, so only ever add keys.
 pub fn status_json(status: &pb::StatusResponse) -> Value {
     let voters: Vec<Value> = status
         .voters
         .iter()
-        .map(|v| json!({"id": v.id, "name": v.name, "address": v.address, "reachable": v.reachable, "matched": v.matched}))
+        .map(|v| json!({"id": v.id, "name": v.name, "address": v.address, "reachable": v.reachable, "matched": v.matched, "cert_expires": v.cert_expires.map(seconds)}))
         .collect();
     let mut groups = Map::new();
     for g in &status.groups {
@@ -29,6 +42,8 @@ pub fn status_json(status: &pb::StatusResponse) -> Value {
             json!({
                 "max_holders": g.max_holders,
                 "paused": g.paused,
+                "paused_by": g.paused_by,
+                "paused_at": g.paused_at_ms.map(timestamp),
                 "holders": g.holders.iter().map(|h| json!({
                     "holder": h.holder,
                     "token": h.token,
@@ -50,6 +65,9 @@ pub fn status_json(status: &pb::StatusResponse) -> Value {
         "voters": voters,
         "groups": groups,
         "paused_all": status.paused_all,
+        "paused_all_by": status.paused_all_by,
+        "paused_all_at": status.paused_all_at_ms.map(timestamp),
+        "insecure": status.insecure,
         "last_applied": status.last_applied,
         "served_by": status.served_by,
         "snapshot": status.snapshot,
@@ -81,6 +99,18 @@ fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// " by NAME at TIME" of a pause, when known.
+fn paused_by(by: Option<&str>, at_ms: Option<u64>) -> String {
+    let mut text = String::new();
+    if let Some(by) = by.filter(|b| !b.is_empty()) {
+        text.push_str(&format!(" by {}", printable(by)));
+    }
+    if let Some(at) = at_ms {
+        text.push_str(&format!(" at {}", timestamp(at)));
+    }
+    text
+}
+
 /// The status as tables for people.
 pub fn status_text(status: &pb::StatusResponse) -> String {
     let mut out = String::new();
@@ -89,8 +119,19 @@ pub fn status_text(status: &pb::StatusResponse) -> String {
         .map(|id| id.to_string())
         .unwrap_or_else(|| "none".to_string());
     let _ = writeln!(out, "leader: {leader}   term: {}", status.term);
+    if status.insecure {
+        let _ = writeln!(
+            out,
+            "WARNING: this cluster runs without TLS ([tls] insecure = true): anyone who reaches a voter may call it"
+        );
+    }
     if let Some(reason) = &status.paused_all {
-        let _ = writeln!(out, "ALL GROUPS PAUSED: {reason}");
+        let _ = writeln!(
+            out,
+            "ALL GROUPS PAUSED{}: {}",
+            paused_by(status.paused_all_by.as_deref(), status.paused_all_at_ms),
+            printable(reason)
+        );
     }
     out.push('\n');
     let mut voters = vec![vec![
@@ -99,6 +140,7 @@ pub fn status_text(status: &pb::StatusResponse) -> String {
         "ADDRESS".to_string(),
         "REACHABLE".to_string(),
         "ROLE".to_string(),
+        "CERTIFICATE EXPIRES".to_string(),
     ]];
     for v in &status.voters {
         voters.push(vec![
@@ -112,6 +154,7 @@ pub fn status_text(status: &pb::StatusResponse) -> String {
                 "follower"
             }
             .to_string(),
+            v.cert_expires.map_or_else(|| "-".to_string(), seconds),
         ]);
     }
     out.push_str(&table(&voters));
@@ -128,7 +171,11 @@ pub fn status_text(status: &pb::StatusResponse) -> String {
             g.max_holders,
             g.paused
                 .as_ref()
-                .map(|r| format!(", PAUSED: {r}"))
+                .map(|r| format!(
+                    ", PAUSED{}: {}",
+                    paused_by(g.paused_by.as_deref(), g.paused_at_ms),
+                    printable(r)
+                ))
                 .unwrap_or_default()
         );
         let mut rows = vec![vec![
@@ -140,7 +187,7 @@ pub fn status_text(status: &pb::StatusResponse) -> String {
         for h in &g.holders {
             rows.push(vec![
                 "holding".to_string(),
-                h.holder.clone(),
+                printable(&h.holder),
                 h.token.to_string(),
                 timestamp(h.since_ms),
             ]);
@@ -148,7 +195,7 @@ pub fn status_text(status: &pb::StatusResponse) -> String {
         for w in &g.queue {
             rows.push(vec![
                 format!("queued #{}", w.position),
-                w.holder.clone(),
+                printable(&w.holder),
                 "-".to_string(),
                 timestamp(w.since_ms),
             ]);
@@ -174,11 +221,14 @@ mod tests {
                 address: "127.0.0.1:7422".into(),
                 reachable: true,
                 matched: Some(40),
+                cert_expires: None,
             }],
             groups: vec![pb::GroupStatus {
                 name: "workers".into(),
                 max_holders: 1,
                 paused: None,
+                paused_by: None,
+                paused_at_ms: None,
                 holders: vec![pb::Holder {
                     holder: "h1".into(),
                     token: 12,
@@ -197,6 +247,9 @@ mod tests {
             served_by: 2,
             snapshot: None,
             purged: None,
+            insecure: false,
+            paused_all_by: None,
+            paused_all_at_ms: None,
         }
     }
 

@@ -77,6 +77,7 @@ pub(super) struct Fragment {
     pub(super) reboot: Option<FragmentReboot>,
     pub(super) hooks: Option<FragmentHooks>,
     pub(super) kubernetes: Option<FragmentKubernetes>,
+    pub(super) tls: Option<FragmentTls>,
 }
 
 /// A string array as written (command line, day list), each element spanned.
@@ -191,6 +192,15 @@ pub(super) struct FragmentKubernetes {
     pub(super) pod_selector: Option<Spanned<String>>,
     pub(super) ready_timeout: Option<Spanned<String>>,
     pub(super) eviction_retry: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct FragmentTls {
+    pub(super) ca: Option<Spanned<String>>,
+    pub(super) cert: Option<Spanned<String>>,
+    pub(super) key: Option<Spanned<String>>,
+    pub(super) insecure: Option<Spanned<bool>>,
 }
 
 /// Deserializes one fragment, turning parser and serde errors into

@@ -49,6 +49,7 @@ pub(super) struct Inputs {
     pub(super) reboot: RebootInputs,
     pub(super) hooks: HooksInputs,
     pub(super) kubernetes: KubernetesInputs,
+    pub(super) tls: TlsInputs,
 }
 
 #[derive(Debug, Default)]
@@ -122,6 +123,14 @@ pub(super) struct KubernetesInputs {
     pub(super) pod_selector: Option<Located<String>>,
     pub(super) ready_timeout: Option<Located<String>>,
     pub(super) eviction_retry: Option<Located<String>>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct TlsInputs {
+    pub(super) ca: Option<Located<String>>,
+    pub(super) cert: Option<Located<String>>,
+    pub(super) key: Option<Located<String>>,
+    pub(super) insecure: Option<Located<bool>>,
 }
 
 impl Inputs {
@@ -200,6 +209,13 @@ impl Inputs {
             overlay(&mut k.pod_selector, kubernetes.pod_selector, index);
             overlay(&mut k.ready_timeout, kubernetes.ready_timeout, index);
             overlay(&mut k.eviction_retry, kubernetes.eviction_retry, index);
+        }
+        if let Some(tls) = fragment.tls {
+            let t = &mut self.tls;
+            overlay(&mut t.ca, tls.ca, index);
+            overlay(&mut t.cert, tls.cert, index);
+            overlay(&mut t.key, tls.key, index);
+            overlay(&mut t.insecure, tls.insecure, index);
         }
     }
 }

@@ -18,7 +18,7 @@
 //!    the value that was finally in force.
 //!
 //! One file per stage (`fragments`, `inputs`, `validate`) and one per
-//! concern (`cluster`, `updates`, `reboot`, `kubernetes`: each has its
+//! concern (`cluster`, `updates`, `reboot`, `kubernetes`, `tls`: each has its
 //! settings and validates its own section). Config sits just above the
 //! rules: names, durations and windows are checked with `rules`' own
 //! parsers, so a value the config accepts is a value the rules accept.
@@ -28,6 +28,7 @@ mod fragments;
 mod inputs;
 mod kubernetes;
 mod reboot;
+mod tls;
 mod updates;
 mod validate;
 
@@ -39,6 +40,7 @@ use std::path::{Path, PathBuf};
 pub use cluster::{ClusterSettings, LeaseSettings, NodeSettings, VoterSettings};
 pub use kubernetes::KubernetesSettings;
 pub use reboot::{CommandSettings, HookSettings, RebootMethod, RebootSettings, LOCALTIME};
+pub use tls::{TlsFiles, TlsSettings};
 pub use updates::{UpdateSettings, UpdateSourceKind};
 
 use fragments::{list_drop_ins, parse_fragment, read_fragment, read_host_name, DROP_IN_DIR_NAME};
@@ -68,6 +70,8 @@ pub struct Settings {
     pub hooks: HookSettings,
     /// Node draining; present when the config has a `[kubernetes]` table.
     pub kubernetes: Option<KubernetesSettings>,
+    /// Mutual TLS for every connection, or plaintext when asked for.
+    pub tls: TlsSettings,
     /// Fragments that were read, in merge order.
     pub sources: Vec<PathBuf>,
 }

@@ -143,6 +143,7 @@ fn example_parses_as_written() {
                 after_reboot: vec![],
             },
             kubernetes: None,
+            tls: TlsSettings::Mutual(TlsFiles::default()),
             sources: vec![PathBuf::from("/etc/baton/baton.toml")],
         }
     );

@@ -69,6 +69,7 @@ impl Validator<'_> {
             reboot: self.reboot(inputs.reboot)?,
             hooks: self.hooks(inputs.hooks)?,
             kubernetes,
+            tls: self.tls(inputs.tls)?,
             node,
             sources: Vec::new(),
         })

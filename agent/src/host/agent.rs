@@ -27,6 +27,7 @@ use crate::host::updates::{self, UpdateSource};
 use crate::log_fields;
 use crate::rules::phases::{self, DrainRecord, Event, Phase, RememberedLease};
 use crate::rules::window::RebootWindows;
+use crate::transport::tls::TlsMode;
 use crate::transport::Dialer;
 
 /// How long one step may wait before the loop comes round again (and pings
@@ -157,13 +158,14 @@ impl HostAgent {
     pub async fn start(
         settings: Settings,
         notify: ServiceManager,
+        tls: TlsMode,
     ) -> Result<HostAgent, AgentError> {
         let phase_file = PhaseFile::new(&settings.node.state_dir);
         let boot_id = read_boot_id(&settings)?;
         let persisted = phase_file.load()?;
         let phase = phases::resume(persisted.clone(), &boot_id);
         let span = agent_span(&settings, phase.name(), phase.lease());
-        Self::open(settings, notify, phase_file, persisted, phase, boot_id)
+        Self::open(settings, notify, tls, phase_file, persisted, phase, boot_id)
             .instrument(span)
             .await
     }
@@ -172,6 +174,7 @@ impl HostAgent {
     async fn open(
         settings: Settings,
         notify: ServiceManager,
+        tls: TlsMode,
         phase_file: PhaseFile,
         persisted: Phase,
         phase: Phase,
@@ -201,6 +204,7 @@ impl HostAgent {
         let dialer = Dialer::new(
             settings.cluster.connect_timeout,
             settings.cluster.request_timeout,
+            tls,
         );
         let lease = HostLeaseClient::new(
             lease_endpoints(&settings),

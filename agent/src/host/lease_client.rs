@@ -11,6 +11,7 @@ use tonic::{Code, Status};
 
 use crate::config::Settings;
 use crate::host::held_lease::HeldLease;
+use crate::rules::limits::MAX_RESPONSE_BYTES;
 use crate::rules::phases::RememberedLease;
 use crate::transport::Dialer;
 
@@ -111,7 +112,9 @@ impl HostLeaseClient {
                     continue;
                 }
             };
-            match call(LeaseClient::new(channel)).await {
+            match call(LeaseClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES))
+                .await
+            {
                 Ok(value) => {
                     self.current = index;
                     return Ok(value);
@@ -216,6 +219,7 @@ impl HostLeaseClient {
                 continue;
             };
             match LeaseClient::new(channel)
+                .max_decoding_message_size(MAX_RESPONSE_BYTES)
                 .watch(pb::WatchRequest {
                     group: group.clone(),
                 })

@@ -13,6 +13,8 @@
 //! wakes at least every `watchdog_interval()` (a stuck loop stops the pings
 //! and systemd restarts the unit); `stopping()` on SIGTERM.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sd_notify::NotifyState;
@@ -27,13 +29,17 @@ pub const SERVICE_ENV: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_
 pub const MAX_STATUS_BYTES: usize = 1024;
 
 /// A handle on systemd's notification socket, read from the environment once.
-/// Cheap to copy; every method takes `&self` and never fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Cheap to clone (clones share the warnings); every method takes `&self`
+/// and never fails.
+#[derive(Debug, Clone, Default)]
 pub struct ServiceManager {
     /// NOTIFY_SOCKET was set: systemd waits for READY=1 and reads STATUS=.
     notify: bool,
     /// WATCHDOG_USEC, when set for this process (WATCHDOG_PID unset or ours).
     watchdog: Option<Duration>,
+    /// Standing warnings appended to every STATUS= (plaintext, a
+    /// certificate about to expire), by topic.
+    warnings: Arc<Mutex<BTreeMap<&'static str, String>>>,
 }
 
 impl ServiceManager {
@@ -44,7 +50,28 @@ impl ServiceManager {
         ServiceManager {
             notify,
             watchdog: watchdog.filter(|_| notify),
+            warnings: Arc::default(),
         }
+    }
+
+    /// Sets (or, with None, clears) the standing warning of `topic`.
+    pub fn warn(&self, topic: &'static str, warning: Option<String>) {
+        let mut warnings = self.warnings.lock().unwrap_or_else(|p| p.into_inner());
+        match warning {
+            Some(text) => warnings.insert(topic, text),
+            None => warnings.remove(topic),
+        };
+    }
+
+    /// `text` followed by the standing warnings.
+    fn with_warnings(&self, text: &str) -> String {
+        let warnings = self.warnings.lock().unwrap_or_else(|p| p.into_inner());
+        let mut line = text.to_string();
+        for warning in warnings.values() {
+            line.push_str(" | WARNING: ");
+            line.push_str(warning);
+        }
+        status_text(&line)
     }
 
     /// READY=1: the service is up (systemd reports the unit active and
@@ -55,7 +82,7 @@ impl ServiceManager {
 
     /// READY=1 and STATUS= in one message.
     pub fn ready_with_status(&self, text: &str) {
-        let text = status_text(text);
+        let text = self.with_warnings(text);
         self.send("READY=1", &[NotifyState::Ready, NotifyState::Status(&text)]);
     }
 
@@ -63,7 +90,7 @@ impl ServiceManager {
     /// become spaces (they would end the message's field); longer than
     /// [`MAX_STATUS_BYTES`] is cut with "...".
     pub fn status(&self, text: &str) {
-        let text = status_text(text);
+        let text = self.with_warnings(text);
         self.send("STATUS", &[NotifyState::Status(&text)]);
     }
 

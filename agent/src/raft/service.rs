@@ -1,21 +1,67 @@
 //! The server side of the raft RPCs: decodes a peer's request and hands it to openraft.
 
+use std::sync::Mutex;
+
 use baton_proto::v1::raft_server::Raft as RaftRpc;
 use baton_proto::v1::RaftPayload;
+use openraft::raft::InstallSnapshotRequest;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
-use crate::raft::types::{from_payload, to_payload, Raft};
+use crate::raft::types::{from_payload, to_payload, Raft, TypeConfig};
+use crate::rules::limits::MAX_SNAPSHOT_BYTES;
 
 /// gRPC `Raft` service of a voter.
 pub struct RaftService {
     raft: Raft,
+    /// The snapshot being received: its id and the end of what arrived.
+    receiving: Mutex<Option<(String, u64)>>,
 }
 
 impl RaftService {
     pub fn new(raft: Raft) -> Self {
-        Self { raft }
+        Self {
+            raft,
+            receiving: Mutex::new(None),
+        }
+    }
+
+    /// A snapshot chunk must continue what arrived (no gaps: the buffer
+    /// grows only as far as data really came) and stay under the snapshot
+    /// limit; a chunk at offset 0 starts a snapshot.
+    fn check_chunk(&self, request: &InstallSnapshotRequest<TypeConfig>) -> Result<(), Status> {
+        let id = &request.meta.snapshot_id;
+        let len = request.data.len() as u64;
+        let end = request
+            .offset
+            .checked_add(len)
+            .filter(|end| *end <= MAX_SNAPSHOT_BYTES);
+        let Some(end) = end else {
+            return Err(Status::invalid_argument(format!(
+                "snapshot chunk at offset {} ({len} bytes) goes past the snapshot limit of {MAX_SNAPSHOT_BYTES} bytes",
+                request.offset
+            )));
+        };
+        let mut receiving = self.receiving.lock().unwrap_or_else(|p| p.into_inner());
+        let received = match receiving.as_ref() {
+            _ if request.offset == 0 => 0,
+            Some((current, received)) if current == id => *received,
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "snapshot chunk at offset {} of snapshot {id}, which was not started",
+                    request.offset
+                )))
+            }
+        };
+        if request.offset > received {
+            return Err(Status::invalid_argument(format!(
+                "snapshot chunk at offset {} leaves a gap: {received} bytes arrived so far",
+                request.offset
+            )));
+        }
+        *receiving = Some((id.clone(), received.max(end)));
+        Ok(())
     }
 }
 
@@ -49,7 +95,9 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let result = self.raft.install_snapshot(decode(request)?).await;
+        let request: InstallSnapshotRequest<TypeConfig> = decode(request)?;
+        self.check_chunk(&request)?;
+        let result = self.raft.install_snapshot(request).await;
         encode(&result)
     }
 }

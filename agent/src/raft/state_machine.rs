@@ -38,8 +38,9 @@ pub enum Change {
     Applied {
         index: u64,
         event: Event,
-        /// The event's group right after the command that caused it.
-        group: Option<Group>,
+        /// The event's group right after the command that caused it (boxed:
+        /// a group is large beside the other variant).
+        group: Option<Box<Group>>,
     },
     Resync {
         index: u64,
@@ -204,7 +205,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         match state.lease.apply(entry.log_id.index, command) {
                             Ok((outcome, events)) => {
                                 for event in events {
-                                    let group = state.lease.groups.get(&event.group).cloned();
+                                    let group =
+                                        state.lease.groups.get(&event.group).cloned().map(Box::new);
                                     published.push(Change::Applied {
                                         index: entry.log_id.index,
                                         event,

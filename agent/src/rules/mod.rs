@@ -3,8 +3,10 @@
 //! Everything above (config, raft, services, host agent, CLI) calls these;
 //! nothing here imports from above.
 
+pub mod access;
 pub mod durations;
 pub mod lease;
+pub mod limits;
 pub mod names;
 pub mod phases;
 pub mod window;

@@ -18,6 +18,19 @@ pub const MAX_HOLDER_LEN: usize = 253;
 /// Longest DNS label (RFC 1123).
 const MAX_DNS_LABEL_LEN: usize = 63;
 
+/// Longest machine id: systemd's are 32 hex digits; room for other schemes.
+pub const MAX_MACHINE_ID_LEN: usize = 64;
+
+/// Longest pause reason, in characters.
+pub const MAX_REASON_LEN: usize = 256;
+
+/// Longest voter address (`host:port`).
+pub const MAX_ADDRESS_LEN: usize = MAX_HOLDER_LEN + 8;
+
+/// A name every host answers to, so it names no host: two hosts whose name
+/// fell back to it would share one lease.
+const AMBIGUOUS_HOLDER: &str = "localhost";
+
 /// Why a group or holder name is refused. The messages read after the name,
 /// e.g. `"a b": contains ' '; ...`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -45,6 +58,21 @@ pub enum NameError {
         /// The first such character.
         bad: char,
     },
+    /// `localhost`, which names every host.
+    #[error("names every host; give each host its own name (node.name)")]
+    Ambiguous,
+    /// A character outside `[A-Za-z0-9-]` in a machine id.
+    #[error("contains {bad:?}; a machine id is letters, digits and '-'")]
+    MachineIdCharacter {
+        /// The first such character.
+        bad: char,
+    },
+    /// A control character in a free text (a pause reason).
+    #[error("contains the control character {bad:?}")]
+    ControlCharacter {
+        /// The first such character.
+        bad: char,
+    },
 }
 
 /// A lease group name: 1 to [`MAX_GROUP_LEN`] characters of `[a-zA-Z0-9._-]`.
@@ -61,11 +89,45 @@ pub fn check_group(name: &str) -> Result<(), NameError> {
 /// [`MAX_HOLDER_LEN`] characters, no control characters, no whitespace.
 /// Anything else is allowed (`höst/1@dc` is a fine name), since holders
 /// come from host names and operators' own naming schemes.
+/// `localhost` (any case) is refused: it names every host.
 pub fn check_holder(name: &str) -> Result<(), NameError> {
     if let Some(bad) = name.chars().find(|c| c.is_control() || c.is_whitespace()) {
         return Err(NameError::HolderCharacter { bad });
     }
+    if name.eq_ignore_ascii_case(AMBIGUOUS_HOLDER) {
+        return Err(NameError::Ambiguous);
+    }
     check_length(name.chars().count(), MAX_HOLDER_LEN)
+}
+
+/// A machine id (`/etc/machine-id`): up to [`MAX_MACHINE_ID_LEN`] letters,
+/// digits and '-'; empty means unknown.
+pub fn check_machine_id(id: &str) -> Result<(), NameError> {
+    if let Some(bad) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+    {
+        return Err(NameError::MachineIdCharacter { bad });
+    }
+    match id.len() {
+        len if len > MAX_MACHINE_ID_LEN => Err(NameError::TooLong {
+            len,
+            max: MAX_MACHINE_ID_LEN,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A pause reason: 1 to [`MAX_REASON_LEN`] characters, no control characters
+/// (it is shown in terminals and the journal).
+pub fn check_reason(reason: &str) -> Result<(), NameError> {
+    if let Some(bad) = reason.chars().find(|c| c.is_control()) {
+        return Err(NameError::ControlCharacter { bad });
+    }
+    if reason.trim().is_empty() {
+        return Err(NameError::Empty);
+    }
+    check_length(reason.chars().count(), MAX_REASON_LEN)
 }
 
 fn check_length(len: usize, max: usize) -> Result<(), NameError> {
@@ -80,6 +142,12 @@ fn check_length(len: usize, max: usize) -> Result<(), NameError> {
 /// bracketed IPv6 address or a DNS name. Resolution is left to connect time.
 /// The error is the reason in words.
 pub fn check_host_port(address: &str) -> Result<(), String> {
+    if address.len() > MAX_ADDRESS_LEN {
+        return Err(format!(
+            "{} characters, at most {MAX_ADDRESS_LEN} allowed",
+            address.len()
+        ));
+    }
     let (host, port) = address
         .rsplit_once(':')
         .ok_or_else(|| "expected host:port".to_owned())?;
@@ -103,7 +171,12 @@ pub fn check_host_port(address: &str) -> Result<(), String> {
     if host.contains(':') {
         return Err("IPv6 addresses must be written in brackets, e.g. [::1]:7421".to_owned());
     }
-    if host.parse::<Ipv4Addr>().is_ok() {
+    check_host(host)
+}
+
+/// A host (no port): an IPv4 or IPv6 address, or a DNS name.
+pub fn check_host(host: &str) -> Result<(), String> {
+    if host.parse::<Ipv4Addr>().is_ok() || host.parse::<Ipv6Addr>().is_ok() {
         return Ok(());
     }
     check_dns_name(host)
@@ -177,6 +250,31 @@ mod tests {
         }
         let message = check_holder("a b").unwrap_err().to_string();
         assert!(message.contains("whitespace"), "{message}");
+        for ambiguous in ["localhost", "LocalHost"] {
+            assert_eq!(check_holder(ambiguous), Err(NameError::Ambiguous));
+        }
+        assert_eq!(check_holder("localhost2"), Ok(()));
+    }
+
+    #[test]
+    fn machine_ids_and_reasons() {
+        assert_eq!(check_machine_id("0123456789abcdef0123456789abcdef"), Ok(()));
+        assert_eq!(check_machine_id(""), Ok(()));
+        assert_eq!(
+            check_machine_id(&"a".repeat(MAX_MACHINE_ID_LEN + 1)),
+            Err(NameError::TooLong { len: 65, max: 64 })
+        );
+        assert_eq!(
+            check_machine_id("ab\"cd"),
+            Err(NameError::MachineIdCharacter { bad: '"' })
+        );
+        assert_eq!(check_reason("kernel CVE, see ticket #42"), Ok(()));
+        assert_eq!(check_reason("  "), Err(NameError::Empty));
+        assert_eq!(
+            check_reason("red\u{1b}[31m"),
+            Err(NameError::ControlCharacter { bad: '\u{1b}' })
+        );
+        assert!(check_reason(&"r".repeat(MAX_REASON_LEN + 1)).is_err());
     }
 
     #[test]

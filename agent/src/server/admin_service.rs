@@ -12,7 +12,12 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::raft::types::{ClientWriteResponse, VoterNode};
-use crate::rules::lease::{validate_group_name, validate_holder, Command, Outcome, UnixMillis};
+use crate::rules::access::Caller;
+use crate::rules::lease::{
+    validate_group_name, validate_holder, validate_max, Command, Outcome, UnixMillis,
+};
+use crate::rules::names::{check_holder, check_host_port, check_reason};
+use crate::server::auth;
 use crate::server::lease_service::invalid;
 use crate::server::routing::{write_failed, Answered, Attempt, Cluster, Routed};
 
@@ -34,20 +39,21 @@ impl AdminService {
     async fn lease_admin<Req, RF>(
         &self,
         request: Request<Req>,
-        make: impl Fn(&Req, UnixMillis) -> Command,
+        make: impl Fn(&Req, &str, UnixMillis) -> Command,
         remote: impl Fn(AdminClient<Channel>, Request<Req>) -> RF,
     ) -> Result<Response<pb::AdminResponse>, Status>
     where
         Req: Clone,
         RF: Future<Output = Result<Response<pb::AdminResponse>, Status>>,
     {
-        let request = Routed::new(request);
+        let request = Routed::new(request)?;
         let cluster = &self.cluster;
+        let by = request.caller.name();
         let answer = cluster
             .route(
                 &request,
                 || async {
-                    let make = |now| make(&request.message, now);
+                    let make = |now| make(&request.message, by, now);
                     cluster.propose_stamped(make).await.map(|outcome| {
                         let message = match outcome {
                             Outcome::Done { message } => message,
@@ -59,7 +65,7 @@ impl AdminService {
                 |channel, forwarded| remote(AdminClient::new(channel), forwarded),
             )
             .await?;
-        Ok(Response::new(answered(answer)))
+        Ok(Response::new(answered(&request.caller, answer)))
     }
 
     /// Runs a membership change on the leader (or forwards it there).
@@ -75,7 +81,7 @@ impl AdminService {
         CF: Future<Output = Result<ClientWriteResponse, MembershipError>>,
         RF: Future<Output = Result<Response<pb::AdminResponse>, Status>>,
     {
-        let request = Routed::new(request);
+        let request = Routed::new(request)?;
         let cluster = &self.cluster;
         let req = &request.message;
         let answer = cluster
@@ -93,14 +99,22 @@ impl AdminService {
                 |channel, forwarded| remote(AdminClient::new(channel), forwarded),
             )
             .await?;
-        Ok(Response::new(answered(answer)))
+        Ok(Response::new(answered(&request.caller, answer)))
     }
 }
 
-/// The admin response, wherever it was made.
-fn answered(answer: Answered<pb::AdminResponse, pb::AdminResponse>) -> pb::AdminResponse {
+/// The admin response, wherever it was made; logged, with its caller,
+/// where it was made (the leader).
+fn answered(
+    caller: &Caller,
+    answer: Answered<pb::AdminResponse, pb::AdminResponse>,
+) -> pb::AdminResponse {
     match answer {
-        Answered::Here(response) | Answered::ByLeader(response) => response,
+        Answered::Here(response) => {
+            auth::audit(caller, &response.message);
+            response
+        }
+        Answered::ByLeader(response) => response,
     }
 }
 
@@ -120,15 +134,15 @@ impl Admin for AdminService {
         request: Request<pb::PauseRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
         let group = optional_group(&request.get_ref().group)?;
-        if request.get_ref().reason.trim().is_empty() {
-            return Err(Status::invalid_argument("a pause needs a reason"));
-        }
+        check_reason(&request.get_ref().reason)
+            .map_err(|e| Status::invalid_argument(format!("a pause needs a reason: {e}")))?;
         let default_max_holders = self.cluster.lease.default_max_holders;
         self.lease_admin(
             request,
-            |req, now| Command::Pause {
+            |req, by, now| Command::Pause {
                 group: group.clone(),
                 reason: req.reason.clone(),
+                by: by.to_string(),
                 now,
                 default_max_holders,
             },
@@ -144,8 +158,9 @@ impl Admin for AdminService {
         let group = optional_group(&request.get_ref().group)?;
         self.lease_admin(
             request,
-            |_, now| Command::Resume {
+            |_, by, now| Command::Resume {
                 group: group.clone(),
+                by: by.to_string(),
                 now,
             },
             |mut client, req| async move { client.resume(req).await },
@@ -161,9 +176,10 @@ impl Admin for AdminService {
         validate_holder(&request.get_ref().holder).map_err(invalid)?;
         self.lease_admin(
             request,
-            |req, now| Command::ForceRelease {
+            |req, by, now| Command::ForceRelease {
                 group: req.group.clone(),
                 holder: req.holder.clone(),
+                by: by.to_string(),
                 now,
             },
             |mut client, req| async move { client.force_release(req).await },
@@ -176,15 +192,14 @@ impl Admin for AdminService {
         request: Request<pb::SetMaxRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
         validate_group_name(&request.get_ref().group).map_err(invalid)?;
-        if request.get_ref().max_holders == 0 {
-            return Err(Status::invalid_argument("max_holders must be at least 1"));
-        }
+        validate_max(request.get_ref().max_holders).map_err(invalid)?;
         let default_max_holders = self.cluster.lease.default_max_holders;
         self.lease_admin(
             request,
-            |req, now| Command::SetMax {
+            |req, by, now| Command::SetMax {
                 group: req.group.clone(),
                 max_holders: req.max_holders,
+                by: by.to_string(),
                 now,
                 default_max_holders,
             },
@@ -198,11 +213,15 @@ impl Admin for AdminService {
         request: Request<pb::AddVoterRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
         let req = request.get_ref();
-        if req.id == 0 || req.name.is_empty() || req.address.is_empty() {
-            return Err(Status::invalid_argument(
-                "a voter needs an id >= 1, a name and an address",
-            ));
+        if req.id == 0 {
+            return Err(Status::invalid_argument("a voter id must be at least 1"));
         }
+        check_holder(&req.name).map_err(|e| {
+            Status::invalid_argument(format!("invalid voter name {:?}: {e}", req.name))
+        })?;
+        check_host_port(&req.address).map_err(|e| {
+            Status::invalid_argument(format!("invalid voter address {:?}: {e}", req.address))
+        })?;
         let membership = self
             .cluster
             .raft

@@ -112,6 +112,7 @@ mod tests {
                     address: String::new(),
                     reachable: true,
                     matched: *matched,
+                    cert_expires: None,
                 })
                 .collect(),
             last_applied: 10,

@@ -1,6 +1,8 @@
 //! The public Lease service: Acquire, Release, Status and Watch, answered on any voter.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use baton_proto::v1 as pb;
 use baton_proto::v1::lease_client::LeaseClient;
@@ -10,21 +12,70 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::raft::state_machine::Change;
+use crate::rules::access::{Caller, Rpc};
 use crate::rules::lease::{validate_group_name, validate_holder, Command, Outcome};
+use crate::rules::limits::MAX_WATCHES_PER_CALLER;
+use crate::server::auth;
 use crate::server::routing::{Answered, Attempt, Cluster, Routed};
 use crate::server::wire;
+use crate::transport::PeerInfo;
 
 /// How many watch events may wait for a slow client before it is cut off.
 const WATCH_QUEUE: usize = 256;
 
+/// How long a watcher may leave an event unread before it is dropped (it
+/// reconnects and gets a fresh snapshot).
+const WATCH_STALL: Duration = Duration::from_secs(30);
+
 /// gRPC `Lease` service of a voter.
 pub struct LeaseService {
     cluster: Cluster,
+    /// Open watch streams per caller (see [`MAX_WATCHES_PER_CALLER`]).
+    watchers: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 impl LeaseService {
     pub fn new(cluster: Cluster) -> Self {
-        Self { cluster }
+        Self {
+            cluster,
+            watchers: Arc::default(),
+        }
+    }
+}
+
+/// One of a caller's watch streams; the count goes down when it ends.
+struct WatchSlot {
+    watchers: Arc<Mutex<HashMap<String, usize>>>,
+    key: String,
+}
+
+impl WatchSlot {
+    /// Takes a slot for `key`, or refuses when it holds the most it may.
+    fn take(watchers: &Arc<Mutex<HashMap<String, usize>>>, key: String) -> Result<Self, Status> {
+        let mut counts = watchers.lock().unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(key.clone()).or_insert(0);
+        if *count >= MAX_WATCHES_PER_CALLER {
+            return Err(Status::resource_exhausted(format!(
+                "{key} already has {MAX_WATCHES_PER_CALLER} watch streams open on this voter"
+            )));
+        }
+        *count += 1;
+        Ok(WatchSlot {
+            watchers: watchers.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        let mut counts = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
     }
 }
 
@@ -43,10 +94,11 @@ impl Lease for LeaseService {
         &self,
         request: Request<pb::AcquireRequest>,
     ) -> Result<Response<pb::AcquireResponse>, Status> {
-        let request = Routed::new(request);
+        let request = Routed::new(request)?;
         let req = &request.message;
         validate_group_name(&req.group).map_err(invalid)?;
         validate_holder(&req.holder).map_err(invalid)?;
+        auth::permit_holder(&request.caller, Rpc::Acquire, &req.holder)?;
         let cluster = &self.cluster;
         let ttl_ms = cluster.lease.waiter_ttl.as_millis() as u64;
         let answer =
@@ -95,10 +147,11 @@ impl Lease for LeaseService {
         &self,
         request: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::ReleaseResponse>, Status> {
-        let request = Routed::new(request);
+        let request = Routed::new(request)?;
         let req = &request.message;
         validate_group_name(&req.group).map_err(invalid)?;
         validate_holder(&req.holder).map_err(invalid)?;
+        auth::permit_holder(&request.caller, Rpc::Release, &req.holder)?;
         let cluster = &self.cluster;
         let answer =
             cluster
@@ -142,7 +195,7 @@ impl Lease for LeaseService {
         &self,
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        let request = Routed::new(request);
+        let request = Routed::new(request)?;
         let cluster = &self.cluster;
         if request.message.stale {
             return Ok(Response::new(cluster.status()));
@@ -174,6 +227,16 @@ impl Lease for LeaseService {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        // Certified callers are counted by name; without TLS, by connection.
+        let key = match auth::caller(&request)? {
+            Caller::Certified(identity) => identity.name,
+            Caller::Insecure => request
+                .extensions()
+                .get::<PeerInfo>()
+                .and_then(|peer| peer.remote)
+                .map_or_else(|| "insecure".to_string(), |addr| addr.to_string()),
+        };
+        let slot = WatchSlot::take(&self.watchers, key)?;
         let req = request.into_inner();
         if !req.group.is_empty() {
             validate_group_name(&req.group).map_err(invalid)?;
@@ -181,7 +244,11 @@ impl Lease for LeaseService {
         let (tx, rx) = mpsc::channel(WATCH_QUEUE);
         // Subscribe before taking the snapshot, so no change falls between them.
         let changes = self.cluster.view.subscribe();
-        tokio::spawn(stream_changes(self.cluster.clone(), req.group, changes, tx));
+        let cluster = self.cluster.clone();
+        tokio::spawn(async move {
+            stream_changes(cluster, req.group, changes, tx).await;
+            drop(slot);
+        });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
@@ -210,6 +277,20 @@ fn snapshots(cluster: &Cluster, only: &str) -> Vec<pb::WatchEvent> {
         .collect()
 }
 
+/// Sends one event; false when the watcher hung up or left events unread
+/// for [`WATCH_STALL`] (it is dropped rather than buffered without bound).
+async fn send(tx: &mpsc::Sender<Result<pb::WatchEvent, Status>>, event: pb::WatchEvent) -> bool {
+    match tokio::time::timeout(WATCH_STALL, tx.send(Ok(event))).await {
+        Ok(sent) => sent.is_ok(),
+        Err(_) => {
+            let _ = tx.try_send(Err(Status::resource_exhausted(
+                "this watch stream fell behind; reconnect for a fresh snapshot",
+            )));
+            false
+        }
+    }
+}
+
 /// Feeds one watcher until it hangs up. A watcher that falls behind gets
 /// a resync marker and fresh snapshots instead of the changes it missed.
 async fn stream_changes(
@@ -225,12 +306,17 @@ async fn stream_changes(
         state: None,
     };
     for event in snapshots(&cluster, &only) {
-        if tx.send(Ok(event)).await.is_err() {
+        if !send(&tx, event).await {
             return;
         }
     }
     loop {
-        let outgoing = match changes.recv().await {
+        let received = tokio::select! {
+            received = changes.recv() => received,
+            // The watcher hung up: free its slot now, not at the next change.
+            () = tx.closed() => return,
+        };
+        let outgoing = match received {
             Ok(change) => match &*change {
                 Change::Applied {
                     index,
@@ -265,7 +351,7 @@ async fn stream_changes(
             Err(broadcast::error::RecvError::Closed) => return,
         };
         for event in outgoing {
-            if tx.send(Ok(event)).await.is_err() {
+            if !send(&tx, event).await {
                 return;
             }
         }

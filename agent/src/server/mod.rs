@@ -1,6 +1,7 @@
 //! A voter: start-up and bootstrap, leader routing, and the Lease and Admin gRPC services.
 
 pub mod admin_service;
+pub mod auth;
 pub mod bootstrap;
 pub mod lease_service;
 pub mod routing;

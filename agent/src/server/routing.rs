@@ -7,7 +7,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use baton_proto::v1 as pb;
 use openraft::error::{ClientWriteError, RaftError};
-use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
@@ -15,13 +14,12 @@ use crate::config::LeaseSettings;
 use crate::raft::network::PeerHealth;
 use crate::raft::state_machine::StateView;
 use crate::raft::types::{NodeId, Raft, VoterNode};
+use crate::rules::access::Caller;
 use crate::rules::lease::{Command, Outcome, UnixMillis};
+use crate::server::auth;
 use crate::server::wire;
+use crate::transport::tls::TlsMode;
 use crate::transport::Dialer;
-
-/// gRPC metadata key set on a call that one voter forwarded to another, so
-/// that a call is forwarded at most once (no loops during elections).
-pub const FORWARDED: &str = "x-baton-forwarded";
 
 /// How long a peer may stay silent and still count as reachable in status.
 const REACHABLE_WITHIN: Duration = Duration::from_secs(2);
@@ -61,19 +59,22 @@ impl<T> Attempt<T> {
     }
 }
 
-/// A request as it arrived: its message, and whether another voter already
-/// forwarded it (then it is not forwarded again: no loops during elections).
+/// A request as it arrived: its message, who called (see `auth`), and
+/// whether another voter already forwarded it (then it is not forwarded
+/// again: no loops during elections).
 pub struct Routed<Req> {
     pub message: Req,
+    pub caller: Caller,
     forwarded: bool,
 }
 
 impl<Req> Routed<Req> {
-    pub fn new(request: Request<Req>) -> Self {
-        Routed {
-            forwarded: request.metadata().contains_key(FORWARDED),
+    pub fn new(request: Request<Req>) -> Result<Self, Status> {
+        Ok(Routed {
+            caller: auth::caller(&request)?,
+            forwarded: request.metadata().contains_key(auth::FORWARDED),
             message: request.into_inner(),
-        }
+        })
     }
 }
 
@@ -93,6 +94,8 @@ pub struct Cluster {
     pub dialer: Dialer,
     pub health: PeerHealth,
     pub lease: LeaseSettings,
+    /// How this voter talks to the cluster (its certificate, or plaintext).
+    pub tls: TlsMode,
     /// The term in which this process, as leader, committed a read barrier
     /// (see `ensure_linearizable`). Zero: none yet.
     pub read_barrier_term: Arc<AtomicU64>,
@@ -129,9 +132,7 @@ impl Cluster {
             move || async move { local().await.map(Answered::Here) },
             move |channel| async move {
                 let mut forwarded = Request::new(request.message.clone());
-                forwarded
-                    .metadata_mut()
-                    .insert(FORWARDED, MetadataValue::from_static("1"));
+                auth::mark_forwarded(&mut forwarded, &request.caller);
                 remote(channel, forwarded)
                     .await
                     .map(|response| Answered::ByLeader(response.into_inner()))
@@ -226,6 +227,11 @@ impl Cluster {
     /// Appends `command` through raft on this voter (which must lead) and
     /// waits until it is applied.
     pub async fn propose(&self, command: Command) -> Attempt<Outcome> {
+        // Refuse before anything reaches the log: a rejected command must
+        // not cost an entry (nor ever grow one past the message limit).
+        if let Err(rejected) = command.validate() {
+            return Attempt::Fail(Status::invalid_argument(rejected.to_string()));
+        }
         let wake_followers = command.may_free_slot();
         match self.raft.client_write(command).await {
             Ok(response) => {
@@ -236,6 +242,7 @@ impl Cluster {
                     let _ = self.raft.trigger().heartbeat().await;
                 }
                 match response.data {
+                    Ok(Outcome::Refused(refusal)) => Attempt::Fail(wire::refusal_status(&refusal)),
                     Ok(outcome) => Attempt::Done(outcome),
                     Err(rejected) => Attempt::Fail(Status::invalid_argument(rejected.to_string())),
                 }
@@ -278,6 +285,16 @@ impl Cluster {
         }
     }
 
+    /// When the certificate of voter `id` expires: this voter's own, or a
+    /// peer's as its TLS handshakes showed (None without TLS).
+    fn cert_expiry(&self, id: NodeId, address: &str) -> Option<i64> {
+        match &self.tls {
+            TlsMode::Mutual(state) if id == self.id => Some(state.current().own.not_after),
+            TlsMode::Mutual(_) => self.dialer.peer_certs().expiry(address),
+            TlsMode::Insecure => None,
+        }
+    }
+
     /// The status as this voter sees it now (not itself a linearizable read).
     pub fn status(&self) -> pb::StatusResponse {
         let metrics = self.raft.metrics().borrow().clone();
@@ -300,6 +317,7 @@ impl Cluster {
             .nodes()
             .filter(|(id, _)| membership.voter_ids().any(|v| v == **id))
             .map(|(id, node)| pb::Voter {
+                cert_expires: self.cert_expiry(*id, &node.address),
                 id: *id,
                 name: node.name.clone(),
                 address: node.address.clone(),
@@ -324,6 +342,9 @@ impl Cluster {
                 .map(|(name, group)| wire::group_status(&state.lease, name, group))
                 .collect(),
             paused_all: state.lease.paused_all.clone(),
+            paused_all_by: state.lease.paused_all_by.clone(),
+            paused_all_at_ms: state.lease.paused_all_at,
+            insecure: self.tls.is_insecure(),
             last_applied: state.last_applied.map(|l| l.index).unwrap_or(0),
             served_by: self.id,
             snapshot: metrics.snapshot.map(|l| l.index),

@@ -21,10 +21,16 @@ use crate::raft::state_machine::{Change, StateMachine};
 use crate::raft::storage::{open_database, OpenError};
 use crate::raft::types::{NodeId, Raft, StorageError, VoterNode};
 use crate::rules::lease::{Command, EventKind, ReleaseCause};
+use crate::rules::limits::{
+    MAX_API_MESSAGE_BYTES, MAX_CONCURRENT_REQUESTS_PER_CONNECTION, MAX_RAFT_MESSAGE_BYTES,
+    SNAPSHOT_CHUNK_BYTES,
+};
 use crate::server::admin_service::AdminService;
+use crate::server::auth::{AuthLayer, VoterNames};
 use crate::server::bootstrap::{self, Start};
 use crate::server::lease_service::LeaseService;
 use crate::server::routing::{now_ms, Cluster};
+use crate::transport::tls::TlsMode;
 use crate::transport::{self, Dialer, TransportError};
 
 /// How often the leader looks for waiters and holds that ran out of time.
@@ -87,6 +93,7 @@ fn raft_config(settings: &Settings) -> Result<Config, openraft::ConfigError> {
         // caught up by entries; one further behind gets the snapshot.
         max_in_snapshot_log_to_keep: keep,
         purge_batch_size: 64,
+        snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
         ..Default::default()
     }
     .validate()
@@ -110,7 +117,7 @@ fn members(voters: &[VoterSettings]) -> BTreeMap<NodeId, VoterNode> {
 impl Voter {
     /// Opens storage, starts raft, listens, and bootstraps the cluster from
     /// the configured voters when this voter has no state yet.
-    pub async fn start(settings: &Settings) -> Result<Voter, NodeError> {
+    pub async fn start(settings: &Settings, tls: TlsMode) -> Result<Voter, NodeError> {
         let me = settings
             .this_voter()
             .ok_or_else(|| NodeError::NotAVoter {
@@ -126,6 +133,7 @@ impl Voter {
         let dialer = Dialer::new(
             settings.cluster.connect_timeout,
             settings.cluster.request_timeout,
+            tls.clone(),
         );
         let health = PeerHealth::default();
         let network = NetworkFactory::new(dialer.clone(), health.clone());
@@ -141,6 +149,7 @@ impl Voter {
             dialer,
             health,
             lease: settings.lease.clone(),
+            tls: tls.clone(),
             read_barrier_term: Default::default(),
         };
 
@@ -150,12 +159,35 @@ impl Voter {
             .cluster
             .listen
             .ok_or_else(|| NodeError::RaftStart("a voter needs [cluster] listen".into()))?;
-        let incoming = transport::listen(listen).await?;
+        let incoming = transport::listen(listen, tls).await?;
         let (stop_server, mut stop_rx) = watch::channel(false);
+        let voters = VoterNames::new(
+            raft.clone(),
+            settings
+                .cluster
+                .voters
+                .iter()
+                .map(|v| v.name.clone())
+                .collect(),
+        );
+        // Every call passes the one authentication and role check, and
+        // every service decodes only messages of its bounded size.
         let router = tonic::transport::Server::builder()
-            .add_service(RaftServer::new(RaftService::new(raft.clone())))
-            .add_service(LeaseServer::new(LeaseService::new(cluster.clone())))
-            .add_service(AdminServer::new(AdminService::new(cluster.clone())));
+            .concurrency_limit_per_connection(MAX_CONCURRENT_REQUESTS_PER_CONNECTION)
+            .layer(AuthLayer::new(voters))
+            .add_service(
+                RaftServer::new(RaftService::new(raft.clone()))
+                    .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
+            )
+            .add_service(
+                LeaseServer::new(LeaseService::new(cluster.clone()))
+                    .max_decoding_message_size(MAX_API_MESSAGE_BYTES),
+            )
+            .add_service(
+                AdminServer::new(AdminService::new(cluster.clone()))
+                    .max_decoding_message_size(MAX_API_MESSAGE_BYTES),
+            );
         let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
         }));

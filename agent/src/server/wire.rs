@@ -2,7 +2,9 @@
 
 use baton_proto::v1 as pb;
 
-use crate::rules::lease::{EventKind, Grant, Group, LeaseState, QueueReason, ReleaseCause};
+use crate::rules::lease::{
+    EventKind, Grant, Group, LeaseState, QueueReason, Refusal, ReleaseCause,
+};
 
 /// A grant as sent on the wire.
 pub fn grant(grant: &Grant) -> pb::Grant {
@@ -12,6 +14,17 @@ pub fn grant(grant: &Grant) -> pb::Grant {
         token: grant.token,
         machine_id: grant.machine_id.clone(),
         granted_at_ms: grant.granted_at,
+    }
+}
+
+/// A refused command as the caller sees it: a cap is ResourceExhausted, a
+/// name two machines share is FailedPrecondition.
+pub fn refusal_status(refusal: &Refusal) -> tonic::Status {
+    match refusal {
+        Refusal::QueueFull { .. } | Refusal::TooManyGroups { .. } => {
+            tonic::Status::resource_exhausted(refusal.to_string())
+        }
+        Refusal::OtherMachine { .. } => tonic::Status::failed_precondition(refusal.to_string()),
     }
 }
 
@@ -29,6 +42,8 @@ pub fn group_status(lease: &LeaseState, name: &str, group: &Group) -> pb::GroupS
         name: name.to_string(),
         max_holders: group.max_holders,
         paused: lease.pause_reason(name).map(str::to_string),
+        paused_by: group.paused_by.clone(),
+        paused_at_ms: group.paused_at,
         holders: group
             .holders
             .iter()
@@ -62,6 +77,8 @@ pub fn group_status_or_empty(lease: &LeaseState, name: &str, default_max: u32) -
             name: name.to_string(),
             max_holders: default_max,
             paused: lease.pause_reason(name).map(str::to_string),
+            paused_by: None,
+            paused_at_ms: None,
             holders: Vec::new(),
             queue: Vec::new(),
         },

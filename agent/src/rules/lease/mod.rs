@@ -8,10 +8,19 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use super::names::{check_group, check_holder, NameError};
+use super::names::{check_group, check_holder, check_machine_id, check_reason, NameError};
 
 /// Milliseconds since the Unix epoch, as stamped into commands by the leader.
 pub type UnixMillis = u64;
+
+/// Most holders a group may allow at once (`set-max`, `default_max_holders`).
+pub const MAX_HOLDERS_CAP: u32 = 1_000;
+
+/// Most groups the cluster keeps.
+pub const MAX_GROUPS: usize = 1_000;
+
+/// Most waiters in one group's queue: a fleet of 10,000 hosts, twice over.
+pub const MAX_QUEUE: usize = 20_000;
 
 /// One change to the lease state, as proposed through raft.
 ///
@@ -47,6 +56,9 @@ pub enum Command {
     Pause {
         group: Option<String>,
         reason: String,
+        /// Who asked (the caller's name), shown in status.
+        #[serde(default)]
+        by: String,
         now: UnixMillis,
         /// Slot count given to the group if this command creates it.
         default_max_holders: u32,
@@ -54,18 +66,24 @@ pub enum Command {
     /// Undo a pause of one group, or the all-groups pause when `group` is `None`.
     Resume {
         group: Option<String>,
+        #[serde(default)]
+        by: String,
         now: UnixMillis,
     },
     /// Take a slot away from a holder (operator override).
     ForceRelease {
         group: String,
         holder: String,
+        #[serde(default)]
+        by: String,
         now: UnixMillis,
     },
     /// Change how many holders a group allows at once.
     SetMax {
         group: String,
         max_holders: u32,
+        #[serde(default)]
+        by: String,
         now: UnixMillis,
         /// Carried for symmetry with the other group-creating commands; a group created by
         /// `SetMax` gets `max_holders` directly.
@@ -108,6 +126,11 @@ pub struct Group {
     pub max_holders: u32,
     /// The group's own pause reason, if paused.
     pub paused: Option<String>,
+    /// Who paused it, and when (with `paused`).
+    #[serde(default)]
+    pub paused_by: Option<String>,
+    #[serde(default)]
+    pub paused_at: Option<UnixMillis>,
     /// Current grants, in grant order.
     pub holders: Vec<Grant>,
     /// Waiters, first come first served.
@@ -148,6 +171,11 @@ pub struct LeaseState {
     pub groups: BTreeMap<String, Group>,
     /// The all-groups pause reason, if paused.
     pub paused_all: Option<String>,
+    /// Who paused all groups, and when (with `paused_all`).
+    #[serde(default)]
+    pub paused_all_by: Option<String>,
+    #[serde(default)]
+    pub paused_all_at: Option<UnixMillis>,
 }
 
 /// What applying a command means for its caller.
@@ -172,6 +200,29 @@ pub enum Outcome {
     },
     /// Admin commands and `Expire`: what changed, in words.
     Done { message: String },
+    /// Applied (waiters and holds past their time were expired), but the
+    /// command itself was refused for what the state holds.
+    Refused(Refusal),
+}
+
+/// Why an applied command changed nothing: the state does not allow it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum Refusal {
+    /// The holder holds a grant recorded with another machine id: two hosts
+    /// must never share a lease by sharing a name.
+    #[error("{holder} holds a lease in {group} granted to machine {granted_to:?}, not {asked_by:?}; two hosts must not share a name")]
+    OtherMachine {
+        group: String,
+        holder: String,
+        granted_to: String,
+        asked_by: String,
+    },
+    /// The group's queue is at [`MAX_QUEUE`].
+    #[error("the queue of {group} is full ({max} waiters)")]
+    QueueFull { group: String, max: usize },
+    /// The cluster has [`MAX_GROUPS`] groups.
+    #[error("cannot create group {group}: the cluster has the most groups it keeps ({max})")]
+    TooManyGroups { group: String, max: usize },
 }
 
 /// Why an `Acquire` was queued rather than granted.
@@ -245,9 +296,16 @@ pub enum LeaseError {
     /// The holder breaks the naming rule (`rules::names::check_holder`).
     #[error("invalid holder {name:?}: {reason}")]
     Holder { name: String, reason: NameError },
-    /// A max holders of 0 would make a group that can never grant.
-    #[error("invalid max holders {0}: must be at least 1")]
+    /// 0 would make a group that can never grant; more than the cap lets a
+    /// whole fleet reboot at once.
+    #[error("invalid max holders {0}: must be 1 to 1000")]
     MaxHolders(u32),
+    /// The machine id breaks the rule (`rules::names::check_machine_id`).
+    #[error("invalid machine id {id:?}: {reason}")]
+    MachineId { id: String, reason: NameError },
+    /// The pause reason breaks the rule (`rules::names::check_reason`).
+    #[error("invalid pause reason: {0}")]
+    Reason(NameError),
 }
 
 /// Checks a group name, as the lease rules need it.
@@ -266,9 +324,9 @@ pub fn validate_holder(holder: &str) -> Result<(), LeaseError> {
     })
 }
 
-/// Checks a max holders value: at least 1.
+/// Checks a max holders value: 1 to [`MAX_HOLDERS_CAP`].
 pub fn validate_max(max_holders: u32) -> Result<(), LeaseError> {
-    if max_holders == 0 {
+    if !(1..=MAX_HOLDERS_CAP).contains(&max_holders) {
         return Err(LeaseError::MaxHolders(max_holders));
     }
     Ok(())
@@ -312,11 +370,16 @@ impl Command {
             Command::Acquire {
                 group,
                 holder,
+                machine_id,
                 default_max_holders,
                 ..
             } => {
                 validate_group_name(group)?;
                 validate_holder(holder)?;
+                check_machine_id(machine_id).map_err(|reason| LeaseError::MachineId {
+                    id: machine_id.clone(),
+                    reason,
+                })?;
                 validate_max(*default_max_holders)
             }
             Command::Release { group, holder, .. }
@@ -327,12 +390,14 @@ impl Command {
             Command::Expire { .. } => Ok(()),
             Command::Pause {
                 group,
+                reason,
                 default_max_holders,
                 ..
             } => {
                 if let Some(group) = group {
                     validate_group_name(group)?;
                 }
+                check_reason(reason).map_err(LeaseError::Reason)?;
                 validate_max(*default_max_holders)
             }
             Command::Resume { group, .. } => group.as_deref().map_or(Ok(()), validate_group_name),
@@ -405,14 +470,17 @@ impl LeaseState {
             Command::Pause {
                 group: None,
                 reason,
+                by,
+                now,
                 ..
-            } => self.pause_all(reason, &mut events),
+            } => self.pause_all(reason, by, *now, &mut events),
             Command::Pause {
                 group: Some(group),
                 reason,
+                by,
+                now,
                 default_max_holders,
-                ..
-            } => self.pause_group(group, reason, *default_max_holders, &mut events),
+            } => self.pause_group(group, (reason, by, *now), *default_max_holders, &mut events),
             Command::Resume { group: None, .. } => self.resume_all(&mut events),
             Command::Resume {
                 group: Some(group), ..
@@ -507,29 +575,48 @@ impl LeaseState {
         (dropped, timed_out)
     }
 
-    /// The group, created with `max_holders` (and announced) if missing.
+    /// The group, created with `max_holders` (and announced) if missing;
+    /// refused when the cluster already keeps [`MAX_GROUPS`].
     fn ensure_group(
         &mut self,
         name: &str,
         max_holders: u32,
         events: &mut Vec<Event>,
-    ) -> &mut Group {
+    ) -> Result<&mut Group, Refusal> {
         if !self.groups.contains_key(name) {
+            if self.groups.len() >= MAX_GROUPS {
+                return Err(Refusal::TooManyGroups {
+                    group: name.to_owned(),
+                    max: MAX_GROUPS,
+                });
+            }
             // Announce the new group's size so a watcher replaying events knows it too.
             events.push(Event {
                 group: name.to_owned(),
                 kind: EventKind::MaxChanged { max_holders },
             });
         }
-        self.groups
+        Ok(self
+            .groups
             .entry(name.to_owned())
-            .or_insert_with(|| Group::new(max_holders))
+            .or_insert_with(|| Group::new(max_holders)))
     }
 
     fn acquire(&mut self, index: u64, req: AcquireRequest<'_>, events: &mut Vec<Event>) -> Outcome {
         let paused_all = self.paused_all.clone();
-        let group = self.ensure_group(req.group, req.default_max_holders, events);
+        let group = match self.ensure_group(req.group, req.default_max_holders, events) {
+            Ok(group) => group,
+            Err(refusal) => return Outcome::Refused(refusal),
+        };
         if let Some(grant) = group.grant(req.holder) {
+            if grant.machine_id != req.machine_id {
+                return Outcome::Refused(Refusal::OtherMachine {
+                    group: req.group.to_owned(),
+                    holder: req.holder.to_owned(),
+                    granted_to: grant.machine_id.clone(),
+                    asked_by: req.machine_id.to_owned(),
+                });
+            }
             // Reentrant: a holder that retries (e.g. after a lost reply) gets its grant back.
             return Outcome::Granted(grant.clone());
         }
@@ -573,6 +660,12 @@ impl LeaseState {
                 i + 1
             }
             None => {
+                if group.queue.len() >= MAX_QUEUE {
+                    return Outcome::Refused(Refusal::QueueFull {
+                        group: req.group.to_owned(),
+                        max: MAX_QUEUE,
+                    });
+                }
                 group.queue.push_back(Waiter {
                     holder: req.holder.to_owned(),
                     machine_id: req.machine_id.to_owned(),
@@ -643,11 +736,19 @@ impl LeaseState {
         }
     }
 
-    fn pause_all(&mut self, reason: &str, events: &mut Vec<Event>) -> Outcome {
+    fn pause_all(
+        &mut self,
+        reason: &str,
+        by: &str,
+        now: UnixMillis,
+        events: &mut Vec<Event>,
+    ) -> Outcome {
         if self.paused_all.as_deref() == Some(reason) {
             return done(format!("all groups already paused: {reason}"));
         }
         self.paused_all = Some(reason.to_owned());
+        self.paused_all_by = Some(by.to_owned());
+        self.paused_all_at = Some(now);
         events.push(Event {
             group: String::new(),
             kind: EventKind::PausedAll {
@@ -657,18 +758,24 @@ impl LeaseState {
         done(format!("paused all groups: {reason}"))
     }
 
+    /// `pause`: the reason, who asked, and when.
     fn pause_group(
         &mut self,
         name: &str,
-        reason: &str,
+        (reason, by, now): (&str, &str, UnixMillis),
         default_max_holders: u32,
         events: &mut Vec<Event>,
     ) -> Outcome {
-        let group = self.ensure_group(name, default_max_holders, events);
+        let group = match self.ensure_group(name, default_max_holders, events) {
+            Ok(group) => group,
+            Err(refusal) => return Outcome::Refused(refusal),
+        };
         if group.paused.as_deref() == Some(reason) {
             return done(format!("group {name} already paused: {reason}"));
         }
         group.paused = Some(reason.to_owned());
+        group.paused_by = Some(by.to_owned());
+        group.paused_at = Some(now);
         events.push(Event {
             group: name.to_owned(),
             kind: EventKind::Paused {
@@ -682,6 +789,8 @@ impl LeaseState {
         if self.paused_all.take().is_none() {
             return done("all groups were not paused".to_owned());
         }
+        self.paused_all_by = None;
+        self.paused_all_at = None;
         events.push(Event {
             group: String::new(),
             kind: EventKind::ResumedAll,
@@ -694,6 +803,8 @@ impl LeaseState {
         let Some(group) = self.groups.get_mut(name) else {
             return done(format!("no group {name}; nothing to resume"));
         };
+        group.paused_by = None;
+        group.paused_at = None;
         if group.paused.take().is_none() {
             let note = match &self.paused_all {
                 Some(reason) => format!(" (all groups are still paused: {reason})"),
@@ -737,7 +848,9 @@ impl LeaseState {
     fn set_max(&mut self, name: &str, max_holders: u32, events: &mut Vec<Event>) -> Outcome {
         let Some(group) = self.groups.get_mut(name) else {
             // Creating the group with the requested size announces it once, not twice.
-            self.ensure_group(name, max_holders, events);
+            if let Err(refusal) = self.ensure_group(name, max_holders, events) {
+                return Outcome::Refused(refusal);
+            }
             return done(format!(
                 "created group {name} with max holders {max_holders}"
             ));

@@ -29,6 +29,7 @@ fn release(group: &str, holder: &str, token: Option<u64>, now: UnixMillis) -> Co
 
 fn pause(group: Option<&str>, reason: &str, now: UnixMillis) -> Command {
     Command::Pause {
+        by: "ops".into(),
         group: group.map(str::to_owned),
         reason: reason.to_owned(),
         now,
@@ -38,6 +39,7 @@ fn pause(group: Option<&str>, reason: &str, now: UnixMillis) -> Command {
 
 fn resume(group: Option<&str>, now: UnixMillis) -> Command {
     Command::Resume {
+        by: "ops".into(),
         group: group.map(str::to_owned),
         now,
     }
@@ -45,6 +47,7 @@ fn resume(group: Option<&str>, now: UnixMillis) -> Command {
 
 fn set_max(group: &str, max_holders: u32, now: UnixMillis) -> Command {
     Command::SetMax {
+        by: "ops".into(),
         group: group.to_owned(),
         max_holders,
         now,
@@ -54,6 +57,7 @@ fn set_max(group: &str, max_holders: u32, now: UnixMillis) -> Command {
 
 fn force(group: &str, holder: &str, now: UnixMillis) -> Command {
     Command::ForceRelease {
+        by: "ops".into(),
         group: group.to_owned(),
         holder: holder.to_owned(),
         now,
@@ -413,6 +417,7 @@ fn paused_group_keeps_holders_queues_acquires_and_allows_release() {
 fn pause_creates_missing_group() {
     let mut s = LeaseState::default();
     let cmd = Command::Pause {
+        by: "ops".into(),
         group: Some("new".into()),
         reason: "later".into(),
         now: 0,
@@ -743,6 +748,7 @@ fn invalid_commands_leave_state_unchanged() {
         (set_max("g", 0, late), LeaseError::MaxHolders(0)),
         (
             Command::Pause {
+                by: "ops".into(),
                 group: None,
                 reason: "r".into(),
                 now: late,
@@ -791,7 +797,9 @@ fn error_messages_name_the_rule() {
         .unwrap_err()
         .to_string()
         .contains("at most 253"));
-    assert!(LeaseError::MaxHolders(0).to_string().contains("at least 1"));
+    assert!(LeaseError::MaxHolders(0)
+        .to_string()
+        .contains("must be 1 to 1000"));
 }
 
 #[test]
@@ -894,21 +902,25 @@ mod prop {
                 hold_timeout_ms: timeout,
             },
             Op::Pause { g, reason } => Command::Pause {
+                by: "ops".into(),
                 group: g.map(|g| GROUPS[g].into()),
                 reason: REASONS[reason].into(),
                 now,
                 default_max_holders: DEFAULT_MAX,
             },
             Op::Resume { g } => Command::Resume {
+                by: "ops".into(),
                 group: g.map(|g| GROUPS[g].into()),
                 now,
             },
             Op::Force { g, h } => Command::ForceRelease {
+                by: "ops".into(),
                 group: GROUPS[g].into(),
                 holder: HOLDERS[h].into(),
                 now,
             },
             Op::SetMax { g, max } => Command::SetMax {
+                by: "ops".into(),
                 group: GROUPS[g].into(),
                 max_holders: max,
                 now,
@@ -930,11 +942,13 @@ mod prop {
                     now,
                 },
                 2 => Command::ForceRelease {
+                    by: "ops".into(),
                     group: GROUPS[1].into(),
                     holder: "bad\u{0}holder".into(),
                     now,
                 },
                 _ => Command::Pause {
+                    by: "ops".into(),
                     group: Some(String::new()),
                     reason: "x".into(),
                     now,

@@ -1,15 +1,24 @@
-//! The network seam: the one place that dials voters and the one place that listens.
+//! The network seam: the one place that dials voters and listens, with mutual TLS on both sides.
 //!
 //! Everything else receives `tonic` channels from a [`Dialer`] and serves on
 //! what [`listen`] returns, so a deterministic simulation can swap both for a
 //! simulated network without touching the services or raft.
+
+pub mod certs;
+mod conn;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
+
+use conn::Connector;
+pub use conn::{PeerCerts, PeerInfo, ServerConn};
+use tls::TlsMode;
 
 /// Why a channel could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -35,20 +44,26 @@ pub enum TransportError {
 
 /// Makes long-lived gRPC channels to `host:port` addresses and reuses them.
 ///
-/// Channels connect lazily and reconnect by themselves; connect and request
-/// timeouts bound every call so a dead peer costs at most those.
+/// Channels connect lazily and reconnect by themselves (with the TLS
+/// material current at that moment); connect and request timeouts bound
+/// every call so a dead peer costs at most those.
 #[derive(Clone)]
 pub struct Dialer {
     connect_timeout: Duration,
     request_timeout: Duration,
+    connector: Connector,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
 impl Dialer {
-    pub fn new(connect_timeout: Duration, request_timeout: Duration) -> Self {
+    pub fn new(connect_timeout: Duration, request_timeout: Duration, tls: TlsMode) -> Self {
         Self {
             connect_timeout,
             request_timeout,
+            connector: Connector {
+                tls,
+                peers: PeerCerts::default(),
+            },
             channels: Arc::default(),
         }
     }
@@ -56,6 +71,11 @@ impl Dialer {
     /// The request timeout every call through this dialer gets.
     pub fn request_timeout(&self) -> Duration {
         self.request_timeout
+    }
+
+    /// When the certificates of the voters it connected to expire.
+    pub fn peer_certs(&self) -> &PeerCerts {
+        &self.connector.peers
     }
 
     /// The shared channel to `address` (`host:port`), created on first use.
@@ -70,7 +90,7 @@ impl Dialer {
         let channel = self
             .endpoint(address)?
             .timeout(self.request_timeout)
-            .connect_lazy();
+            .connect_with_connector_lazy(self.connector.clone());
         channels.insert(address.to_string(), channel.clone());
         Ok(channel)
     }
@@ -82,7 +102,7 @@ impl Dialer {
             .endpoint(address)?
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))
-            .connect_lazy())
+            .connect_with_connector_lazy(self.connector.clone()))
     }
 
     /// A new channel to `address`, connected now (within the connect
@@ -90,7 +110,8 @@ impl Dialer {
     /// voter answers, and try the next one if not.
     pub async fn connect(&self, address: &str) -> Result<Channel, TransportError> {
         let endpoint = self.endpoint(address)?.timeout(self.request_timeout);
-        match tokio::time::timeout(self.connect_timeout, endpoint.connect()).await {
+        let connect = endpoint.connect_with_connector(self.connector.clone());
+        match tokio::time::timeout(self.connect_timeout, connect).await {
             Ok(Ok(channel)) => Ok(channel),
             Ok(Err(source)) => Err(TransportError::Connect {
                 address: address.to_string(),
@@ -103,24 +124,25 @@ impl Dialer {
         }
     }
 
-    /// The endpoint every channel starts from: address, connect timeout, no Nagle.
+    /// The endpoint every channel starts from: address and connect timeout.
+    /// The scheme is `http`: TLS, when on, is the connector's job.
     fn endpoint(&self, address: &str) -> Result<Endpoint, TransportError> {
         Ok(Endpoint::from_shared(format!("http://{address}"))
             .map_err(|source| TransportError::Address {
                 address: address.to_string(),
                 source,
             })?
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true))
+            .connect_timeout(self.connect_timeout))
     }
 }
 
-/// Binds the gRPC listener. Returns the bound socket's incoming stream.
+/// Binds the gRPC listener and accepts on it (with TLS when `tls` says so).
 pub async fn listen(
     address: SocketAddr,
-) -> Result<tonic::transport::server::TcpIncoming, TransportError> {
+    tls: TlsMode,
+) -> Result<ReceiverStream<Result<ServerConn, std::io::Error>>, TransportError> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|source| TransportError::Listen { address, source })?;
-    Ok(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)))
+    Ok(conn::accept(listener, tls))
 }

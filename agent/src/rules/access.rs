@@ -1,0 +1,339 @@
+//! Who may call what: roles, caller identities, and the one rule table every RPC is checked by.
+//!
+//! A certificate names its holder and its role (`voter`, `host`, `admin`).
+//! The server looks up every call here, by its gRPC path, before anything
+//! else runs; calls that name a holder are checked once more against the
+//! holder they name. An insecure cluster (`[tls] insecure = true`) has no
+//! identities: every call is allowed, as the operator chose.
+
+use std::fmt;
+
+/// What a certificate allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// A raft voter: speaks raft (while in the voter list), and acts as a host for itself.
+    Voter,
+    /// A host: takes and gives back its own reboot lease.
+    Host,
+    /// An operator: the Admin service, and leases for anyone.
+    Admin,
+}
+
+impl Role {
+    /// Every role, as `baton cert issue --role` lists them.
+    pub const ALL: [Role; 3] = [Role::Voter, Role::Host, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Voter => "voter",
+            Role::Host => "host",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.as_str() == text)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A certificate's holder and role.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Identity {
+    pub name: String,
+    pub role: Role,
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name, self.role)
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Caller {
+    /// A client that presented a certificate of the cluster CA.
+    Certified(Identity),
+    /// Nobody was checked: the cluster runs with `[tls] insecure = true`.
+    Insecure,
+}
+
+impl Caller {
+    /// The caller's name, for logs (`BATON_CALLER`).
+    pub fn name(&self) -> &str {
+        match self {
+            Caller::Certified(identity) => &identity.name,
+            Caller::Insecure => "insecure",
+        }
+    }
+
+    /// The caller's role, for logs (`BATON_ROLE`).
+    pub fn role(&self) -> &str {
+        match self {
+            Caller::Certified(identity) => identity.role.as_str(),
+            Caller::Insecure => "insecure",
+        }
+    }
+}
+
+impl fmt::Display for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Caller::Certified(identity) => write!(f, "{identity}"),
+            Caller::Insecure => f.write_str("an unauthenticated caller (insecure cluster)"),
+        }
+    }
+}
+
+/// Every RPC baton serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rpc {
+    RaftAppendEntries,
+    RaftVote,
+    RaftInstallSnapshot,
+    Acquire,
+    Release,
+    Status,
+    Watch,
+    Pause,
+    Resume,
+    ForceRelease,
+    SetMax,
+    AddVoter,
+    RemoveVoter,
+}
+
+/// Who may make an RPC at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Allowed {
+    /// Voters in the current voter list.
+    Voters,
+    /// Any certificate of the cluster.
+    Anyone,
+    /// Hosts and voters (as themselves, see [`permit_holder`]) and admins.
+    LeaseTakers,
+    /// Admins only.
+    Admins,
+}
+
+impl Allowed {
+    fn words(self) -> &'static str {
+        match self {
+            Allowed::Voters => "only voter certificates of current voters may speak raft",
+            Allowed::Anyone => "any certificate of the cluster may",
+            Allowed::LeaseTakers => {
+                "voter and host certificates act for themselves, admin certificates for anyone"
+            }
+            Allowed::Admins => "only admin certificates may change the cluster",
+        }
+    }
+}
+
+impl Rpc {
+    /// Every RPC, for tests that go through all of them.
+    pub const ALL: [Rpc; 13] = [
+        Rpc::RaftAppendEntries,
+        Rpc::RaftVote,
+        Rpc::RaftInstallSnapshot,
+        Rpc::Acquire,
+        Rpc::Release,
+        Rpc::Status,
+        Rpc::Watch,
+        Rpc::Pause,
+        Rpc::Resume,
+        Rpc::ForceRelease,
+        Rpc::SetMax,
+        Rpc::AddVoter,
+        Rpc::RemoveVoter,
+    ];
+
+    /// The gRPC path of this RPC (`/baton.v1.Lease/Acquire`).
+    pub fn path(self) -> &'static str {
+        match self {
+            Rpc::RaftAppendEntries => "/baton.v1.Raft/AppendEntries",
+            Rpc::RaftVote => "/baton.v1.Raft/Vote",
+            Rpc::RaftInstallSnapshot => "/baton.v1.Raft/InstallSnapshot",
+            Rpc::Acquire => "/baton.v1.Lease/Acquire",
+            Rpc::Release => "/baton.v1.Lease/Release",
+            Rpc::Status => "/baton.v1.Lease/Status",
+            Rpc::Watch => "/baton.v1.Lease/Watch",
+            Rpc::Pause => "/baton.v1.Admin/Pause",
+            Rpc::Resume => "/baton.v1.Admin/Resume",
+            Rpc::ForceRelease => "/baton.v1.Admin/ForceRelease",
+            Rpc::SetMax => "/baton.v1.Admin/SetMax",
+            Rpc::AddVoter => "/baton.v1.Admin/AddVoter",
+            Rpc::RemoveVoter => "/baton.v1.Admin/RemoveVoter",
+        }
+    }
+
+    /// The RPC at a gRPC path; None for a path baton does not serve.
+    pub fn from_path(path: &str) -> Option<Rpc> {
+        Rpc::ALL.into_iter().find(|rpc| rpc.path() == path)
+    }
+
+    /// `Lease.Acquire`, for messages.
+    pub fn name(self) -> String {
+        self.path()
+            .trim_start_matches("/baton.v1.")
+            .replacen('/', ".", 1)
+    }
+
+    fn allowed(self) -> Allowed {
+        match self {
+            Rpc::RaftAppendEntries | Rpc::RaftVote | Rpc::RaftInstallSnapshot => Allowed::Voters,
+            Rpc::Status | Rpc::Watch => Allowed::Anyone,
+            Rpc::Acquire | Rpc::Release => Allowed::LeaseTakers,
+            Rpc::Pause
+            | Rpc::Resume
+            | Rpc::ForceRelease
+            | Rpc::SetMax
+            | Rpc::AddVoter
+            | Rpc::RemoveVoter => Allowed::Admins,
+        }
+    }
+}
+
+/// A refused call, in the words the caller sees (`PermissionDenied`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{caller} may not call {rpc}: {why}")]
+pub struct Denied {
+    pub caller: String,
+    pub rpc: String,
+    pub why: String,
+}
+
+fn denied(caller: &Caller, rpc: Rpc, why: impl Into<String>) -> Denied {
+    Denied {
+        caller: caller.to_string(),
+        rpc: rpc.name(),
+        why: why.into(),
+    }
+}
+
+/// May `caller` make `rpc` at all? `voters`: the names in the current voter list.
+pub fn permit(caller: &Caller, rpc: Rpc, voters: &[String]) -> Result<(), Denied> {
+    let Caller::Certified(identity) = caller else {
+        return Ok(());
+    };
+    let allowed = rpc.allowed();
+    let ok = match allowed {
+        Allowed::Voters => identity.role == Role::Voter && voters.contains(&identity.name),
+        Allowed::Anyone => true,
+        Allowed::LeaseTakers => true,
+        Allowed::Admins => identity.role == Role::Admin,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(denied(caller, rpc, allowed.words()))
+    }
+}
+
+/// May `caller` take or give back the lease of `holder`? Voters and hosts
+/// act only as themselves (their certificate's name); admins for anyone.
+pub fn permit_holder(caller: &Caller, rpc: Rpc, holder: &str) -> Result<(), Denied> {
+    match caller {
+        Caller::Insecure => Ok(()),
+        Caller::Certified(identity) if identity.role == Role::Admin => Ok(()),
+        Caller::Certified(identity) if identity.name == holder => Ok(()),
+        Caller::Certified(identity) => Err(denied(
+            caller,
+            rpc,
+            format!(
+                "a {} certificate acts only as itself ({:?}), not as {holder:?}",
+                identity.role, identity.name
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn certified(name: &str, role: Role) -> Caller {
+        Caller::Certified(Identity {
+            name: name.into(),
+            role,
+        })
+    }
+
+    #[test]
+    fn paths_round_trip_and_unknown_paths_are_none() {
+        for rpc in Rpc::ALL {
+            assert_eq!(Rpc::from_path(rpc.path()), Some(rpc));
+        }
+        assert_eq!(Rpc::from_path("/baton.v1.Lease/Steal"), None);
+        assert_eq!(Rpc::from_path("/grpc.health.v1.Health/Check"), None);
+        assert_eq!(Rpc::Acquire.name(), "Lease.Acquire");
+        assert_eq!(Role::parse("voter"), Some(Role::Voter));
+        assert_eq!(Role::parse("root"), None);
+    }
+
+    #[test]
+    fn the_rule_table() {
+        let voters = vec!["cp-1".to_string(), "cp-2".to_string()];
+        let voter = certified("cp-1", Role::Voter);
+        let former = certified("cp-9", Role::Voter);
+        let host = certified("h1", Role::Host);
+        let admin = certified("ops", Role::Admin);
+        for rpc in Rpc::ALL {
+            let expect = |caller: &Caller| permit(caller, rpc, &voters).is_ok();
+            let admin_call = rpc.allowed() == Allowed::Admins;
+            let raft = matches!(
+                rpc,
+                Rpc::RaftAppendEntries | Rpc::RaftVote | Rpc::RaftInstallSnapshot
+            );
+            assert_eq!(expect(&voter), !admin_call, "voter {rpc:?}");
+            assert_eq!(
+                expect(&former),
+                !admin_call && !raft,
+                "former voter {rpc:?}"
+            );
+            assert_eq!(expect(&host), !admin_call && !raft, "host {rpc:?}");
+            assert_eq!(expect(&admin), !raft, "admin {rpc:?}");
+            assert!(expect(&Caller::Insecure), "insecure {rpc:?}");
+        }
+    }
+
+    #[test]
+    fn hosts_and_voters_act_only_as_themselves() {
+        let host = certified("h1", Role::Host);
+        assert!(permit_holder(&host, Rpc::Acquire, "h1").is_ok());
+        let refused = permit_holder(&host, Rpc::Release, "h2").unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "h1 (host) may not call Lease.Release: a host certificate acts only as itself (\"h1\"), not as \"h2\""
+        );
+        let voter = certified("cp-1", Role::Voter);
+        assert!(permit_holder(&voter, Rpc::Acquire, "cp-1").is_ok());
+        assert!(permit_holder(&voter, Rpc::Acquire, "h1").is_err());
+        let admin = certified("ops", Role::Admin);
+        assert!(permit_holder(&admin, Rpc::Release, "h1").is_ok());
+        assert!(permit_holder(&Caller::Insecure, Rpc::Release, "h1").is_ok());
+    }
+
+    #[test]
+    fn a_refusal_names_the_identity_and_what_it_may_do() {
+        let voters = vec!["cp-1".to_string()];
+        let host = certified("h1", Role::Host);
+        let refused = permit(&host, Rpc::Pause, &voters).unwrap_err().to_string();
+        assert_eq!(
+            refused,
+            "h1 (host) may not call Admin.Pause: only admin certificates may change the cluster"
+        );
+        let refused = permit(&host, Rpc::RaftVote, &voters)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("only voter certificates of current voters"),
+            "{refused}"
+        );
+    }
+}

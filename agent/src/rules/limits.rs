@@ -1,0 +1,32 @@
+//! The limits on what comes from the network: message sizes, streams, concurrency; one place.
+//!
+//! Names and texts are limited in `names`, groups, queues and max holders in
+//! `lease` (`MAX_GROUPS`, `MAX_QUEUE`, `MAX_HOLDERS_CAP`). Over a limit is an
+//! error the caller sees (`InvalidArgument`, `ResourceExhausted`), never a
+//! stall and never an allocation of whatever size a peer asks for.
+
+/// Largest Lease or Admin request a voter decodes. Every field is capped far
+/// below this (names 253 characters, reasons 256).
+pub const MAX_API_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Largest raft RPC a voter decodes or sends: a batch of log entries (each
+/// bounded by the request caps) or one snapshot chunk.
+pub const MAX_RAFT_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Snapshot chunk size the leader sends: far under the message limit even
+/// encoded as JSON (a byte is at most four characters there).
+pub const SNAPSHOT_CHUNK_BYTES: u64 = 1024 * 1024;
+
+/// Largest snapshot a voter accepts: the state of 1,000 groups with 20,000
+/// waiters each stays well under it.
+pub const MAX_SNAPSHOT_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Watch streams one caller may hold open on one voter (a host needs one).
+pub const MAX_WATCHES_PER_CALLER: usize = 8;
+
+/// Requests one connection may have in flight at once.
+pub const MAX_CONCURRENT_REQUESTS_PER_CONNECTION: usize = 64;
+
+/// Largest response a voter decodes from a fleet of 10,000 hosts (status
+/// with every waiter listed): generous, but bounded.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
