@@ -96,6 +96,7 @@ check "packaging/flatcar/check.py (baton.bu and baton.ign in step)" python3 pack
 check "cloud-init schema packaging/cloud-init/user-data.yaml" \
     bash -c 'command -v cloud-init >/dev/null || { echo "cloud-init not found: apt-get install cloud-init"; exit 1; }; cloud-init schema --config-file packaging/cloud-init/user-data.yaml'
 check "packaging/cloud-init/check.py" python3 packaging/cloud-init/check.py
+check "packaging/kubernetes/check.py (the drain's least privilege)" python3 packaging/kubernetes/check.py
 
 # --- the .deb --------------------------------------------------------------
 lint() {

@@ -17,6 +17,15 @@ state=/tmp/baton-demo
 rm -rf "$state"
 mkdir -p "$state"
 
+# Mutual TLS, as a real cluster runs: a CA, a voter certificate per voter
+# (for its address), and an admin certificate for the CLI below.
+"$baton" cert init --dir "$state/tls" >/dev/null
+for i in 1 2 3; do
+  "$baton" cert issue "cp-$i" --role voter --address 127.0.0.1 --dir "$state/tls" >/dev/null
+done
+"$baton" cert issue ops --role admin --dir "$state/tls" >/dev/null
+admin=(--ca "$state/tls/ca.crt" --cert "$state/tls/ops.crt" --key "$state/tls/ops.key")
+
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -32,11 +41,11 @@ start_voter() {
 }
 
 for i in 1 2 3; do start_voter "$i"; done
-cli() { echo "\$ baton $*" >&2; "$baton" --endpoint 127.0.0.1:7421,127.0.0.1:7422,127.0.0.1:7423 "$@"; }
+cli() { echo "\$ baton $*" >&2; "$baton" --endpoint 127.0.0.1:7421,127.0.0.1:7422,127.0.0.1:7423 "${admin[@]}" "$@"; }
 
 echo "waiting for a leader..."
 for _ in $(seq 1 100); do
-  if "$baton" --endpoint 127.0.0.1:7421 status --json 2>/dev/null | grep -q '"leader":[0-9]'; then break; fi
+  if "$baton" --endpoint 127.0.0.1:7421 "${admin[@]}" status --json 2>/dev/null | grep -q '"leader":[0-9]'; then break; fi
   sleep 0.1
 done
 cli status
@@ -55,7 +64,7 @@ cli lease release workers --holder host-a
 wait "$waiter"
 cli status
 
-leader=$("$baton" --endpoint 127.0.0.1:7421,127.0.0.1:7422 status --json | sed -n 's/.*"leader":\([0-9]*\).*/\1/p')
+leader=$("$baton" --endpoint 127.0.0.1:7421,127.0.0.1:7422 "${admin[@]}" status --json | sed -n 's/.*"leader":\([0-9]*\).*/\1/p')
 echo; echo "== kill -9 of the leader (voter $leader): the lease survives"
 kill -9 "${pids[$leader]}"
 wait "${pids[$leader]}" 2>/dev/null || true

@@ -3,7 +3,8 @@
 
 cloud-init's schema accepts unknown top-level keys (a misspelt `write_file:`
 passes), so this checks the content: the baton drop-in is valid TOML and
-lists voters, unattended-upgrades' Automatic-Reboot is set to "false", the
+lists voters, the host's TLS files are written (the key 0600),
+unattended-upgrades' Automatic-Reboot is set to "false", the
 .deb of the workspace's version is installed, and baton.service is enabled.
 
 Usage: check.py            Exit status: 0 fine, 1 a problem (printed), 2 unreadable.
@@ -18,6 +19,12 @@ USER_DATA = HERE / "user-data.yaml"
 WORKSPACE = HERE.parent.parent / "Cargo.toml"
 DROP_IN = "/etc/baton/baton.d/50-cloud-init.toml"
 NO_REBOOT = "/etc/apt/apt.conf.d/99baton-no-automatic-reboot"
+# The host's TLS identity at the default [tls] paths, and their modes.
+TLS_FILES = {
+    "/etc/baton/tls/ca.crt": "0644",
+    "/etc/baton/tls/host.crt": "0644",
+    "/etc/baton/tls/host.key": "0600",
+}
 
 
 def problems(data: dict, version: str):
@@ -36,6 +43,12 @@ def problems(data: dict, version: str):
         else:
             if not config.get("cluster", {}).get("voters"):
                 yield f"{DROP_IN} lists no [cluster] voters"
+    for path, mode in TLS_FILES.items():
+        entry = files.get(path)
+        if entry is None:
+            yield f"write_files has no {path} (the host's TLS identity)"
+        elif str(entry.get("permissions")) != mode:
+            yield f"{path} is written with permissions {entry.get('permissions')}, expected {mode}"
     no_reboot = files.get(NO_REBOOT)
     if no_reboot is None:
         yield f"write_files has no {NO_REBOOT}"

@@ -11,7 +11,7 @@ data URLs (and gunzipping), so an Ignition file made by a real
 
 It also checks what baton needs from the config: the sysext of the
 workspace's version under /opt/extensions/baton/, the /etc/extensions/baton.raw
-link to it, /etc/baton/baton.toml, REBOOT_STRATEGY=off in
+link to it, /etc/baton/baton.toml, the TLS files (key 0600), REBOOT_STRATEGY=off in
 /etc/flatcar/update.conf, and locksmithd.service masked.
 
 Usage: check.py [--write]   (--write regenerates baton.ign from baton.bu)
@@ -245,6 +245,12 @@ def requirements(m: dict, version: str):
         yield "no link /etc/extensions/baton.raw"
     elif link["target"] != image or link["hard"]:
         yield f"/etc/extensions/baton.raw must be a symbolic link to {image}, not {link}"
+    for path, mode in (("/etc/baton/tls/ca.crt", 0o644), ("/etc/baton/tls/host.crt", 0o644),
+                       ("/etc/baton/tls/host.key", 0o600)):
+        if path not in m["files"]:
+            yield f"no file {path} (the host's TLS identity)"
+        elif m["files"][path].get("mode") != mode:
+            yield f"{path} has mode {oct(m['files'][path].get('mode') or 0)}, expected {oct(mode)}"
     if "/etc/baton/baton.toml" not in m["files"]:
         yield "no file /etc/baton/baton.toml"
     else:

@@ -635,7 +635,28 @@ class Suite:
             say(f"{h.name}: dpkg -i {self.deb.name}: {h.out('systemctl is-enabled baton').strip()}, "
                 f"{h.sh('systemctl is-active baton').stdout.strip()} ({time.monotonic() - t:.1f}s)")
 
+    def provision_tls(self) -> None:
+        """Mutual TLS as an operator sets it up: a CA made with `baton cert
+        init` (on h1, into the shared dir), each host's certificate issued
+        for its name, role and address, installed at the default paths
+        (/etc/baton/tls/{ca,host}.crt, host.key 0600); h2 and h3 also get an
+        admin certificate for the CLI."""
+        h1 = self.h[1]
+        h1.sh("rm -rf /share/tls && baton cert init --dir /share/tls", check=True)
+        for i in [*VOTERS, CLIENT]:
+            h = self.h[i]
+            role = "voter" if i in VOTERS else "host"
+            h1.sh(f"baton cert issue {h.name} --role {role} --address {h.ip} --dir /share/tls", check=True)
+            h.sh("install -d -m 0755 /etc/baton/tls && install -m 0644 /share/tls/ca.crt /etc/baton/tls/ca.crt"
+                 f" && install -m 0644 /share/tls/{h.name}.crt /etc/baton/tls/host.crt"
+                 f" && install -m 0600 /share/tls/{h.name}.key /etc/baton/tls/host.key", check=True)
+        h1.sh("baton cert issue ops --role admin --dir /share/tls", check=True)
+        for i in (2, 3):
+            self.h[i].sh("install -m 0644 /share/tls/ops.crt /etc/baton/tls/admin.crt"
+                         " && install -m 0600 /share/tls/ops.key /etc/baton/tls/admin.key", check=True)
+
     def configure(self) -> None:
+        self.provision_tls()
         for i in VOTERS:
             self.h[i].write("/etc/baton/baton.toml", voter_config(self.h[i]))
         self.h[CLIENT].write("/etc/baton/baton.toml", client_config(self.h[CLIENT]))
@@ -762,7 +783,9 @@ class Suite:
             return ok and s
 
         s = wait_for("a leader and 3 reachable voters", formed, 30, interval=0.5)
-        acq = self.h[2].sh(f"baton --endpoint {endpoints} lease acquire host-test --holder h2-cli", timeout=20)
+        # The CLI acts for other holders only with an admin certificate.
+        admin = "--cert /etc/baton/tls/admin.crt --key /etc/baton/tls/admin.key"
+        acq = self.h[2].sh(f"baton --endpoint {endpoints} {admin} lease acquire host-test --holder h2-cli", timeout=20)
         expect(acq.returncode == 0, f"h2: lease acquire exited {acq.returncode}: {acq.stderr.strip()}")
         token = int(acq.stdout.strip())
         # Read from another host, through its own config's default endpoint.
@@ -777,16 +800,22 @@ class Suite:
             e for e in leader.journal("-u baton -b BATON_HOLDER=h2-cli") if e.get("BATON_TOKEN") == str(token)], 5)
         expect(grants[0].get("BATON_GROUP") == "host-test",
                f"{leader.name}: grant event fields {[k for k in grants[0] if k.startswith('BATON_')]}")
-        second = self.h[3].sh(f"baton --endpoint {endpoints} lease acquire host-test --holder h3-cli", timeout=20)
+        # Without it, a voter's own certificate may not act for another holder.
+        denied = self.h[3].sh(f"baton --endpoint {endpoints} lease acquire host-test --holder h3-cli", timeout=20)
+        expect(denied.returncode == 77 and "permission denied" in denied.stderr,
+               f"h3: acquire for another holder with h3's own certificate exited {denied.returncode}: "
+               f"{denied.stderr.strip()}")
+        second = self.h[3].sh(f"baton --endpoint {endpoints} {admin} lease acquire host-test --holder h3-cli", timeout=20)
         expect(second.returncode == 75, f"h3: second acquire exited {second.returncode}, expected 75 (queued)")
-        rel = self.h[2].sh(f"baton --endpoint {endpoints} lease release host-test --holder h2-cli --token {token}", timeout=20)
+        rel = self.h[2].sh(f"baton --endpoint {endpoints} {admin} lease release host-test --holder h2-cli --token {token}", timeout=20)
         expect(rel.returncode == 0, f"h2: release exited {rel.returncode}: {rel.stderr.strip()}")
-        self.h[3].sh(f"baton --endpoint {endpoints} lease release host-test --holder h3-cli", timeout=20)
+        self.h[3].sh(f"baton --endpoint {endpoints} {admin} lease release host-test --holder h3-cli", timeout=20)
         s1 = baton_json(self.h[1], "status --json")
         expect(not s1["groups"]["host-test"]["holders"], f"h1: holders after release: {s1['groups']['host-test']['holders']}")
         return (f"leader h{s['leader']} (term {s['term']}), 3/3 voters reachable; h2 acquired host-test token {token}, "
                 f"h3 saw it (machine id ok), the leader's journal has it (BATON_GROUP/HOLDER/TOKEN), "
-                f"a second holder queued (75), released")
+                f"a second holder queued (75), released; all over mutual TLS, a voter's certificate refused (77) "
+                f"for another holder")
 
     # -- 6 -------------------------------------------------------------------
 

@@ -39,10 +39,17 @@ pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCo
             .join(", ")
     );
     warn_if_exposed(&settings);
-    let tls = tls_mode(&settings.tls)?;
+    // A host with no voters talks to nobody: it needs no certificate yet
+    // (a fresh install says what is missing instead of failing on TLS).
+    let configured = !settings.cluster.voters.is_empty();
+    let tls = if configured {
+        tls_mode(&settings.tls)?
+    } else {
+        TlsMode::Insecure
+    };
     let tls_watch = match &tls {
         TlsMode::Mutual(state) => Some(tokio::spawn(watch_tls(state.clone(), notify.clone()))),
-        TlsMode::Insecure => {
+        TlsMode::Insecure if configured => {
             tracing::warn!(
                 "INSECURE: [tls] insecure = true: plaintext, and anyone who reaches this host's port may call it"
             );
@@ -52,6 +59,7 @@ pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCo
             );
             None
         }
+        TlsMode::Insecure => None,
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(CliError::Signal)?;

@@ -1,14 +1,19 @@
 //! Running a command: the one runner for hooks, blockers, the reboot command and updaters.
 //!
-//! stdin is closed, stdout and stderr are kept for messages, systemd's
-//! per-service variables (`NOTIFY_SOCKET`, `WATCHDOG_*`) are removed so a
-//! command cannot talk to systemd on baton's behalf, and a command with a
-//! timeout is killed when it runs out (or when its caller gives up).
+//! stdin is closed, the tail of stdout and stderr is kept for messages,
+//! systemd's per-service variables (`NOTIFY_SOCKET`, `WATCHDOG_*`) are
+//! removed so a command cannot talk to systemd on baton's behalf, and a
+//! command with a timeout is killed with all it started when it runs out.
 
 use std::process::{ExitStatus, Output, Stdio};
 use std::time::Duration;
 
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
 use super::service_manager::SERVICE_ENV;
+use crate::rules::limits::MAX_COMMAND_OUTPUT_BYTES;
 
 /// Why a command did not run to a successful end.
 #[derive(Debug, thiserror::Error)]
@@ -75,10 +80,12 @@ impl Finished {
     }
 }
 
-/// Runs `argv` to its end with `env` added. `timeout`: kill it after this
+/// Runs `argv` to its end with `env` added. `timeout`: kill it, and every
+/// process it started (it runs in a process group of its own), after this
 /// long; `None`: wait as long as it takes, and let it finish even if the
 /// caller stops waiting (an unattended-upgrade run killed half-way through
-/// dpkg would break the host).
+/// dpkg would break the host). Of its output, the last
+/// [`MAX_COMMAND_OUTPUT_BYTES`] of each stream are kept.
 pub async fn run(
     argv: &[String],
     env: &[(&str, String)],
@@ -96,30 +103,65 @@ pub async fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(timeout.is_some());
+    if timeout.is_some() {
+        child.process_group(0);
+    }
     for key in SERVICE_ENV {
         child.env_remove(key);
     }
-    let child = child.spawn().map_err(|source| ProcessError::Spawn {
+    let mut child = child.spawn().map_err(|source| ProcessError::Spawn {
         command: command.clone(),
         source,
     })?;
-    let wait = child.wait_with_output();
+    let group = child.id();
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let finished = async {
+        let (status, stdout, stderr) =
+            tokio::join!(child.wait(), read_tail(stdout), read_tail(stderr));
+        status.map(|status| Output {
+            status,
+            stdout,
+            stderr,
+        })
+    };
     let output = match timeout {
-        Some(limit) => match tokio::time::timeout(limit, wait).await {
+        Some(limit) => match tokio::time::timeout(limit, finished).await {
             Ok(result) => result,
             Err(_) => {
+                if let Some(pgid) = group.and_then(|pid| i32::try_from(pid).ok()) {
+                    let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+                }
                 return Err(ProcessError::Timeout {
                     command,
                     timeout: limit,
-                })
+                });
             }
         },
-        None => wait.await,
+        None => finished.await,
     };
     match output {
         Ok(output) => Ok(Finished { command, output }),
         Err(source) => Err(ProcessError::Spawn { command, source }),
     }
+}
+
+/// Reads a stream to its end, keeping its last [`MAX_COMMAND_OUTPUT_BYTES`]
+/// (reading on, so the command never blocks on a full pipe).
+async fn read_tail(stream: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
+    let Some(mut stream) = stream else {
+        return Vec::new();
+    };
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(n @ 1..) = stream.read(&mut buf).await {
+        kept.extend_from_slice(&buf[..n]);
+        // Trim in batches rather than after every read.
+        if kept.len() > 2 * MAX_COMMAND_OUTPUT_BYTES {
+            kept.drain(..kept.len() - MAX_COMMAND_OUTPUT_BYTES);
+        }
+    }
+    let cut = kept.len().saturating_sub(MAX_COMMAND_OUTPUT_BYTES);
+    kept.split_off(cut)
 }
 
 /// A command line as an operator would type it, for logs and errors:
@@ -214,6 +256,36 @@ mod tests {
             .expect_err("timeout");
         assert!(matches!(error, ProcessError::Timeout { .. }), "{error}");
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_what_the_command_started_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("survived");
+        // The child leaves a grandchild that would write the marker later.
+        let script = format!("(sleep 1; touch '{}') & sleep 30", marker.display());
+        let error = run(&sh(&script), &[], Some(Duration::from_millis(200)))
+            .await
+            .expect_err("timeout");
+        assert!(matches!(error, ProcessError::Timeout { .. }), "{error}");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(!marker.exists(), "the grandchild was killed with the group");
+    }
+
+    #[tokio::test]
+    async fn output_is_bounded_to_its_tail() {
+        // 1 MiB of output, then a last line: only the tail is kept.
+        let script = "head -c 1048576 /dev/zero | tr '\\0' x; echo; echo last line";
+        let finished = run(&sh(script), &[], Some(Duration::from_secs(10)))
+            .await
+            .expect("ran");
+        assert_eq!(finished.output.stdout.len(), MAX_COMMAND_OUTPUT_BYTES);
+        let text = String::from_utf8_lossy(&finished.output.stdout);
+        assert!(
+            text.ends_with("last line\n"),
+            "{}",
+            &text[text.len() - 20..]
+        );
     }
 
     #[tokio::test]

@@ -30,3 +30,7 @@ pub const MAX_CONCURRENT_REQUESTS_PER_CONNECTION: usize = 64;
 /// Largest response a voter decodes from a fleet of 10,000 hosts (status
 /// with every waiter listed): generous, but bounded.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Output kept of a command baton runs (hook, blocker, reboot command,
+/// sentinel command), per stream: its tail, for the message.
+pub const MAX_COMMAND_OUTPUT_BYTES: usize = 64 * 1024;

@@ -155,7 +155,10 @@ impl DrainError {
 
 /// Drains and undrains this host's Kubernetes node.
 pub struct KubeDrainer {
-    client: Client,
+    /// Rebuilt from the kubeconfig before every drain, undrain and abort,
+    /// so rotated credentials are picked up without a restart.
+    client: std::sync::RwLock<Client>,
+    kubeconfig: Option<PathBuf>,
     node: String,
     drain_timeout: Duration,
     grace_period: Option<Duration>,
@@ -274,42 +277,15 @@ fn grace_seconds(d: Duration) -> i64 {
 impl KubeDrainer {
     /// Builds the client from settings.kubeconfig (or KUBECONFIG / in-cluster when None).
     pub async fn connect(settings: &KubernetesSettings) -> Result<KubeDrainer, DrainError> {
-        let (mut config, origin) = match &settings.kubeconfig {
-            Some(path) => {
-                let kubeconfig =
-                    Kubeconfig::read_from(path).map_err(|source| DrainError::Kubeconfig {
-                        path: path.clone(),
-                        source,
-                    })?;
-                let config =
-                    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                        .await
-                        .map_err(|source| DrainError::Kubeconfig {
-                            path: path.clone(),
-                            source,
-                        })?;
-                (config, path.display().to_string())
-            }
-            None => {
-                let config = Config::infer()
-                    .await
-                    .map_err(|source| DrainError::InferConfig { source })?;
-                (config, "the inferred configuration".to_string())
-            }
-        };
-        // The drain handles 429 (PodDisruptionBudget) and transient errors
-        // itself, with its own back-off and deadline.
-        config.default_retry = false;
+        let client = client(&settings.kubeconfig, &settings.node_name).await?;
         info!(
             BATON_KUBE_NODE = %settings.node_name,
-            "kubernetes API at {} (from {origin})",
-            config.cluster_url
+            "kubernetes API client ready; the kubeconfig is read again before each drain"
         );
-        let client =
-            Client::try_from(config).map_err(|source| DrainError::Client { origin, source })?;
         let poll = settings.eviction_retry.clamp(MIN_POLL, MAX_POLL);
         Ok(KubeDrainer {
-            client,
+            client: std::sync::RwLock::new(client),
+            kubeconfig: settings.kubeconfig.clone(),
             node: settings.node_name.clone(),
             drain_timeout: settings.drain_timeout,
             grace_period: settings.grace_period,
@@ -320,6 +296,58 @@ impl KubeDrainer {
         })
     }
 
+    /// Reads the kubeconfig again (credentials rotate); on an error the
+    /// client in use stays, and the error is logged.
+    async fn refresh(&self) {
+        match client(&self.kubeconfig, &self.node).await {
+            Ok(fresh) => *self.client.write().unwrap_or_else(|p| p.into_inner()) = fresh,
+            Err(e) => warn!("kubernetes: keeping the client in use: {e}"),
+        }
+    }
+
+    fn client(&self) -> Client {
+        self.client
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// A client from `kubeconfig` (or KUBECONFIG / in-cluster when None).
+async fn client(kubeconfig: &Option<PathBuf>, node: &str) -> Result<Client, DrainError> {
+    let (mut config, origin) = match kubeconfig {
+        Some(path) => {
+            let kubeconfig =
+                Kubeconfig::read_from(path).map_err(|source| DrainError::Kubeconfig {
+                    path: path.clone(),
+                    source,
+                })?;
+            let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .map_err(|source| DrainError::Kubeconfig {
+                    path: path.clone(),
+                    source,
+                })?;
+            (config, path.display().to_string())
+        }
+        None => {
+            let config = Config::infer()
+                .await
+                .map_err(|source| DrainError::InferConfig { source })?;
+            (config, "the inferred configuration".to_string())
+        }
+    };
+    // The drain handles 429 (PodDisruptionBudget) and transient errors
+    // itself, with its own back-off and deadline.
+    config.default_retry = false;
+    debug!(
+        BATON_KUBE_NODE = node,
+        "kubernetes API at {} (from {origin})", config.cluster_url
+    );
+    Client::try_from(config).map_err(|source| DrainError::Client { origin, source })
+}
+
+impl KubeDrainer {
     /// Cordons the node (remembers whether it was already unschedulable), lists pods on it
     /// (fieldSelector spec.nodeName=NODE, plus settings.pod_selector as labelSelector), skips
     /// DaemonSet-owned pods and mirror pods (annotation kubernetes.io/config.mirror), and pods
@@ -334,6 +362,7 @@ impl KubeDrainer {
     /// [`DrainError::record`] gives what to pass to [`KubeDrainer::abort`].
     #[tracing::instrument(name = "kubernetes", skip_all, fields(BATON_KUBE_NODE = %self.node))]
     pub async fn drain(&self, lease: &HeldLease) -> Result<DrainRecord, DrainError> {
+        self.refresh().await;
         let node = self.node.as_str();
         info!(
             "draining node {node} holding the lease ({lease}; timeout {:?})",
@@ -392,6 +421,7 @@ impl KubeDrainer {
     /// are logged and retried until the timeout.
     #[tracing::instrument(name = "kubernetes", skip_all, fields(BATON_KUBE_NODE = %record.node))]
     pub async fn undrain(&self, lease: &HeldLease, record: &DrainRecord) -> Result<(), DrainError> {
+        self.refresh().await;
         let node = record.node.as_str();
         info!(
             "waiting up to {:?} for node {node} to be Ready, holding the lease ({lease})",
@@ -418,6 +448,7 @@ impl KubeDrainer {
     /// Undo after an aborted drain (no reboot happened): uncordon if we cordoned; no Ready wait.
     #[tracing::instrument(name = "kubernetes", skip_all, fields(BATON_KUBE_NODE = %record.node))]
     pub async fn abort(&self, record: &DrainRecord) -> Result<(), DrainError> {
+        self.refresh().await;
         info!(
             "undoing the drain of node {} (no reboot happened)",
             record.node
@@ -444,11 +475,11 @@ impl KubeDrainer {
     }
 
     fn nodes(&self) -> Api<Node> {
-        Api::all(self.client.clone())
+        Api::all(self.client())
     }
 
     fn pods(&self, namespace: &str) -> Api<Pod> {
-        Api::namespaced(self.client.clone(), namespace)
+        Api::namespaced(self.client(), namespace)
     }
 
     fn api_error(&self, call: impl Into<String>, node: &str, source: kube::Error) -> DrainError {
@@ -522,7 +553,7 @@ impl KubeDrainer {
         if let Some(selector) = &self.pod_selector {
             params = params.labels(selector);
         }
-        let all_pods: Api<Pod> = Api::all(self.client.clone());
+        let all_pods: Api<Pod> = Api::all(self.client());
         let listed = self
             .with_retry(progress, "list pods", || all_pods.list(&params))
             .await?;
