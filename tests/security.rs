@@ -12,7 +12,7 @@ use baton_proto::v1 as pb;
 use openraft::raft::{InstallSnapshotRequest, VoteRequest};
 use openraft::{SnapshotMeta, Vote};
 
-use crate::support::{stderr, stdout, TestCluster};
+use crate::support::{stderr, stdout, AgentHost, TestCluster};
 
 const EX_NOPERM: i32 = 77;
 
@@ -503,4 +503,29 @@ fn an_insecure_cluster_says_so() {
         stdout(&out)
     );
     assert!(cluster.log(0).contains("INSECURE"), "{}", cluster.log(0));
+}
+
+#[test]
+fn a_host_whose_certificate_names_another_host_does_not_start() {
+    let cluster = TestCluster::start(3, "");
+    let mut host = AgentHost::new(&cluster, "named-a", "");
+    // Its certificate files now say "someone-else".
+    let other = identity(&cluster, "someone-else", Role::Host);
+    let dir = other.cert.parent().unwrap().to_path_buf();
+    std::fs::copy(&other.cert, dir.join("named-a.crt")).unwrap();
+    std::fs::copy(&other.key, dir.join("named-a.key")).unwrap();
+    host.start();
+    let exit = host.wait_exit(Duration::from_secs(10)).expect("exits");
+    assert_eq!(
+        exit.code(),
+        Some(78),
+        "a configuration error: {}",
+        host.log()
+    );
+    assert!(
+        host.log()
+            .contains("names \"someone-else\", but node.name is \"named-a\""),
+        "{}",
+        host.log()
+    );
 }

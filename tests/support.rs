@@ -340,6 +340,11 @@ impl AgentHost {
         self.host.kill();
     }
 
+    /// Waits for the agent to exit by itself.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        self.host.wait_exit(within)
+    }
+
     /// The machine reboots: the process dies, the update is active (the
     /// sentinel is gone), the boot id changes, the agent starts again.
     pub fn reboot(&mut self, boot: u32) {

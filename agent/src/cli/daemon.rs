@@ -12,6 +12,7 @@ use super::CliError;
 use crate::config::{Settings, TlsSettings};
 use crate::host::agent::HostAgent;
 use crate::host::service_manager::ServiceManager;
+use crate::rules::access::Role;
 use crate::server::voter::Voter;
 use crate::transport::tls::{TlsMode, TlsState};
 
@@ -43,7 +44,7 @@ pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCo
     // (a fresh install says what is missing instead of failing on TLS).
     let configured = !settings.cluster.voters.is_empty();
     let tls = if configured {
-        tls_mode(&settings.tls)?
+        tls_mode(&settings)?
     } else {
         TlsMode::Insecure
     };
@@ -150,11 +151,34 @@ pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCo
 
 /// How this daemon talks to the cluster; unreadable TLS files are a
 /// configuration error (the unit does not restart on it).
-fn tls_mode(settings: &TlsSettings) -> Result<TlsMode, CliError> {
-    Ok(match settings {
-        TlsSettings::Insecure => TlsMode::Insecure,
-        TlsSettings::Mutual(files) => TlsMode::Mutual(TlsState::load(files)?),
-    })
+/// The certificate must name this host as `node.name` (the cluster takes
+/// lease calls only for the certificate's own name) and, on a voter, carry
+/// the voter role (or raft refuses it): said at start, not at 3 a.m.
+fn tls_mode(settings: &Settings) -> Result<TlsMode, CliError> {
+    let files = match &settings.tls {
+        TlsSettings::Insecure => return Ok(TlsMode::Insecure),
+        TlsSettings::Mutual(files) => files,
+    };
+    let state = TlsState::load(files)?;
+    let own = state.current().own.clone();
+    if own.name != settings.node.name {
+        return Err(CliError::Identity(format!(
+            "{} names {:?}, but node.name is {:?}: the cluster accepts lease calls only for the certificate's own name; issue it for {:?}",
+            files.cert.display(),
+            own.name,
+            settings.node.name,
+            settings.node.name
+        )));
+    }
+    if settings.this_voter().is_some() && own.role != Some(Role::Voter) {
+        return Err(CliError::Identity(format!(
+            "{} has role {}, but {} is a voter: issue it with --role voter (and --address for each address peers dial)",
+            files.cert.display(),
+            own.role.map_or("none", |r| r.as_str()),
+            settings.node.name
+        )));
+    }
+    Ok(TlsMode::Mutual(state))
 }
 
 /// Reads the TLS files again when they change (or on SIGHUP), so a

@@ -242,12 +242,16 @@ pub enum CliError {
     Tls(#[from] crate::transport::tls::TlsError),
     #[error("cert: {0}")]
     Cert(#[from] cert::CertError),
+    #[error("TLS: {0}")]
+    Identity(String),
 }
 
 impl CliError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            CliError::Config(_) | CliError::Tls(_) => ExitCode::from(EXIT_CONFIG),
+            CliError::Config(_) | CliError::Tls(_) | CliError::Identity(_) => {
+                ExitCode::from(EXIT_CONFIG)
+            }
             CliError::Node(NodeError::NotAVoter { .. } | NodeError::WipedState { .. }) => {
                 ExitCode::from(EXIT_CONFIG)
             }
