@@ -1186,3 +1186,107 @@ mod prop {
                }
            }
 }
+
+#[test]
+fn a_held_name_from_another_machine_is_refused_and_changes_nothing() {
+    let mut s = LeaseState::default();
+    let granted = token_of(&ok(&mut s, 1, &acquire("g", "h", 0)).0);
+    let mut other = acquire("g", "h", 1);
+    if let Command::Acquire { machine_id, .. } = &mut other {
+        *machine_id = "another-machine".into();
+    }
+    let before = s.clone();
+    let (outcome, events) = ok(&mut s, 2, &other);
+    assert!(
+        matches!(&outcome, Outcome::Refused(Refusal::OtherMachine { granted_to, .. }) if granted_to == "mid-h"),
+        "{outcome:?}"
+    );
+    assert!(events.is_empty());
+    assert_eq!(s, before);
+    // The machine that holds it gets its grant back, as always.
+    assert_eq!(token_of(&ok(&mut s, 3, &acquire("g", "h", 2)).0), granted);
+}
+
+#[test]
+fn the_queue_and_the_number_of_groups_are_capped() {
+    let mut s = LeaseState::default();
+    ok(&mut s, 1, &acquire("g", "holder", 0));
+    let group = s.groups.get_mut("g").unwrap();
+    for i in 0..MAX_QUEUE {
+        group.queue.push_back(Waiter {
+            holder: format!("w{i}"),
+            machine_id: String::new(),
+            since: 0,
+            deadline: u64::MAX,
+        });
+    }
+    let (outcome, _) = ok(&mut s, 2, &acquire("g", "one-too-many", 1));
+    assert!(
+        matches!(outcome, Outcome::Refused(Refusal::QueueFull { max, .. }) if max == MAX_QUEUE)
+    );
+    // A waiter already in the queue still refreshes its place.
+    let (outcome, _) = ok(&mut s, 3, &acquire("g", "w5", 1));
+    assert!(
+        matches!(outcome, Outcome::Queued { position: 6, .. }),
+        "{outcome:?}"
+    );
+
+    let mut s = LeaseState::default();
+    for i in 0..MAX_GROUPS {
+        s.groups.insert(format!("g{i}"), Group::new(1));
+    }
+    for cmd in [
+        acquire("new", "h", 0),
+        pause(Some("new"), "r", 0),
+        set_max("new", 2, 0),
+    ] {
+        let (outcome, events) = ok(&mut s, 1, &cmd);
+        assert!(
+            matches!(outcome, Outcome::Refused(Refusal::TooManyGroups { .. })),
+            "{cmd:?}: {outcome:?}"
+        );
+        assert!(events.is_empty());
+        assert!(!s.groups.contains_key("new"));
+    }
+    // Existing groups keep working.
+    assert!(matches!(
+        ok(&mut s, 2, &acquire("g7", "h", 0)).0,
+        Outcome::Granted(_)
+    ));
+}
+
+#[test]
+fn max_holders_is_capped() {
+    assert!(validate_max(MAX_HOLDERS_CAP).is_ok());
+    assert_eq!(
+        validate_max(MAX_HOLDERS_CAP + 1),
+        Err(LeaseError::MaxHolders(MAX_HOLDERS_CAP + 1))
+    );
+    assert!(set_max("g", u32::MAX, 0).validate().is_err());
+}
+
+#[test]
+fn a_pause_records_who_and_when_and_a_resume_clears_it() {
+    let mut s = LeaseState::default();
+    ok(&mut s, 1, &pause(Some("g"), "kernel CVE", 42));
+    let group = &s.groups["g"];
+    assert_eq!(group.paused_by.as_deref(), Some("ops"));
+    assert_eq!(group.paused_at, Some(42));
+    ok(&mut s, 2, &pause(None, "freeze", 43));
+    assert_eq!(s.paused_all_by.as_deref(), Some("ops"));
+    assert_eq!(s.paused_all_at, Some(43));
+    ok(&mut s, 3, &resume(Some("g"), 44));
+    ok(&mut s, 4, &resume(None, 45));
+    assert_eq!(s.groups["g"].paused_by, None);
+    assert_eq!(s.paused_all_by, None);
+    // Machine ids and reasons are checked like names.
+    let mut long = acquire("g", "h", 0);
+    if let Command::Acquire { machine_id, .. } = &mut long {
+        *machine_id = "m".repeat(65);
+    }
+    assert!(matches!(long.validate(), Err(LeaseError::MachineId { .. })));
+    assert!(matches!(
+        pause(None, "bell\u{7}", 0).validate(),
+        Err(LeaseError::Reason(_))
+    ));
+}
