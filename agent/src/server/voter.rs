@@ -174,6 +174,8 @@ impl Voter {
         // every service decodes only messages of its bounded size.
         let router = tonic::transport::Server::builder()
             .concurrency_limit_per_connection(MAX_CONCURRENT_REQUESTS_PER_CONNECTION)
+            // Over the limit is ResourceExhausted at once, not a queue.
+            .load_shed(true)
             .layer(AuthLayer::new(voters))
             .add_service(
                 RaftServer::new(RaftService::new(raft.clone()))
