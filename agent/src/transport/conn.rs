@@ -33,6 +33,31 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Accepted connections waiting for the gRPC server.
 const ACCEPT_QUEUE: usize = 64;
 
+/// Failed handshakes are logged at most once per this (a peer that keeps
+/// trying must not flood the journal); the others are counted.
+const HANDSHAKE_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// Logs failed handshakes, at most one line per [`HANDSHAKE_LOG_EVERY`].
+#[derive(Clone, Default)]
+struct HandshakeLog(Arc<Mutex<(Option<std::time::Instant>, u64)>>);
+
+impl HandshakeLog {
+    fn failed(&self, remote: SocketAddr, why: &str) {
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (last, suppressed) = &mut *state;
+        if last.is_some_and(|at| at.elapsed() < HANDSHAKE_LOG_EVERY) {
+            *suppressed += 1;
+            return;
+        }
+        let more = match std::mem::take(suppressed) {
+            0 => String::new(),
+            n => format!(" ({n} more failed handshakes since the last line)"),
+        };
+        *last = Some(std::time::Instant::now());
+        tracing::warn!("TLS handshake with {remote} failed: {why}{more}");
+    }
+}
+
 /// What the server knows of a connection's peer; in every request's extensions.
 #[derive(Debug, Clone)]
 pub struct PeerInfo {
@@ -152,6 +177,7 @@ pub fn accept(
     tls: TlsMode,
 ) -> ReceiverStream<Result<ServerConn, io::Error>> {
     let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
+    let log = HandshakeLog::default();
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -183,6 +209,7 @@ pub fn accept(
                 }
                 TlsMode::Mutual(state) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(state.current().server.clone());
+                    let log = log.clone();
                     tokio::spawn(async move {
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                             Ok(Ok(stream)) => {
@@ -203,12 +230,10 @@ pub fn accept(
                                 };
                                 let _ = tx.send(Ok(conn)).await;
                             }
-                            Ok(Err(e)) => tracing::warn!(
-                                "TLS handshake with {remote} failed: {}",
-                                explain_server_handshake(&e)
-                            ),
-                            Err(_) => tracing::warn!(
-                                "TLS handshake with {remote} did not finish within {HANDSHAKE_TIMEOUT:?}; dropped"
+                            Ok(Err(e)) => log.failed(remote, &explain_server_handshake(&e)),
+                            Err(_) => log.failed(
+                                remote,
+                                &format!("no handshake within {HANDSHAKE_TIMEOUT:?}; dropped"),
                             ),
                         }
                     });
