@@ -259,10 +259,11 @@ async fn twenty_concurrent_holders_never_exceed_max_two() {
         let mut holders = BTreeSet::new();
         let mut grants = 0usize;
         while let Some(Ok(event)) = stream.next().await {
-            if let Some(state) = &event.state {
-                max_seen = max_seen.max(state.holders.len());
-            }
             match &event.kind {
+                Some(Kind::Snapshot(state)) => {
+                    holders = state.holders.iter().map(|h| h.holder.clone()).collect();
+                    max_seen = max_seen.max(holders.len());
+                }
                 Some(Kind::Granted(g)) => {
                     grants += 1;
                     holders.insert(g.holder.clone());

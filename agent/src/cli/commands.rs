@@ -10,7 +10,7 @@ use super::client::{Client, ClientError};
 use super::output;
 use super::{AcquireArgs, Cli, CliError, Command, LeaseCommand, VoterCommand, EXIT_QUEUED};
 use crate::config::{ConfigError, Settings, TlsFiles, TlsSettings};
-use crate::host::lease_client::{lease_endpoints, machine_id, slot_may_be_free};
+use crate::host::lease_client::{lease_endpoints, machine_id};
 use crate::transport::tls::{TlsMode, TlsState};
 
 /// Where to send CLI calls: `--endpoint`, else the local config's listen
@@ -165,95 +165,129 @@ fn admin_done(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `lease acquire`: once, or with `--wait` until granted, refreshing the
-/// queue place and re-trying as soon as the watch stream shows a change.
+/// `lease acquire`: once, or with `--wait` until granted. Waiting holds a
+/// `Lease.Wait` stream open: the place in the queue lives as long as this
+/// process does, and costs the cluster nothing meanwhile.
 async fn acquire(client: &Client, args: &AcquireArgs) -> Result<ExitCode, CliError> {
     let request = pb::AcquireRequest {
         group: args.group.clone(),
         holder: args.holder.clone(),
         machine_id: args.machine_id.clone().unwrap_or_else(machine_id),
     };
+    if !args.wait {
+        return match acquire_once(client, &request).await? {
+            pb::acquire_response::Outcome::Granted(grant) => {
+                println!("{}", grant.token);
+                Ok(ExitCode::SUCCESS)
+            }
+            pb::acquire_response::Outcome::Queued(queued) => {
+                println!("queued: {}", describe_queued(&queued));
+                Ok(ExitCode::from(EXIT_QUEUED))
+            }
+        };
+    }
     let deadline = args.wait_timeout.map(|t| Instant::now() + t);
-    let mut watch: Option<tonic::Streaming<pb::WatchEvent>> = None;
+    let wait_request = pb::WaitRequest {
+        group: request.group.clone(),
+        holder: request.holder.clone(),
+        machine_id: request.machine_id.clone(),
+    };
     loop {
-        let reply = client
+        let mut stream = client
             .lease()
-            .acquire(request.clone())
+            .wait(wait_request.clone())
             .await
             .map_err(|s| client.error(s))?
             .into_inner();
-        let queued = match reply.outcome {
-            Some(pb::acquire_response::Outcome::Granted(grant)) => {
+        let granted = loop {
+            let next = match deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline.into(), stream.next()).await {
+                    Ok(next) => next,
+                    Err(_) => return give_up(client, args).await,
+                },
+                None => stream.next().await,
+            };
+            match next {
+                Some(Ok(pb::WaitEvent {
+                    kind: Some(pb::wait_event::Kind::Queued(queued)),
+                })) => eprintln!("waiting: {}", describe_queued(&queued)),
+                Some(Ok(pb::WaitEvent {
+                    kind: Some(pb::wait_event::Kind::Granted(grant)),
+                })) => break grant,
+                Some(Ok(pb::WaitEvent { kind: None })) => {}
+                Some(Err(status)) => return Err(client.error(status).into()),
+                None => {
+                    return Err(ClientError::Rejected {
+                        endpoint: client.endpoint().to_string(),
+                        message: "the wait stream ended without a grant".into(),
+                    }
+                    .into())
+                }
+            }
+        };
+        if granted.claimed {
+            println!("{}", granted.token);
+            return Ok(ExitCode::SUCCESS);
+        }
+        // The slot was handed over on release: take it (it is ours until our
+        // session lapses, which a live process does not let happen).
+        match acquire_once(client, &request).await? {
+            pb::acquire_response::Outcome::Granted(grant) => {
                 println!("{}", grant.token);
                 return Ok(ExitCode::SUCCESS);
             }
-            Some(pb::acquire_response::Outcome::Queued(q)) => q,
-            None => {
-                return Err(ClientError::Rejected {
-                    endpoint: client.endpoint().to_string(),
-                    message: "empty acquire reply".into(),
-                }
-                .into())
+            pb::acquire_response::Outcome::Queued(queued) => {
+                eprintln!("the slot was taken back before we took it; waiting again");
+                eprintln!("waiting: {}", describe_queued(&queued));
             }
-        };
-        if !args.wait {
-            println!(
-                "queued: position {} of {} ({})",
-                queued.position,
-                queued.waiters,
-                output::printable(&queued.reason)
-            );
-            return Ok(ExitCode::from(EXIT_QUEUED));
-        }
-        eprintln!(
-            "waiting: position {} of {} ({})",
-            queued.position,
-            queued.waiters,
-            output::printable(&queued.reason)
-        );
-        if watch.is_none() {
-            let stream = client
-                .lease()
-                .watch(pb::WatchRequest {
-                    group: args.group.clone(),
-                })
-                .await
-                .map_err(|s| client.error(s))?
-                .into_inner();
-            watch = Some(stream);
-        }
-        // Refresh well within the TTL, so one slow round trip never costs the place.
-        let refresh = Duration::from_millis(queued.waiter_ttl_ms.max(300) / 3);
-        let mut wake = Instant::now() + refresh;
-        if let Some(deadline) = deadline {
-            if Instant::now() >= deadline {
-                let _ = client
-                    .lease()
-                    .release(pb::ReleaseRequest {
-                        group: args.group.clone(),
-                        holder: args.holder.clone(),
-                        token: None,
-                    })
-                    .await;
-                eprintln!(
-                    "gave up waiting after {:?}; left the queue",
-                    args.wait_timeout.unwrap_or_default()
-                );
-                return Ok(ExitCode::from(EXIT_QUEUED));
-            }
-            wake = wake.min(deadline);
-        }
-        if let Some(stream) = watch.as_mut() {
-            // A change may free our slot: an acquire tells. If the stream
-            // ended (voter went away), fall back to refresh polling.
-            let woke = async {
-                if !slot_may_be_free(stream).await {
-                    std::future::pending::<()>().await
-                }
-            };
-            let _ = tokio::time::timeout_at(wake.into(), woke).await;
         }
     }
+}
+
+/// One `Lease.Acquire` call.
+async fn acquire_once(
+    client: &Client,
+    request: &pb::AcquireRequest,
+) -> Result<pb::acquire_response::Outcome, CliError> {
+    let reply = client
+        .lease()
+        .acquire(request.clone())
+        .await
+        .map_err(|s| client.error(s))?
+        .into_inner();
+    reply.outcome.ok_or_else(|| {
+        ClientError::Rejected {
+            endpoint: client.endpoint().to_string(),
+            message: "empty acquire reply".into(),
+        }
+        .into()
+    })
+}
+
+fn describe_queued(queued: &pb::Queued) -> String {
+    format!(
+        "position {} of {} ({})",
+        queued.position,
+        queued.waiters,
+        output::printable(&queued.reason)
+    )
+}
+
+/// `--wait-timeout` ran out: leave the queue and say so.
+async fn give_up(client: &Client, args: &AcquireArgs) -> Result<ExitCode, CliError> {
+    let _ = client
+        .lease()
+        .release(pb::ReleaseRequest {
+            group: args.group.clone(),
+            holder: args.holder.clone(),
+            token: None,
+        })
+        .await;
+    eprintln!(
+        "gave up waiting after {:?}; left the queue",
+        args.wait_timeout.unwrap_or_default()
+    );
+    Ok(ExitCode::from(EXIT_QUEUED))
 }
 
 /// `watch`: one line per lease change.
@@ -294,7 +328,7 @@ fn describe_event(event: &pb::WatchEvent) -> String {
         Some(Kind::Released(r)) => {
             format!("{} released (token {}, {})", r.holder, r.token, r.cause)
         }
-        Some(Kind::WaiterDropped(h)) => format!("{h} dropped from the queue (TTL ran out)"),
+        Some(Kind::WaiterDropped(h)) => format!("{h} dropped from the queue (session lapsed)"),
         Some(Kind::LeftQueue(h)) => format!("{h} left the queue"),
         Some(Kind::Paused(r)) => format!("paused: {r}"),
         Some(Kind::Resumed(_)) => "resumed".to_string(),

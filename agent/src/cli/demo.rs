@@ -218,6 +218,7 @@ impl Clock {
 #[derive(Default)]
 struct Observed {
     holders: BTreeSet<String>,
+    waiting: usize,
     max_holders: usize,
     last_release: Option<Instant>,
     handoffs: Vec<Duration>,
@@ -226,32 +227,36 @@ struct Observed {
 impl Observed {
     fn apply(&mut self, event: &pb::WatchEvent, clock: &Clock) {
         use pb::watch_event::Kind;
-        if let Some(state) = &event.state {
-            self.holders = state.holders.iter().map(|h| h.holder.clone()).collect();
-        }
+        // Events are deltas on the snapshot that opens the stream.
         match &event.kind {
             Some(Kind::Snapshot(state)) => {
                 self.holders = state.holders.iter().map(|h| h.holder.clone()).collect();
+                self.waiting = state.queue.len();
             }
             Some(Kind::Granted(grant)) => {
+                self.holders.insert(grant.holder.clone());
                 if let Some(released) = self.last_release.take() {
                     self.handoffs.push(released.elapsed());
                 }
-                let waiting = event.state.as_ref().map(|s| s.queue.len()).unwrap_or(0);
                 clock.line(&format!(
                     "{} holds the lease (token {}); {} waiting",
-                    grant.holder, grant.token, waiting
+                    grant.holder, grant.token, self.waiting
                 ));
             }
             Some(Kind::Released(released)) => {
+                self.holders.remove(&released.holder);
                 self.last_release = Some(Instant::now());
                 clock.line(&format!("{} released the lease", released.holder));
             }
             Some(Kind::Queued(queued)) => {
+                self.waiting += 1;
                 clock.line(&format!(
                     "{} queued at position {}",
                     queued.holder, queued.position
                 ));
+            }
+            Some(Kind::LeftQueue(_) | Kind::WaiterDropped(_)) => {
+                self.waiting = self.waiting.saturating_sub(1);
             }
             _ => {}
         }

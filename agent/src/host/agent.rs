@@ -17,7 +17,7 @@ use crate::host::held_lease::HeldLease;
 use crate::host::hooks;
 use crate::host::kubernetes::KubeDrainer;
 use crate::host::lease_client::{
-    lease_endpoints, machine_id, slot_may_be_free, Acquired, HostLeaseClient, HostLeaseError,
+    lease_endpoints, machine_id, Acquired, HostLeaseClient, HostLeaseError,
 };
 use crate::host::phase_file::{PhaseFile, PhaseFileError};
 use crate::host::process::display_command;
@@ -73,8 +73,8 @@ pub struct HostAgent {
     boot_id: String,
     /// Proof of holding, from the grant or a re-verification in this process.
     held: Option<HeldLease>,
-    /// The watch stream while queued: wakes us when a slot may be free.
-    watch: Option<tonic::Streaming<pb::WatchEvent>>,
+    /// The Wait stream while queued: our session, and how the grant comes.
+    wait_stream: Option<tonic::Streaming<pb::WaitEvent>>,
     /// After a failed attempt, do not queue again before this.
     retry_after: Option<Instant>,
     /// The last attempt failed (set on drain failure or lost lease).
@@ -240,7 +240,7 @@ impl HostAgent {
             notify,
             boot_id,
             held: None,
-            watch: None,
+            wait_stream: None,
             retry_after: None,
             failed: false,
             stray_checked: false,
@@ -303,7 +303,7 @@ impl HostAgent {
         self.notify.status(&next.describe());
         self.last_status = None;
         if !matches!(next, Phase::WaitingForLease { .. }) {
-            self.watch = None;
+            self.wait_stream = None;
             self.last_position = None;
         }
         self.phase = next;
@@ -487,6 +487,69 @@ impl HostAgent {
             }
             return Some(Event::WindowClosed);
         }
+        if self.wait_stream.is_none() {
+            match self.lease.wait().await {
+                Ok(stream) => self.wait_stream = Some(stream),
+                Err(e) => {
+                    warn!("cannot queue for the lease: {e}");
+                    self.wait(TICK).await;
+                    return None;
+                }
+            }
+        }
+        // Wake for the watchdog, and at the latest when the window closes.
+        let closes = self
+            .windows
+            .closes_at(now)
+            .and_then(|t| t.duration_since(now).try_into().ok())
+            .unwrap_or(TICK);
+        let stream = self.wait_stream.as_mut()?;
+        let next = match tokio::time::timeout(closes.min(TICK), stream.message()).await {
+            Ok(next) => next,
+            Err(_) => return None,
+        };
+        match next {
+            Ok(Some(pb::WaitEvent {
+                kind: Some(pb::wait_event::Kind::Queued(queued)),
+            })) => {
+                let place = (queued.position, queued.waiters);
+                if self.last_position != Some(place) {
+                    self.last_position = Some(place);
+                    let text = format!(
+                        "waiting for lease: position {} of {} ({})",
+                        queued.position, queued.waiters, queued.reason
+                    );
+                    info!("{text}");
+                    self.notify.status(&text);
+                }
+                None
+            }
+            Ok(Some(pb::WaitEvent {
+                kind: Some(pb::wait_event::Kind::Granted(_)),
+            })) => {
+                self.wait_stream = None;
+                // Take the slot: one handed over on release is ours only once
+                // we claim it; one we hold already comes back as it is.
+                self.claim().await
+            }
+            Ok(Some(pb::WaitEvent { kind: None })) => None,
+            Err(status) => {
+                warn!("the wait stream broke: {}", status.message());
+                self.wait_stream = None;
+                self.lease.stream_broke();
+                self.wait(TICK).await;
+                None
+            }
+            Ok(None) => {
+                self.wait_stream = None;
+                self.lease.stream_broke();
+                None
+            }
+        }
+    }
+
+    /// Takes the slot the Wait stream announced.
+    async fn claim(&mut self) -> Option<Event> {
         match self.lease.acquire().await {
             Ok(Acquired::Granted(held)) => {
                 let remembered = RememberedLease {
@@ -502,40 +565,15 @@ impl HostAgent {
                 position,
                 waiters,
                 reason,
-                waiter_ttl,
             }) => {
-                if self.last_position != Some((position, waiters)) {
-                    self.last_position = Some((position, waiters));
-                    let text =
-                        format!("waiting for lease: position {position} of {waiters} ({reason})");
-                    info!("{text}");
-                    self.notify.status(&text);
-                }
-                if self.watch.is_none() {
-                    self.watch = self.lease.watch().await.ok();
-                }
-                // Refresh well within the TTL; wake at once on a change that
-                // may free a slot; and at the latest when the window closes.
-                let refresh = (waiter_ttl / 3).max(Duration::from_millis(100));
-                let closes = self
-                    .windows
-                    .closes_at(now)
-                    .and_then(|t| t.duration_since(now).try_into().ok())
-                    .unwrap_or(refresh);
-                let wait = refresh.min(closes).min(TICK * 5);
-                match self.watch.as_mut() {
-                    Some(stream) => {
-                        let woke = tokio::time::timeout(wait, slot_may_be_free(stream)).await;
-                        if let Ok(false) = woke {
-                            self.watch = None; // stream ended; reopen next time
-                        }
-                    }
-                    None => tokio::time::sleep(wait.min(TICK)).await,
-                }
+                warn!(
+                    "the slot handed to us was taken back before we took it; \
+                     waiting again at position {position} of {waiters} ({reason})"
+                );
                 None
             }
             Err(e) => {
-                warn!("cannot queue for the lease: {e}");
+                warn!("cannot take the lease: {e}");
                 self.wait(TICK).await;
                 None
             }

@@ -1,11 +1,9 @@
 //! The host agent's client of the Lease service: any voter, failing over; grants as `HeldLease`.
 
 use std::future::Future;
-use std::time::Duration;
 
 use baton_proto::v1 as pb;
 use baton_proto::v1::lease_client::LeaseClient;
-use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -52,8 +50,6 @@ pub enum Acquired {
         position: u32,
         waiters: u32,
         reason: String,
-        /// Call again within this to keep the place.
-        waiter_ttl: Duration,
     },
 }
 
@@ -131,7 +127,7 @@ impl HostLeaseClient {
         })
     }
 
-    /// Takes a slot, or queues (refreshing the place when already queued).
+    /// Takes a slot (also one handed over to us on release), or queues.
     pub async fn acquire(&mut self) -> Result<Acquired, HostLeaseError> {
         let request = pb::AcquireRequest {
             group: self.group.clone(),
@@ -152,7 +148,6 @@ impl HostLeaseClient {
                 position: q.position,
                 waiters: q.waiters,
                 reason: q.reason,
-                waiter_ttl: Duration::from_millis(q.waiter_ttl_ms),
             }),
             None => Err(HostLeaseError::Refused("empty acquire reply".into())),
         }
@@ -209,30 +204,48 @@ impl HostLeaseClient {
         })
     }
 
-    /// A stream of this group's lease changes from some voter.
-    pub async fn watch(&mut self) -> Result<tonic::Streaming<pb::WatchEvent>, HostLeaseError> {
-        let group = self.group.clone();
-        let mut last = String::new();
+    /// Opens a `Lease.Wait` stream for this holder on some voter, starting
+    /// with the one after the voter whose stream broke last (see
+    /// [`HostLeaseClient::stream_broke`]). The open stream keeps our place.
+    pub async fn wait(&mut self) -> Result<tonic::Streaming<pb::WaitEvent>, HostLeaseError> {
+        let request = pb::WaitRequest {
+            group: self.group.clone(),
+            holder: self.holder.clone(),
+            machine_id: self.machine_id.clone(),
+        };
+        let mut last = String::from("no voters configured");
         for attempt in 0..self.endpoints.len() {
             let index = (self.current + attempt) % self.endpoints.len();
-            let Ok(channel) = self.dialer.stream_channel(&self.endpoints[index]) else {
-                continue;
+            let address = &self.endpoints[index];
+            let channel = match self.dialer.stream_channel(address) {
+                Ok(channel) => channel,
+                Err(e) => {
+                    last = e.to_string();
+                    continue;
+                }
             };
-            match LeaseClient::new(channel)
-                .max_decoding_message_size(MAX_RESPONSE_BYTES)
-                .watch(pb::WatchRequest {
-                    group: group.clone(),
-                })
-                .await
-            {
-                Ok(stream) => return Ok(stream.into_inner()),
-                Err(status) => last = format!("{}: {}", self.endpoints[index], status.message()),
+            match LeaseClient::new(channel).wait(request.clone()).await {
+                Ok(stream) => {
+                    self.current = index;
+                    return Ok(stream.into_inner());
+                }
+                Err(status) if try_elsewhere(&status) => {
+                    last = format!("{address}: {}", status.message());
+                }
+                Err(status) => return Err(HostLeaseError::Refused(status.message().to_string())),
             }
         }
         Err(HostLeaseError::Unavailable {
             tried: self.endpoints.join(", "),
             last,
         })
+    }
+
+    /// The voter we waited on went away: try the next one first.
+    pub fn stream_broke(&mut self) {
+        if !self.endpoints.is_empty() {
+            self.current = (self.current + 1) % self.endpoints.len();
+        }
     }
 }
 
@@ -242,28 +255,4 @@ pub fn machine_id() -> String {
     std::fs::read_to_string("/etc/machine-id")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
-}
-
-/// Waits on a group's watch stream for a change that may let a waiter in
-/// (a release, a dropped or departed waiter, a resume, more slots, a
-/// resync). True when one came; false when the stream ended.
-pub async fn slot_may_be_free(stream: &mut tonic::Streaming<pb::WatchEvent>) -> bool {
-    use pb::watch_event::Kind;
-    while let Some(Ok(event)) = stream.next().await {
-        if matches!(
-            event.kind,
-            Some(
-                Kind::Released(_)
-                    | Kind::WaiterDropped(_)
-                    | Kind::LeftQueue(_)
-                    | Kind::Resumed(_)
-                    | Kind::ResumedAll(_)
-                    | Kind::MaxChanged(_)
-                    | Kind::Resync(_)
-            )
-        ) {
-            return true;
-        }
-    }
-    false
 }

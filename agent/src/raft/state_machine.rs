@@ -18,7 +18,7 @@ use super::storage::{decode, encode, SNAPSHOT};
 use super::types::{
     Applied, Entry, LogId, NodeId, StorageError, StoredMembership, TypeConfig, VoterNode,
 };
-use crate::rules::lease::{Event, Group, LeaseState, Outcome};
+use crate::rules::lease::{Event, LeaseState, Outcome};
 
 /// How many published changes a slow watcher may fall behind before it is resynced.
 const EVENT_BUFFER: usize = 4096;
@@ -35,13 +35,7 @@ pub struct AppliedState {
 /// word that the whole state was replaced (snapshot installed) and must be re-read.
 #[derive(Debug, Clone)]
 pub enum Change {
-    Applied {
-        index: u64,
-        event: Event,
-        /// The event's group right after the command that caused it (boxed:
-        /// a group is large beside the other variant).
-        group: Option<Box<Group>>,
-    },
+    Applied { index: u64, event: Event },
     Resync {
         index: u64,
     },
@@ -204,15 +198,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     EntryPayload::Normal(ref command) => {
                         match state.lease.apply(entry.log_id.index, command) {
                             Ok((outcome, events)) => {
-                                for event in events {
-                                    let group =
-                                        state.lease.groups.get(&event.group).cloned().map(Box::new);
-                                    published.push(Change::Applied {
+                                published.extend(events.into_iter().map(|event| {
+                                    Change::Applied {
                                         index: entry.log_id.index,
                                         event,
-                                        group,
-                                    });
-                                }
+                                    }
+                                }));
                                 Ok(outcome)
                             }
                             Err(rejected) => Err(rejected),

@@ -99,6 +99,8 @@ pub enum Rpc {
     RaftInstallSnapshot,
     Acquire,
     Release,
+    Wait,
+    KeepAlive,
     Status,
     Watch,
     Pause,
@@ -125,7 +127,7 @@ enum Allowed {
 impl Allowed {
     fn words(self) -> &'static str {
         match self {
-            Allowed::Voters => "only voter certificates of current voters may speak raft",
+            Allowed::Voters => "only voter certificates of current voters may call it",
             Allowed::Anyone => "any certificate of the cluster may",
             Allowed::LeaseTakers => {
                 "voter and host certificates act for themselves, admin certificates for anyone"
@@ -137,12 +139,14 @@ impl Allowed {
 
 impl Rpc {
     /// Every RPC, for tests that go through all of them.
-    pub const ALL: [Rpc; 13] = [
+    pub const ALL: [Rpc; 15] = [
         Rpc::RaftAppendEntries,
         Rpc::RaftVote,
         Rpc::RaftInstallSnapshot,
         Rpc::Acquire,
         Rpc::Release,
+        Rpc::Wait,
+        Rpc::KeepAlive,
         Rpc::Status,
         Rpc::Watch,
         Rpc::Pause,
@@ -161,6 +165,8 @@ impl Rpc {
             Rpc::RaftInstallSnapshot => "/baton.v1.Raft/InstallSnapshot",
             Rpc::Acquire => "/baton.v1.Lease/Acquire",
             Rpc::Release => "/baton.v1.Lease/Release",
+            Rpc::Wait => "/baton.v1.Lease/Wait",
+            Rpc::KeepAlive => "/baton.v1.Lease/KeepAlive",
             Rpc::Status => "/baton.v1.Lease/Status",
             Rpc::Watch => "/baton.v1.Lease/Watch",
             Rpc::Pause => "/baton.v1.Admin/Pause",
@@ -186,9 +192,12 @@ impl Rpc {
 
     fn allowed(self) -> Allowed {
         match self {
-            Rpc::RaftAppendEntries | Rpc::RaftVote | Rpc::RaftInstallSnapshot => Allowed::Voters,
+            Rpc::RaftAppendEntries
+            | Rpc::RaftVote
+            | Rpc::RaftInstallSnapshot
+            | Rpc::KeepAlive => Allowed::Voters,
             Rpc::Status | Rpc::Watch => Allowed::Anyone,
-            Rpc::Acquire | Rpc::Release => Allowed::LeaseTakers,
+            Rpc::Acquire | Rpc::Release | Rpc::Wait => Allowed::LeaseTakers,
             Rpc::Pause
             | Rpc::Resume
             | Rpc::ForceRelease

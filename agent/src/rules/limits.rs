@@ -34,3 +34,13 @@ pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// Output kept of a command baton runs (hook, blocker, reboot command,
 /// sentinel command), per stream: its tail, for the message.
 pub const MAX_COMMAND_OUTPUT_BYTES: usize = 64 * 1024;
+
+/// Sessions named in one `Lease.KeepAlive` call (a voter with more sends several).
+pub const MAX_KEEPALIVE_SESSIONS: usize = 1_000;
+
+/// Lapsed sessions dropped by one `DropWaiters` entry (more take several).
+pub const MAX_DROPS_PER_ENTRY: usize = 4_096;
+
+/// Wait streams one caller may hold open on one voter for one holder (a
+/// host needs one per group; a reconnect may briefly overlap the old one).
+pub const MAX_WAITS_PER_HOLDER: usize = 4;

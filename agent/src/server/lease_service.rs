@@ -13,10 +13,11 @@ use tonic::{Request, Response, Status};
 
 use crate::raft::state_machine::Change;
 use crate::rules::access::{Caller, Rpc};
-use crate::rules::lease::{validate_group_name, validate_holder, Command, Outcome};
-use crate::rules::limits::MAX_WATCHES_PER_CALLER;
+use crate::rules::lease::{validate_group_name, validate_holder, Command, Outcome, WaiterRef};
+use crate::rules::limits::{MAX_KEEPALIVE_SESSIONS, MAX_WAITS_PER_HOLDER, MAX_WATCHES_PER_CALLER};
 use crate::server::auth;
 use crate::server::routing::{Answered, Attempt, Cluster, Routed};
+use crate::server::wait_stream;
 use crate::server::wire;
 use crate::transport::PeerInfo;
 
@@ -32,6 +33,8 @@ pub struct LeaseService {
     cluster: Cluster,
     /// Open watch streams per caller (see [`MAX_WATCHES_PER_CALLER`]).
     watchers: Arc<Mutex<HashMap<String, usize>>>,
+    /// Open wait streams per caller and holder (see [`MAX_WAITS_PER_HOLDER`]).
+    waits: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 impl LeaseService {
@@ -39,35 +42,41 @@ impl LeaseService {
         Self {
             cluster,
             watchers: Arc::default(),
+            waits: Arc::default(),
         }
     }
 }
 
-/// One of a caller's watch streams; the count goes down when it ends.
-struct WatchSlot {
+/// One of a caller's streams (Watch or Wait); the count goes down when it ends.
+struct StreamSlot {
     watchers: Arc<Mutex<HashMap<String, usize>>>,
     key: String,
 }
 
-impl WatchSlot {
-    /// Takes a slot for `key`, or refuses when it holds the most it may.
-    fn take(watchers: &Arc<Mutex<HashMap<String, usize>>>, key: String) -> Result<Self, Status> {
+impl StreamSlot {
+    /// Takes a slot for `key`, or refuses when it holds `max` (`what` names them).
+    fn take(
+        watchers: &Arc<Mutex<HashMap<String, usize>>>,
+        key: String,
+        max: usize,
+        what: &str,
+    ) -> Result<Self, Status> {
         let mut counts = watchers.lock().unwrap_or_else(|p| p.into_inner());
         let count = counts.entry(key.clone()).or_insert(0);
-        if *count >= MAX_WATCHES_PER_CALLER {
+        if *count >= max {
             return Err(Status::resource_exhausted(format!(
-                "{key} already has {MAX_WATCHES_PER_CALLER} watch streams open on this voter"
+                "{key} already has {max} {what} open on this voter"
             )));
         }
         *count += 1;
-        Ok(WatchSlot {
+        Ok(StreamSlot {
             watchers: watchers.clone(),
             key,
         })
     }
 }
 
-impl Drop for WatchSlot {
+impl Drop for StreamSlot {
     fn drop(&mut self) {
         let mut counts = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(count) = counts.get_mut(&self.key) {
@@ -88,6 +97,58 @@ fn unexpected(outcome: &Outcome) -> Status {
     Status::internal(format!("unexpected outcome {outcome:?}"))
 }
 
+/// Takes a slot or queues for one, on the leader (forwarded there if need
+/// be). A caller queued on the leader has its session touched: asking again
+/// keeps a place, as a Wait stream does.
+async fn acquire_routed(
+    cluster: &Cluster,
+    request: &Routed<pb::AcquireRequest>,
+) -> Result<pb::AcquireResponse, Status> {
+    let req = &request.message;
+    let answer = cluster
+        .route(
+            request,
+            || {
+                cluster.propose_stamped(|now| Command::Acquire {
+                    group: req.group.clone(),
+                    holder: req.holder.clone(),
+                    machine_id: req.machine_id.clone(),
+                    now,
+                    default_max_holders: cluster.lease.default_max_holders,
+                })
+            },
+            |channel, forwarded| async move { LeaseClient::new(channel).acquire(forwarded).await },
+        )
+        .await?;
+    let outcome = match answer {
+        Answered::ByLeader(response) => return Ok(response),
+        Answered::Here(Outcome::Granted(grant)) => {
+            pb::acquire_response::Outcome::Granted(wire::grant(&grant))
+        }
+        Answered::Here(Outcome::Queued {
+            position,
+            waiters,
+            reason,
+        }) => {
+            cluster.sessions.touch([WaiterRef {
+                group: req.group.clone(),
+                holder: req.holder.clone(),
+            }]);
+            pb::acquire_response::Outcome::Queued(pb::Queued {
+                position,
+                waiters,
+                reason: wire::queue_reason(&reason),
+                waiter_ttl_ms: cluster.sessions.ttl().as_millis() as u64,
+                holder: req.holder.clone(),
+            })
+        }
+        Answered::Here(other) => return Err(unexpected(&other)),
+    };
+    Ok(pb::AcquireResponse {
+        outcome: Some(outcome),
+    })
+}
+
 #[tonic::async_trait]
 impl Lease for LeaseService {
     async fn acquire(
@@ -99,47 +160,85 @@ impl Lease for LeaseService {
         validate_group_name(&req.group).map_err(invalid)?;
         validate_holder(&req.holder).map_err(invalid)?;
         auth::permit_holder(&request.caller, Rpc::Acquire, &req.holder)?;
-        let cluster = &self.cluster;
-        let ttl_ms = cluster.lease.waiter_ttl.as_millis() as u64;
-        let answer =
-            cluster
-                .route(
-                    &request,
-                    || {
-                        cluster.propose_stamped(|now| Command::Acquire {
-                            group: req.group.clone(),
-                            holder: req.holder.clone(),
-                            machine_id: req.machine_id.clone(),
-                            now,
-                            default_max_holders: cluster.lease.default_max_holders,
-                            waiter_ttl_ms: ttl_ms,
-                        })
-                    },
-                    |channel, forwarded| async move {
-                        LeaseClient::new(channel).acquire(forwarded).await
-                    },
-                )
-                .await?;
-        let outcome = match answer {
-            Answered::ByLeader(response) => return Ok(Response::new(response)),
-            Answered::Here(Outcome::Granted(grant)) => {
-                pb::acquire_response::Outcome::Granted(wire::grant(&grant))
-            }
-            Answered::Here(Outcome::Queued {
-                position,
-                waiters,
-                reason,
-            }) => pb::acquire_response::Outcome::Queued(pb::Queued {
-                position,
-                waiters,
-                reason: wire::queue_reason(&reason),
-                waiter_ttl_ms: ttl_ms,
-                holder: req.holder.clone(),
-            }),
-            Answered::Here(other) => return Err(unexpected(&other)),
+        acquire_routed(&self.cluster, &request).await.map(Response::new)
+    }
+
+    type WaitStream = ReceiverStream<Result<pb::WaitEvent, Status>>;
+
+    async fn wait(
+        &self,
+        request: Request<pb::WaitRequest>,
+    ) -> Result<Response<Self::WaitStream>, Status> {
+        let request = Routed::new(request)?;
+        let req = &request.message;
+        validate_group_name(&req.group).map_err(invalid)?;
+        validate_holder(&req.holder).map_err(invalid)?;
+        auth::permit_holder(&request.caller, Rpc::Wait, &req.holder)?;
+        let key = WaiterRef {
+            group: req.group.clone(),
+            holder: req.holder.clone(),
         };
-        Ok(Response::new(pb::AcquireResponse {
-            outcome: Some(outcome),
+        let slot = StreamSlot::take(
+            &self.waits,
+            format!("{}/{}/{}", request.caller.name(), key.group, key.holder),
+            MAX_WAITS_PER_HOLDER,
+            "wait streams for this holder",
+        )?;
+        let registration = self.cluster.sessions.register(key.clone());
+        let acquire_request = Routed::on_behalf(
+            pb::AcquireRequest {
+                group: req.group.clone(),
+                holder: req.holder.clone(),
+                machine_id: req.machine_id.clone(),
+            },
+            request.caller.clone(),
+        );
+        let (tx, rx) = mpsc::channel(4);
+        let cluster = self.cluster.clone();
+        tokio::spawn(async move {
+            let acquire = || acquire_routed(&cluster, &acquire_request);
+            wait_stream::serve(cluster.clone(), key, registration, acquire, tx).await;
+            drop(slot);
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn keep_alive(
+        &self,
+        request: Request<pb::KeepAliveRequest>,
+    ) -> Result<Response<pb::KeepAliveResponse>, Status> {
+        let request = Routed::new(request)?;
+        let sessions = &request.message.sessions;
+        if sessions.len() > MAX_KEEPALIVE_SESSIONS {
+            return Err(invalid(format!(
+                "{} sessions in one keepalive; at most {MAX_KEEPALIVE_SESSIONS}",
+                sessions.len()
+            )));
+        }
+        let mut keys = Vec::with_capacity(sessions.len());
+        for session in sessions {
+            validate_group_name(&session.group).map_err(invalid)?;
+            validate_holder(&session.holder).map_err(invalid)?;
+            keys.push(WaiterRef {
+                group: session.group.clone(),
+                holder: session.holder.clone(),
+            });
+        }
+        if !self.cluster.leading() {
+            return Err(Status::failed_precondition(format!(
+                "voter {} does not lead; send keepalives to the leader",
+                self.cluster.id
+            )));
+        }
+        let known = {
+            let state = self.cluster.view.read();
+            keys.iter()
+                .filter(|key| state.lease.has_session(&key.group, &key.holder))
+                .count()
+        };
+        self.cluster.sessions.touch(keys);
+        Ok(Response::new(pb::KeepAliveResponse {
+            known: u32::try_from(known).unwrap_or(u32::MAX),
         }))
     }
 
@@ -236,7 +335,12 @@ impl Lease for LeaseService {
                 .and_then(|peer| peer.remote)
                 .map_or_else(|| "insecure".to_string(), |addr| addr.to_string()),
         };
-        let slot = WatchSlot::take(&self.watchers, key)?;
+        let slot = StreamSlot::take(
+            &self.watchers,
+            key,
+            MAX_WATCHES_PER_CALLER,
+            "watch streams",
+        )?;
         let req = request.into_inner();
         if !req.group.is_empty() {
             validate_group_name(&req.group).map_err(invalid)?;
@@ -270,8 +374,8 @@ fn snapshots(cluster: &Cluster, only: &str) -> Vec<pb::WatchEvent> {
             pb::WatchEvent {
                 index,
                 group: name.clone(),
-                kind: Some(pb::watch_event::Kind::Snapshot(group.clone())),
-                state: Some(group),
+                kind: Some(pb::watch_event::Kind::Snapshot(group)),
+                state: None,
             }
         })
         .collect()
@@ -318,23 +422,17 @@ async fn stream_changes(
         };
         let outgoing = match received {
             Ok(change) => match &*change {
-                Change::Applied {
-                    index,
-                    event,
-                    group,
-                } => {
+                Change::Applied { index, event } => {
                     // All-groups pauses have no group and go to every watcher.
                     if !only.is_empty() && !event.group.is_empty() && event.group != only {
                         continue;
                     }
-                    let state = cluster.view.read();
+                    // A delta: the watcher keeps the group from the snapshot up to date.
                     vec![pb::WatchEvent {
                         index: *index,
                         group: event.group.clone(),
                         kind: Some(wire::event_kind(&event.kind)),
-                        state: group
-                            .as_ref()
-                            .map(|g| wire::group_status(&state.lease, &event.group, g)),
+                        state: None,
                     }]
                 }
                 Change::Resync { index } => {

@@ -5,5 +5,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod lease_service;
 pub mod routing;
+pub mod sessions;
 pub mod voter;
+pub mod wait_stream;
 pub mod wire;

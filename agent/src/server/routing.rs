@@ -17,6 +17,7 @@ use crate::raft::types::{NodeId, Raft, VoterNode};
 use crate::rules::access::Caller;
 use crate::rules::lease::{Command, Outcome, UnixMillis};
 use crate::server::auth;
+use crate::server::sessions::Sessions;
 use crate::server::wire;
 use crate::transport::tls::TlsMode;
 use crate::transport::Dialer;
@@ -69,6 +70,15 @@ pub struct Routed<Req> {
 }
 
 impl<Req> Routed<Req> {
+    /// A call this voter makes on behalf of `caller` (a Wait stream's acquire).
+    pub fn on_behalf(message: Req, caller: Caller) -> Self {
+        Routed {
+            message,
+            caller,
+            forwarded: false,
+        }
+    }
+
     pub fn new(request: Request<Req>) -> Result<Self, Status> {
         Ok(Routed {
             caller: auth::caller(&request)?,
@@ -99,6 +109,8 @@ pub struct Cluster {
     /// The term in which this process, as leader, committed a read barrier
     /// (see `ensure_linearizable`). Zero: none yet.
     pub read_barrier_term: Arc<AtomicU64>,
+    /// Waiters' sessions: the Wait streams open here, and the leader's deadlines.
+    pub sessions: Sessions,
 }
 
 /// Now, in unix milliseconds, as the leader stamps it into commands.
@@ -110,6 +122,25 @@ pub fn now_ms() -> Result<UnixMillis, Status> {
 }
 
 impl Cluster {
+    /// The leader as this voter knows it, with its address (None when it is
+    /// not in the membership).
+    pub fn leader(&self) -> Option<(NodeId, Option<String>)> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let leader = m.current_leader?;
+        let address = m
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.address.clone());
+        Some((leader, address))
+    }
+
+    /// Whether this voter leads now.
+    pub fn leading(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
     /// Answers `request` on the leader: `local()` when this voter leads;
     /// otherwise `remote` sends the request, marked as forwarded, to the
     /// leader. Retries across elections until the request timeout runs out.

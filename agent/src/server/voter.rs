@@ -30,10 +30,11 @@ use crate::server::auth::{AuthLayer, VoterNames};
 use crate::server::bootstrap::{self, Start};
 use crate::server::lease_service::LeaseService;
 use crate::server::routing::{now_ms, Cluster};
+use crate::server::sessions::{self, Sessions};
 use crate::transport::tls::TlsMode;
 use crate::transport::{self, Dialer, TransportError};
 
-/// How often the leader looks for waiters and holds that ran out of time.
+/// How often the leader looks for holds that ran out of time.
 const EXPIRY_CHECK: Duration = Duration::from_millis(250);
 
 /// Why a voter could not start or stopped with an error.
@@ -151,6 +152,7 @@ impl Voter {
             lease: settings.lease.clone(),
             tls: tls.clone(),
             read_barrier_term: Default::default(),
+            sessions: Sessions::new(settings.lease.waiter_ttl),
         };
 
         // Listen before bootstrapping, so peers can reach us for the first election.
@@ -213,6 +215,9 @@ impl Voter {
 
         let background = vec![
             tokio::spawn(expire_loop(cluster.clone(), settings.lease.hold_timeout)),
+            tokio::spawn(sessions::dispatch_changes(cluster.clone())),
+            tokio::spawn(sessions::keep_alive(cluster.clone())),
+            tokio::spawn(sessions::drop_lapsed(cluster.clone())),
             tokio::spawn(log_changes(cluster.clone())),
             tokio::spawn(log_leader_changes(raft.clone())),
         ];
@@ -291,8 +296,8 @@ async fn form_cluster(raft: &Raft, voters: &[VoterSettings]) -> Result<(), NodeE
     }
 }
 
-/// On the leader: proposes `Expire` whenever a waiter's TTL or a hold
-/// timeout has run out, so dead waiters never block the queue.
+/// On the leader: proposes `Expire` whenever a hold timeout has run out.
+/// (Waiters are dropped by their sessions, see `sessions::drop_lapsed`.)
 async fn expire_loop(cluster: Cluster, hold_timeout: Option<Duration>) {
     let hold_timeout_ms = hold_timeout.map(|d| d.as_millis() as u64);
     let mut tick = tokio::time::interval(EXPIRY_CHECK);

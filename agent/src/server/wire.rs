@@ -14,6 +14,7 @@ pub fn grant(grant: &Grant) -> pb::Grant {
         token: grant.token,
         machine_id: grant.machine_id.clone(),
         granted_at_ms: grant.granted_at,
+        claimed: grant.claimed,
     }
 }
 
@@ -52,6 +53,7 @@ pub fn group_status(lease: &LeaseState, name: &str, group: &Group) -> pb::GroupS
                 token: g.token,
                 machine_id: g.machine_id.clone(),
                 since_ms: g.granted_at,
+                claimed: g.claimed,
             })
             .collect(),
         queue: group
@@ -62,7 +64,7 @@ pub fn group_status(lease: &LeaseState, name: &str, group: &Group) -> pb::GroupS
                 holder: w.holder.clone(),
                 position: i as u32 + 1,
                 since_ms: w.since,
-                expires_ms: w.deadline,
+                expires_ms: 0,
             })
             .collect(),
     }
@@ -112,6 +114,7 @@ pub fn event_kind(kind: &EventKind) -> pb::watch_event::Kind {
                 ReleaseCause::Released => "released",
                 ReleaseCause::Forced => "forced",
                 ReleaseCause::HoldTimeout => "hold-timeout",
+                ReleaseCause::SessionLost => "session-lost",
             }
             .to_string(),
         }),

@@ -1,8 +1,13 @@
 //! The reboot lease rules: a deterministic counting semaphore per group, applied from the log.
 //!
 //! Everything here is pure: time comes in the commands (stamped by the leader when it
-//! proposes them) and the fencing token is the raft log index, so every replica that applies
-//! the same log ends up with the same state and emits the same events.
+//! proposes them) and fencing tokens come from the raft log index, so every replica that
+//! applies the same log ends up with the same state and emits the same events.
+//!
+//! Waiting costs no entries: a waiter stays queued until it leaves, is granted, or is
+//! dropped by a `DropWaiters` entry (the leader proposes one when a waiter's session lapses;
+//! sessions live in the leader's memory, see `server::sessions`). Every entry that may free
+//! a slot grants it to the head of the queue in the same apply ([`LeaseState::apply`]).
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -36,8 +41,6 @@ pub enum Command {
         now: UnixMillis,
         /// Slot count given to the group if this command creates it.
         default_max_holders: u32,
-        /// How long a queued holder keeps its place without polling again.
-        waiter_ttl_ms: u64,
     },
     /// Give back a slot and/or leave the queue. Idempotent.
     Release {
@@ -47,10 +50,17 @@ pub enum Command {
         token: Option<u64>,
         now: UnixMillis,
     },
-    /// Only run the expiry step: drop stale waiters and, with a hold timeout, overdue grants.
+    /// Take back grants held longer than `hold_timeout_ms` (when set); also the
+    /// leader's read barrier (with `None`, it changes nothing).
     Expire {
         now: UnixMillis,
         hold_timeout_ms: Option<u64>,
+    },
+    /// Drop waiters whose sessions lapsed (the leader saw no keepalive within
+    /// the TTL), and take back slots handed to them but not yet claimed.
+    DropWaiters {
+        waiters: Vec<WaiterRef>,
+        now: UnixMillis,
     },
     /// Stop new grants in one group, or in all groups when `group` is `None`.
     Pause {
@@ -104,19 +114,36 @@ pub struct Grant {
     pub machine_id: String,
     /// When the slot was granted; hold timeouts count from here.
     pub granted_at: UnixMillis,
+    /// False for a slot handed to the head of the queue on release until the
+    /// holder takes it with `Acquire`: until then the slot lives only as long
+    /// as the holder's session, so a host that died in the queue cannot sit
+    /// on the lease.
+    #[serde(default = "claimed_by_default")]
+    pub claimed: bool,
 }
 
-/// A holder waiting in a group's FIFO queue.
+/// Grants recorded before claiming existed were all taken by their holder.
+fn claimed_by_default() -> bool {
+    true
+}
+
+/// A holder waiting in a group's FIFO queue. It stays until it leaves, is
+/// granted, or its session lapses (a `DropWaiters` entry).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Waiter {
     /// Who is waiting.
     pub holder: String,
     /// The waiter's machine id.
     pub machine_id: String,
-    /// When it joined the queue (refreshing does not change this).
+    /// When it joined the queue.
     pub since: UnixMillis,
-    /// The waiter is dropped by the first command applied after this time.
-    pub deadline: UnixMillis,
+}
+
+/// A waiter named in a `DropWaiters` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WaiterRef {
+    pub group: String,
+    pub holder: String,
 }
 
 /// A named counting semaphore.
@@ -176,6 +203,10 @@ pub struct LeaseState {
     pub paused_all_by: Option<String>,
     #[serde(default)]
     pub paused_all_at: Option<UnixMillis>,
+    /// The last fencing token handed out (tokens strictly increase, also
+    /// when one entry grants several slots).
+    #[serde(default)]
+    pub last_token: u64,
 }
 
 /// What applying a command means for its caller.
@@ -243,6 +274,9 @@ pub enum ReleaseCause {
     Forced,
     /// It was held longer than the hold timeout.
     HoldTimeout,
+    /// It was handed over on release, but the holder's session lapsed before
+    /// the holder took it.
+    SessionLost,
 }
 
 /// One observable change, in the group named by [`Event::group`].
@@ -264,7 +298,7 @@ pub enum EventKind {
     },
     /// A waiter left the queue: it released, or it is about to be granted.
     LeftQueue { holder: String },
-    /// A waiter's TTL ran out.
+    /// A waiter's session lapsed.
     WaiterDropped { holder: String },
     /// The group was paused, or its pause reason changed.
     Paused { reason: String },
@@ -341,6 +375,7 @@ impl Command {
             self,
             Command::Release { .. }
                 | Command::Expire { .. }
+                | Command::DropWaiters { .. }
                 | Command::ForceRelease { .. }
                 | Command::SetMax { .. }
                 | Command::Resume { .. }
@@ -353,6 +388,7 @@ impl Command {
             Command::Acquire { now, .. }
             | Command::Release { now, .. }
             | Command::Expire { now, .. }
+            | Command::DropWaiters { now, .. }
             | Command::Pause { now, .. }
             | Command::Resume { now, .. }
             | Command::ForceRelease { now, .. }
@@ -388,6 +424,10 @@ impl Command {
                 validate_holder(holder)
             }
             Command::Expire { .. } => Ok(()),
+            Command::DropWaiters { waiters, .. } => waiters.iter().try_for_each(|w| {
+                validate_group_name(&w.group)?;
+                validate_holder(&w.holder)
+            }),
             Command::Pause {
                 group,
                 reason,
@@ -418,26 +458,18 @@ impl Command {
 impl LeaseState {
     /// Applies one command at raft log `index`. Deterministic. On Err, state is unchanged.
     ///
-    /// The index becomes the fencing token of a new grant, so it must increase from call to
-    /// call. Every observable change is reported as an event, in the order it happened.
+    /// Indexes must increase from call to call: new grants get tokens from them. After the
+    /// command itself, every free slot goes to the head of its group's queue (grant on
+    /// release), so after any apply no group has both a free slot and a waiter, unless paused.
+    /// Every observable change is reported as an event, in the order it happened.
     pub fn apply(
         &mut self,
         index: u64,
         cmd: &Command,
     ) -> Result<(Outcome, Vec<Event>), LeaseError> {
-        // Validate before anything else so that a rejected command does not even run the
-        // expiry step: nothing is ever half-applied.
+        // Validate first: a rejected command changes nothing at all.
         cmd.validate()?;
-        let now = cmd.now();
         let mut events = Vec::new();
-        let hold_timeout = match cmd {
-            Command::Expire {
-                hold_timeout_ms, ..
-            } => *hold_timeout_ms,
-            _ => None,
-        };
-        let (dropped, timed_out) = self.expire(now, hold_timeout, &mut events);
-
         let outcome = match cmd {
             Command::Acquire {
                 group,
@@ -445,7 +477,6 @@ impl LeaseState {
                 machine_id,
                 now,
                 default_max_holders,
-                waiter_ttl_ms,
             } => self.acquire(
                 index,
                 AcquireRequest {
@@ -454,7 +485,6 @@ impl LeaseState {
                     machine_id,
                     now: *now,
                     default_max_holders: *default_max_holders,
-                    waiter_ttl_ms: *waiter_ttl_ms,
                 },
                 &mut events,
             ),
@@ -464,9 +494,11 @@ impl LeaseState {
                 token,
                 ..
             } => self.release(group, holder, *token, &mut events),
-            Command::Expire { .. } => Outcome::Done {
-                message: expiry_message(dropped, timed_out),
-            },
+            Command::Expire {
+                now,
+                hold_timeout_ms,
+            } => self.expire_holds(*now, *hold_timeout_ms, &mut events),
+            Command::DropWaiters { waiters, .. } => self.drop_waiters(waiters, &mut events),
             Command::Pause {
                 group: None,
                 reason,
@@ -492,28 +524,44 @@ impl LeaseState {
                 group, max_holders, ..
             } => self.set_max(group, *max_holders, &mut events),
         };
+        self.promote(index, cmd.now(), &mut events);
         Ok((outcome, events))
     }
 
-    /// The earliest time at which an Expire command would change something (earliest waiter deadline; earliest granted_at + hold_timeout when given). The leader uses it to schedule Expire.
-    ///
-    /// A waiter is dropped only once `deadline < now`, so its contribution is `deadline + 1`:
-    /// an Expire stamped exactly at the deadline would change nothing, and a leader that
-    /// re-read this value would propose it again at once.
+    /// The earliest time at which an `Expire` would take back a grant (a
+    /// hold timeout); None without one. The leader schedules `Expire` by it.
     pub fn next_expiry(&self, hold_timeout_ms: Option<u64>) -> Option<UnixMillis> {
-        let waiters = self
-            .groups
+        let timeout = hold_timeout_ms?;
+        self.groups
             .values()
-            .flat_map(|g| g.queue.iter())
-            // A deadline of u64::MAX never passes, so it schedules nothing.
-            .filter_map(|w| w.deadline.checked_add(1));
-        let grants = hold_timeout_ms.into_iter().flat_map(|timeout| {
-            self.groups
-                .values()
-                .flat_map(|g| g.holders.iter())
-                .map(move |grant| grant.granted_at.saturating_add(timeout))
-        });
-        waiters.chain(grants).min()
+            .flat_map(|g| g.holders.iter())
+            .map(|grant| grant.granted_at.saturating_add(timeout))
+            .min()
+    }
+
+    /// Everyone whose place lives on a session, as `DropWaiters` names them:
+    /// every waiter, and every holder of an unclaimed slot.
+    pub fn sessions(&self) -> impl Iterator<Item = WaiterRef> + '_ {
+        self.groups.iter().flat_map(|(name, group)| {
+            let unclaimed = group.holders.iter().filter(|g| !g.claimed);
+            group
+                .queue
+                .iter()
+                .map(|w| &w.holder)
+                .chain(unclaimed.map(|g| &g.holder))
+                .map(move |holder| WaiterRef {
+                    group: name.clone(),
+                    holder: holder.clone(),
+                })
+        })
+    }
+
+    /// Whether `holder`'s place in `group` lives on a session (it waits, or
+    /// holds an unclaimed slot).
+    pub fn has_session(&self, group: &str, holder: &str) -> bool {
+        self.groups.get(group).is_some_and(|g| {
+            g.queue_index(holder).is_some() || g.grant(holder).is_some_and(|grant| !grant.claimed)
+        })
     }
 
     /// Effective pause reason of a group (its own, else the all-groups one).
@@ -524,383 +572,23 @@ impl LeaseState {
             .or(self.paused_all.as_deref())
     }
 
+    /// Why a waiter in `group` waits: the pause, or no free slot.
+    pub fn queue_reason(&self, group: &str) -> QueueReason {
+        self.pause_reason(group)
+            .map_or(QueueReason::Full, |reason| QueueReason::Paused(reason.to_owned()))
+    }
+
     /// The grant `holder` has in `group`, if any.
     pub fn holder_grant(&self, group: &str, holder: &str) -> Option<&Grant> {
         self.groups.get(group).and_then(|g| g.grant(holder))
     }
-
-    /// Drops waiters past their deadline and, with a hold timeout, grants held too long.
-    /// Returns how many of each were removed.
-    fn expire(
-        &mut self,
-        now: UnixMillis,
-        hold_timeout_ms: Option<u64>,
-        events: &mut Vec<Event>,
-    ) -> (usize, usize) {
-        let (mut dropped, mut timed_out) = (0, 0);
-        for (name, group) in &mut self.groups {
-            group.queue.retain(|w| {
-                if w.deadline < now {
-                    dropped += 1;
-                    events.push(Event {
-                        group: name.clone(),
-                        kind: EventKind::WaiterDropped {
-                            holder: w.holder.clone(),
-                        },
-                    });
-                    false
-                } else {
-                    true
-                }
-            });
-            if let Some(timeout) = hold_timeout_ms {
-                group.holders.retain(|grant| {
-                    if grant.granted_at.saturating_add(timeout) <= now {
-                        timed_out += 1;
-                        events.push(Event {
-                            group: name.clone(),
-                            kind: EventKind::Released {
-                                holder: grant.holder.clone(),
-                                token: grant.token,
-                                cause: ReleaseCause::HoldTimeout,
-                            },
-                        });
-                        false
-                    } else {
-                        true
-                    }
-                });
-            }
-        }
-        (dropped, timed_out)
-    }
-
-    /// The group, created with `max_holders` (and announced) if missing;
-    /// refused when the cluster already keeps [`MAX_GROUPS`].
-    fn ensure_group(
-        &mut self,
-        name: &str,
-        max_holders: u32,
-        events: &mut Vec<Event>,
-    ) -> Result<&mut Group, Refusal> {
-        if !self.groups.contains_key(name) {
-            if self.groups.len() >= MAX_GROUPS {
-                return Err(Refusal::TooManyGroups {
-                    group: name.to_owned(),
-                    max: MAX_GROUPS,
-                });
-            }
-            // Announce the new group's size so a watcher replaying events knows it too.
-            events.push(Event {
-                group: name.to_owned(),
-                kind: EventKind::MaxChanged { max_holders },
-            });
-        }
-        Ok(self
-            .groups
-            .entry(name.to_owned())
-            .or_insert_with(|| Group::new(max_holders)))
-    }
-
-    fn acquire(&mut self, index: u64, req: AcquireRequest<'_>, events: &mut Vec<Event>) -> Outcome {
-        let paused_all = self.paused_all.clone();
-        let group = match self.ensure_group(req.group, req.default_max_holders, events) {
-            Ok(group) => group,
-            Err(refusal) => return Outcome::Refused(refusal),
-        };
-        if let Some(grant) = group.grant(req.holder) {
-            if grant.machine_id != req.machine_id {
-                return Outcome::Refused(Refusal::OtherMachine {
-                    group: req.group.to_owned(),
-                    holder: req.holder.to_owned(),
-                    granted_to: grant.machine_id.clone(),
-                    asked_by: req.machine_id.to_owned(),
-                });
-            }
-            // Reentrant: a holder that retries (e.g. after a lost reply) gets its grant back.
-            return Outcome::Granted(grant.clone());
-        }
-
-        let queued_at = group.queue_index(req.holder);
-        // A newcomer has the whole queue ahead of it.
-        let ahead = queued_at.unwrap_or(group.queue.len());
-        let free = (group.max_holders as usize).saturating_sub(group.holders.len());
-        let pause = group.paused.clone().or(paused_all);
-
-        if pause.is_none() && ahead < free {
-            if let Some(i) = queued_at {
-                group.queue.remove(i);
-                events.push(Event {
-                    group: req.group.to_owned(),
-                    kind: EventKind::LeftQueue {
-                        holder: req.holder.to_owned(),
-                    },
-                });
-            }
-            let grant = Grant {
-                group: req.group.to_owned(),
-                holder: req.holder.to_owned(),
-                token: index,
-                machine_id: req.machine_id.to_owned(),
-                granted_at: req.now,
-            };
-            group.holders.push(grant.clone());
-            events.push(Event {
-                group: req.group.to_owned(),
-                kind: EventKind::Granted(grant.clone()),
-            });
-            return Outcome::Granted(grant);
-        }
-
-        let deadline = req.now.saturating_add(req.waiter_ttl_ms);
-        let position = match queued_at.and_then(|i| group.queue.get_mut(i).map(|w| (i, w))) {
-            Some((i, waiter)) => {
-                // Polling again keeps the waiter's place and keeps it alive.
-                waiter.deadline = deadline;
-                i + 1
-            }
-            None => {
-                if group.queue.len() >= MAX_QUEUE {
-                    return Outcome::Refused(Refusal::QueueFull {
-                        group: req.group.to_owned(),
-                        max: MAX_QUEUE,
-                    });
-                }
-                group.queue.push_back(Waiter {
-                    holder: req.holder.to_owned(),
-                    machine_id: req.machine_id.to_owned(),
-                    since: req.now,
-                    deadline,
-                });
-                events.push(Event {
-                    group: req.group.to_owned(),
-                    kind: EventKind::Queued {
-                        holder: req.holder.to_owned(),
-                        position: count(group.queue.len()),
-                        waiters: count(group.queue.len()),
-                    },
-                });
-                group.queue.len()
-            }
-        };
-        Outcome::Queued {
-            position: count(position),
-            waiters: count(group.queue.len()),
-            reason: pause.map_or(QueueReason::Full, QueueReason::Paused),
-        }
-    }
-
-    fn release(
-        &mut self,
-        group_name: &str,
-        holder: &str,
-        token: Option<u64>,
-        events: &mut Vec<Event>,
-    ) -> Outcome {
-        let (mut released, mut left_queue, mut token_mismatch) = (false, false, false);
-        // Releasing in an unknown group changes nothing; in particular it must not create it.
-        if let Some(group) = self.groups.get_mut(group_name) {
-            if let Some(i) = group.holder_index(holder) {
-                let held = group.holders[i].token;
-                if token.is_some_and(|t| t != held) {
-                    // A stale release (from before a re-grant) must not free the new grant.
-                    token_mismatch = true;
-                } else {
-                    group.holders.remove(i);
-                    released = true;
-                    events.push(Event {
-                        group: group_name.to_owned(),
-                        kind: EventKind::Released {
-                            holder: holder.to_owned(),
-                            token: held,
-                            cause: ReleaseCause::Released,
-                        },
-                    });
-                }
-            }
-            if let Some(i) = group.queue_index(holder) {
-                group.queue.remove(i);
-                left_queue = true;
-                events.push(Event {
-                    group: group_name.to_owned(),
-                    kind: EventKind::LeftQueue {
-                        holder: holder.to_owned(),
-                    },
-                });
-            }
-        }
-        Outcome::Released {
-            released,
-            left_queue,
-            token_mismatch,
-        }
-    }
-
-    fn pause_all(
-        &mut self,
-        reason: &str,
-        by: &str,
-        now: UnixMillis,
-        events: &mut Vec<Event>,
-    ) -> Outcome {
-        if self.paused_all.as_deref() == Some(reason) {
-            return done(format!("all groups already paused: {reason}"));
-        }
-        self.paused_all = Some(reason.to_owned());
-        self.paused_all_by = Some(by.to_owned());
-        self.paused_all_at = Some(now);
-        events.push(Event {
-            group: String::new(),
-            kind: EventKind::PausedAll {
-                reason: reason.to_owned(),
-            },
-        });
-        done(format!("paused all groups: {reason}"))
-    }
-
-    /// `pause`: the reason, who asked, and when.
-    fn pause_group(
-        &mut self,
-        name: &str,
-        (reason, by, now): (&str, &str, UnixMillis),
-        default_max_holders: u32,
-        events: &mut Vec<Event>,
-    ) -> Outcome {
-        let group = match self.ensure_group(name, default_max_holders, events) {
-            Ok(group) => group,
-            Err(refusal) => return Outcome::Refused(refusal),
-        };
-        if group.paused.as_deref() == Some(reason) {
-            return done(format!("group {name} already paused: {reason}"));
-        }
-        group.paused = Some(reason.to_owned());
-        group.paused_by = Some(by.to_owned());
-        group.paused_at = Some(now);
-        events.push(Event {
-            group: name.to_owned(),
-            kind: EventKind::Paused {
-                reason: reason.to_owned(),
-            },
-        });
-        done(format!("paused group {name}: {reason}"))
-    }
-
-    fn resume_all(&mut self, events: &mut Vec<Event>) -> Outcome {
-        if self.paused_all.take().is_none() {
-            return done("all groups were not paused".to_owned());
-        }
-        self.paused_all_by = None;
-        self.paused_all_at = None;
-        events.push(Event {
-            group: String::new(),
-            kind: EventKind::ResumedAll,
-        });
-        done("resumed all groups".to_owned())
-    }
-
-    fn resume_group(&mut self, name: &str, events: &mut Vec<Event>) -> Outcome {
-        // Like release, resuming an unknown group must not create it.
-        let Some(group) = self.groups.get_mut(name) else {
-            return done(format!("no group {name}; nothing to resume"));
-        };
-        group.paused_by = None;
-        group.paused_at = None;
-        if group.paused.take().is_none() {
-            let note = match &self.paused_all {
-                Some(reason) => format!(" (all groups are still paused: {reason})"),
-                None => String::new(),
-            };
-            return done(format!("group {name} was not paused{note}"));
-        }
-        events.push(Event {
-            group: name.to_owned(),
-            kind: EventKind::Resumed,
-        });
-        let note = match &self.paused_all {
-            Some(reason) => format!("; all groups are still paused: {reason}"),
-            None => String::new(),
-        };
-        done(format!("resumed group {name}{note}"))
-    }
-
-    fn force_release(&mut self, name: &str, holder: &str, events: &mut Vec<Event>) -> Outcome {
-        let Some(group) = self.groups.get_mut(name) else {
-            return done(format!("no group {name}; nothing to release"));
-        };
-        let Some(i) = group.holder_index(holder) else {
-            return done(format!("{holder} holds no lease in group {name}"));
-        };
-        let grant = group.holders.remove(i);
-        events.push(Event {
-            group: name.to_owned(),
-            kind: EventKind::Released {
-                holder: grant.holder,
-                token: grant.token,
-                cause: ReleaseCause::Forced,
-            },
-        });
-        done(format!(
-            "force-released {holder} from group {name} (token {})",
-            grant.token
-        ))
-    }
-
-    fn set_max(&mut self, name: &str, max_holders: u32, events: &mut Vec<Event>) -> Outcome {
-        let Some(group) = self.groups.get_mut(name) else {
-            // Creating the group with the requested size announces it once, not twice.
-            if let Err(refusal) = self.ensure_group(name, max_holders, events) {
-                return Outcome::Refused(refusal);
-            }
-            return done(format!(
-                "created group {name} with max holders {max_holders}"
-            ));
-        };
-        let old = group.max_holders;
-        if old == max_holders {
-            return done(format!("group {name} already allows {max_holders} holders"));
-        }
-        group.max_holders = max_holders;
-        events.push(Event {
-            group: name.to_owned(),
-            kind: EventKind::MaxChanged { max_holders },
-        });
-        let mut message = format!("max holders of group {name}: {old} -> {max_holders}");
-        if group.holders.len() > max_holders as usize {
-            // Lowering never evicts: current holders finish, and no one new gets in until
-            // the group is back below the limit.
-            message.push_str(&format!(
-                " ({} current holders keep their slots)",
-                group.holders.len()
-            ));
-        }
-        done(message)
-    }
 }
 
-/// The fields of an `Acquire`, borrowed, so `acquire` does not take seven arguments.
-struct AcquireRequest<'a> {
-    group: &'a str,
-    holder: &'a str,
-    machine_id: &'a str,
-    now: UnixMillis,
-    default_max_holders: u32,
-    waiter_ttl_ms: u64,
-}
+mod ops;
 
-fn done(message: String) -> Outcome {
-    Outcome::Done { message }
-}
+use ops::AcquireRequest;
 
-fn expiry_message(dropped: usize, timed_out: usize) -> String {
-    if dropped == 0 && timed_out == 0 {
-        return "nothing expired".to_owned();
-    }
-    format!(
-        "dropped {dropped} expired waiter(s), released {timed_out} grant(s) past the hold timeout"
-    )
-}
-
-/// Counts for outcomes and events; a queue can never really hold u32::MAX hosts.
+/// A count as the wire carries it (queues are capped far below `u32::MAX`).
 fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }

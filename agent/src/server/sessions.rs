@@ -1,0 +1,392 @@
+//! Waiters' sessions: the leader's deadlines, the Wait streams open here, and the loops that keep them.
+//!
+//! A queued host keeps its place by holding a `Lease.Wait` stream open to any
+//! voter; nothing goes into the raft log while it waits. Every voter counts
+//! the Wait streams open on it ([`Sessions::register`]) and tells the leader
+//! about them every third of the waiter TTL (`Lease.KeepAlive`; the leader
+//! touches its own directly). The leader keeps one deadline per session in
+//! memory, as etcd does for its leases; a session past its deadline is
+//! dropped by one `DropWaiters` entry for all that lapsed together. A new
+//! leader starts every session with a fresh TTL, so an election never
+//! drops anyone.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use baton_proto::v1 as pb;
+use baton_proto::v1::lease_client::LeaseClient;
+use tokio::sync::{broadcast, Notify};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::raft::state_machine::Change;
+use crate::rules::lease::{Command, EventKind, ReleaseCause, WaiterRef};
+use crate::rules::limits::{MAX_DROPS_PER_ENTRY, MAX_KEEPALIVE_SESSIONS};
+use crate::server::routing::{now_ms, Attempt, Cluster};
+
+/// How often the leader looks for lapsed sessions.
+const SESSION_CHECK: Duration = Duration::from_millis(250);
+
+/// Why a Wait stream was woken without its state telling it all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Its session lapsed (or the whole state was replaced): queue again.
+    Dropped,
+    /// It left the queue by releasing: the stream ends.
+    Left,
+}
+
+/// One Wait stream open on this voter: how to wake it, and why it was woken.
+#[derive(Default)]
+struct Slot {
+    wake: Notify,
+    removal: Mutex<Option<Removal>>,
+}
+
+/// The leader's deadlines, valid for one term.
+#[derive(Default)]
+struct Deadlines {
+    term: u64,
+    by_session: HashMap<WaiterRef, Instant>,
+}
+
+#[derive(Default)]
+struct Inner {
+    local: Mutex<HashMap<WaiterRef, Vec<Arc<Slot>>>>,
+    deadlines: Mutex<Deadlines>,
+}
+
+/// The sessions of one voter: its own Wait streams, and (when it leads) every deadline.
+#[derive(Clone)]
+pub struct Sessions {
+    ttl: Duration,
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One open Wait stream; its session stops being kept alive here when dropped.
+pub struct Registration {
+    sessions: Sessions,
+    key: WaiterRef,
+    slot: Arc<Slot>,
+}
+
+impl Registration {
+    /// Waits until something happened to this waiter (or to the whole state)
+    /// since the last call; a wake-up that came in between is not lost.
+    pub async fn woken(&self) {
+        self.slot.wake.notified().await
+    }
+
+    /// Why the waiter was last removed from the state, if it was; cleared by reading.
+    pub fn take_removal(&self) -> Option<Removal> {
+        lock(&self.slot.removal).take()
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut local = lock(&self.sessions.inner.local);
+        if let Some(slots) = local.get_mut(&self.key) {
+            slots.retain(|slot| !Arc::ptr_eq(slot, &self.slot));
+            if slots.is_empty() {
+                local.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl Sessions {
+    pub fn new(ttl: Duration) -> Self {
+        Sessions {
+            ttl,
+            inner: Arc::default(),
+        }
+    }
+
+    /// The waiter TTL: a session unheard of this long is dropped.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Counts one more Wait stream for `key` on this voter.
+    pub fn register(&self, key: WaiterRef) -> Registration {
+        let slot = Arc::new(Slot::default());
+        lock(&self.inner.local)
+            .entry(key.clone())
+            .or_default()
+            .push(slot.clone());
+        Registration {
+            sessions: self.clone(),
+            key,
+            slot,
+        }
+    }
+
+    /// The waiters with a Wait stream open on this voter.
+    fn local_sessions(&self) -> Vec<WaiterRef> {
+        lock(&self.inner.local).keys().cloned().collect()
+    }
+
+    /// Wakes the Wait streams of `group`/`holder` on this voter, if any.
+    fn wake(&self, group: &str, holder: &str, removal: Option<Removal>) {
+        let key = WaiterRef {
+            group: group.to_owned(),
+            holder: holder.to_owned(),
+        };
+        if let Some(slots) = lock(&self.inner.local).get(&key) {
+            for slot in slots {
+                wake_slot(slot, removal);
+            }
+        }
+    }
+
+    /// Wakes every Wait stream on this voter (the state was replaced).
+    fn wake_all(&self) {
+        for slot in lock(&self.inner.local).values().flatten() {
+            wake_slot(slot, Some(Removal::Dropped));
+        }
+    }
+
+    /// On the leader: these sessions are alive now.
+    pub fn touch(&self, keys: impl IntoIterator<Item = WaiterRef>) {
+        let deadline = Instant::now() + self.ttl;
+        let mut deadlines = lock(&self.inner.deadlines);
+        for key in keys {
+            deadlines.by_session.insert(key, deadline);
+        }
+    }
+
+    /// On the leader in `term`: the sessions among `current` (every waiter
+    /// and unclaimed holder in the state) whose deadline passed. A session
+    /// seen for the first time in this term starts with a fresh TTL; one no
+    /// longer in the state is forgotten.
+    pub fn lapsed(
+        &self,
+        term: u64,
+        current: impl Iterator<Item = WaiterRef>,
+        now: Instant,
+    ) -> Vec<WaiterRef> {
+        let mut deadlines = lock(&self.inner.deadlines);
+        if deadlines.term != term {
+            // New leadership: nobody is dropped for what a former leader saw.
+            deadlines.term = term;
+            deadlines.by_session.clear();
+        }
+        let mut kept = HashMap::with_capacity(deadlines.by_session.len());
+        let mut lapsed = Vec::new();
+        for key in current {
+            let deadline = deadlines
+                .by_session
+                .remove(&key)
+                .unwrap_or(now + self.ttl);
+            if deadline < now {
+                lapsed.push(key.clone());
+            }
+            kept.insert(key, deadline);
+        }
+        deadlines.by_session = kept;
+        lapsed
+    }
+}
+
+fn wake_slot(slot: &Slot, removal: Option<Removal>) {
+    if removal.is_some() {
+        *lock(&slot.removal) = removal;
+    }
+    // A stored permit: a stream busy sending sees the wake-up when it next waits.
+    slot.wake.notify_one();
+}
+
+/// Routes every applied change to the Wait streams it concerns, so a change
+/// wakes one stream, not all of them.
+pub async fn dispatch_changes(cluster: Cluster) {
+    let mut changes = cluster.view.subscribe();
+    let sessions = &cluster.sessions;
+    loop {
+        match changes.recv().await {
+            Ok(change) => match &*change {
+                Change::Applied { event, .. } => {
+                    let group = &event.group;
+                    match &event.kind {
+                        EventKind::Granted(grant) => sessions.wake(group, &grant.holder, None),
+                        EventKind::Queued { holder, .. } => sessions.wake(group, holder, None),
+                        EventKind::WaiterDropped { holder } => {
+                            sessions.wake(group, holder, Some(Removal::Dropped))
+                        }
+                        EventKind::Released {
+                            holder,
+                            cause: ReleaseCause::SessionLost,
+                            ..
+                        } => sessions.wake(group, holder, Some(Removal::Dropped)),
+                        EventKind::LeftQueue { holder } => {
+                            sessions.wake(group, holder, Some(Removal::Left))
+                        }
+                        _ => {}
+                    }
+                }
+                Change::Resync { .. } => sessions.wake_all(),
+            },
+            Err(broadcast::error::RecvError::Lagged(_)) => sessions.wake_all(),
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// On every voter: keeps the sessions of the Wait streams open here alive on
+/// the leader, every third of the TTL.
+pub async fn keep_alive(cluster: Cluster) {
+    let every = (cluster.sessions.ttl() / 3).max(Duration::from_millis(100));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let keys = cluster.sessions.local_sessions();
+        if !keys.is_empty() {
+            send_keepalive(&cluster, keys).await;
+        }
+    }
+}
+
+/// Tells the leader that `keys` are alive (touches them directly when this voter leads).
+pub async fn send_keepalive(cluster: &Cluster, keys: Vec<WaiterRef>) {
+    let Some((leader, address)) = cluster.leader() else {
+        // No leader: the next one starts every session afresh anyway.
+        return;
+    };
+    if leader == cluster.id {
+        cluster.sessions.touch(keys);
+        return;
+    }
+    let Some(address) = address else { return };
+    let channel = match cluster.dialer.channel(&address) {
+        Ok(channel) => channel,
+        Err(e) => {
+            warn!("cannot reach leader {leader} to keep waiters' sessions alive: {e}");
+            return;
+        }
+    };
+    let mut client = LeaseClient::new(channel);
+    for chunk in keys.chunks(MAX_KEEPALIVE_SESSIONS) {
+        let request = pb::KeepAliveRequest {
+            sessions: chunk
+                .iter()
+                .map(|key| pb::SessionRef {
+                    group: key.group.clone(),
+                    holder: key.holder.clone(),
+                })
+                .collect(),
+        };
+        if let Err(status) = client.keep_alive(request).await {
+            // The next tick tries again; a TTL is three ticks long.
+            debug!(
+                "keepalive to leader {leader} failed: {}",
+                status.message()
+            );
+            return;
+        }
+    }
+}
+
+/// On the leader: drops sessions that lapsed, in batches of one entry each.
+pub async fn drop_lapsed(cluster: Cluster) {
+    let mut tick = tokio::time::interval(SESSION_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (leader, term) = {
+            let metrics = cluster.raft.metrics();
+            let m = metrics.borrow();
+            (m.current_leader, m.current_term)
+        };
+        if leader != Some(cluster.id) {
+            continue;
+        }
+        let lapsed = {
+            let state = cluster.view.read();
+            cluster
+                .sessions
+                .lapsed(term, state.lease.sessions(), Instant::now())
+        };
+        for chunk in lapsed.chunks(MAX_DROPS_PER_ENTRY) {
+            let Ok(now) = now_ms() else { break };
+            let drop = Command::DropWaiters {
+                waiters: chunk.to_vec(),
+                now,
+            };
+            if let Attempt::Fail(status) = cluster.propose(drop).await {
+                warn!("could not drop lapsed waiters: {}", status.message());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(holder: &str) -> WaiterRef {
+        WaiterRef {
+            group: "g".into(),
+            holder: holder.into(),
+        }
+    }
+
+    #[test]
+    fn a_session_lapses_only_after_its_ttl_without_a_touch() {
+        let sessions = Sessions::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        // First sight: a fresh TTL, nobody lapses.
+        assert!(sessions.lapsed(1, [key("a"), key("b")].into_iter(), t0).is_empty());
+        sessions.touch([key("a")]);
+        let later = Instant::now() + Duration::from_secs(11);
+        assert_eq!(
+            sessions.lapsed(1, [key("a"), key("b")].into_iter(), later),
+            vec![key("b")]
+        );
+    }
+
+    #[test]
+    fn a_new_term_gives_every_session_a_fresh_ttl() {
+        let sessions = Sessions::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert!(sessions.lapsed(1, [key("a")].into_iter(), t0).is_empty());
+        let later = t0 + Duration::from_secs(11);
+        assert!(sessions.lapsed(2, [key("a")].into_iter(), later).is_empty());
+        assert_eq!(
+            sessions.lapsed(2, [key("a")].into_iter(), later + Duration::from_secs(11)),
+            vec![key("a")]
+        );
+    }
+
+    #[test]
+    fn sessions_gone_from_the_state_are_forgotten() {
+        let sessions = Sessions::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        sessions.lapsed(1, [key("a")].into_iter(), t0);
+        sessions.lapsed(1, std::iter::empty(), t0);
+        // Back in the state later: counted from then, not from before.
+        let later = t0 + Duration::from_secs(11);
+        assert!(sessions.lapsed(1, [key("a")].into_iter(), later).is_empty());
+    }
+
+    #[test]
+    fn a_registration_counts_streams_and_wakes_with_the_removal() {
+        let sessions = Sessions::new(Duration::from_secs(10));
+        let first = sessions.register(key("a"));
+        let second = sessions.register(key("a"));
+        assert_eq!(sessions.local_sessions(), vec![key("a")]);
+        sessions.wake("g", "a", Some(Removal::Dropped));
+        assert_eq!(first.take_removal(), Some(Removal::Dropped));
+        assert_eq!(first.take_removal(), None);
+        assert_eq!(second.take_removal(), Some(Removal::Dropped));
+        drop(first);
+        assert_eq!(sessions.local_sessions(), vec![key("a")]);
+        drop(second);
+        assert!(sessions.local_sessions().is_empty());
+    }
+}

@@ -1,0 +1,134 @@
+//! One `Lease.Wait` stream: queue once, keep the place through the session, end with the grant.
+//!
+//! The stream never polls raft. It reads this voter's applied state and is
+//! woken (see `sessions::dispatch_changes`) only by changes about its own
+//! waiter. It queues through the leader only when the state has no place
+//! for it: at the start, and again if its session lapsed meanwhile.
+
+use std::future::Future;
+use std::time::Duration;
+
+use baton_proto::v1 as pb;
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use crate::rules::lease::WaiterRef;
+use crate::server::routing::Cluster;
+use crate::server::sessions::{self, Registration, Removal};
+use crate::server::wire;
+
+/// How often a waiting stream re-reads the state even without a wake-up: a
+/// guard against a missed one, not the way grants arrive.
+const RECHECK: Duration = Duration::from_secs(5);
+
+/// Where a waiter stands in this voter's applied state.
+enum Standing {
+    Holds(pb::Grant),
+    Queued(pb::Queued),
+    Absent,
+}
+
+fn standing(cluster: &Cluster, key: &WaiterRef) -> Standing {
+    let state = cluster.view.read();
+    let Some(group) = state.lease.groups.get(&key.group) else {
+        return Standing::Absent;
+    };
+    if let Some(grant) = group.grant(&key.holder) {
+        return Standing::Holds(wire::grant(grant));
+    }
+    match group.queue_position(&key.holder) {
+        Some(position) => Standing::Queued(pb::Queued {
+            position,
+            waiters: u32::try_from(group.queue.len()).unwrap_or(u32::MAX),
+            reason: wire::queue_reason(&state.lease.queue_reason(&key.group)),
+            waiter_ttl_ms: cluster.sessions.ttl().as_millis() as u64,
+            holder: key.holder.clone(),
+        }),
+        None => Standing::Absent,
+    }
+}
+
+fn event(kind: pb::wait_event::Kind) -> Result<pb::WaitEvent, Status> {
+    Ok(pb::WaitEvent { kind: Some(kind) })
+}
+
+/// Serves one Wait stream until the waiter is granted, leaves the queue, or
+/// hangs up. `acquire` queues it through the leader (a routed `Acquire`).
+pub async fn serve<A, AF>(
+    cluster: Cluster,
+    key: WaiterRef,
+    registration: Registration,
+    acquire: A,
+    tx: mpsc::Sender<Result<pb::WaitEvent, Status>>,
+) where
+    A: Fn() -> AF,
+    AF: Future<Output = Result<pb::AcquireResponse, Status>>,
+{
+    use pb::wait_event::Kind;
+    let mut announced = false;
+    let mut queued_once = false;
+    loop {
+        let removal = registration.take_removal();
+        match standing(&cluster, &key) {
+            Standing::Holds(grant) => {
+                let _ = tx.send(event(Kind::Granted(grant))).await;
+                return;
+            }
+            Standing::Queued(queued) => {
+                if !announced {
+                    announced = true;
+                    if tx.send(event(Kind::Queued(queued))).await.is_err() {
+                        return;
+                    }
+                    // Tell the leader at once; the keepalive loop takes over from here.
+                    sessions::send_keepalive(&cluster, vec![key.clone()]).await;
+                }
+            }
+            Standing::Absent if removal == Some(Removal::Left) => {
+                let _ = tx
+                    .send(Err(Status::aborted(format!(
+                        "{} left the queue of {} (released)",
+                        key.holder, key.group
+                    ))))
+                    .await;
+                return;
+            }
+            // Queued through the leader, but this voter has not applied that yet.
+            Standing::Absent if queued_once && removal.is_none() => {}
+            Standing::Absent => {
+                queued_once = true;
+                let outcome = match acquire().await {
+                    Ok(response) => response.outcome,
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                };
+                match outcome {
+                    Some(pb::acquire_response::Outcome::Granted(grant)) => {
+                        let _ = tx.send(event(Kind::Granted(grant))).await;
+                        return;
+                    }
+                    Some(pb::acquire_response::Outcome::Queued(queued)) => {
+                        announced = true;
+                        if tx.send(event(Kind::Queued(queued))).await.is_err() {
+                            return;
+                        }
+                        sessions::send_keepalive(&cluster, vec![key.clone()]).await;
+                    }
+                    None => {
+                        let _ = tx
+                            .send(Err(Status::internal("the leader answered Acquire with nothing")))
+                            .await;
+                        return;
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            () = registration.woken() => {}
+            () = tx.closed() => return,
+            () = tokio::time::sleep(RECHECK) => {}
+        }
+    }
+}
