@@ -12,5 +12,6 @@ mod demo;
 mod flatcar_host;
 mod host_agent;
 mod layers;
+mod queue;
 mod security;
 mod storage;

@@ -201,10 +201,12 @@ async fn acquire(client: &Client, args: &AcquireArgs) -> Result<ExitCode, CliErr
             .into_inner();
         let granted = loop {
             let next = match deadline {
-                Some(deadline) => match tokio::time::timeout_at(deadline.into(), stream.next()).await {
-                    Ok(next) => next,
-                    Err(_) => return give_up(client, args).await,
-                },
+                Some(deadline) => {
+                    match tokio::time::timeout_at(deadline.into(), stream.next()).await {
+                        Ok(next) => next,
+                        Err(_) => return give_up(client, args).await,
+                    }
+                }
                 None => stream.next().await,
             };
             match next {

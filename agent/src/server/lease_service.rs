@@ -160,7 +160,9 @@ impl Lease for LeaseService {
         validate_group_name(&req.group).map_err(invalid)?;
         validate_holder(&req.holder).map_err(invalid)?;
         auth::permit_holder(&request.caller, Rpc::Acquire, &req.holder)?;
-        acquire_routed(&self.cluster, &request).await.map(Response::new)
+        acquire_routed(&self.cluster, &request)
+            .await
+            .map(Response::new)
     }
 
     type WaitStream = ReceiverStream<Result<pb::WaitEvent, Status>>;
@@ -335,12 +337,7 @@ impl Lease for LeaseService {
                 .and_then(|peer| peer.remote)
                 .map_or_else(|| "insecure".to_string(), |addr| addr.to_string()),
         };
-        let slot = StreamSlot::take(
-            &self.watchers,
-            key,
-            MAX_WATCHES_PER_CALLER,
-            "watch streams",
-        )?;
+        let slot = StreamSlot::take(&self.watchers, key, MAX_WATCHES_PER_CALLER, "watch streams")?;
         let req = request.into_inner();
         if !req.group.is_empty() {
             validate_group_name(&req.group).map_err(invalid)?;

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod lease_service;
 pub mod routing;
+pub mod session_loops;
 pub mod sessions;
 pub mod voter;
 pub mod wait_stream;

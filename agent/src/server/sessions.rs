@@ -1,4 +1,4 @@
-//! Waiters' sessions: the leader's deadlines, the Wait streams open here, and the loops that keep them.
+//! Waiters' sessions: the leader's deadlines and the Wait streams open on this voter.
 //!
 //! A queued host keeps its place by holding a `Lease.Wait` stream open to any
 //! voter; nothing goes into the raft log while it waits. Every voter counts
@@ -14,19 +14,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use baton_proto::v1 as pb;
-use baton_proto::v1::lease_client::LeaseClient;
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::Notify;
 use tokio::time::Instant;
-use tracing::{debug, warn};
 
-use crate::raft::state_machine::Change;
-use crate::rules::lease::{Command, EventKind, ReleaseCause, WaiterRef};
-use crate::rules::limits::{MAX_DROPS_PER_ENTRY, MAX_KEEPALIVE_SESSIONS};
-use crate::server::routing::{now_ms, Attempt, Cluster};
-
-/// How often the leader looks for lapsed sessions.
-const SESSION_CHECK: Duration = Duration::from_millis(250);
+use crate::rules::lease::WaiterRef;
 
 /// Why a Wait stream was woken without its state telling it all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +56,9 @@ pub struct Sessions {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// One open Wait stream; its session stops being kept alive here when dropped.
@@ -128,12 +121,12 @@ impl Sessions {
     }
 
     /// The waiters with a Wait stream open on this voter.
-    fn local_sessions(&self) -> Vec<WaiterRef> {
+    pub fn local_sessions(&self) -> Vec<WaiterRef> {
         lock(&self.inner.local).keys().cloned().collect()
     }
 
     /// Wakes the Wait streams of `group`/`holder` on this voter, if any.
-    fn wake(&self, group: &str, holder: &str, removal: Option<Removal>) {
+    pub fn wake(&self, group: &str, holder: &str, removal: Option<Removal>) {
         let key = WaiterRef {
             group: group.to_owned(),
             holder: holder.to_owned(),
@@ -146,7 +139,7 @@ impl Sessions {
     }
 
     /// Wakes every Wait stream on this voter (the state was replaced).
-    fn wake_all(&self) {
+    pub fn wake_all(&self) {
         for slot in lock(&self.inner.local).values().flatten() {
             wake_slot(slot, Some(Removal::Dropped));
         }
@@ -180,10 +173,7 @@ impl Sessions {
         let mut kept = HashMap::with_capacity(deadlines.by_session.len());
         let mut lapsed = Vec::new();
         for key in current {
-            let deadline = deadlines
-                .by_session
-                .remove(&key)
-                .unwrap_or(now + self.ttl);
+            let deadline = deadlines.by_session.remove(&key).unwrap_or(now + self.ttl);
             if deadline < now {
                 lapsed.push(key.clone());
             }
@@ -202,129 +192,6 @@ fn wake_slot(slot: &Slot, removal: Option<Removal>) {
     slot.wake.notify_one();
 }
 
-/// Routes every applied change to the Wait streams it concerns, so a change
-/// wakes one stream, not all of them.
-pub async fn dispatch_changes(cluster: Cluster) {
-    let mut changes = cluster.view.subscribe();
-    let sessions = &cluster.sessions;
-    loop {
-        match changes.recv().await {
-            Ok(change) => match &*change {
-                Change::Applied { event, .. } => {
-                    let group = &event.group;
-                    match &event.kind {
-                        EventKind::Granted(grant) => sessions.wake(group, &grant.holder, None),
-                        EventKind::Queued { holder, .. } => sessions.wake(group, holder, None),
-                        EventKind::WaiterDropped { holder } => {
-                            sessions.wake(group, holder, Some(Removal::Dropped))
-                        }
-                        EventKind::Released {
-                            holder,
-                            cause: ReleaseCause::SessionLost,
-                            ..
-                        } => sessions.wake(group, holder, Some(Removal::Dropped)),
-                        EventKind::LeftQueue { holder } => {
-                            sessions.wake(group, holder, Some(Removal::Left))
-                        }
-                        _ => {}
-                    }
-                }
-                Change::Resync { .. } => sessions.wake_all(),
-            },
-            Err(broadcast::error::RecvError::Lagged(_)) => sessions.wake_all(),
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
-    }
-}
-
-/// On every voter: keeps the sessions of the Wait streams open here alive on
-/// the leader, every third of the TTL.
-pub async fn keep_alive(cluster: Cluster) {
-    let every = (cluster.sessions.ttl() / 3).max(Duration::from_millis(100));
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let keys = cluster.sessions.local_sessions();
-        if !keys.is_empty() {
-            send_keepalive(&cluster, keys).await;
-        }
-    }
-}
-
-/// Tells the leader that `keys` are alive (touches them directly when this voter leads).
-pub async fn send_keepalive(cluster: &Cluster, keys: Vec<WaiterRef>) {
-    let Some((leader, address)) = cluster.leader() else {
-        // No leader: the next one starts every session afresh anyway.
-        return;
-    };
-    if leader == cluster.id {
-        cluster.sessions.touch(keys);
-        return;
-    }
-    let Some(address) = address else { return };
-    let channel = match cluster.dialer.channel(&address) {
-        Ok(channel) => channel,
-        Err(e) => {
-            warn!("cannot reach leader {leader} to keep waiters' sessions alive: {e}");
-            return;
-        }
-    };
-    let mut client = LeaseClient::new(channel);
-    for chunk in keys.chunks(MAX_KEEPALIVE_SESSIONS) {
-        let request = pb::KeepAliveRequest {
-            sessions: chunk
-                .iter()
-                .map(|key| pb::SessionRef {
-                    group: key.group.clone(),
-                    holder: key.holder.clone(),
-                })
-                .collect(),
-        };
-        if let Err(status) = client.keep_alive(request).await {
-            // The next tick tries again; a TTL is three ticks long.
-            debug!(
-                "keepalive to leader {leader} failed: {}",
-                status.message()
-            );
-            return;
-        }
-    }
-}
-
-/// On the leader: drops sessions that lapsed, in batches of one entry each.
-pub async fn drop_lapsed(cluster: Cluster) {
-    let mut tick = tokio::time::interval(SESSION_CHECK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let (leader, term) = {
-            let metrics = cluster.raft.metrics();
-            let m = metrics.borrow();
-            (m.current_leader, m.current_term)
-        };
-        if leader != Some(cluster.id) {
-            continue;
-        }
-        let lapsed = {
-            let state = cluster.view.read();
-            cluster
-                .sessions
-                .lapsed(term, state.lease.sessions(), Instant::now())
-        };
-        for chunk in lapsed.chunks(MAX_DROPS_PER_ENTRY) {
-            let Ok(now) = now_ms() else { break };
-            let drop = Command::DropWaiters {
-                waiters: chunk.to_vec(),
-                now,
-            };
-            if let Attempt::Fail(status) = cluster.propose(drop).await {
-                warn!("could not drop lapsed waiters: {}", status.message());
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,7 +208,9 @@ mod tests {
         let sessions = Sessions::new(Duration::from_secs(10));
         let t0 = Instant::now();
         // First sight: a fresh TTL, nobody lapses.
-        assert!(sessions.lapsed(1, [key("a"), key("b")].into_iter(), t0).is_empty());
+        assert!(sessions
+            .lapsed(1, [key("a"), key("b")].into_iter(), t0)
+            .is_empty());
         sessions.touch([key("a")]);
         let later = Instant::now() + Duration::from_secs(11);
         assert_eq!(

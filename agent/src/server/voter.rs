@@ -30,7 +30,8 @@ use crate::server::auth::{AuthLayer, VoterNames};
 use crate::server::bootstrap::{self, Start};
 use crate::server::lease_service::LeaseService;
 use crate::server::routing::{now_ms, Cluster};
-use crate::server::sessions::{self, Sessions};
+use crate::server::session_loops;
+use crate::server::sessions::Sessions;
 use crate::transport::tls::TlsMode;
 use crate::transport::{self, Dialer, TransportError};
 
@@ -215,9 +216,9 @@ impl Voter {
 
         let background = vec![
             tokio::spawn(expire_loop(cluster.clone(), settings.lease.hold_timeout)),
-            tokio::spawn(sessions::dispatch_changes(cluster.clone())),
-            tokio::spawn(sessions::keep_alive(cluster.clone())),
-            tokio::spawn(sessions::drop_lapsed(cluster.clone())),
+            tokio::spawn(session_loops::dispatch_changes(cluster.clone())),
+            tokio::spawn(session_loops::keep_alive(cluster.clone())),
+            tokio::spawn(session_loops::drop_lapsed(cluster.clone())),
             tokio::spawn(log_changes(cluster.clone())),
             tokio::spawn(log_leader_changes(raft.clone())),
         ];

@@ -1,7 +1,7 @@
 //! One `Lease.Wait` stream: queue once, keep the place through the session, end with the grant.
 //!
 //! The stream never polls raft. It reads this voter's applied state and is
-//! woken (see `sessions::dispatch_changes`) only by changes about its own
+//! woken (see `session_loops::dispatch_changes`) only by changes about its own
 //! waiter. It queues through the leader only when the state has no place
 //! for it: at the start, and again if its session lapsed meanwhile.
 
@@ -14,7 +14,8 @@ use tonic::Status;
 
 use crate::rules::lease::WaiterRef;
 use crate::server::routing::Cluster;
-use crate::server::sessions::{self, Registration, Removal};
+use crate::server::session_loops;
+use crate::server::sessions::{Registration, Removal};
 use crate::server::wire;
 
 /// How often a waiting stream re-reads the state even without a wake-up: a
@@ -81,7 +82,7 @@ pub async fn serve<A, AF>(
                         return;
                     }
                     // Tell the leader at once; the keepalive loop takes over from here.
-                    sessions::send_keepalive(&cluster, vec![key.clone()]).await;
+                    session_loops::send_keepalive(&cluster, vec![key.clone()]).await;
                 }
             }
             Standing::Absent if removal == Some(Removal::Left) => {
@@ -114,11 +115,13 @@ pub async fn serve<A, AF>(
                         if tx.send(event(Kind::Queued(queued))).await.is_err() {
                             return;
                         }
-                        sessions::send_keepalive(&cluster, vec![key.clone()]).await;
+                        session_loops::send_keepalive(&cluster, vec![key.clone()]).await;
                     }
                     None => {
                         let _ = tx
-                            .send(Err(Status::internal("the leader answered Acquire with nothing")))
+                            .send(Err(Status::internal(
+                                "the leader answered Acquire with nothing",
+                            )))
                             .await;
                         return;
                     }

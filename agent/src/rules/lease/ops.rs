@@ -1,8 +1,8 @@
 //! How each lease command changes the state: the bodies behind [`LeaseState::apply`].
 
 use super::{
-    count, Event, EventKind, Grant, Group, LeaseState, Outcome, QueueReason, Refusal,
-    ReleaseCause, UnixMillis, Waiter, WaiterRef, MAX_GROUPS, MAX_QUEUE,
+    count, Event, EventKind, Grant, Group, LeaseState, Outcome, QueueReason, Refusal, ReleaseCause,
+    UnixMillis, Waiter, WaiterRef, MAX_GROUPS, MAX_QUEUE,
 };
 
 /// The fields of an `Acquire` command.
@@ -60,7 +60,11 @@ impl LeaseState {
     /// Drops the named waiters from their queues, and takes back slots handed
     /// to them but not yet claimed. A claimed grant is never touched: its
     /// holder took it and may be rebooting with it.
-    pub(super) fn drop_waiters(&mut self, waiters: &[WaiterRef], events: &mut Vec<Event>) -> Outcome {
+    pub(super) fn drop_waiters(
+        &mut self,
+        waiters: &[WaiterRef],
+        events: &mut Vec<Event>,
+    ) -> Outcome {
         let (mut dropped, mut taken_back) = (0, 0);
         for waiter in waiters {
             let Some(group) = self.groups.get_mut(&waiter.group) else {
@@ -169,7 +173,12 @@ impl LeaseState {
             .or_insert_with(|| Group::new(max_holders)))
     }
 
-    pub(super) fn acquire(&mut self, index: u64, req: AcquireRequest<'_>, events: &mut Vec<Event>) -> Outcome {
+    pub(super) fn acquire(
+        &mut self,
+        index: u64,
+        req: AcquireRequest<'_>,
+        events: &mut Vec<Event>,
+    ) -> Outcome {
         let token = self.next_token(index);
         let paused_all = self.paused_all.clone();
         let group = match self.ensure_group(req.group, req.default_max_holders, events) {
@@ -380,7 +389,12 @@ impl LeaseState {
         done(format!("resumed group {name}{note}"))
     }
 
-    pub(super) fn force_release(&mut self, name: &str, holder: &str, events: &mut Vec<Event>) -> Outcome {
+    pub(super) fn force_release(
+        &mut self,
+        name: &str,
+        holder: &str,
+        events: &mut Vec<Event>,
+    ) -> Outcome {
         let Some(group) = self.groups.get_mut(name) else {
             return done(format!("no group {name}; nothing to release"));
         };
@@ -402,7 +416,12 @@ impl LeaseState {
         ))
     }
 
-    pub(super) fn set_max(&mut self, name: &str, max_holders: u32, events: &mut Vec<Event>) -> Outcome {
+    pub(super) fn set_max(
+        &mut self,
+        name: &str,
+        max_holders: u32,
+        events: &mut Vec<Event>,
+    ) -> Outcome {
         let Some(group) = self.groups.get_mut(name) else {
             // Creating the group with the requested size announces it once, not twice.
             if let Err(refusal) = self.ensure_group(name, max_holders, events) {

@@ -1,0 +1,243 @@
+//! The patch-day scenario: N hosts queued at once in one group, each behaving like the host agent.
+//!
+//! Every simulated host opens a `Lease.Wait` stream to one of the voters (50
+//! hosts share a connection, as a fleet behind a few NATs would not, but
+//! 10,000 TLS connections from one benchmark process would measure the
+//! benchmark), takes the slot it is handed (`Acquire`), holds it 5 ms and
+//! releases. Printed: time to roll, raft entries per host, the gap between
+//! one host's release and the next host's grant, the raft entries written
+//! while everyone waits, and the voters' RSS with everyone queued.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baton_proto::v1 as pb;
+use pb::lease_client::LeaseClient;
+use tokio::sync::Mutex;
+use tonic::transport::Channel;
+
+use super::{client, leader, percentile, status_kib, Bench, Error};
+
+/// Hosts per client connection.
+const HOSTS_PER_CONNECTION: usize = 50;
+/// How long each host holds the lease.
+const HOLD: Duration = Duration::from_millis(5);
+/// How long everyone waits (with the first host holding) while the raft
+/// entries are counted.
+const IDLE_WINDOW: Duration = Duration::from_secs(5);
+
+const GROUP: &str = "patch-day";
+
+/// What one host saw of its turn.
+struct Turn {
+    /// When its `Acquire` returned the grant (after the hand-over).
+    granted: Instant,
+    /// When its `Release` returned.
+    released: Instant,
+    token: u64,
+}
+
+/// The figures of one `--waiters N` run.
+pub struct RollFigures {
+    pub hosts: usize,
+    pub entries_per_host: f64,
+    pub roll_secs: f64,
+    pub gap_p50_ms: f64,
+    pub gap_p99_ms: f64,
+    pub idle_entries_per_sec: f64,
+    pub peak_rss_mib: f64,
+}
+
+impl RollFigures {
+    pub fn print_header() {
+        println!(
+            "| hosts queued in one group | raft entries per host | time to roll all | hosts/s | gap p50 / p99 | entries/s while waiting | voter RSS, all queued (max) |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+    }
+
+    pub fn print_row(&self) {
+        println!(
+            "| {} | {:.2} | {:.2} s | {:.0} | {:.1} ms / {:.1} ms | {:.1} | {:.1} MiB |",
+            self.hosts,
+            self.entries_per_host,
+            self.roll_secs,
+            self.hosts as f64 / self.roll_secs,
+            self.gap_p50_ms,
+            self.gap_p99_ms,
+            self.idle_entries_per_sec,
+            self.peak_rss_mib
+        );
+    }
+}
+
+async fn last_applied(c: &mut LeaseClient<Channel>) -> Result<u64, Error> {
+    Ok(c.status(pb::StatusRequest { stale: false })
+        .await?
+        .into_inner()
+        .last_applied)
+}
+
+async fn queue_length(c: &mut LeaseClient<Channel>) -> Result<usize, Error> {
+    let status = c
+        .status(pb::StatusRequest { stale: false })
+        .await?
+        .into_inner();
+    Ok(status
+        .groups
+        .iter()
+        .find(|g| g.name == GROUP)
+        .map_or(0, |g| g.queue.len()))
+}
+
+/// One host: wait, take the slot, hold, release.
+async fn host(mut lease: LeaseClient<Channel>, holder: String) -> Result<Turn, Error> {
+    let request = pb::WaitRequest {
+        group: GROUP.into(),
+        holder: holder.clone(),
+        machine_id: format!("machine-{holder}"),
+    };
+    loop {
+        let mut stream = lease.wait(request.clone()).await?.into_inner();
+        let grant = loop {
+            match stream.message().await? {
+                Some(pb::WaitEvent {
+                    kind: Some(pb::wait_event::Kind::Granted(grant)),
+                }) => break Some(grant),
+                Some(_) => {}
+                None => break None,
+            }
+        };
+        let Some(grant) = grant else { continue };
+        // As the agent does: take the slot handed over (a no-op write-wise
+        // when the grant is already claimed, but the agent asks anyway).
+        let reply = lease
+            .acquire(pb::AcquireRequest {
+                group: GROUP.into(),
+                holder: holder.clone(),
+                machine_id: request.machine_id.clone(),
+            })
+            .await?
+            .into_inner();
+        let Some(pb::acquire_response::Outcome::Granted(held)) = reply.outcome else {
+            continue;
+        };
+        if held.token != grant.token {
+            return Err(format!(
+                "{holder}: claimed token {} but was handed {}",
+                held.token, grant.token
+            )
+            .into());
+        }
+        let granted = Instant::now();
+        tokio::time::sleep(HOLD).await;
+        lease
+            .release(pb::ReleaseRequest {
+                group: GROUP.into(),
+                holder: holder.clone(),
+                token: Some(held.token),
+            })
+            .await?;
+        return Ok(Turn {
+            granted,
+            released: Instant::now(),
+            token: held.token,
+        });
+    }
+}
+
+/// The voters' RSS now, in MiB (the largest).
+fn max_rss_mib(bench: &Bench) -> f64 {
+    bench
+        .hosts
+        .iter()
+        .filter_map(|h| status_kib(h.pid()?, "VmRSS:"))
+        .max()
+        .unwrap_or(0) as f64
+        / 1024.0
+}
+
+/// Queues `hosts` hosts at once behind one holder, then lets them roll.
+pub async fn roll(bench: &Bench, hosts: usize) -> Result<RollFigures, Error> {
+    let l = leader(bench).await?;
+    let mut admin = client(bench, &bench.address(l)).await?;
+    admin
+        .acquire(pb::AcquireRequest {
+            group: GROUP.into(),
+            holder: "first".into(),
+            machine_id: "machine-first".into(),
+        })
+        .await?;
+
+    // Everyone queues behind "first", spread over the three voters.
+    let first_index = last_applied(&mut admin).await?;
+    let mut connections = Vec::new();
+    for c in 0..hosts.div_ceil(HOSTS_PER_CONNECTION) {
+        connections.push(client(bench, &bench.address(c % 3)).await?);
+    }
+    let turns = Arc::new(Mutex::new(Vec::with_capacity(hosts)));
+    let mut tasks = Vec::with_capacity(hosts);
+    for n in 0..hosts {
+        let lease = connections[n / HOSTS_PER_CONNECTION].clone();
+        let turns = turns.clone();
+        tasks.push(tokio::spawn(async move {
+            let turn = host(lease, format!("host-{n:05}")).await?;
+            turns.lock().await.push(turn);
+            Ok::<(), Error>(())
+        }));
+    }
+    let queued_by = Instant::now() + Duration::from_secs(60 + hosts as u64 / 50);
+    while queue_length(&mut admin).await? < hosts {
+        if Instant::now() > queued_by {
+            return Err(format!("not all {hosts} hosts queued in time").into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Everyone waits: count the raft entries this costs.
+    let before_idle = last_applied(&mut admin).await?;
+    tokio::time::sleep(IDLE_WINDOW).await;
+    let after_idle = last_applied(&mut admin).await?;
+    let peak_rss_mib = max_rss_mib(bench);
+    // The status reads themselves cost no entry after the first of a term.
+    let idle_entries_per_sec = (after_idle - before_idle) as f64 / IDLE_WINDOW.as_secs_f64();
+
+    // The roll: "first" releases, then every hand-over is one host's turn.
+    let start = Instant::now();
+    admin
+        .release(pb::ReleaseRequest {
+            group: GROUP.into(),
+            holder: "first".into(),
+            token: None,
+        })
+        .await?;
+    for task in tasks {
+        task.await??;
+    }
+    let roll_secs = start.elapsed().as_secs_f64();
+    let end_index = last_applied(&mut admin).await?;
+
+    let mut turns = std::mem::take(&mut *turns.lock().await);
+    turns.sort_by_key(|t| t.token);
+    if turns.windows(2).any(|w| w[1].granted < w[0].released) {
+        return Err("two hosts held the lease at once".into());
+    }
+    let mut gaps: Vec<Duration> = turns
+        .windows(2)
+        .map(|w| w[1].granted.saturating_duration_since(w[0].released))
+        .collect();
+    if gaps.is_empty() {
+        gaps.push(Duration::ZERO);
+    }
+    Ok(RollFigures {
+        hosts,
+        // Every entry from the first host's enqueue to the last host's
+        // release (and "first"'s release) counts.
+        entries_per_host: (end_index - first_index) as f64 / hosts as f64,
+        roll_secs,
+        gap_p50_ms: percentile(&mut gaps, 0.50),
+        gap_p99_ms: percentile(&mut gaps, 0.99),
+        idle_entries_per_sec,
+        peak_rss_mib,
+    })
+}
