@@ -105,13 +105,22 @@ async fn host(
     }
 }
 
+/// A linearizable status, retried across an election (two cores running
+/// three voters and a thousand hosts can miss a heartbeat).
 async fn status(lease: &mut LeaseClient<Channel>) -> pb::StatusResponse {
-    lease
-        .status(pb::StatusRequest { stale: false })
-        .await
-        .expect("status")
-        .into_inner()
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match lease.status(pb::StatusRequest { stale: false }).await {
+            Ok(reply) => return reply.into_inner(),
+            Err(status) if Instant::now() > deadline => panic!("status: {status}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
 }
+
+/// The two tests here each run three voters and a thousand hosts: one at a
+/// time, so that neither measures the other.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn queue(status: &pb::StatusResponse) -> Vec<String> {
     status
@@ -183,12 +192,16 @@ async fn queue_behind_first(
             let holder = format!("host-{n:04}");
             tasks.push(tokio::spawn(host(connections.clone(), c % 3, holder, hold)));
         }
-        // Queue them in batches, so the queue order is known to be by batch.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while queue(&status(admin).await).len() < (c + 1) * HOSTS_PER_CONNECTION {
-            assert!(Instant::now() < deadline, "batch {c} did not queue");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // All at once, as on a patch day: followers forward a burst of enqueues.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while queue(&status(admin).await).len() < HOSTS {
+        if let Some(i) = tasks.iter().position(|t| t.is_finished()) {
+            let turn = tasks.swap_remove(i).await;
+            panic!("a host finished before the roll: {turn:?}");
         }
+        assert!(Instant::now() < deadline, "not every host queued");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tasks
 }
@@ -230,6 +243,7 @@ fn check_roll(turns: &mut [Turn], order: &[String], grants: &BTreeMap<String, us
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_waiters_roll_one_at_a_time_with_at_most_three_entries_each() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let cluster = TestCluster::start(3, "");
     cluster.wait_for_leader(Duration::from_secs(10));
     let mut admin = cluster.lease_client(0).await;
@@ -241,7 +255,7 @@ async fn a_thousand_waiters_roll_one_at_a_time_with_at_most_three_entries_each()
         .expect("watch")
         .into_inner();
     let seen = observe(watch);
-    let before = status(&mut admin).await.last_applied;
+    let start = status(&mut admin).await;
     let tasks = queue_behind_first(&cluster, &mut admin, Duration::from_millis(1)).await;
     let order = queue(&status(&mut admin).await);
     assert_eq!(order.len(), HOSTS);
@@ -258,12 +272,16 @@ async fn a_thousand_waiters_roll_one_at_a_time_with_at_most_three_entries_each()
     for task in tasks {
         turns.push(task.await.expect("host task"));
     }
-    let after = status(&mut admin).await.last_applied;
-    // Everything since the first host queued, except "first"'s own acquire and release.
-    let per_host = (after - before - 2) as f64 / HOSTS as f64;
+    let end = status(&mut admin).await;
+    // Everything since the first host queued, except "first"'s own acquire
+    // and release, and what an election writes (a blank entry and the new
+    // leader's read barrier) if the busy machine caused one.
+    let elections = end.term - start.term;
+    let entries = end.last_applied - start.last_applied - 2 - 2 * elections;
+    let per_host = entries as f64 / HOSTS as f64;
     assert!(
         per_host <= 3.0,
-        "{per_host:.2} raft entries per host (first index {before}, last {after})"
+        "{per_host:.3} raft entries per host ({entries} entries, {elections} elections)"
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (grants, most) = seen.lock().unwrap().clone();
@@ -272,6 +290,7 @@ async fn a_thousand_waiters_roll_one_at_a_time_with_at_most_three_entries_each()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_while_a_thousand_wait_loses_no_place() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let mut cluster = TestCluster::start(3, "");
     let leader = cluster.wait_for_leader(Duration::from_secs(10))["leader"]
         .as_u64()

@@ -1,7 +1,17 @@
-//! Lease benchmark: starts a 3-voter loopback cluster of real `baton agent` processes (release build, fsync on) and prints
-//! p50/p99 of acquire, release, hand-off and leader failover, plus each voter's idle RSS.
+//! Lease benchmark: real voters beside the etcd semaphore, one client and a fleet queued at once.
 //!
-//! Run: `cargo build --release --bin baton && cargo run --release --example lease_bench [-- ITERATIONS]`
+//! Starts a 3-voter loopback cluster of real `baton agent` processes
+//! (release build, fsync on), plaintext and then with mutual TLS, and prints
+//! p50/p99 of acquire, release, hand-off and leader failover, 16-client
+//! throughput, each voter's idle RSS, and (`--waiters`) a patch day: N hosts
+//! queued at once in one group (see `waiters`). In the same run it starts a
+//! 3-member etcd (Debian's `etcd-server`) and measures the semaphore
+//! locksmith and airlock use (see `etcd`), and prints baton/etcd ratios.
+//!
+//! Run: `cargo build --release --bin baton && cargo run --release --example lease_bench -- [ITERATIONS] [--waiters 10,100,1000,10000] [--no-etcd]`
+
+mod etcd;
+mod waiters;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -9,10 +19,46 @@ use std::time::{Duration, Instant};
 use baton::{Dialer, FleetLayout, HostConfig, LocalHost, Role, TlsMode, TlsState};
 use baton_proto::v1 as pb;
 use pb::lease_client::LeaseClient;
-use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
-type Error = Box<dyn std::error::Error>;
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Concurrent clients of the throughput figure, each with its own group.
+const CLIENTS: usize = 16;
+/// How long the throughput figure runs.
+const THROUGHPUT_FOR: Duration = Duration::from_secs(5);
+
+/// What to run.
+struct Args {
+    iterations: usize,
+    waiters: Vec<usize>,
+    etcd: bool,
+}
+
+impl Args {
+    fn parse() -> Result<Args, Error> {
+        let mut args = Args {
+            iterations: 500,
+            waiters: Vec::new(),
+            etcd: true,
+        };
+        let mut given = std::env::args().skip(1);
+        while let Some(arg) = given.next() {
+            match arg.as_str() {
+                "--waiters" => {
+                    let list = given.next().ok_or("--waiters needs a list: 10,100,1000")?;
+                    args.waiters = list
+                        .split(',')
+                        .map(|n| n.trim().parse::<usize>())
+                        .collect::<Result<_, _>>()?;
+                }
+                "--no-etcd" => args.etcd = false,
+                number => args.iterations = number.parse()?,
+            }
+        }
+        Ok(args)
+    }
+}
 
 fn baton_binary() -> Result<PathBuf, Error> {
     // target/release/examples/lease_bench -> target/release/baton
@@ -133,37 +179,89 @@ impl Bench {
     }
 }
 
-/// Acquire latencies of one mode, for the comparison at the end.
+/// The figures of one system, for the comparisons at the end.
 struct Figures {
     acquire_p50: f64,
     acquire_p99: f64,
+    throughput: f64,
+}
+
+impl Figures {
+    fn compare(&self, name: &str, anchor: &Figures, anchor_name: &str) {
+        println!(
+            "{name} / {anchor_name}: acquire p50 {:.3} / {:.3} ms = {:.2}x, p99 {:.3} / {:.3} ms = {:.2}x, {CLIENTS}-client throughput {:.0} / {:.0} acquires/s = {:.2}x",
+            self.acquire_p50,
+            anchor.acquire_p50,
+            self.acquire_p50 / anchor.acquire_p50,
+            self.acquire_p99,
+            anchor.acquire_p99,
+            self.acquire_p99 / anchor.acquire_p99,
+            self.throughput,
+            anchor.throughput,
+            self.throughput / anchor.throughput,
+        );
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Error> {
-    let iterations: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(500);
+    let args = Args::parse()?;
     let bin = baton_binary()?;
-    // The same benchmark twice in one run: plaintext, then mutual TLS.
-    let plain = cluster_run(&bin, false, iterations).await?;
-    let tls = cluster_run(&bin, true, iterations).await?;
-    println!(
-        "TLS / plaintext, acquire on the leader: p50 {:.3} / {:.3} ms = {:.2}x, p99 {:.3} / {:.3} ms = {:.2}x   target: < 1.10x",
-        tls.acquire_p50,
-        plain.acquire_p50,
-        tls.acquire_p50 / plain.acquire_p50,
-        tls.acquire_p99,
-        plain.acquire_p99,
-        tls.acquire_p99 / plain.acquire_p99
-    );
+    // The same benchmark twice in one run: plaintext, then mutual TLS (and
+    // the patch days on the TLS cluster, as a fleet runs it).
+    let (plain, _) = cluster_run(&bin, false, &args).await?;
+    let (tls, rolls) = cluster_run(&bin, true, &args).await?;
+    let anchor = if args.etcd {
+        Some(etcd_run(args.iterations).await?)
+    } else {
+        None
+    };
+
+    println!("\n== summary");
+    tls.compare("baton TLS", &plain, "baton plaintext");
+    if let Some(etcd) = &anchor {
+        plain.compare("baton plaintext", etcd, "etcd semaphore");
+        tls.compare("baton TLS", etcd, "etcd semaphore");
+        println!("targets: baton acquire p50 <= 0.5x etcd's, p99 < 3 ms, throughput >= 2x etcd's");
+    }
+    if !rolls.is_empty() {
+        println!("\npatch day (TLS cluster; each host: Wait stream, Acquire to take the slot, hold 5 ms, Release):");
+        waiters::RollFigures::print_header();
+        for roll in &rolls {
+            roll.print_row();
+        }
+        println!("targets at 10,000: <= 3 entries per host, gap p99 < 20 ms, >= 100 hosts/s, <= 1 entry/s while waiting, voter RSS < 64 MiB");
+    }
     Ok(())
+}
+
+/// The etcd anchor: a 3-member cluster on loopback, the semaphore's acquire
+/// latencies and throughput, measured as baton's are.
+async fn etcd_run(iterations: usize) -> Result<Figures, Error> {
+    let dir = std::env::temp_dir().join(format!("baton-bench-etcd-{}", std::process::id()));
+    let cluster = etcd::EtcdCluster::start(&dir).await?;
+    println!("\n== etcd semaphore (3 members on 127.0.0.1, fsync on; linearizable GET + TXN on mod_revision, as airlock)");
+    let mut acquire = etcd::acquire_latencies(&cluster, iterations).await?;
+    let throughput = etcd::throughput(&cluster, CLIENTS, THROUGHPUT_FOR).await?;
+    let figures = Figures {
+        acquire_p50: percentile(&mut acquire, 0.50),
+        acquire_p99: percentile(&mut acquire, 0.99),
+        throughput,
+    };
+    report("acquire (on leader)", acquire, "-");
+    println!("throughput, {CLIENTS} clients       {throughput:.0} acquires/s");
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(figures)
 }
 
 /// Starts a 3-voter cluster (with or without TLS), runs the benchmark on
 /// it and stops it.
-async fn cluster_run(bin: &Path, tls: bool, iterations: usize) -> Result<Figures, Error> {
+async fn cluster_run(
+    bin: &Path,
+    tls: bool,
+    args: &Args,
+) -> Result<(Figures, Vec<waiters::RollFigures>), Error> {
     let dir = std::env::temp_dir().join(format!("baton-bench-{}-{tls}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let names: Vec<String> = (1..=3).map(|i| format!("b{i}")).collect();
@@ -202,13 +300,59 @@ async fn cluster_run(bin: &Path, tls: bool, iterations: usize) -> Result<Figures
             "plaintext ([tls] insecure = true)"
         }
     );
-    let result = run(&mut bench, iterations).await;
+    let rolls = if tls { args.waiters.as_slice() } else { &[] };
+    let result = run(&mut bench, args.iterations, rolls).await;
     drop(bench);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-async fn run(bench: &mut Bench, iterations: usize) -> Result<Figures, Error> {
+/// Acquires per second of [`CLIENTS`] concurrent clients on the leader,
+/// each on its own connection and in its own group, looping acquire and
+/// release for [`THROUGHPUT_FOR`] (counted as the etcd anchor counts).
+async fn throughput(bench: &Bench, leader: usize) -> Result<f64, Error> {
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        clients.push(client(bench, &bench.address(leader)).await?);
+    }
+    let start = Instant::now();
+    let deadline = start + THROUGHPUT_FOR;
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut c)| {
+            tokio::spawn(async move {
+                let group = format!("tp-{i}");
+                let mut acquired = 0u64;
+                let mut n = 0usize;
+                while Instant::now() < deadline {
+                    let holder = format!("h{}", n % 50);
+                    n += 1;
+                    let reply = c.acquire(acquire_req(&group, &holder)).await?.into_inner();
+                    if !granted(&reply) {
+                        return Err::<u64, Error>(
+                            format!("{holder} not granted in its own group").into(),
+                        );
+                    }
+                    acquired += 1;
+                    c.release(release_req(&group, &holder)).await?;
+                }
+                Ok(acquired)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await??;
+    }
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
+async fn run(
+    bench: &mut Bench,
+    iterations: usize,
+    rolls: &[usize],
+) -> Result<(Figures, Vec<waiters::RollFigures>), Error> {
     let l = leader(bench).await?;
     println!("baton lease bench: 3 voters on 127.0.0.1, release build, fsync on; {iterations} iterations; leader = voter {}", l + 1);
     let mut on_leader = client(bench, &bench.address(l)).await?;
@@ -246,33 +390,34 @@ async fn run(bench: &mut Bench, iterations: usize) -> Result<Figures, Error> {
         on_follower.release(release_req("bench-f", &holder)).await?;
     }
 
-    // Hand-off: A holds, B is queued and watching; from the moment A's
-    // release is committed (its reply) to B's grant.
+    // Hand-off: A holds, B waits on a Wait stream at another voter; from
+    // the moment A's release is committed (its reply) until B, told by its
+    // stream, has taken the slot (its Acquire's reply).
     let mut handoff = Vec::new();
     let mut waiter = client(bench, &bench.address((l + 2) % 3)).await?;
-    let mut watcher = client(bench, &bench.address((l + 2) % 3)).await?;
     for _ in 0..(iterations / 5).max(20) {
         on_leader.acquire(acquire_req("handoff", "A")).await?;
-        let reply = waiter
-            .acquire(acquire_req("handoff", "B"))
-            .await?
-            .into_inner();
-        if granted(&reply) {
-            return Err("B granted while A holds".into());
-        }
-        let mut stream = watcher
-            .watch(pb::WatchRequest {
+        let mut stream = waiter
+            .wait(pb::WaitRequest {
                 group: "handoff".into(),
+                holder: "B".into(),
+                machine_id: String::new(),
             })
             .await?
             .into_inner();
-        let _snapshot = stream.next().await;
+        match stream.message().await? {
+            Some(pb::WaitEvent {
+                kind: Some(pb::wait_event::Kind::Queued(_)),
+            }) => {}
+            other => return Err(format!("B not queued while A holds: {other:?}").into()),
+        }
         on_leader.release(release_req("handoff", "A")).await?;
         let committed = Instant::now();
-        while let Some(event) = stream.next().await {
-            if matches!(event?.kind, Some(pb::watch_event::Kind::Released(_))) {
-                break;
-            }
+        match stream.message().await? {
+            Some(pb::WaitEvent {
+                kind: Some(pb::wait_event::Kind::Granted(_)),
+            }) => {}
+            other => return Err(format!("B not handed the slot: {other:?}").into()),
         }
         let reply = waiter
             .acquire(acquire_req("handoff", "B"))
@@ -280,7 +425,7 @@ async fn run(bench: &mut Bench, iterations: usize) -> Result<Figures, Error> {
             .into_inner();
         handoff.push(committed.elapsed());
         if !granted(&reply) {
-            return Err("B not granted after A released".into());
+            return Err("B could not take the slot handed to it".into());
         }
         waiter.release(release_req("handoff", "B")).await?;
     }
@@ -299,6 +444,12 @@ async fn run(bench: &mut Bench, iterations: usize) -> Result<Figures, Error> {
             ))
         })
         .collect();
+
+    let throughput = throughput(bench, l).await?;
+    let mut roll_figures = Vec::new();
+    for &hosts in rolls {
+        roll_figures.push(waiters::roll(bench, hosts).await?);
+    }
 
     // Failover: kill -9 of the leader -> next successful acquire on a survivor.
     let mut failover = Vec::new();
@@ -328,6 +479,7 @@ async fn run(bench: &mut Bench, iterations: usize) -> Result<Figures, Error> {
     let figures = Figures {
         acquire_p50: percentile(&mut acquire, 0.50),
         acquire_p99: percentile(&mut acquire, 0.99),
+        throughput,
     };
     report("acquire (on leader)", acquire, "p50 <= 1 ms, p99 <= 3 ms");
     report("release (on leader)", release, "-");
@@ -343,7 +495,8 @@ async fn run(bench: &mut Bench, iterations: usize) -> Result<Figures, Error> {
             *file as f64 / 1024.0
         );
     }
-    Ok(figures)
+    println!("throughput, {CLIENTS} clients       {throughput:.0} acquires/s");
+    Ok((figures, roll_figures))
 }
 
 /// The `q` quantile of `samples`, in milliseconds.

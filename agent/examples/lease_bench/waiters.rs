@@ -188,6 +188,11 @@ pub async fn roll(bench: &Bench, hosts: usize) -> Result<RollFigures, Error> {
     }
     let queued_by = Instant::now() + Duration::from_secs(60 + hosts as u64 / 50);
     while queue_length(&mut admin).await? < hosts {
+        // A host that gave up says why.
+        if let Some(i) = tasks.iter().position(|t| t.is_finished()) {
+            tasks.swap_remove(i).await??;
+            return Err("a host finished before the roll began".into());
+        }
         if Instant::now() > queued_by {
             return Err(format!("not all {hosts} hosts queued in time").into());
         }

@@ -49,12 +49,14 @@ pub fn status_json(status: &pb::StatusResponse) -> Value {
                     "token": h.token,
                     "since": timestamp(h.since_ms),
                     "machine_id": h.machine_id,
+                    "claimed": h.claimed,
                 })).collect::<Vec<_>>(),
                 "queue": g.queue.iter().map(|w| json!({
                     "holder": w.holder,
                     "position": w.position,
                     "since": timestamp(w.since_ms),
-                    "expires": timestamp(w.expires_ms),
+                    // Kept for scripts; waiters live on sessions now, with no deadline.
+                    "expires": Value::Null,
                 })).collect::<Vec<_>>(),
             }),
         );
@@ -186,7 +188,7 @@ pub fn status_text(status: &pb::StatusResponse) -> String {
         ]];
         for h in &g.holders {
             rows.push(vec![
-                "holding".to_string(),
+                if h.claimed { "holding" } else { "handed over" }.to_string(),
                 printable(&h.holder),
                 h.token.to_string(),
                 timestamp(h.since_ms),
@@ -234,6 +236,7 @@ mod tests {
                     token: 12,
                     machine_id: String::new(),
                     since_ms: 0,
+                    claimed: true,
                 }],
                 queue: vec![pb::Waiter {
                     holder: "h2".into(),

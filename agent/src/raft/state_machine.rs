@@ -36,9 +36,7 @@ pub struct AppliedState {
 #[derive(Debug, Clone)]
 pub enum Change {
     Applied { index: u64, event: Event },
-    Resync {
-        index: u64,
-    },
+    Resync { index: u64 },
 }
 
 /// Read access to the applied state, shared with the gRPC services.
@@ -198,11 +196,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     EntryPayload::Normal(ref command) => {
                         match state.lease.apply(entry.log_id.index, command) {
                             Ok((outcome, events)) => {
-                                published.extend(events.into_iter().map(|event| {
-                                    Change::Applied {
-                                        index: entry.log_id.index,
-                                        event,
-                                    }
+                                published.extend(events.into_iter().map(|event| Change::Applied {
+                                    index: entry.log_id.index,
+                                    event,
                                 }));
                                 Ok(outcome)
                             }

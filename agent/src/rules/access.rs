@@ -192,10 +192,9 @@ impl Rpc {
 
     fn allowed(self) -> Allowed {
         match self {
-            Rpc::RaftAppendEntries
-            | Rpc::RaftVote
-            | Rpc::RaftInstallSnapshot
-            | Rpc::KeepAlive => Allowed::Voters,
+            Rpc::RaftAppendEntries | Rpc::RaftVote | Rpc::RaftInstallSnapshot | Rpc::KeepAlive => {
+                Allowed::Voters
+            }
             Rpc::Status | Rpc::Watch => Allowed::Anyone,
             Rpc::Acquire | Rpc::Release | Rpc::Wait => Allowed::LeaseTakers,
             Rpc::Pause
@@ -295,10 +294,8 @@ mod tests {
         for rpc in Rpc::ALL {
             let expect = |caller: &Caller| permit(caller, rpc, &voters).is_ok();
             let admin_call = rpc.allowed() == Allowed::Admins;
-            let raft = matches!(
-                rpc,
-                Rpc::RaftAppendEntries | Rpc::RaftVote | Rpc::RaftInstallSnapshot
-            );
+            // Raft and keepalives: current voters only.
+            let raft = rpc.allowed() == Allowed::Voters;
             assert_eq!(expect(&voter), !admin_call, "voter {rpc:?}");
             assert_eq!(
                 expect(&former),

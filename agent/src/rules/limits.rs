@@ -27,6 +27,10 @@ pub const MAX_WATCHES_PER_CALLER: usize = 8;
 /// Requests one connection may have in flight at once.
 pub const MAX_CONCURRENT_REQUESTS_PER_CONNECTION: usize = 64;
 
+/// Calls a voter forwards to the leader at once (they share one connection,
+/// so this stays under the leader's per-connection limit; more wait).
+pub const MAX_FORWARDED_IN_FLIGHT: usize = 48;
+
 /// Largest response a voter decodes from a fleet of 10,000 hosts (status
 /// with every waiter listed): generous, but bounded.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;

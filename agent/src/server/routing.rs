@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use baton_proto::v1 as pb;
 use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::Semaphore;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
@@ -111,6 +112,9 @@ pub struct Cluster {
     pub read_barrier_term: Arc<AtomicU64>,
     /// Waiters' sessions: the Wait streams open here, and the leader's deadlines.
     pub sessions: Sessions,
+    /// Calls this voter may have in flight to the leader at once (see
+    /// [`crate::rules::limits::MAX_FORWARDED_IN_FLIGHT`]).
+    pub forward_slots: Arc<Semaphore>,
 }
 
 /// Now, in unix milliseconds, as the leader stamps it into commands.
@@ -229,7 +233,14 @@ impl Cluster {
                         .dialer
                         .channel(&address)
                         .map_err(|e| Status::internal(e.to_string()))?;
-                    match remote(channel).await {
+                    // Forwarded calls share one connection to the leader,
+                    // which sheds calls over its per-connection limit: wait
+                    // here for a slot instead (back-pressure, not refusal).
+                    let answer = match self.forward_slots.acquire().await {
+                        Ok(_slot) => remote(channel).await,
+                        Err(_) => Err(Status::unavailable("this voter is stopping")),
+                    };
+                    match answer {
                         Ok(value) => return Ok(value),
                         Err(status) if status.code() == tonic::Code::Unavailable => {
                             last_problem =

@@ -206,13 +206,14 @@ mod tests {
     #[test]
     fn a_session_lapses_only_after_its_ttl_without_a_touch() {
         let sessions = Sessions::new(Duration::from_secs(10));
-        let t0 = Instant::now();
-        // First sight: a fresh TTL, nobody lapses.
+        // First seen 5 s ago: both deadlines are 5 s from now.
+        let seen = Instant::now() - Duration::from_secs(5);
         assert!(sessions
-            .lapsed(1, [key("a"), key("b")].into_iter(), t0)
+            .lapsed(1, [key("a"), key("b")].into_iter(), seen)
             .is_empty());
+        // A keepalive for "a" now moves its deadline to 10 s from now.
         sessions.touch([key("a")]);
-        let later = Instant::now() + Duration::from_secs(11);
+        let later = Instant::now() + Duration::from_secs(7);
         assert_eq!(
             sessions.lapsed(1, [key("a"), key("b")].into_iter(), later),
             vec![key("b")]

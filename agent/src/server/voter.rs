@@ -22,8 +22,8 @@ use crate::raft::storage::{open_database, OpenError};
 use crate::raft::types::{NodeId, Raft, StorageError, VoterNode};
 use crate::rules::lease::{Command, EventKind, ReleaseCause};
 use crate::rules::limits::{
-    MAX_API_MESSAGE_BYTES, MAX_CONCURRENT_REQUESTS_PER_CONNECTION, MAX_RAFT_MESSAGE_BYTES,
-    SNAPSHOT_CHUNK_BYTES,
+    MAX_API_MESSAGE_BYTES, MAX_CONCURRENT_REQUESTS_PER_CONNECTION, MAX_FORWARDED_IN_FLIGHT,
+    MAX_RAFT_MESSAGE_BYTES, SNAPSHOT_CHUNK_BYTES,
 };
 use crate::server::admin_service::AdminService;
 use crate::server::auth::{AuthLayer, VoterNames};
@@ -154,6 +154,7 @@ impl Voter {
             tls: tls.clone(),
             read_barrier_term: Default::default(),
             sessions: Sessions::new(settings.lease.waiter_ttl),
+            forward_slots: Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDED_IN_FLIGHT)),
         };
 
         // Listen before bootstrapping, so peers can reach us for the first election.

@@ -25,7 +25,9 @@ pub fn refusal_status(refusal: &Refusal) -> tonic::Status {
         Refusal::QueueFull { .. } | Refusal::TooManyGroups { .. } => {
             tonic::Status::resource_exhausted(refusal.to_string())
         }
-        Refusal::OtherMachine { .. } => tonic::Status::failed_precondition(refusal.to_string()),
+        Refusal::OtherMachine { .. } | Refusal::QueuedByOtherMachine { .. } => {
+            tonic::Status::failed_precondition(refusal.to_string())
+        }
     }
 }
 

@@ -108,7 +108,8 @@ pub struct Grant {
     pub group: String,
     /// Who holds it (normally the host name).
     pub holder: String,
-    /// Fencing token: the raft log index of the granting command, so strictly increasing.
+    /// Fencing token: the raft log index of the granting command (or one past
+    /// the last token, when one command grants several), so strictly increasing.
     pub token: u64,
     /// The holder's machine id, for operators telling reinstalled hosts apart.
     pub machine_id: String,
@@ -231,8 +232,8 @@ pub enum Outcome {
     },
     /// Admin commands and `Expire`: what changed, in words.
     Done { message: String },
-    /// Applied (waiters and holds past their time were expired), but the
-    /// command itself was refused for what the state holds.
+    /// Applied, but the command itself was refused for what the state holds
+    /// (nothing changed).
     Refused(Refusal),
 }
 
@@ -246,6 +247,15 @@ pub enum Refusal {
         group: String,
         holder: String,
         granted_to: String,
+        asked_by: String,
+    },
+    /// The holder waits in the queue for another machine id: told at once,
+    /// not only when the slot comes.
+    #[error("{holder} is queued in {group} by machine {queued_by:?}, not {asked_by:?}; two hosts must not share a name")]
+    QueuedByOtherMachine {
+        group: String,
+        holder: String,
+        queued_by: String,
         asked_by: String,
     },
     /// The group's queue is at [`MAX_QUEUE`].
@@ -284,7 +294,7 @@ pub enum ReleaseCause {
 pub enum EventKind {
     /// A slot was granted.
     Granted(Grant),
-    /// A holder joined the queue (not emitted when a waiter merely refreshes).
+    /// A holder joined the queue (not emitted when a waiter asks again).
     Queued {
         holder: String,
         position: u32,
@@ -575,7 +585,9 @@ impl LeaseState {
     /// Why a waiter in `group` waits: the pause, or no free slot.
     pub fn queue_reason(&self, group: &str) -> QueueReason {
         self.pause_reason(group)
-            .map_or(QueueReason::Full, |reason| QueueReason::Paused(reason.to_owned()))
+            .map_or(QueueReason::Full, |reason| {
+                QueueReason::Paused(reason.to_owned())
+            })
     }
 
     /// The grant `holder` has in `group`, if any.

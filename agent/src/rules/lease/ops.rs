@@ -202,6 +202,15 @@ impl LeaseState {
 
         let pause = group.paused.clone().or(paused_all);
         if let Some(i) = group.queue_index(req.holder) {
+            let waiter = &group.queue[i];
+            if waiter.machine_id != req.machine_id {
+                return Outcome::Refused(Refusal::QueuedByOtherMachine {
+                    group: req.group.to_owned(),
+                    holder: req.holder.to_owned(),
+                    queued_by: waiter.machine_id.clone(),
+                    asked_by: req.machine_id.to_owned(),
+                });
+            }
             // Asking again keeps the waiter's place; it costs no change.
             return Outcome::Queued {
                 position: count(i + 1),

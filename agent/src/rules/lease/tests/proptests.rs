@@ -1,0 +1,626 @@
+//! Random histories: every apply keeps the lease invariants, events replay to
+//! the state, and a second replica agrees on everything.
+
+use std::collections::BTreeSet;
+
+use super::super::*;
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+
+const GROUPS: [&str; 3] = ["alpha", "beta", "gamma"];
+const HOLDERS: [&str; 6] = ["h0", "h1", "h2", "h3", "h4", "h5"];
+const REASONS: [&str; 2] = ["kernel", "maintenance"];
+const DEFAULT_MAX: u32 = 2;
+
+/// A command shape; tokens, sessions and unclaimed grants are resolved against
+/// the state when the command is built.
+#[derive(Debug, Clone)]
+enum Op {
+    /// `other_machine`: the same holder name from another machine id.
+    Acquire {
+        g: usize,
+        h: usize,
+        other_machine: bool,
+    },
+    /// The holder of an unclaimed grant (picked by `pick`) takes it.
+    Claim {
+        pick: usize,
+    },
+    Release {
+        g: usize,
+        h: usize,
+        token: u8,
+    },
+    Expire {
+        timeout: Option<u64>,
+    },
+    /// Drops the sessions picked by the bits of `mask`, plus `extra`
+    /// (group, holder) pairs that may be anything: claimed holders, unknowns.
+    DropWaiters {
+        mask: u32,
+        extra: Vec<(usize, usize)>,
+    },
+    Pause {
+        g: Option<usize>,
+        reason: usize,
+    },
+    Resume {
+        g: Option<usize>,
+    },
+    Force {
+        g: usize,
+        h: usize,
+    },
+    SetMax {
+        g: usize,
+        max: u32,
+    },
+    Invalid {
+        which: u8,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let g = 0..GROUPS.len();
+    let h = 0..HOLDERS.len();
+    prop_oneof![
+        8 => (g.clone(), h.clone(), proptest::bool::weighted(0.1))
+            .prop_map(|(g, h, other_machine)| Op::Acquire { g, h, other_machine }),
+        3 => (0usize..32).prop_map(|pick| Op::Claim { pick }),
+        4 => (g.clone(), h.clone(), 0u8..3).prop_map(|(g, h, token)| Op::Release { g, h, token }),
+        2 => proptest::option::of(0u64..300).prop_map(|timeout| Op::Expire { timeout }),
+        3 => (any::<u32>(), proptest::collection::vec((g.clone(), h.clone()), 0..3))
+            .prop_map(|(mask, extra)| Op::DropWaiters { mask, extra }),
+        1 => (proptest::option::of(g.clone()), 0..REASONS.len())
+            .prop_map(|(g, reason)| Op::Pause { g, reason }),
+        2 => proptest::option::of(g.clone()).prop_map(|g| Op::Resume { g }),
+        1 => (g.clone(), h).prop_map(|(g, h)| Op::Force { g, h }),
+        2 => (g, 0u32..5).prop_map(|(g, max)| Op::SetMax { g, max }),
+        1 => (0u8..5).prop_map(|which| Op::Invalid { which }),
+    ]
+}
+
+fn acquire_cmd(group: &str, holder: &str, machine_id: String, now: UnixMillis) -> Command {
+    Command::Acquire {
+        group: group.into(),
+        holder: holder.into(),
+        machine_id,
+        now,
+        default_max_holders: DEFAULT_MAX,
+    }
+}
+
+fn build(op: &Op, state: &LeaseState, now: UnixMillis) -> Command {
+    match op {
+        &Op::Acquire {
+            g,
+            h,
+            other_machine,
+        } => {
+            let machine = if other_machine { "other" } else { "mid" };
+            acquire_cmd(GROUPS[g], HOLDERS[h], format!("{machine}-{h}"), now)
+        }
+        &Op::Claim { pick } => {
+            let all = || state.groups.values().flat_map(|g| g.holders.iter());
+            let unclaimed: Vec<&Grant> = all().filter(|g| !g.claimed).collect();
+            let grants: Vec<&Grant> = all().collect();
+            let candidates = if unclaimed.is_empty() {
+                grants
+            } else {
+                unclaimed
+            };
+            match candidates.get(pick % candidates.len().max(1)) {
+                Some(grant) => {
+                    acquire_cmd(&grant.group, &grant.holder, grant.machine_id.clone(), now)
+                }
+                None => {
+                    let h = pick % HOLDERS.len();
+                    acquire_cmd(
+                        GROUPS[pick % GROUPS.len()],
+                        HOLDERS[h],
+                        format!("mid-{h}"),
+                        now,
+                    )
+                }
+            }
+        }
+        &Op::Release { g, h, token } => {
+            let held = state.holder_grant(GROUPS[g], HOLDERS[h]).map(|g| g.token);
+            let token = match token {
+                0 => None,
+                1 => held.or(Some(1)),
+                _ => held.map(|t| t + 1).or(Some(0)),
+            };
+            Command::Release {
+                group: GROUPS[g].into(),
+                holder: HOLDERS[h].into(),
+                token,
+                now,
+            }
+        }
+        &Op::Expire { timeout } => Command::Expire {
+            now,
+            hold_timeout_ms: timeout,
+        },
+        Op::DropWaiters { mask, extra } => {
+            let mut waiters: Vec<WaiterRef> = state
+                .sessions()
+                .enumerate()
+                .filter(|(i, _)| *i < 32 && mask & (1 << i) != 0)
+                .map(|(_, w)| w)
+                .collect();
+            waiters.extend(extra.iter().map(|&(g, h)| WaiterRef {
+                group: GROUPS[g].into(),
+                holder: HOLDERS[h].into(),
+            }));
+            Command::DropWaiters { waiters, now }
+        }
+        &Op::Pause { g, reason } => Command::Pause {
+            by: "ops".into(),
+            group: g.map(|g| GROUPS[g].into()),
+            reason: REASONS[reason].into(),
+            now,
+            default_max_holders: DEFAULT_MAX,
+        },
+        &Op::Resume { g } => Command::Resume {
+            by: "ops".into(),
+            group: g.map(|g| GROUPS[g].into()),
+            now,
+        },
+        &Op::Force { g, h } => Command::ForceRelease {
+            by: "ops".into(),
+            group: GROUPS[g].into(),
+            holder: HOLDERS[h].into(),
+            now,
+        },
+        &Op::SetMax { g, max } => Command::SetMax {
+            by: "ops".into(),
+            group: GROUPS[g].into(),
+            max_holders: max,
+            now,
+            default_max_holders: DEFAULT_MAX,
+        },
+        &Op::Invalid { which } => match which {
+            0 => acquire_cmd("no spaces allowed", "h0", String::new(), now),
+            1 => Command::Release {
+                group: GROUPS[0].into(),
+                holder: String::new(),
+                token: None,
+                now,
+            },
+            2 => Command::ForceRelease {
+                by: "ops".into(),
+                group: GROUPS[1].into(),
+                holder: "bad\u{0}holder".into(),
+                now,
+            },
+            3 => Command::Pause {
+                by: "ops".into(),
+                group: Some(String::new()),
+                reason: "x".into(),
+                now,
+                default_max_holders: DEFAULT_MAX,
+            },
+            _ => Command::DropWaiters {
+                waiters: vec![
+                    WaiterRef {
+                        group: GROUPS[0].into(),
+                        holder: "h0".into(),
+                    },
+                    WaiterRef {
+                        group: "bad/group".into(),
+                        holder: "h0".into(),
+                    },
+                ],
+                now,
+            },
+        },
+    }
+}
+
+/// A watcher that only sees events; it must end up with the same holders, queue,
+/// sizes and pauses as the state. It also checks FIFO: a slot handed over
+/// (unclaimed grant) goes to the holder that just left the head of the queue.
+#[derive(Debug, Default, PartialEq)]
+struct Watcher {
+    groups: BTreeMap<String, WatchedGroup>,
+    paused_all: Option<String>,
+}
+
+#[derive(Debug, Default, PartialEq)]
+struct WatchedGroup {
+    max_holders: u32,
+    paused: Option<String>,
+    holders: Vec<(String, u64)>,
+    queue: Vec<String>,
+}
+
+impl Watcher {
+    fn replay(&mut self, events: &[Event]) -> Result<(), TestCaseError> {
+        // The (group, holder) that left the head of its queue in the previous event.
+        let mut left_head: Option<(String, String)> = None;
+        for event in events {
+            let just_left = left_head.take();
+            if let EventKind::PausedAll { reason } = &event.kind {
+                prop_assert_eq!(event.group.as_str(), "");
+                self.paused_all = Some(reason.clone());
+                continue;
+            }
+            if event.kind == EventKind::ResumedAll {
+                prop_assert_eq!(event.group.as_str(), "");
+                self.paused_all = None;
+                continue;
+            }
+            let g = self.groups.entry(event.group.clone()).or_default();
+            match &event.kind {
+                EventKind::Granted(grant) => {
+                    prop_assert_eq!(&grant.group, &event.group);
+                    prop_assert!(!g.queue.contains(&grant.holder));
+                    if !grant.claimed {
+                        let head = Some((event.group.clone(), grant.holder.clone()));
+                        prop_assert_eq!(just_left, head, "FIFO: handed over past the head");
+                    }
+                    g.holders.push((grant.holder.clone(), grant.token));
+                }
+                EventKind::Queued {
+                    holder,
+                    position,
+                    waiters,
+                } => {
+                    g.queue.push(holder.clone());
+                    prop_assert_eq!(*position as usize, g.queue.len());
+                    prop_assert_eq!(*waiters as usize, g.queue.len());
+                }
+                EventKind::Released { holder, token, .. } => {
+                    let before = g.holders.len();
+                    g.holders.retain(|(h, t)| !(h == holder && t == token));
+                    prop_assert_eq!(g.holders.len() + 1, before);
+                }
+                EventKind::LeftQueue { holder } | EventKind::WaiterDropped { holder } => {
+                    if matches!(event.kind, EventKind::LeftQueue { .. })
+                        && g.queue.first() == Some(holder)
+                    {
+                        left_head = Some((event.group.clone(), holder.clone()));
+                    }
+                    let before = g.queue.len();
+                    g.queue.retain(|h| h != holder);
+                    prop_assert_eq!(g.queue.len() + 1, before);
+                }
+                EventKind::Paused { reason } => g.paused = Some(reason.clone()),
+                EventKind::Resumed => g.paused = None,
+                EventKind::MaxChanged { max_holders } => g.max_holders = *max_holders,
+                EventKind::PausedAll { .. } | EventKind::ResumedAll => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn of(state: &LeaseState) -> Self {
+        let groups = state
+            .groups
+            .iter()
+            .map(|(name, g)| {
+                let watched = WatchedGroup {
+                    max_holders: g.max_holders,
+                    paused: g.paused.clone(),
+                    holders: g
+                        .holders
+                        .iter()
+                        .map(|x| (x.holder.clone(), x.token))
+                        .collect(),
+                    queue: g.queue.iter().map(|w| w.holder.clone()).collect(),
+                };
+                (name.clone(), watched)
+            })
+            .collect();
+        Watcher {
+            groups,
+            paused_all: state.paused_all.clone(),
+        }
+    }
+}
+
+/// What must hold after every apply.
+fn check_invariants(state: &LeaseState) -> Result<(), TestCaseError> {
+    let mut sessions = BTreeSet::new();
+    for (name, g) in &state.groups {
+        prop_assert!(g.max_holders >= 1, "group {} has max 0", name);
+        // Grant on release: a group that is not paused has no free slot beside a waiter.
+        if state.pause_reason(name).is_none() {
+            prop_assert!(
+                g.queue.is_empty() || g.holders.len() >= g.max_holders as usize,
+                "{} has a free slot and waiters",
+                name
+            );
+        }
+        for (i, w) in g.queue.iter().enumerate() {
+            prop_assert!(g.grant(&w.holder).is_none(), "{} holds and waits", w.holder);
+            prop_assert!(
+                !g.queue.iter().skip(i + 1).any(|o| o.holder == w.holder),
+                "{} queued twice",
+                w.holder
+            );
+            sessions.insert((name.clone(), w.holder.clone()));
+        }
+        for (i, grant) in g.holders.iter().enumerate() {
+            prop_assert_eq!(&grant.group, name);
+            prop_assert!(grant.token <= state.last_token);
+            prop_assert!(
+                !g.holders
+                    .iter()
+                    .skip(i + 1)
+                    .any(|o| o.holder == grant.holder),
+                "{} holds twice",
+                grant.holder
+            );
+            if !grant.claimed {
+                sessions.insert((name.clone(), grant.holder.clone()));
+            }
+        }
+        // Grant order is token order.
+        prop_assert!(g.holders.windows(2).all(|w| w[0].token < w[1].token));
+    }
+    let listed: Vec<(String, String)> = state.sessions().map(|w| (w.group, w.holder)).collect();
+    prop_assert_eq!(listed.len(), sessions.len(), "a session listed twice");
+    prop_assert_eq!(
+        listed.into_iter().collect::<BTreeSet<_>>(),
+        sessions.clone()
+    );
+    for (group, holder) in &sessions {
+        prop_assert!(state.has_session(group, holder));
+    }
+    for g in GROUPS {
+        for h in HOLDERS {
+            let listed = sessions.contains(&(g.to_owned(), h.to_owned()));
+            prop_assert_eq!(state.has_session(g, h), listed);
+        }
+    }
+    let start = state
+        .groups
+        .values()
+        .flat_map(|g| g.holders.iter())
+        .map(|g| g.granted_at)
+        .min();
+    prop_assert_eq!(state.next_expiry(Some(7)), start.map(|t| t + 7));
+    prop_assert_eq!(state.next_expiry(None), None);
+    Ok(())
+}
+
+/// Checks one accepted apply against the state before it.
+fn check_apply(
+    before: &LeaseState,
+    after: &LeaseState,
+    (index, cmd): (u64, &Command),
+    (outcome, events): (&Outcome, &[Event]),
+    last_token: &mut u64,
+) -> Result<(), TestCaseError> {
+    let grants: Vec<&Grant> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Granted(g) => Some(g),
+            _ => None,
+        })
+        .collect();
+    // Tokens strictly increase across the whole history, never below the entry's index.
+    for grant in &grants {
+        prop_assert!(
+            grant.token > *last_token,
+            "token {} after {}",
+            grant.token,
+            last_token
+        );
+        prop_assert!(
+            grant.token >= index,
+            "token {} at index {}",
+            grant.token,
+            index
+        );
+        prop_assert_eq!(grant.granted_at, cmd.now());
+        *last_token = grant.token;
+        // A group over its max got no new grant.
+        let g = &after.groups[&grant.group];
+        prop_assert!(
+            g.holders.len() <= g.max_holders as usize,
+            "granted over max in {}",
+            grant.group
+        );
+    }
+    prop_assert_eq!(after.last_token, *last_token);
+    for (name, g) in &after.groups {
+        let old = before.groups.get(name).map_or(0, |g| g.holders.len());
+        prop_assert!(g.holders.len() <= old.max(g.max_holders as usize));
+    }
+
+    // At most one grant made directly, by Acquire, to a newcomer that found a free
+    // slot, an empty queue and no pause.
+    let direct: Vec<&&Grant> = grants.iter().filter(|g| g.claimed).collect();
+    prop_assert!(direct.len() <= 1);
+    for grant in direct {
+        prop_assert!(
+            matches!(cmd, Command::Acquire { .. }),
+            "only acquire grants directly"
+        );
+        prop_assert_eq!(outcome, &Outcome::Granted((*grant).clone()));
+        if let Some(g) = before.groups.get(&grant.group) {
+            prop_assert!(
+                g.holders.len() < g.max_holders as usize,
+                "granted while full"
+            );
+            prop_assert!(g.queue.is_empty(), "{} jumped the queue", grant.holder);
+            prop_assert!(g.paused.is_none() && g.grant(&grant.holder).is_none());
+        }
+        prop_assert!(before.paused_all.is_none(), "granted while paused");
+    }
+    // Slots handed over (FIFO is checked by the watcher): only by a command that
+    // may free a slot, never while paused, to the machine that queued.
+    for grant in grants.iter().filter(|g| !g.claimed) {
+        prop_assert!(cmd.may_free_slot(), "{:?} handed over a slot", cmd);
+        prop_assert!(after.pause_reason(&grant.group).is_none());
+        let waiter = before
+            .groups
+            .get(&grant.group)
+            .and_then(|g| g.queue.iter().find(|w| w.holder == grant.holder));
+        prop_assert_eq!(waiter.map(|w| &w.machine_id), Some(&grant.machine_id));
+    }
+
+    // Each release cause comes from its own command.
+    for event in events {
+        let ok = match &event.kind {
+            EventKind::Released { cause, .. } => match cause {
+                ReleaseCause::Released => matches!(cmd, Command::Release { .. }),
+                ReleaseCause::Forced => matches!(cmd, Command::ForceRelease { .. }),
+                ReleaseCause::HoldTimeout => matches!(cmd, Command::Expire { .. }),
+                ReleaseCause::SessionLost => matches!(cmd, Command::DropWaiters { .. }),
+            },
+            EventKind::WaiterDropped { .. } => matches!(cmd, Command::DropWaiters { .. }),
+            _ => true,
+        };
+        prop_assert!(ok, "{:?} from {:?}", event, cmd);
+    }
+
+    if let Command::DropWaiters { waiters, .. } = cmd {
+        let named: BTreeSet<(&str, &str)> = waiters
+            .iter()
+            .map(|w| (w.group.as_str(), w.holder.as_str()))
+            .collect();
+        for grant in &grants {
+            let key = (grant.group.as_str(), grant.holder.as_str());
+            prop_assert!(!named.contains(&key), "granted to dropped {:?}", key);
+        }
+        for w in waiters {
+            prop_assert!(!after.has_session(&w.group, &w.holder));
+        }
+        // Claimed grants are never touched; only named sessions end.
+        for (name, g) in &before.groups {
+            for grant in g.holders.iter().filter(|g| g.claimed) {
+                prop_assert_eq!(after.holder_grant(name, &grant.holder), Some(grant));
+            }
+        }
+        for event in events {
+            if let EventKind::WaiterDropped { holder } | EventKind::Released { holder, .. } =
+                &event.kind
+            {
+                prop_assert!(named.contains(&(event.group.as_str(), holder.as_str())));
+                prop_assert!(before.has_session(&event.group, holder));
+            }
+        }
+    }
+
+    match (cmd, outcome) {
+        (
+            Command::Acquire {
+                group,
+                holder,
+                machine_id,
+                ..
+            },
+            Outcome::Granted(grant),
+        ) => {
+            prop_assert!(grant.claimed);
+            prop_assert_eq!(&grant.machine_id, machine_id);
+            prop_assert_eq!(after.holder_grant(group, holder), Some(grant));
+            if grants.is_empty() {
+                // Reentrant, or a claim: same grant, now claimed, nothing else changes.
+                let held = before.holder_grant(group, holder);
+                prop_assert_eq!(
+                    held.map(|g| (g.token, g.granted_at)),
+                    Some((grant.token, grant.granted_at))
+                );
+                prop_assert!(events.is_empty());
+                let mut expected = before.clone();
+                let g = expected.groups.get_mut(group).expect("group");
+                g.holders
+                    .iter_mut()
+                    .for_each(|x| x.claimed |= x.holder == *holder);
+                prop_assert_eq!(after, &expected);
+            }
+        }
+        (
+            Command::Acquire { group, holder, .. },
+            Outcome::Queued {
+                position,
+                waiters,
+                reason,
+            },
+        ) => {
+            let g = &after.groups[group];
+            prop_assert_eq!(g.queue_position(holder), Some(*position));
+            prop_assert_eq!(*waiters as usize, g.queue.len());
+            prop_assert_eq!(reason, &after.queue_reason(group));
+            if *reason == QueueReason::Full {
+                prop_assert!(g.holders.len() >= g.max_holders as usize);
+            }
+            if before
+                .groups
+                .get(group)
+                .is_some_and(|g| g.queue_position(holder).is_some())
+            {
+                // Asking again while queued changes nothing.
+                prop_assert!(events.is_empty());
+                prop_assert_eq!(after, before);
+            }
+        }
+        (Command::Acquire { .. }, Outcome::Refused(_)) => {
+            prop_assert!(events.is_empty());
+            prop_assert_eq!(after, before);
+        }
+        (Command::Acquire { .. }, other) => prop_assert!(false, "acquire answered {:?}", other),
+        _ => {}
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn random_histories_keep_invariants(
+        steps in proptest::collection::vec((op(), 0u64..40, 1u64..3), 1..100)
+    ) {
+        let mut state = LeaseState::default();
+        let mut watcher = Watcher::default();
+        let mut now: UnixMillis = 1_000;
+        let mut index = 0;
+        let mut last_token = 0;
+        let mut log = Vec::new();
+
+        for (op, dt, gap) in &steps {
+            now += dt;
+            index += gap;
+            let cmd = build(op, &state, now);
+            let before = state.clone();
+            let result = state.apply(index, &cmd);
+            match &result {
+                Err(_) => {
+                    prop_assert!(cmd.validate().is_err());
+                    prop_assert_eq!(&state, &before);
+                }
+                Ok((outcome, events)) => {
+                    prop_assert!(cmd.validate().is_ok());
+                    check_apply(&before, &state, (index, &cmd), (outcome, events), &mut last_token)?;
+                    watcher.replay(events)?;
+                    prop_assert_eq!(&watcher, &Watcher::of(&state));
+                    check_invariants(&state)?;
+                }
+            }
+            let json = serde_json::to_string(&state).expect("serialize");
+            let back: LeaseState = serde_json::from_str(&json).expect("parse");
+            prop_assert_eq!(&back, &state);
+            log.push((index, cmd, result));
+        }
+
+        // Determinism: a second replica applying the same log (as it travels, in
+        // JSON, and restored from a snapshot half way) agrees on everything.
+        let mut replica = LeaseState::default();
+        for (i, (index, cmd, result)) in log.iter().enumerate() {
+            if i == log.len() / 2 {
+                let snapshot = serde_json::to_string(&replica).expect("serialize");
+                replica = serde_json::from_str(&snapshot).expect("parse");
+            }
+            let cmd: Command = serde_json::from_str(&serde_json::to_string(cmd).expect("serialize"))
+                .expect("parse");
+            prop_assert_eq!(&replica.apply(*index, &cmd), result);
+        }
+        prop_assert_eq!(&replica, &state);
+    }
+}
