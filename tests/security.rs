@@ -61,6 +61,7 @@ fn each_role_may_do_what_it_is_for_and_no_more() {
     // ...but not another host's, and never the Admin service.
     for args in [
         vec!["lease", "acquire", "workers", "--holder", "h2"],
+        vec!["lease", "acquire", "workers", "--holder", "h2", "--wait"],
         vec!["lease", "release", "workers", "--holder", "h2"],
         vec!["pause", "--reason", "mine now"],
         vec!["set-max", "workers", "5"],
@@ -84,6 +85,25 @@ fn each_role_may_do_what_it_is_for_and_no_more() {
     // Status and Watch: any certificate of the cluster.
     let out = cli_as(&cluster, &h1, &["status", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
+
+    // Keeping sessions alive is for voters: a host cannot keep others' places.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let refused = runtime.block_on(async {
+        let channel = dialer_as(&h1)
+            .connect(&cluster.address(0))
+            .await
+            .expect("connect");
+        pb::lease_client::LeaseClient::new(channel)
+            .keep_alive(pb::KeepAliveRequest {
+                sessions: vec![pb::SessionRef {
+                    group: "workers".into(),
+                    holder: "h2".into(),
+                }],
+            })
+            .await
+            .expect_err("a host may not call KeepAlive")
+    });
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused}");
 
     // An admin may unlock anyone's lease; the journal of the action names it.
     let out = cluster.cli(&["unlock", "workers", "h1"]);

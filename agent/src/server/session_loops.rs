@@ -17,6 +17,9 @@ use crate::server::sessions::Removal;
 /// How often the leader looks for lapsed sessions.
 const SESSION_CHECK: Duration = Duration::from_millis(250);
 
+/// How long the keepalive loop gathers newly opened streams before it sends.
+const JOIN_BATCH: Duration = Duration::from_millis(100);
+
 /// Routes every applied change to the Wait streams it concerns, so a change
 /// wakes one stream, not all of them.
 pub async fn dispatch_changes(cluster: Cluster) {
@@ -53,13 +56,20 @@ pub async fn dispatch_changes(cluster: Cluster) {
 }
 
 /// On every voter: keeps the sessions of the Wait streams open here alive on
-/// the leader, every third of the TTL.
+/// the leader, every third of the TTL, and soon after new streams open (a
+/// host whose voter died reopens its stream elsewhere: its session goes on).
 pub async fn keep_alive(cluster: Cluster) {
     let every = (cluster.sessions.ttl() / 3).max(Duration::from_millis(100));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = cluster.sessions.joined() => {
+                // Gather a burst of new streams into one round of keepalives.
+                tokio::time::sleep(JOIN_BATCH).await;
+            }
+        }
         let keys = cluster.sessions.local_sessions();
         if !keys.is_empty() {
             send_keepalive(&cluster, keys).await;
@@ -68,7 +78,7 @@ pub async fn keep_alive(cluster: Cluster) {
 }
 
 /// Tells the leader that `keys` are alive (touches them directly when this voter leads).
-pub async fn send_keepalive(cluster: &Cluster, keys: Vec<WaiterRef>) {
+async fn send_keepalive(cluster: &Cluster, keys: Vec<WaiterRef>) {
     let Some((leader, address)) = cluster.leader() else {
         // No leader: the next one starts every session afresh anyway.
         return;
@@ -95,6 +105,10 @@ pub async fn send_keepalive(cluster: &Cluster, keys: Vec<WaiterRef>) {
                     holder: key.holder.clone(),
                 })
                 .collect(),
+        };
+        // Keepalives share the connection to the leader with forwarded calls.
+        let Ok(_slot) = cluster.forward_slots.acquire().await else {
+            return;
         };
         if let Err(status) = client.keep_alive(request).await {
             // The next tick tries again; a TTL is three ticks long.

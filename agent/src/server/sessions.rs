@@ -46,6 +46,8 @@ struct Deadlines {
 struct Inner {
     local: Mutex<HashMap<WaiterRef, Vec<Arc<Slot>>>>,
     deadlines: Mutex<Deadlines>,
+    /// A Wait stream was registered since the keepalive loop last looked.
+    joined: Notify,
 }
 
 /// The sessions of one voter: its own Wait streams, and (when it leads) every deadline.
@@ -113,11 +115,17 @@ impl Sessions {
             .entry(key.clone())
             .or_default()
             .push(slot.clone());
+        self.inner.joined.notify_one();
         Registration {
             sessions: self.clone(),
             key,
             slot,
         }
+    }
+
+    /// Waits until a Wait stream registers (one may already have, since the last call).
+    pub async fn joined(&self) {
+        self.inner.joined.notified().await
     }
 
     /// The waiters with a Wait stream open on this voter.

@@ -14,7 +14,6 @@ use tonic::Status;
 
 use crate::rules::lease::WaiterRef;
 use crate::server::routing::Cluster;
-use crate::server::session_loops;
 use crate::server::sessions::{Registration, Removal};
 use crate::server::wire;
 
@@ -81,8 +80,6 @@ pub async fn serve<A, AF>(
                     if tx.send(event(Kind::Queued(queued))).await.is_err() {
                         return;
                     }
-                    // Tell the leader at once; the keepalive loop takes over from here.
-                    session_loops::send_keepalive(&cluster, vec![key.clone()]).await;
                 }
             }
             Standing::Absent if removal == Some(Removal::Left) => {
@@ -115,7 +112,6 @@ pub async fn serve<A, AF>(
                         if tx.send(event(Kind::Queued(queued))).await.is_err() {
                             return;
                         }
-                        session_loops::send_keepalive(&cluster, vec![key.clone()]).await;
                     }
                     None => {
                         let _ = tx
