@@ -126,7 +126,7 @@ async fn only_current_voters_speak_raft() {
     cluster.wait_for_leader(Duration::from_secs(10));
     let vote = VoteRequest::<u64>::new(Vote::new(99, 9), None);
     let payload = pb::RaftPayload {
-        json: serde_json::to_vec(&vote).unwrap(),
+        data: serde_json::to_vec(&vote).unwrap(),
     };
     for (name, role) in [
         ("h1", Role::Host),
@@ -171,7 +171,7 @@ async fn a_forged_snapshot_chunk_cannot_crash_a_voter() {
             done: false,
         };
         pb::RaftPayload {
-            json: serde_json::to_vec(&request).unwrap(),
+            data: serde_json::to_vec(&request).unwrap(),
         }
     };
     // From a host certificate: refused before anything is decoded.

@@ -219,6 +219,9 @@ impl Clock {
 struct Observed {
     holders: BTreeSet<String>,
     waiting: usize,
+    /// The highest log index seen: a snapshot from a voter further behind
+    /// (the two watched voters lag each other) must not undo newer deltas.
+    index: u64,
     max_holders: usize,
     last_release: Option<Instant>,
     handoffs: Vec<Duration>,
@@ -229,6 +232,7 @@ impl Observed {
         use pb::watch_event::Kind;
         // Events are deltas on the snapshot that opens the stream.
         match &event.kind {
+            Some(Kind::Snapshot(_)) if event.index < self.index => {}
             Some(Kind::Snapshot(state)) => {
                 self.holders = state.holders.iter().map(|h| h.holder.clone()).collect();
                 self.waiting = state.queue.len();
@@ -260,6 +264,7 @@ impl Observed {
             }
             _ => {}
         }
+        self.index = self.index.max(event.index);
         self.max_holders = self.max_holders.max(self.holders.len());
     }
 }

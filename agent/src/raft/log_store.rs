@@ -230,7 +230,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let marker = encode(&Some(log_id)).map_err(write_err)?;
+        // Stored as a `LogId` (and read as one in `get_log_state`).
+        let marker = encode(&log_id).map_err(write_err)?;
         // Marker and deletion in one transaction: a node that lost
         // `last_purged` could not restart after compaction.
         self.write_blocking(Durability::Immediate, move |txn| {

@@ -1,5 +1,6 @@
 //! openraft for baton: types, redb storage, the state machine, the network and the RPC service.
 
+pub mod codec;
 pub mod log_store;
 pub mod network;
 pub mod service;

@@ -1,7 +1,7 @@
 //! The raft database: one redb file, every table baton keeps in it, and how records are encoded.
 //!
 //! `log_store` (log, vote, markers) and `state_machine` (snapshots) both
-//! use these tables and this encoding; neither knows the other.
+//! use these tables and this encoding (`codec`); neither knows the other.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,14 +10,16 @@ use redb::{Database, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// Log entries by index, each the JSON of an openraft `Entry`.
+use super::codec;
+
+/// Log entries by index, each an openraft `Entry` (encoded by `codec`).
 pub(super) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
-/// Small raft markers by name (`vote`, `committed`, `last_purged`), as JSON.
+/// Small raft markers by name (`vote`, `committed`, `last_purged`).
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 
 /// redb's page cache size.
 const REDB_CACHE_BYTES: usize = 4 << 20;
-/// The current snapshot: `meta` (JSON of `SnapshotMeta`) and `data` (JSON of `AppliedState`).
+/// The current snapshot: `meta` (`SnapshotMeta`) and `data` (`AppliedState`).
 pub(super) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_snapshot");
 
 /// Why the raft database could not be opened.
@@ -67,12 +69,14 @@ pub fn open_database(state_dir: &Path) -> Result<Arc<Database>, OpenError> {
     Ok(Arc::new(db))
 }
 
+/// `value` as a stored record (see `codec`), with redb's error type.
 pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, redb::Error> {
-    serde_json::to_vec(value).map_err(|e| redb::Error::Io(std::io::Error::other(e)))
+    codec::encode(value).map_err(|e| redb::Error::Io(std::io::Error::other(e)))
 }
 
+/// A stored record (see `codec`), with redb's error type.
 pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, redb::Error> {
-    serde_json::from_slice(bytes).map_err(|e| {
+    codec::decode(bytes).map_err(|e| {
         redb::Error::Io(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!("corrupt raft record: {e}"),

@@ -7,6 +7,7 @@ use baton_proto::v1::RaftPayload;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::codec::{self, CodecError};
 use crate::rules::lease::{Command, LeaseError, Outcome};
 
 /// A voter's stable numeric id, from config. Never reused for another voter.
@@ -55,11 +56,11 @@ pub type ClientWriteResponse = openraft::raft::ClientWriteResponse<TypeConfig>;
 
 /// A raft RPC message (openraft's own serde types) as sent between voters:
 /// the one encoding for both ends, `network` (client) and `service` (server).
-pub fn to_payload<T: Serialize>(message: &T) -> Result<RaftPayload, serde_json::Error> {
-    serde_json::to_vec(message).map(|json| RaftPayload { json })
+pub fn to_payload<T: Serialize>(message: &T) -> Result<RaftPayload, CodecError> {
+    codec::encode(message).map(|data| RaftPayload { data })
 }
 
 /// The message in a received [`RaftPayload`].
-pub fn from_payload<T: DeserializeOwned>(payload: &RaftPayload) -> Result<T, serde_json::Error> {
-    serde_json::from_slice(&payload.json)
+pub fn from_payload<T: DeserializeOwned>(payload: &RaftPayload) -> Result<T, CodecError> {
+    codec::decode(&payload.data)
 }
