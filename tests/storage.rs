@@ -12,7 +12,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Red
         let dir = tempfile::tempdir().map_err(|e| openraft::StorageIOError::write(&e))?;
         let db = open_database(dir.path()).map_err(|e| openraft::StorageIOError::write(&e))?;
         let state_machine = StateMachine::open(db.clone())?;
-        Ok((dir, LogStore::new(db), state_machine))
+        let log_store = LogStore::new(db).map_err(|e| openraft::StorageIOError::write(&e))?;
+        Ok((dir, log_store, state_machine))
     }
 }
 

@@ -1,4 +1,8 @@
 //! Raft log storage on redb: entries, vote and markers, fsynced before openraft is told.
+//!
+//! Writes go through `log_writer` (one thread, in order, appends grouped
+//! into one commit); entries appended but not yet on disk stay readable in
+//! the tail, so the leader replicates them while its own fsync runs.
 
 use std::fmt::Debug;
 use std::ops::RangeBounds;
@@ -10,22 +14,25 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::storage::{decode, encode, LOG, META};
+use super::log_writer::{self, LogWriter, Tail, Write};
+use super::storage::{decode, encode, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE, LOG, META};
 use super::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
-const KEY_VOTE: &str = "vote";
-const KEY_COMMITTED: &str = "committed";
-const KEY_LAST_PURGED: &str = "last_purged";
-
-/// The raft log and vote, stored in redb. Cheap to clone (shares the database).
+/// The raft log and vote, stored in redb. Cheap to clone (shares the
+/// database, the tail and the writer).
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    tail: Tail,
+    writer: LogWriter,
 }
 
 impl LogStore {
-    pub fn new(db: Arc<Database>) -> Self {
-        Self { db }
+    /// The log in `db`, with its writer thread started.
+    pub fn new(db: Arc<Database>) -> std::io::Result<Self> {
+        let tail = Tail::default();
+        let writer = LogWriter::start(db.clone(), tail.clone())?;
+        Ok(Self { db, tail, writer })
     }
 
     /// True when nothing was ever written: no vote and no log. A voter in
@@ -50,32 +57,6 @@ impl LogStore {
         f(&txn)
     }
 
-    /// Runs `f` in one write transaction and commits it with `durability`.
-    /// Blocking: call from `spawn_blocking` (see `write_blocking`).
-    fn write(
-        db: &Database,
-        durability: Durability,
-        f: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error>,
-    ) -> Result<(), redb::Error> {
-        let mut txn = db.begin_write()?;
-        txn.set_durability(durability)?;
-        f(&txn)?;
-        txn.commit()?;
-        Ok(())
-    }
-
-    /// Runs a write on the blocking pool, so the fsync does not stall the runtime.
-    async fn write_blocking(
-        &self,
-        durability: Durability,
-        f: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error> + Send + 'static,
-    ) -> Result<(), redb::Error> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || Self::write(&db, durability, f))
-            .await
-            .map_err(|join| redb::Error::Io(std::io::Error::other(join)))?
-    }
-
     fn read_meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, redb::Error> {
         self.read(|txn| {
             let table = txn.open_table(META)?;
@@ -86,6 +67,20 @@ impl LogStore {
         })
     }
 
+    /// Hands `write` (made with `done`) to the writer and waits for it.
+    async fn write_through(
+        &self,
+        write: impl FnOnce(log_writer::Done) -> Write,
+    ) -> Result<(), redb::Error> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.writer
+            .send(write(done))
+            .map_err(|e| redb::Error::Io(std::io::Error::other(e)))?;
+        result
+            .await
+            .map_err(|e| redb::Error::Io(std::io::Error::other(e)))?
+    }
+
     async fn write_meta<T: Serialize>(
         &self,
         key: &'static str,
@@ -93,10 +88,11 @@ impl LogStore {
         durability: Durability,
     ) -> Result<(), redb::Error> {
         let bytes = encode(value)?;
-        self.write_blocking(durability, move |txn| {
-            let mut table = txn.open_table(META)?;
-            table.insert(key, bytes.as_slice())?;
-            Ok(())
+        self.write_through(|done| Write::Meta {
+            key,
+            bytes,
+            durability,
+            done,
         })
         .await
     }
@@ -117,16 +113,27 @@ impl RaftLogReader<TypeConfig> for LogStore {
     ) -> Result<Vec<Entry>, StorageError> {
         let start = range.start_bound().cloned();
         let end = range.end_bound().cloned();
-        self.read(|txn| {
-            let table = txn.open_table(LOG)?;
-            let mut entries = Vec::new();
-            for item in table.range::<u64>((start, end))? {
-                let (_, value) = item?;
-                entries.push(decode::<Entry>(value.value())?);
-            }
-            Ok(entries)
-        })
-        .map_err(|e| StorageIOError::read_logs(&e).into())
+        let stored = self
+            .read(|txn| {
+                let table = txn.open_table(LOG)?;
+                let mut entries = Vec::new();
+                for item in table.range::<u64>((start, end))? {
+                    let (_, value) = item?;
+                    entries.push(decode::<Entry>(value.value())?);
+                }
+                Ok(entries)
+            })
+            .map_err(|e| StorageIOError::read_logs(&e))?;
+        let tail = log_writer::lock(&self.tail);
+        let mut pending = tail.range((start, end)).peekable();
+        if pending.peek().is_none() {
+            return Ok(stored);
+        }
+        // Appended entries not yet on disk are newer than anything stored at their index.
+        let mut entries: std::collections::BTreeMap<u64, Entry> =
+            stored.into_iter().map(|e| (e.log_id.index, e)).collect();
+        entries.extend(pending.map(|(index, entry)| (*index, entry.clone())));
+        Ok(entries.into_values().collect())
     }
 }
 
@@ -136,16 +143,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id: Option<LogId> =
             self.read_meta(KEY_LAST_PURGED).map_err(read_err)?;
-        let last = self
-            .read(|txn| {
-                let table = txn.open_table(LOG)?;
-                let last = match table.last()? {
-                    Some((_, value)) => Some(decode::<Entry>(value.value())?.log_id),
-                    None => None,
-                };
-                Ok(last)
-            })
-            .map_err(read_err)?;
+        let pending = log_writer::lock(&self.tail)
+            .last_key_value()
+            .map(|(_, entry)| entry.log_id);
+        let last = match pending {
+            Some(last) => Some(last),
+            None => self
+                .read(|txn| {
+                    let table = txn.open_table(LOG)?;
+                    let last = match table.last()? {
+                        Some((_, value)) => Some(decode::<Entry>(value.value())?.log_id),
+                        None => None,
+                    };
+                    Ok(last)
+                })
+                .map_err(read_err)?,
+        };
         Ok(LogState {
             last_purged_log_id,
             last_log_id: last.or(last_purged_log_id),
@@ -169,12 +182,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // Not fsynced on its own: it is only a hint for replay at start-up,
-        // and the next log append or vote makes it durable anyway. Reads do
-        // not rely on it (see cluster::ensure_linearizable's barrier).
-        self.write_meta(KEY_COMMITTED, &committed, Durability::None)
-            .await
-            .map_err(write_err)
+        // Not written on its own: it is only a hint for replay at start-up,
+        // stored with the next append. Reads do not rely on it (see
+        // routing::ensure_linearizable's barrier).
+        self.writer
+            .note_committed(encode(&committed).map_err(write_err)?);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -194,36 +207,31 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut rows = Vec::new();
+        let mut ids = Vec::new();
+        let mut readable = Vec::new();
         for entry in entries {
             rows.push((entry.log_id.index, encode(&entry).map_err(write_err)?));
+            ids.push(entry.log_id);
+            readable.push(entry);
         }
-        let result = self
-            .write_blocking(Durability::Immediate, move |txn| {
-                let mut table = txn.open_table(LOG)?;
-                for (index, bytes) in &rows {
-                    table.insert(*index, bytes.as_slice())?;
-                }
-                Ok(())
+        // Readable now (openraft replicates them at once); on disk when the
+        // writer calls back.
+        log_writer::lock(&self.tail).extend(readable.into_iter().map(|e| (e.log_id.index, e)));
+        self.writer
+            .send(Write::Append {
+                rows,
+                ids,
+                flushed: callback,
             })
-            .await;
-        // The callback is the promise "on disk": call it only after commit returned.
-        match result {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(StorageIOError::write_logs(&e).into())
-            }
-        }
+            .map_err(|e| StorageIOError::write_logs(&std::io::Error::other(e)).into())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.write_blocking(Durability::Immediate, move |txn| {
-            let mut table = txn.open_table(LOG)?;
-            table.retain_in(log_id.index.., |_, _| false)?;
-            Ok(())
+        // Gone for readers at once; gone from disk before this returns.
+        log_writer::lock(&self.tail).retain(|index, _| *index < log_id.index);
+        self.write_through(|done| Write::Truncate {
+            from: log_id.index,
+            done,
         })
         .await
         .map_err(|e| StorageIOError::write_logs(&e).into())
@@ -232,14 +240,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // Stored as a `LogId` (and read as one in `get_log_state`).
         let marker = encode(&log_id).map_err(write_err)?;
-        // Marker and deletion in one transaction: a node that lost
-        // `last_purged` could not restart after compaction.
-        self.write_blocking(Durability::Immediate, move |txn| {
-            let mut meta = txn.open_table(META)?;
-            meta.insert(KEY_LAST_PURGED, marker.as_slice())?;
-            let mut table = txn.open_table(LOG)?;
-            table.retain_in(..=log_id.index, |_, _| false)?;
-            Ok(())
+        self.write_through(|done| Write::Purge {
+            upto: log_id.index,
+            marker,
+            done,
         })
         .await
         .map_err(|e| StorageIOError::write_logs(&e).into())

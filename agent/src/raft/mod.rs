@@ -2,6 +2,7 @@
 
 pub mod codec;
 pub mod log_store;
+pub mod log_writer;
 pub mod network;
 pub mod service;
 pub mod state_machine;

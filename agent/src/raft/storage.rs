@@ -17,6 +17,11 @@ pub(super) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_l
 /// Small raft markers by name (`vote`, `committed`, `last_purged`).
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 
+/// The markers in [`META`].
+pub(super) const KEY_VOTE: &str = "vote";
+pub(super) const KEY_COMMITTED: &str = "committed";
+pub(super) const KEY_LAST_PURGED: &str = "last_purged";
+
 /// redb's page cache size.
 const REDB_CACHE_BYTES: usize = 4 << 20;
 /// The current snapshot: `meta` (`SnapshotMeta`) and `data` (`AppliedState`).

@@ -56,6 +56,8 @@ pub enum NodeError {
     },
     #[error(transparent)]
     Open(#[from] OpenError),
+    #[error("cannot start the raft log writer thread: {0}")]
+    LogWriter(std::io::Error),
     #[error("raft storage: {0}")]
     Storage(#[from] StorageError),
     #[error("invalid raft settings: {0}")]
@@ -127,7 +129,7 @@ impl Voter {
             })?
             .clone();
         let db = open_database(&settings.node.state_dir)?;
-        let log_store = LogStore::new(db.clone());
+        let log_store = LogStore::new(db.clone()).map_err(NodeError::LogWriter)?;
         let pristine = log_store.is_pristine()?;
         let state_machine = StateMachine::open(db)?;
         let view = state_machine.view();
