@@ -11,6 +11,7 @@ mod dbus;
 mod demo;
 mod flatcar_host;
 mod host_agent;
+mod kubernetes_host;
 mod layers;
 mod queue;
 mod security;

@@ -397,6 +397,11 @@ impl HostAgent {
                 Err(e) => warn!("cannot reach the lease cluster yet: {e}"),
             }
         }
+        // A cordon of ours that no drain record remembers (the agent
+        // stopped mid-drain): undo it. Once per process; logs its own errors.
+        if let Some(kube) = &self.kube {
+            let _ = Self::with_watchdog(&self.notify, kube.undo_unrecorded_cordon()).await;
+        }
         if let Some(until) = self.retry_after {
             let now = Instant::now();
             if now < until {

@@ -8,7 +8,7 @@
 //! Endpoints:
 //! - `GET /api/v1/nodes/NODE` (each GET takes the next value of the node's
 //!   Ready script, if any), `PATCH /api/v1/nodes/NODE` (merge patch of
-//!   `spec.unschedulable`);
+//!   `spec.unschedulable` and `metadata.annotations`, null removing a key);
 //! - `GET /api/v1/pods?fieldSelector=spec.nodeName=NODE&labelSelector=...`
 //!   (equality selectors `k=v`, `k==v`, `k!=v`, `k`, comma-separated);
 //! - `POST /api/v1/namespaces/NS/pods/NAME/eviction` (scripted answers, 429
@@ -188,6 +188,8 @@ impl FakePod {
 struct Model {
     node: String,
     unschedulable: bool,
+    /// The node's annotations.
+    annotations: BTreeMap<String, String>,
     ready: bool,
     /// Ready values taken by successive node GETs; the last one stays.
     ready_script: VecDeque<bool>,
@@ -213,7 +215,12 @@ impl Model {
         json!({
             "apiVersion": "v1",
             "kind": "Node",
-            "metadata": { "name": self.node, "uid": "uid-node", "resourceVersion": "1" },
+            "metadata": {
+                "name": self.node,
+                "uid": "uid-node",
+                "resourceVersion": "1",
+                "annotations": self.annotations
+            },
             "spec": spec,
             "status": {
                 "conditions": [
@@ -247,6 +254,7 @@ impl FakeApi {
         let model = Arc::new(Mutex::new(Model {
             node: node.to_string(),
             unschedulable: false,
+            annotations: BTreeMap::new(),
             ready: true,
             ready_script: VecDeque::new(),
             pods,
@@ -299,6 +307,20 @@ impl FakeApi {
 
     pub fn unschedulable(&self) -> bool {
         self.lock().unschedulable
+    }
+
+    /// Sets (`Some`) or removes (`None`) a node annotation, as an operator would.
+    pub fn set_node_annotation(&self, key: &str, value: Option<&str>) {
+        let mut model = self.lock();
+        match value {
+            Some(value) => model.annotations.insert(key.to_string(), value.to_string()),
+            None => model.annotations.remove(key),
+        };
+    }
+
+    /// The node's annotations.
+    pub fn node_annotations(&self) -> BTreeMap<String, String> {
+        self.lock().annotations.clone()
     }
 
     pub fn set_ready(&self, value: bool) {
@@ -436,6 +458,29 @@ fn route(
                     status_body(404, "NotFound", &format!("nodes \"{name}\" not found")),
                 );
             }
+            // JSON merge patch (RFC 7386), applied whole or not at all: an
+            // annotation set to null is removed.
+            let mut annotations = model.annotations.clone();
+            if let Some(Value::Object(changes)) =
+                body.and_then(|b| b.pointer("/metadata/annotations"))
+            {
+                for (key, value) in changes {
+                    match value {
+                        Value::String(v) => {
+                            annotations.insert(key.clone(), v.clone());
+                        }
+                        Value::Null => {
+                            annotations.remove(key);
+                        }
+                        other => {
+                            let message =
+                                format!("annotation {key:?} must be a string, not {other}");
+                            return (400, status_body(400, "BadRequest", &message));
+                        }
+                    }
+                }
+            }
+            model.annotations = annotations;
             match body.and_then(|b| b.pointer("/spec/unschedulable")) {
                 Some(Value::Bool(v)) => model.unschedulable = *v,
                 Some(Value::Null) => model.unschedulable = false,

@@ -3,7 +3,15 @@
 //! kube has no drain helper, so this module does what `kubectl drain` does,
 //! with the parts a reboot coordinator needs:
 //! - cordon, remembering whether the node was already unschedulable (then it
-//!   stays cordoned after the reboot: an operator put it there);
+//!   stays cordoned after the reboot: an operator put it there). The cordon
+//!   PATCH also sets the annotation [`CORDONED_BY`] (the lease holder), and
+//!   the uncordon PATCH removes it: the record that baton cordoned the node
+//!   lives on the node, written atomically with the cordon, so that an agent
+//!   that stopped mid-drain (before `agent.json` got a [`DrainRecord`])
+//!   still knows after its restart. A drain that finds the node cordoned
+//!   with the annotation takes the cordon as its own; one cordoned without
+//!   it leaves the node cordoned; [`KubeDrainer::undo_unrecorded_cordon`]
+//!   uncordons an annotated node when the agent holds no lease;
 //! - list the node's pods (`fieldSelector=spec.nodeName=NODE`, plus the
 //!   configured label selector), skip DaemonSet-owned pods, mirror (static)
 //!   pods, pods already terminating and finished pods;
@@ -42,6 +50,18 @@ pub use crate::rules::phases::DrainRecord;
 
 /// Annotation the kubelet puts on mirror pods (static pods seen through the API).
 const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
+
+/// Node annotation set in the same PATCH as `spec.unschedulable=true` when
+/// baton cordons the node (value: the lease holder), removed in the same
+/// PATCH that uncordons it. A cordoned node without it was cordoned by
+/// someone else and is left cordoned.
+pub const CORDONED_BY: &str = "baton.io/cordoned-by";
+
+/// How long the check for a cordon without a record may take.
+const UNRECORDED_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After that check failed, how long before it is tried again.
+const UNRECORDED_CHECK_RETRY: Duration = Duration::from_secs(30);
 
 /// Longest pause between two polls (pods gone, node Ready). Shorter when
 /// `eviction_retry` is shorter.
@@ -84,6 +104,14 @@ pub enum DrainError {
         node: String,
         #[source]
         source: kube::Error,
+    },
+    /// A call got no answer in time (outside a drain, which has its own
+    /// deadline).
+    #[error("kubernetes: {call} (node {node}) got no answer within {timeout:?}")]
+    NoAnswer {
+        call: &'static str,
+        node: String,
+        timeout: Duration,
     },
     /// The drain did not finish within `drain_timeout`.
     #[error(
@@ -166,6 +194,60 @@ pub struct KubeDrainer {
     ready_timeout: Duration,
     eviction_retry: Duration,
     poll: Duration,
+    /// [`KubeDrainer::undo_unrecorded_cordon`]: done (`None`), or not
+    /// before this instant.
+    unrecorded_check: std::sync::Mutex<Option<Instant>>,
+}
+
+/// What [`KubeDrainer::undo_unrecorded_cordon`] found on the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnrecordedCordon {
+    /// Cordoned by baton (annotated) with no drain on record: uncordoned,
+    /// annotation removed in the same PATCH.
+    Uncordoned { cordoned_by: String },
+    /// Schedulable but still annotated (someone uncordoned it by hand):
+    /// the annotation removed.
+    AnnotationRemoved { cordoned_by: String },
+    /// Cordoned without baton's annotation (by an operator): left cordoned.
+    NotOurs,
+    /// Schedulable and not annotated: nothing to do.
+    Clean,
+    /// Not checked this time: checked already, or a failed check waits for
+    /// its retry.
+    Skipped,
+}
+
+/// The value of baton's [`CORDONED_BY`] annotation on `node`, if set.
+fn cordoned_by(node: &Node) -> Option<&str> {
+    node.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CORDONED_BY))
+        .map(String::as_str)
+}
+
+fn is_unschedulable(node: &Node) -> bool {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .unwrap_or(false)
+}
+
+/// The cordon: `spec.unschedulable=true` and baton's annotation, one merge patch.
+fn cordon_patch(holder: &str) -> serde_json::Value {
+    json!({
+        "metadata": { "annotations": { CORDONED_BY: holder } },
+        "spec": { "unschedulable": true }
+    })
+}
+
+/// The uncordon: `spec.unschedulable=false` and baton's annotation removed
+/// (null in a merge patch), one merge patch.
+fn uncordon_patch() -> serde_json::Value {
+    json!({
+        "metadata": { "annotations": { CORDONED_BY: null } },
+        "spec": { "unschedulable": false }
+    })
 }
 
 /// A pod the drain acts on.
@@ -293,6 +375,7 @@ impl KubeDrainer {
             ready_timeout: settings.ready_timeout,
             eviction_retry: settings.eviction_retry,
             poll,
+            unrecorded_check: std::sync::Mutex::new(Some(Instant::now())),
         })
     }
 
@@ -370,7 +453,9 @@ impl KubeDrainer {
         );
         let deadline = Instant::now() + self.drain_timeout;
         let mut progress = Progress::default();
-        let outcome = tokio::time::timeout_at(deadline, self.drain_steps(&mut progress)).await;
+        let outcome =
+            tokio::time::timeout_at(deadline, self.drain_steps(lease.holder(), &mut progress))
+                .await;
         match outcome {
             Ok(Ok(())) => {
                 info!(
@@ -459,19 +544,113 @@ impl KubeDrainer {
     async fn uncordon_if_ours(&self, record: &DrainRecord) -> Result<(), DrainError> {
         let node = record.node.as_str();
         if !record.we_cordoned {
-            info!("node {node} was cordoned before the drain: leaving it cordoned");
+            info!("node {node} was cordoned before the drain, not by baton: leaving it cordoned");
             return Ok(());
         }
         self.nodes()
             .patch(
                 node,
                 &PatchParams::default(),
-                &Patch::Merge(json!({ "spec": { "unschedulable": false } })),
+                &Patch::Merge(uncordon_patch()),
             )
             .await
             .map_err(|source| self.api_error("uncordon", node, source))?;
-        info!("uncordoned node {node}");
+        info!("uncordoned node {node} (annotation {CORDONED_BY} removed)");
         Ok(())
+    }
+
+    /// For an agent that holds no lease (idle): uncordons the node if it
+    /// carries baton's [`CORDONED_BY`] annotation, which only a drain whose
+    /// record was lost leaves behind (the agent stopped between the cordon
+    /// and the phase file's [`DrainRecord`]). A node cordoned without the
+    /// annotation is left cordoned, and the log says so.
+    ///
+    /// Looks once per process: later calls return
+    /// [`UnrecordedCordon::Skipped`] at once. A failed look (logged) is tried
+    /// again on a call at least `UNRECORDED_CHECK_RETRY` later; each look is
+    /// bounded by `UNRECORDED_CHECK_TIMEOUT`.
+    #[tracing::instrument(name = "kubernetes", skip_all, fields(BATON_KUBE_NODE = %self.node))]
+    pub async fn undo_unrecorded_cordon(&self) -> Result<UnrecordedCordon, DrainError> {
+        let due = self
+            .unrecorded_check
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|at| Instant::now() >= at);
+        if !due {
+            return Ok(UnrecordedCordon::Skipped);
+        }
+        self.refresh().await;
+        let node = self.node.as_str();
+        let checked =
+            match tokio::time::timeout(UNRECORDED_CHECK_TIMEOUT, self.check_unrecorded_cordon())
+                .await
+            {
+                Ok(checked) => checked,
+                Err(_elapsed) => Err(DrainError::NoAnswer {
+                    call: "check for a cordon without a record",
+                    node: node.to_string(),
+                    timeout: UNRECORDED_CHECK_TIMEOUT,
+                }),
+            };
+        let next = match &checked {
+            Ok(_) => None,
+            Err(e) => {
+                warn!(
+                    "cannot check node {node} for a cordon of ours without a record (trying again in {UNRECORDED_CHECK_RETRY:?}): {e}"
+                );
+                Some(Instant::now() + UNRECORDED_CHECK_RETRY)
+            }
+        };
+        *self
+            .unrecorded_check
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = next;
+        checked
+    }
+
+    async fn check_unrecorded_cordon(&self) -> Result<UnrecordedCordon, DrainError> {
+        let node = self.node.as_str();
+        let nodes = self.nodes();
+        let current = nodes
+            .get(node)
+            .await
+            .map_err(|source| self.api_error("get node", node, source))?;
+        let by = cordoned_by(&current).map(str::to_string);
+        match (is_unschedulable(&current), by) {
+            (true, Some(cordoned_by)) => {
+                warn!(
+                    "node {node} is cordoned by baton ({CORDONED_BY}={cordoned_by}) but no drain is on record (the agent stopped mid-drain): uncordoning it"
+                );
+                nodes
+                    .patch(
+                        node,
+                        &PatchParams::default(),
+                        &Patch::Merge(uncordon_patch()),
+                    )
+                    .await
+                    .map_err(|source| self.api_error("uncordon", node, source))?;
+                info!("uncordoned node {node} (annotation {CORDONED_BY} removed)");
+                Ok(UnrecordedCordon::Uncordoned { cordoned_by })
+            }
+            (false, Some(cordoned_by)) => {
+                info!(
+                    "node {node} is schedulable but still carries {CORDONED_BY}={cordoned_by} (uncordoned by hand?): removing the annotation"
+                );
+                let patch = json!({ "metadata": { "annotations": { CORDONED_BY: null } } });
+                nodes
+                    .patch(node, &PatchParams::default(), &Patch::Merge(patch))
+                    .await
+                    .map_err(|source| self.api_error("remove annotation", node, source))?;
+                Ok(UnrecordedCordon::AnnotationRemoved { cordoned_by })
+            }
+            (true, None) => {
+                info!(
+                    "node {node} is cordoned, not by baton (no {CORDONED_BY} annotation): leaving it cordoned"
+                );
+                Ok(UnrecordedCordon::NotOurs)
+            }
+            (false, None) => Ok(UnrecordedCordon::Clean),
+        }
     }
 
     fn nodes(&self) -> Api<Node> {
@@ -520,32 +699,39 @@ impl KubeDrainer {
         }
     }
 
-    async fn drain_steps(&self, progress: &mut Progress) -> Result<(), DrainError> {
+    async fn drain_steps(&self, holder: &str, progress: &mut Progress) -> Result<(), DrainError> {
         let node = self.node.as_str();
         let nodes = self.nodes();
 
-        // Cordon.
+        // Cordon, with baton's annotation in the same PATCH.
         let current = self
             .with_retry(progress, "get node", || nodes.get(node))
             .await?;
-        if current
-            .spec
-            .as_ref()
-            .and_then(|s| s.unschedulable)
-            .unwrap_or(false)
-        {
-            info!(
-                "node {node} is already cordoned: not cordoning, and it will stay cordoned afterwards"
-            );
-        } else {
-            // Set before the call: if the deadline cuts it short, the patch
-            // may have been applied, and the node was schedulable before.
-            progress.we_cordoned = true;
-            let params = PatchParams::default();
-            let patch = Patch::Merge(json!({ "spec": { "unschedulable": true } }));
-            self.with_retry(progress, "cordon", || nodes.patch(node, &params, &patch))
-                .await?;
-            info!("cordoned node {node}");
+        match (is_unschedulable(&current), cordoned_by(&current)) {
+            (true, Some(by)) => {
+                // An earlier drain cordoned it and stopped before its
+                // record was kept (the agent crashed or was restarted).
+                progress.we_cordoned = true;
+                info!(
+                    "node {node} is already cordoned by baton ({CORDONED_BY}={by}), by a drain that did not finish: keeping the cordon, it is undone afterwards"
+                );
+            }
+            (true, None) => {
+                info!(
+                    "node {node} is already cordoned, not by baton (no {CORDONED_BY} annotation): not cordoning, and it will stay cordoned afterwards"
+                );
+            }
+            (false, _) => {
+                // Set before the call: if the deadline cuts it short, the
+                // patch may have been applied, and the node was schedulable
+                // before.
+                progress.we_cordoned = true;
+                let params = PatchParams::default();
+                let patch = Patch::Merge(cordon_patch(holder));
+                self.with_retry(progress, "cordon", || nodes.patch(node, &params, &patch))
+                    .await?;
+                info!("cordoned node {node} ({CORDONED_BY}={holder})");
+            }
         }
 
         // List the node's pods and pick the ones to evict.

@@ -36,6 +36,38 @@ fn node_path() -> String {
     format!("/api/v1/nodes/{NODE}")
 }
 
+/// The uncordon: one merge patch, annotation removed with the cordon.
+fn uncordon_body() -> serde_json::Value {
+    json!({
+        "metadata": { "annotations": { "baton.io/cordoned-by": null } },
+        "spec": { "unschedulable": false }
+    })
+}
+
+/// Runs a drain until its cordon has reached the API server, then drops it
+/// and the drainer mid-drain, as a crash or restart of the agent would (a
+/// PodDisruptionBudget keeps the drain from returning first).
+async fn drain_cut_short_after_the_cordon(api: &FakeApi) {
+    let mut settings = settings(api);
+    settings.drain_timeout = Duration::from_secs(60);
+    let drainer = drainer(&settings).await;
+    let lease = lease();
+    let drain = drainer.drain(&lease);
+    tokio::pin!(drain);
+    let deadline = StdInstant::now() + Duration::from_secs(10);
+    while api.node_patches().is_empty() {
+        assert!(
+            StdInstant::now() < deadline,
+            "no cordon: {:?}",
+            api.requests()
+        );
+        tokio::select! {
+            out = &mut drain => panic!("the drain returned: {out:?}"),
+            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+        }
+    }
+}
+
 #[tokio::test]
 async fn connect_errors_name_the_kubeconfig() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -104,15 +136,23 @@ async fn drain_cordons_backs_off_on_pdb_and_skips_daemonset_mirror_and_finished_
         }
     );
 
-    // Cordon first: a merge patch setting spec.unschedulable=true.
+    // Cordon first: one merge patch setting spec.unschedulable=true and, in
+    // the same request, baton's annotation naming the lease holder.
     let requests = api.requests();
     let patches = api.node_patches();
     assert_eq!(patches.len(), 1);
     assert_eq!(
         patches[0].body,
-        Some(json!({ "spec": { "unschedulable": true } }))
+        Some(json!({
+            "metadata": { "annotations": { "baton.io/cordoned-by": NODE } },
+            "spec": { "unschedulable": true }
+        }))
     );
     assert!(api.unschedulable());
+    assert_eq!(
+        api.node_annotations().get(CORDONED_BY).map(String::as_str),
+        Some(NODE)
+    );
     let first_eviction = requests
         .iter()
         .position(|r| r.path.ends_with("/eviction"))
@@ -255,10 +295,7 @@ async fn undrain_waits_for_ready_before_uncordoning() {
         .iter()
         .position(|r| r.method == "PATCH")
         .expect("an uncordon");
-    assert_eq!(
-        after[uncordon_at].body,
-        Some(json!({ "spec": { "unschedulable": false } }))
-    );
+    assert_eq!(after[uncordon_at].body, Some(uncordon_body()));
     assert!(after[uncordon_at].node_ready);
     let last_get = after
         .iter()
@@ -269,6 +306,7 @@ async fn undrain_waits_for_ready_before_uncordoning() {
         "uncordoned before the node was Ready"
     );
     assert!(!api.unschedulable());
+    assert!(api.node_annotations().is_empty(), "annotation left behind");
 }
 
 #[tokio::test]
@@ -292,6 +330,146 @@ async fn a_node_cordoned_before_the_drain_stays_cordoned() {
         "uncordoned a node we did not cordon"
     );
     assert!(api.unschedulable());
+    assert!(api.node_annotations().is_empty());
+}
+
+#[tokio::test]
+async fn a_crash_between_cordon_and_drain_return_is_undone_by_the_next_agent() {
+    let api = FakeApi::start(
+        NODE,
+        vec![FakePod::new("db", "postgres-0", NODE).pdb_always()],
+    )
+    .await;
+    drain_cut_short_after_the_cordon(&api).await;
+    // What the crashed agent left: a cordon, and the record of it on the node.
+    assert!(api.unschedulable());
+    assert_eq!(
+        api.node_annotations().get(CORDONED_BY).map(String::as_str),
+        Some(NODE)
+    );
+
+    // A new agent, idle (no lease, no drain record): uncordons and removes
+    // the annotation, in one PATCH.
+    let settings = settings(&api);
+    let drainer = drainer(&settings).await;
+    let before = api.requests().len();
+    let found = drainer.undo_unrecorded_cordon().await.expect("check");
+    assert_eq!(
+        found,
+        UnrecordedCordon::Uncordoned {
+            cordoned_by: NODE.to_string()
+        }
+    );
+    let after: Vec<_> = api.requests().into_iter().skip(before).collect();
+    let patches: Vec<_> = after.iter().filter(|r| r.method == "PATCH").collect();
+    assert_eq!(patches.len(), 1, "{after:?}");
+    assert_eq!(patches[0].body, Some(uncordon_body()));
+    assert!(!api.unschedulable());
+    assert!(api.node_annotations().is_empty());
+
+    // Once per process: later calls do not touch the API.
+    let before = api.requests().len();
+    assert_eq!(
+        drainer.undo_unrecorded_cordon().await.expect("check"),
+        UnrecordedCordon::Skipped
+    );
+    assert_eq!(api.requests().len(), before);
+}
+
+#[tokio::test]
+async fn a_drain_after_a_crash_takes_over_the_cordon_and_undoes_it() {
+    let api = FakeApi::start(NODE, vec![FakePod::new("default", "web-1", NODE)]).await;
+    // As a drain that was cut short left it (the agent still holds the
+    // lease after its restart and drains again).
+    api.set_unschedulable(true);
+    api.set_node_annotation(CORDONED_BY, Some(NODE));
+    let settings = settings(&api);
+    let drainer = drainer(&settings).await;
+    let record = drainer.drain(&lease()).await.expect("drain");
+    assert!(record.we_cordoned, "the cordon is baton's: {record:?}");
+    assert_eq!(record.evicted, vec!["default/web-1".to_string()]);
+    assert!(api.node_patches().is_empty(), "cordoned again");
+
+    drainer.undrain(&lease(), &record).await.expect("undrain");
+    let patches = api.node_patches();
+    assert_eq!(patches.len(), 1);
+    assert_eq!(patches[0].body, Some(uncordon_body()));
+    assert!(!api.unschedulable());
+    assert!(api.node_annotations().is_empty());
+}
+
+#[tokio::test]
+async fn a_node_cordoned_by_hand_is_left_cordoned_at_start() {
+    let api = FakeApi::start(NODE, vec![]).await;
+    // `kubectl cordon`: unschedulable, no baton annotation (another one, kept).
+    api.set_unschedulable(true);
+    api.set_node_annotation("example.com/maintenance", Some("disk swap"));
+    let settings = settings(&api);
+    let first = drainer(&settings).await;
+    assert_eq!(
+        first.undo_unrecorded_cordon().await.expect("check"),
+        UnrecordedCordon::NotOurs
+    );
+    assert!(api.node_patches().is_empty(), "{:?}", api.node_patches());
+    assert!(api.unschedulable());
+    assert_eq!(
+        api.node_annotations()
+            .get("example.com/maintenance")
+            .map(String::as_str),
+        Some("disk swap")
+    );
+
+    // A clean node: nothing to do, nothing sent.
+    api.set_unschedulable(false);
+    let second = drainer(&settings).await;
+    assert_eq!(
+        second.undo_unrecorded_cordon().await.expect("check"),
+        UnrecordedCordon::Clean
+    );
+    assert!(api.node_patches().is_empty());
+}
+
+#[tokio::test]
+async fn an_annotation_left_on_a_node_uncordoned_by_hand_is_removed() {
+    let api = FakeApi::start(NODE, vec![]).await;
+    api.set_node_annotation(CORDONED_BY, Some("h1"));
+    let settings = settings(&api);
+    let drainer = drainer(&settings).await;
+    assert_eq!(
+        drainer.undo_unrecorded_cordon().await.expect("check"),
+        UnrecordedCordon::AnnotationRemoved {
+            cordoned_by: "h1".to_string()
+        }
+    );
+    let patches = api.node_patches();
+    assert_eq!(patches.len(), 1);
+    assert_eq!(
+        patches[0].body,
+        Some(json!({ "metadata": { "annotations": { "baton.io/cordoned-by": null } } }))
+    );
+    assert!(!api.unschedulable());
+    assert!(api.node_annotations().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_check_for_an_unrecorded_cordon_is_retried_later() {
+    let api = FakeApi::start(NODE, vec![]).await;
+    let mut wrong = settings(&api);
+    wrong.node_name = "node-x".to_string();
+    let drainer = drainer(&wrong).await;
+    match drainer.undo_unrecorded_cordon().await {
+        Err(e @ DrainError::Api { .. }) => {
+            assert!(e.to_string().contains("get node (node node-x)"), "{e}")
+        }
+        other => panic!("expected an API error, got {other:?}"),
+    }
+    // Not again at once: the agent's idle loop calls it every round.
+    let before = api.requests().len();
+    assert_eq!(
+        drainer.undo_unrecorded_cordon().await.expect("skipped"),
+        UnrecordedCordon::Skipped
+    );
+    assert_eq!(api.requests().len(), before);
 }
 
 #[tokio::test]
@@ -361,11 +539,9 @@ async fn abort_uncordons_without_waiting_for_ready() {
     let after: Vec<_> = api.requests().into_iter().skip(before).collect();
     assert_eq!(after.len(), 1, "{after:?}");
     assert_eq!(after[0].method, "PATCH");
-    assert_eq!(
-        after[0].body,
-        Some(json!({ "spec": { "unschedulable": false } }))
-    );
+    assert_eq!(after[0].body, Some(uncordon_body()));
     assert!(!api.unschedulable());
+    assert!(api.node_annotations().is_empty(), "annotation left behind");
 }
 
 #[tokio::test]
