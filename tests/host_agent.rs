@@ -212,3 +212,90 @@ fn outside_its_window_a_host_never_queues() {
         host.log()
     );
 }
+
+/// `[updates]`/`[reboot]` for a host whose update source is a sentinel
+/// command that appends a line to `probes` each time it runs and says "no
+/// update" (exit 1), asked every `poll`.
+fn counting_sentinel(host_dir: &std::path::Path, poll: &str) -> (String, std::path::PathBuf) {
+    let probes = host_dir.join("probes");
+    let marker = host_dir.join("reboot-calls");
+    let sections = format!(
+        "[updates]\nsource = \"sentinel\"\nsentinel_command = [\"sh\", \"-c\", \"echo probe >> {probes}; exit 1\"]\n\
+         poll_interval = \"{poll}\"\n\n\
+         [reboot]\nmethod = \"command\"\ncommand = [\"sh\", \"-c\", \"echo $$ >> {marker}\"]\n",
+        probes = probes.display(),
+        marker = marker.display(),
+    );
+    (sections, probes)
+}
+
+fn lines(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+/// The pid of the `baton agent` process whose command line names a file in
+/// `dir` (its config), found in /proc.
+fn agent_pid(dir: &std::path::Path) -> Option<u32> {
+    let dir = dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args: Vec<String> = cmdline
+                .split(|&b| b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let ours =
+                args.iter().any(|a| a == "agent") && args.iter().any(|a| a.starts_with(&dir));
+            ours.then_some(pid)
+        })
+}
+
+#[test]
+fn an_idle_host_asks_its_update_source_once_per_poll_interval_and_stops_at_once() {
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let dir = cluster.layout.root().join("patient-poller");
+    let (sections, probes) = counting_sentinel(&dir, "10s");
+    let mut host = AgentHost::with_sections(&cluster, "patient-poller", Some(&sections), "");
+    host.start();
+    // The first probe comes at start; the next one is due 10 s later.
+    let deadline = Instant::now() + WAIT;
+    while lines(&probes) == 0 {
+        assert!(Instant::now() < deadline, "never probed:\n{}", host.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        lines(&probes),
+        1,
+        "the sentinel command ran more than once within 3 s of a 10 s poll_interval:\n{}",
+        host.log()
+    );
+    assert_eq!(host.phase(), "idle");
+
+    // SIGTERM in the middle of the 10 s wait ends the agent promptly.
+    let pid = agent_pid(host.dir()).expect("the agent's pid");
+    let stopping = Instant::now();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    let status = host.wait_exit(Duration::from_secs(5));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the agent did not stop cleanly within 5 s of SIGTERM ({status:?}):\n{}",
+        host.log()
+    );
+    assert!(
+        stopping.elapsed() < Duration::from_secs(3),
+        "stopping took {:?}",
+        stopping.elapsed()
+    );
+    assert_eq!(lines(&probes), 1, "{}", host.log());
+}

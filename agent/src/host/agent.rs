@@ -30,14 +30,17 @@ use crate::rules::window::RebootWindows;
 use crate::transport::tls::TlsMode;
 use crate::transport::Dialer;
 
-/// How long one step may wait before the loop comes round again (and pings
-/// the watchdog). Well under any sensible WatchdogSec.
-const TICK: Duration = Duration::from_secs(1);
+/// Between retries after a call that failed and may well work in a moment
+/// (the lease cluster unreachable, update_engine not up yet after boot).
+const RETRY: Duration = Duration::from_secs(1);
 /// How long to wait for the machine to go down after a successful reboot
 /// call before trying again.
 const REBOOT_GRACE: Duration = Duration::from_secs(300);
 /// Between retries of post-reboot checks and of undrain.
 const CHECK_RETRY: Duration = Duration::from_secs(15);
+/// The shortest wait for a reboot window to open (a guard against a busy
+/// loop should the window rules say "opens now" while not open).
+const MIN_WINDOW_WAIT: Duration = Duration::from_millis(100);
 
 /// Why the agent could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -335,31 +338,28 @@ impl HostAgent {
         }
     }
 
-    /// Waits for `duration` while pinging the watchdog.
+    /// Waits the whole of `duration`, pinging the watchdog meanwhile. A
+    /// shutdown ends the wait at once: `run` drops the step on it.
     async fn wait(&self, duration: Duration) {
-        tokio::time::sleep(duration.min(TICK)).await;
+        Self::with_watchdog(&self.notify, tokio::time::sleep(duration)).await;
     }
 
-    /// Sleeps the whole of `duration`, pinging the watchdog every tick.
-    async fn sleep_fed(&self, duration: Duration) {
-        let until = Instant::now() + duration;
-        while Instant::now() < until {
-            self.notify.watchdog_ping();
-            self.wait(until - Instant::now()).await;
-        }
-    }
-
-    /// Runs `work` (bounded by its own timeouts) while pinging the watchdog,
-    /// since hooks and drains may take longer than WatchdogSec.
+    /// Runs `work` (bounded by its own timeouts, or ended by `run` on
+    /// shutdown) while pinging the watchdog every half `WatchdogSec`, since
+    /// hooks, drains and waits may take longer than that.
     async fn with_watchdog<T>(
         notify: &ServiceManager,
         work: impl std::future::Future<Output = T>,
     ) -> T {
+        let Some(every) = notify.watchdog_interval() else {
+            return work.await;
+        };
         tokio::pin!(work);
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tokio::select! {
                 out = &mut work => return out,
-                _ = tokio::time::sleep(TICK) => notify.watchdog_ping(),
+                _ = ticks.tick() => notify.watchdog_ping(),
             }
         }
     }
@@ -414,33 +414,39 @@ impl HostAgent {
         match pending {
             Ok(Some(update)) => {
                 info!("update pending: {}", update.reason);
-                Some(Event::UpdatePending(update))
+                return Some(Event::UpdatePending(update));
             }
-            Ok(None) => {
-                let check = self.settings.updates.check_interval;
-                tokio::select! {
-                    _ = self.updates.changed() => {}
-                    _ = tokio::time::sleep(TICK) => {}
-                }
-                if let Some(interval) = check {
-                    self.maybe_check_for_updates(interval).await;
-                }
-                None
-            }
-            Err(e) => {
-                warn!("update source: {e}");
-                self.wait(self.settings.updates.poll_interval).await;
-                None
-            }
+            Ok(None) => {}
+            Err(e) => warn!("update source: {e}"),
         }
+        self.wait_for_update_news().await;
+        None
     }
 
-    /// Asks the updater to look for updates once per `interval`.
-    async fn maybe_check_for_updates(&mut self, interval: Duration) {
-        let due = self
-            .last_update_check
-            .is_none_or(|at| at.elapsed() >= interval);
-        if due {
+    /// Waits until the update source may answer differently: its signal
+    /// (update_engine's StatusUpdate) or its next poll, once per
+    /// `poll_interval`. With `check_interval`, asks the updater to look for
+    /// updates when that is due (at once the first time), and returns then
+    /// so that the answer is read again.
+    async fn wait_for_update_news(&mut self) {
+        let check_due = self.settings.updates.check_interval.map(|every| {
+            self.last_update_check
+                .map_or_else(Instant::now, |at| at + every)
+        });
+        let updates = &mut self.updates;
+        let check_now = Self::with_watchdog(&self.notify, async {
+            tokio::select! {
+                _ = updates.changed() => false,
+                _ = async {
+                    match check_due {
+                        Some(due) => tokio::time::sleep_until(due.into()).await,
+                        None => std::future::pending().await,
+                    }
+                } => true,
+            }
+        })
+        .await;
+        if check_now {
             self.last_update_check = Some(Instant::now());
             let checked = Self::with_watchdog(&self.notify, self.updates.check_for_updates()).await;
             if let Err(e) = checked {
@@ -456,19 +462,26 @@ impl HostAgent {
             Ok(Some(_)) => {}
             Err(e) => {
                 warn!("update source: {e}");
-                self.wait(self.settings.updates.poll_interval).await;
+                self.wait_for_update_news().await;
                 return None;
             }
         }
         let now = jiff::Timestamp::now();
         if !self.windows.is_open(now) {
-            if let Some(opens) = self.windows.next_open(now) {
+            let opens = self.windows.next_open(now);
+            if let Some(opens) = opens {
                 self.say(format!(
                     "reboot needed: waiting for the reboot window ({}), next opens {opens}",
                     self.windows.describe()
                 ));
             }
-            self.wait(TICK).await;
+            // Until the window opens, asking the update source (whether the
+            // update is still pending) once per poll_interval.
+            let poll = self.settings.updates.poll_interval;
+            let until_open = opens
+                .and_then(|t| Duration::try_from(t.duration_since(now)).ok())
+                .map_or(poll, |d| d.min(poll));
+            self.wait(until_open.max(MIN_WINDOW_WAIT)).await;
             return None;
         }
         let blockers = self.settings.reboot.blockers.clone();
@@ -477,7 +490,7 @@ impl HostAgent {
             warn!("blocker says not now: {e}");
             self.notify.status(&format!("reboot needed: blocked: {e}"));
             self.last_status = None;
-            self.sleep_fed(self.settings.reboot.blocker_retry).await;
+            self.wait(self.settings.reboot.blocker_retry).await;
             return None;
         }
         Some(Event::ClearedToQueue)
@@ -497,22 +510,27 @@ impl HostAgent {
                 Ok(stream) => self.wait_stream = Some(stream),
                 Err(e) => {
                     warn!("cannot queue for the lease: {e}");
-                    self.wait(TICK).await;
+                    self.wait(RETRY).await;
                     return None;
                 }
             }
         }
-        // Wake for the watchdog, and at the latest when the window closes.
+        // The next message on the stream (a new place, or the grant), or the
+        // window closing, whichever comes first; the watchdog is fed meanwhile.
         let closes = self
             .windows
             .closes_at(now)
-            .and_then(|t| t.duration_since(now).try_into().ok())
-            .unwrap_or(TICK);
+            .and_then(|t| Duration::try_from(t.duration_since(now)).ok());
         let stream = self.wait_stream.as_mut()?;
-        let next = match tokio::time::timeout(closes.min(TICK), stream.message()).await {
-            Ok(next) => next,
-            Err(_) => return None,
-        };
+        let next = Self::with_watchdog(&self.notify, async {
+            match closes {
+                Some(closes) => tokio::time::timeout(closes, stream.message()).await.ok(),
+                None => Some(stream.message().await),
+            }
+        })
+        .await;
+        // Window closed: the next round leaves the queue.
+        let next = next?;
         match next {
             Ok(Some(pb::WaitEvent {
                 kind: Some(pb::wait_event::Kind::Queued(queued)),
@@ -542,7 +560,7 @@ impl HostAgent {
                 warn!("the wait stream broke: {}", status.message());
                 self.wait_stream = None;
                 self.lease.stream_broke();
-                self.wait(TICK).await;
+                self.wait(RETRY).await;
                 None
             }
             Ok(None) => {
@@ -579,7 +597,7 @@ impl HostAgent {
             }
             Err(e) => {
                 warn!("cannot take the lease: {e}");
-                self.wait(TICK).await;
+                self.wait(RETRY).await;
                 None
             }
         }
@@ -594,7 +612,7 @@ impl HostAgent {
             }
             Err(e) => {
                 warn!("cannot confirm the lease: {e}");
-                self.wait(TICK).await;
+                self.wait(RETRY).await;
                 return None;
             }
         };
@@ -645,7 +663,7 @@ impl HostAgent {
             }
             Err(e) => {
                 warn!("cannot confirm the lease before rebooting: {e}");
-                self.wait(TICK).await;
+                self.wait(RETRY).await;
                 return None;
             }
         };
@@ -659,7 +677,7 @@ impl HostAgent {
             return Some(Event::DrainFailed { drain });
         }
         // The machine goes down under us; keep the watchdog fed meanwhile.
-        self.sleep_fed(REBOOT_GRACE).await;
+        self.wait(REBOOT_GRACE).await;
         warn!("still up {REBOOT_GRACE:?} after the reboot call; trying again");
         None
     }
@@ -676,7 +694,7 @@ impl HostAgent {
             // Right after boot the updater may not be up yet: ask again.
             Err(e) if e.is_transient() => {
                 warn!("cannot ask the updater yet: {e}");
-                self.wait(TICK).await;
+                self.wait(RETRY).await;
                 return None;
             }
             // The host came back without the update (e.g. a rollback): say
@@ -699,7 +717,7 @@ impl HostAgent {
                 }
                 Err(e) => {
                     warn!("cannot confirm the lease: {e}");
-                    self.wait(TICK).await;
+                    self.wait(RETRY).await;
                     return None;
                 }
             };
@@ -715,7 +733,7 @@ impl HostAgent {
                     held.group(),
                     held.token()
                 ));
-                self.sleep_fed(CHECK_RETRY).await;
+                self.wait(CHECK_RETRY).await;
                 return None;
             }
         }
@@ -763,7 +781,7 @@ impl HostAgent {
             }
             Err(e) => {
                 warn!("cannot release the lease yet: {e}");
-                self.wait(TICK).await;
+                self.wait(RETRY).await;
                 None
             }
         }
