@@ -6,6 +6,7 @@
 //! services (no real update_engine or logind may run here), and each
 //! Reboot call asks the cluster, at that moment, who holds the lease.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -80,10 +81,40 @@ async fn start_logind(
     (conn, calls)
 }
 
-fn flatcar_sections(bus: &str) -> String {
+fn flatcar_sections(bus: &str, os_release: &Path) -> String {
     format!(
-        "[updates]\nsource = \"flatcar\"\ndbus_address = \"{bus}\"\npoll_interval = \"200ms\"\n\n[reboot]\nmethod = \"logind\"\n"
+        "[updates]\nsource = \"flatcar\"\ndbus_address = \"{bus}\"\npoll_interval = \"200ms\"\nos_release = \"{}\"\n\n[reboot]\nmethod = \"logind\"\n",
+        os_release.display()
     )
+}
+
+/// The host's /etc/os-release: Flatcar at `version`.
+fn os_release(cluster: &TestCluster, host: &str, version: &str) -> PathBuf {
+    let path = cluster.layout.root().join(format!("{host}.os-release"));
+    set_version(&path, version);
+    path
+}
+
+/// What the machine boots into: Flatcar at `version`.
+fn set_version(os_release: &Path, version: &str) {
+    std::fs::write(
+        os_release,
+        format!("NAME=\"Flatcar Container Linux by Kinvolk\"\nID=flatcar\nVERSION={version}\nVERSION_ID={version}\n"),
+    )
+    .unwrap();
+}
+
+/// The lease holders of group `workers` (linearizable).
+fn holders(cluster: &TestCluster) -> Vec<String> {
+    let status = cluster.wait_for_leader(Duration::from_secs(5));
+    status["groups"]["workers"]["holders"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|h| h["holder"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,10 +127,11 @@ async fn flatcar_hosts_reboot_through_logind_only_while_holding_the_lease() {
     let engine_a = UpdateEngineService::start(&bus_a.address(), NEED_REBOOT, "4152.2.1").await;
     let (_logind_a, calls_a) =
         start_logind(&bus_a.address(), cluster.address(0), cluster.dialer()).await;
+    let os_a = os_release(&cluster, "flatcar-a", "4152.2.0");
     let mut a = AgentHost::with_sections(
         &cluster,
         "flatcar-a",
-        Some(&flatcar_sections(&bus_a.address())),
+        Some(&flatcar_sections(&bus_a.address(), &os_a)),
         "",
     );
 
@@ -108,10 +140,11 @@ async fn flatcar_hosts_reboot_through_logind_only_while_holding_the_lease() {
     let engine_b = UpdateEngineService::start(&bus_b.address(), IDLE, "").await;
     let (_logind_b, calls_b) =
         start_logind(&bus_b.address(), cluster.address(1), cluster.dialer()).await;
+    let os_b = os_release(&cluster, "flatcar-b", "4152.2.0");
     let mut b = AgentHost::with_sections(
         &cluster,
         "flatcar-b",
-        Some(&flatcar_sections(&bus_b.address())),
+        Some(&flatcar_sections(&bus_b.address(), &os_b)),
         "",
     );
 
@@ -144,6 +177,7 @@ async fn flatcar_hosts_reboot_through_logind_only_while_holding_the_lease() {
 
     // a reboots: the new version is active, update_engine is idle again.
     engine_a.set(IDLE, "", 0.0).await;
+    set_version(&os_a, "4152.2.1");
     a.reboot(1);
     a.wait_phase("idle", WAIT);
 
@@ -157,6 +191,7 @@ async fn flatcar_hosts_reboot_through_logind_only_while_holding_the_lease() {
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0].holders, vec!["flatcar-b".to_string()]);
     engine_b.set(IDLE, "", 0.0).await;
+    set_version(&os_b, "4152.2.1");
     b.reboot(1);
     b.wait_phase("idle", WAIT);
     assert_eq!(calls_a.lock().unwrap().len(), 1, "a did not reboot again");
@@ -169,10 +204,11 @@ async fn a_host_whose_update_did_not_take_says_so_and_releases() {
     let bus = DbusDaemon::start();
     let _engine = UpdateEngineService::start(&bus.address(), NEED_REBOOT, "4152.2.1").await;
     let (_logind, calls) = start_logind(&bus.address(), cluster.address(0), cluster.dialer()).await;
+    let os = os_release(&cluster, "stuck", "4152.2.0");
     let mut host = AgentHost::with_sections(
         &cluster,
         "stuck",
-        Some(&flatcar_sections(&bus.address())),
+        Some(&flatcar_sections(&bus.address(), &os)),
         "",
     );
     host.start();
@@ -192,4 +228,37 @@ async fn a_host_whose_update_did_not_take_says_so_and_releases() {
             .is_none_or(|h| h.is_empty()),
         "the lease was released: {status}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_booted_its_old_partition_fails_its_check_and_releases() {
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let bus = DbusDaemon::start();
+    let engine = UpdateEngineService::start(&bus.address(), NEED_REBOOT, "4152.2.1").await;
+    let (_logind, calls) = start_logind(&bus.address(), cluster.address(0), cluster.dialer()).await;
+    let os = os_release(&cluster, "rolled-back", "4152.2.0");
+    let mut host = AgentHost::with_sections(
+        &cluster,
+        "rolled-back",
+        Some(&flatcar_sections(&bus.address(), &os)),
+        "",
+    );
+    host.start();
+    wait_until("reboot call", WAIT, || !calls.lock().unwrap().is_empty()).await;
+    // The new partition does not boot; the old one comes up again: a fresh
+    // update_engine is idle, and os-release still says 4152.2.0.
+    engine.set(IDLE, "", 0.0).await;
+    host.reboot(1);
+    host.wait_phase("idle", WAIT);
+    let log = host.log();
+    assert!(
+        log.contains("update not active after the reboot")
+            && log.contains("VERSION_ID=4152.2.0")
+            && log.contains("old partition")
+            && log.contains("journalctl -b -1"),
+        "{log}"
+    );
+    assert!(holders(&cluster).is_empty(), "the lease was released");
+    assert_eq!(calls.lock().unwrap().len(), 1);
 }

@@ -47,7 +47,9 @@ pub struct UpdateSettings {
     /// `dbus_address`: D-Bus address of the system bus (update_engine,
     /// logind); `None` (default) means the system bus.
     pub dbus_address: Option<String>,
-    /// `os_release`: file read by `auto` (default `/etc/os-release`).
+    /// `os_release`: file read by `auto` (`ID`), and by the flatcar source
+    /// after a reboot (`VERSION_ID` must be the new version) (default
+    /// `/etc/os-release`).
     pub os_release: PathBuf,
     /// `reboot_required`: apt's reboot flag file; the reason is read from the
     /// same path plus `.pkgs` (default `/var/run/reboot-required`).

@@ -369,8 +369,9 @@ impl Flatcar {
         .await
     }
 
-    /// After the reboot, update_engine must no longer say UPDATED_NEED_REBOOT (if it does,
-    /// the host booted the old partition again: the update did not take).
+    /// After the reboot, update_engine must no longer say UPDATED_NEED_REBOOT, and
+    /// os-release's VERSION_ID must be the version update_engine downloaded (when it named
+    /// one). Otherwise the host booted the old partition again: the update did not take.
     pub async fn verify_after_boot(&mut self, before: &PendingUpdate) -> Result<(), UpdateError> {
         let status = self.status().await?;
         if status.needs_reboot() {
@@ -388,17 +389,26 @@ impl Flatcar {
                 detail,
             });
         }
-        // update_engine is the authority; os-release only adds a hint for the operator.
-        if let Some(wanted) = &before.new_version {
-            match OsRelease::read(&self.os_release).await {
-                Ok(os) if !os.version_id.is_empty() && &os.version_id != wanted => tracing::warn!(
-                    "update_engine no longer needs a reboot, but {} says VERSION_ID={} (the update was {wanted})",
-                    self.os_release.display(),
-                    os.version_id
-                ),
-                Ok(_) => {}
-                Err(e) => tracing::debug!("{e}"),
+        // update_engine starts afresh after booting the old partition (idle,
+        // no reboot needed), so only the running version tells that the new
+        // one did not boot.
+        let Some(wanted) = &before.new_version else {
+            return Ok(());
+        };
+        match OsRelease::read(&self.os_release).await {
+            Ok(os) if os.version_id == *wanted => {}
+            Ok(os) if os.version_id.is_empty() => tracing::warn!(
+                "{} has no VERSION_ID: cannot tell whether Flatcar {wanted} is running",
+                self.os_release.display()
+            ),
+            Ok(os) => {
+                return Err(UpdateError::OldVersionBooted {
+                    os_release: self.os_release.clone(),
+                    running: os.version_id,
+                    wanted: wanted.clone(),
+                })
             }
+            Err(e) => tracing::warn!("{e}: cannot tell whether Flatcar {wanted} is running"),
         }
         Ok(())
     }

@@ -78,13 +78,31 @@ pub enum UpdateError {
         /// What is still pending, in words.
         detail: String,
     },
+    /// After the reboot the OS runs another version than the one the update
+    /// installed: Flatcar booted its old partition.
+    #[error(
+        "the update did not take: {} says VERSION_ID={running}, but the update was Flatcar {wanted}, \
+         so the host booted its old partition (the new one failed to boot and was rolled back, or \
+         was never made the boot partition); look at the previous boot's log (`journalctl -b -1`), \
+         update_engine's log (`journalctl -u update-engine`) and the USR-A/USR-B priority, tries \
+         and successful flags (`cgpt show` on the boot disk)",
+        os_release.display()
+    )]
+    OldVersionBooted {
+        /// The os-release file read.
+        os_release: PathBuf,
+        /// Its `VERSION_ID` after the reboot.
+        running: String,
+        /// The version update_engine had downloaded before the reboot.
+        wanted: String,
+    },
 }
 
 impl UpdateError {
     /// Whether asking again later may well succeed: the bus or update_engine is not
     /// (yet) there, or a command hung. Right after boot update_engine may still be
     /// starting, so a transient error from `verify_after_boot` is not a failed update;
-    /// `StillPending` is.
+    /// `StillPending` and `OldVersionBooted` are.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
