@@ -104,6 +104,24 @@ fn set_version(os_release: &Path, version: &str) {
     .unwrap();
 }
 
+/// Asserts for `span` that `host` stays idle (never queues, never holds)
+/// and makes no further Reboot call than the `calls` it made so far.
+async fn stays_idle(
+    cluster: &TestCluster,
+    host: &AgentHost,
+    calls: &Arc<Mutex<Vec<RebootCall>>>,
+    span: Duration,
+) {
+    let before = calls.lock().unwrap().len();
+    let until = std::time::Instant::now() + span;
+    while std::time::Instant::now() < until {
+        assert_eq!(host.phase(), "idle", "{}", host.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(calls.lock().unwrap().len(), before, "{}", host.log());
+    assert!(holders(cluster).is_empty(), "{}", host.log());
+}
+
 /// The lease holders of group `workers` (linearizable).
 fn holders(cluster: &TestCluster) -> Vec<String> {
     let status = cluster.wait_for_leader(Duration::from_secs(5));
@@ -228,6 +246,11 @@ async fn a_host_whose_update_did_not_take_says_so_and_releases() {
             .is_none_or(|h| h.is_empty()),
         "the lease was released: {status}"
     );
+    // update_engine still offers the update that did not take: the host
+    // does not take the lease for it again (the back-off after a failed
+    // round is 1 s, a poll 200 ms).
+    stays_idle(&cluster, &host, &calls, Duration::from_secs(3)).await;
+    assert!(host.log().contains("not rebooting for"), "{}", host.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,4 +284,90 @@ async fn a_host_that_booted_its_old_partition_fails_its_check_and_releases() {
     );
     assert!(holders(&cluster).is_empty(), "the lease was released");
     assert_eq!(calls.lock().unwrap().len(), 1);
+
+    // The host remembers the update that did not take, in its state dir.
+    let record = host.state_dir().join("failed-update.json");
+    let text = std::fs::read_to_string(&record).expect("failed-update.json");
+    assert!(
+        text.contains("4152.2.1") && text.contains("boot-1"),
+        "{text}"
+    );
+
+    // update_engine downloads the same version again: no second lease, no
+    // second reboot, and the log says why and how to retry.
+    engine.set(NEED_REBOOT, "4152.2.1", 1.0).await;
+    stays_idle(&cluster, &host, &calls, Duration::from_secs(3)).await;
+    let log = host.log();
+    assert!(
+        log.contains("not rebooting for update_engine: Flatcar 4152.2.1 downloaded")
+            && log.contains("failed-update.json"),
+        "{log}"
+    );
+    // Nor after a restart of the agent: the record is on disk.
+    host.kill();
+    host.start();
+    stays_idle(&cluster, &host, &calls, Duration::from_secs(2)).await;
+
+    // A newer update goes ahead: lease, one Reboot call while holding it.
+    engine.set(NEED_REBOOT, "4152.2.2", 1.0).await;
+    wait_until("a Reboot call for 4152.2.2", WAIT, || {
+        calls.lock().unwrap().len() == 2
+    })
+    .await;
+    assert_eq!(
+        calls.lock().unwrap()[1].holders,
+        vec!["rolled-back".to_string()]
+    );
+    // This time the new partition boots: the check passes and the record of
+    // the old failure is gone.
+    engine.set(IDLE, "", 0.0).await;
+    set_version(&os, "4152.2.2");
+    host.reboot(2);
+    host.wait_phase("idle", WAIT);
+    assert!(!record.exists(), "{}", host.log());
+    assert!(
+        host.log()
+            .contains("forgetting that update_engine: Flatcar 4152.2.1"),
+        "{}",
+        host.log()
+    );
+    assert!(holders(&cluster).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_the_failed_update_record_lets_the_host_try_that_update_again() {
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let bus = DbusDaemon::start();
+    let engine = UpdateEngineService::start(&bus.address(), NEED_REBOOT, "4152.2.1").await;
+    let (_logind, calls) = start_logind(&bus.address(), cluster.address(0), cluster.dialer()).await;
+    let os = os_release(&cluster, "retried", "4152.2.0");
+    let mut host = AgentHost::with_sections(
+        &cluster,
+        "retried",
+        Some(&flatcar_sections(&bus.address(), &os)),
+        "",
+    );
+    host.start();
+    wait_until("reboot call", WAIT, || !calls.lock().unwrap().is_empty()).await;
+    host.reboot(1);
+    // update_engine still wants the reboot: the update did not take.
+    host.wait_phase("idle", WAIT);
+    stays_idle(&cluster, &host, &calls, Duration::from_secs(2)).await;
+    // The operator has looked and removes the record: the host tries again,
+    // without a restart.
+    std::fs::remove_file(host.state_dir().join("failed-update.json")).expect("the record");
+    wait_until("a second Reboot call", WAIT, || {
+        calls.lock().unwrap().len() == 2
+    })
+    .await;
+    assert_eq!(
+        calls.lock().unwrap()[1].holders,
+        vec!["retried".to_string()]
+    );
+    engine.set(IDLE, "", 0.0).await;
+    set_version(&os, "4152.2.1");
+    host.reboot(2);
+    host.wait_phase("idle", WAIT);
+    assert!(holders(&cluster).is_empty());
 }

@@ -25,7 +25,7 @@ use crate::host::reboot::Rebooter;
 use crate::host::service_manager::ServiceManager;
 use crate::host::updates::{self, UpdateSource};
 use crate::log_fields;
-use crate::rules::phases::{self, DrainRecord, Event, Phase, RememberedLease};
+use crate::rules::phases::{self, DrainRecord, Event, FailedUpdate, Phase, RememberedLease};
 use crate::rules::window::RebootWindows;
 use crate::transport::tls::TlsMode;
 use crate::transport::Dialer;
@@ -412,15 +412,48 @@ impl HostAgent {
         }
         let pending = Self::with_watchdog(&self.notify, self.updates.pending()).await;
         match pending {
-            Ok(Some(update)) => {
-                info!("update pending: {}", update.reason);
-                return Some(Event::UpdatePending(update));
+            Ok(Some(update)) => match self.phase_file.failed_update() {
+                Ok(Some(failed)) if failed.blocks(&update) => self.warn_once(
+                    format!(
+                        "idle: not rebooting for {}: it did not take (found {}); waiting for a \
+                         newer update (to try this one again, remove {})",
+                        update.reason,
+                        failed.failed_at,
+                        self.phase_file.failed_update_path().display()
+                    ),
+                    &failed.error,
+                ),
+                Ok(_) => {
+                    info!("update pending: {}", update.reason);
+                    return Some(Event::UpdatePending(update));
+                }
+                // Unreadable: not rebooting, rather than perhaps again for
+                // an update that did not take.
+                Err(e) => self.warn_once(
+                    format!("idle: {} is pending, but not rebooting", update.reason),
+                    &e.to_string(),
+                ),
+            },
+            Ok(None) => {
+                // Nothing pending: back to the plain idle status.
+                if self.last_status.take().is_some() {
+                    self.notify.status(&self.phase.describe());
+                }
             }
-            Ok(None) => {}
             Err(e) => warn!("update source: {e}"),
         }
         self.wait_for_update_news().await;
         None
+    }
+
+    /// Tells systemd `status` and the journal `status` with `why`, as a
+    /// warning, once per change of `status`.
+    fn warn_once(&mut self, status: String, why: &str) {
+        if self.last_status.as_deref() != Some(status.as_str()) {
+            warn!("{status}: {why}");
+            self.notify.status(&status);
+            self.last_status = Some(status);
+        }
     }
 
     /// Waits until the update source may answer differently: its signal
@@ -690,7 +723,7 @@ impl HostAgent {
         let verified =
             Self::with_watchdog(&self.notify, self.updates.verify_after_boot(update)).await;
         match verified {
-            Ok(()) => {}
+            Ok(()) => self.forget_failed_update(update),
             // Right after boot the updater may not be up yet: ask again.
             Err(e) if e.is_transient() => {
                 warn!("cannot ask the updater yet: {e}");
@@ -698,10 +731,28 @@ impl HostAgent {
                 return None;
             }
             // The host came back without the update (e.g. a rollback): say
-            // so loudly and finish this round; the source reports the update
-            // again and the host queues again after a back-off.
+            // so loudly, remember the update so that the host does not
+            // reboot for it again, and finish this round (undrain, release).
             Err(e) => {
-                error!("update not active after the reboot: {e}");
+                let record = FailedUpdate {
+                    update: update.clone(),
+                    error: e.to_string(),
+                    failed_at: jiff::Timestamp::now().to_string(),
+                    boot_id: self.boot_id.clone(),
+                };
+                if let Err(save) = self.phase_file.save_failed_update(&record) {
+                    // Not going on unrecorded: the host would reboot for
+                    // this update again and again.
+                    error!("update not active after the reboot: {e}; cannot record it ({save}); trying again");
+                    self.wait(CHECK_RETRY).await;
+                    return None;
+                }
+                error!(
+                    "update not active after the reboot: {e}. Recorded in {}: this host will \
+                     not reboot for this update again (a newer one goes ahead; remove the file \
+                     to try this one again)",
+                    self.phase_file.failed_update_path().display()
+                );
                 self.failed = true;
             }
         }
@@ -738,6 +789,25 @@ impl HostAgent {
             }
         }
         Some(Event::Checked)
+    }
+
+    /// After `update` took: an earlier update that did not is history now.
+    fn forget_failed_update(&self, update: &phases::PendingUpdate) {
+        let earlier = match self.phase_file.failed_update() {
+            Ok(Some(earlier)) => earlier,
+            Ok(None) => return,
+            Err(e) => {
+                warn!("{e}");
+                return;
+            }
+        };
+        match self.phase_file.clear_failed_update() {
+            Ok(_) => info!(
+                "{} is active; forgetting that {} did not take",
+                update.reason, earlier.update.reason
+            ),
+            Err(e) => warn!("{e}"),
+        }
     }
 
     async fn undraining(

@@ -20,6 +20,44 @@ pub struct PendingUpdate {
     pub new_version: Option<String>,
 }
 
+impl PendingUpdate {
+    /// Whether `other` is the same update: the same source and, where the
+    /// source names a version (update_engine), the same version; otherwise
+    /// the same reason (apt's package list; a sentinel's file or command,
+    /// which names no version and so is always the same update).
+    pub fn is_same_update(&self, other: &PendingUpdate) -> bool {
+        self.source == other.source
+            && match (&self.new_version, &other.new_version) {
+                (Some(a), Some(b)) => a == b,
+                (None, None) => self.reason == other.reason,
+                _ => false,
+            }
+    }
+}
+
+/// An update that did not take: after its reboot the check found it not
+/// active (the old version booted, or the updater still wants a reboot).
+/// Kept on disk so that the host does not reboot for that update again; a
+/// different update goes ahead, and an operator may remove the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedUpdate {
+    /// The update, as the source reported it before the reboot.
+    pub update: PendingUpdate,
+    /// What the check after the reboot found, in words.
+    pub error: String,
+    /// When the check failed (RFC 3339, stamped by the agent).
+    pub failed_at: String,
+    /// The boot in which it failed.
+    pub boot_id: String,
+}
+
+impl FailedUpdate {
+    /// Whether this record stops the host from rebooting for `pending`.
+    pub fn blocks(&self, pending: &PendingUpdate) -> bool {
+        self.update.is_same_update(pending)
+    }
+}
+
 /// What the Kubernetes drain did, kept across the reboot so that the node
 /// is uncordoned after boot only if we cordoned it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -432,6 +470,62 @@ mod tests {
             "holding reboot lease (group workers, token 412): draining"
         );
         assert_eq!(Phase::Idle.describe(), "idle: no update pending");
+    }
+
+    fn flatcar(version: Option<&str>) -> PendingUpdate {
+        PendingUpdate {
+            source: "flatcar".into(),
+            reason: match version {
+                Some(v) => format!("update_engine: Flatcar {v} downloaded"),
+                None => "update_engine: an update is downloaded and needs a reboot".into(),
+            },
+            new_version: version.map(str::to_string),
+        }
+    }
+
+    fn failed(update: PendingUpdate) -> FailedUpdate {
+        FailedUpdate {
+            update,
+            error: "the update did not take".into(),
+            failed_at: "2025-01-01T00:00:00Z".into(),
+            boot_id: "boot-b".into(),
+        }
+    }
+
+    #[test]
+    fn a_failed_update_blocks_only_the_same_update() {
+        let record = failed(flatcar(Some("4152.2.1")));
+        assert!(record.blocks(&flatcar(Some("4152.2.1"))));
+        assert!(
+            !record.blocks(&flatcar(Some("4152.2.2"))),
+            "a newer version"
+        );
+        assert!(
+            !record.blocks(&flatcar(None)),
+            "a version unknown is not the same"
+        );
+        // Another source never matches, even with the same words.
+        let mut apt = flatcar(Some("4152.2.1"));
+        apt.source = "apt".into();
+        assert!(!record.blocks(&apt));
+        // Without versions the reason tells: apt's package list.
+        let packages = |list: &str| PendingUpdate {
+            source: "apt".into(),
+            reason: format!("packages: {list}"),
+            new_version: None,
+        };
+        let record = failed(packages("linux-image-6.1.0-28-amd64"));
+        assert!(record.blocks(&packages("linux-image-6.1.0-28-amd64")));
+        assert!(!record.blocks(&packages("linux-image-6.1.0-29-amd64")));
+        // A sentinel names no version: the same file is the same update.
+        assert!(failed(update()).blocks(&update()));
+    }
+
+    #[test]
+    fn a_failed_update_round_trips_through_json() {
+        let record = failed(flatcar(Some("4152.2.1")));
+        let text = serde_json::to_string(&record).unwrap();
+        assert_eq!(serde_json::from_str::<FailedUpdate>(&text).unwrap(), record);
     }
 
     #[test]
