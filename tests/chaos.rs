@@ -428,21 +428,32 @@ impl Drop for VoterProc {
 /// Channels to the voters (at their bridge addresses) as the test's admin.
 #[derive(Clone)]
 struct Clients {
+    tls: TlsMode,
     dialer: Dialer,
     addresses: Vec<String>,
 }
 
 impl Clients {
+    /// Short timeouts: a client that fails over fast, so that the figures
+    /// are the cluster's, not the client's patience.
     fn new(tls: &TlsMode, addresses: Vec<String>) -> Clients {
-        // Short timeouts and keep-alives: a client that fails over fast, so
-        // the figures are the cluster's, not the client's patience.
         let dialer = Dialer::new(
             Duration::from_millis(500),
             Duration::from_secs(2),
             tls.clone(),
-        )
-        .with_keep_alive(Duration::from_millis(500), Duration::from_secs(1));
-        Clients { dialer, addresses }
+        );
+        Clients {
+            tls: tls.clone(),
+            dialer,
+            addresses,
+        }
+    }
+
+    /// The same clients on new connections: a connection that lived through
+    /// a cut link can wait seconds for TCP's next retransmission, which
+    /// would be measured as the cluster's time.
+    fn fresh(&self) -> Clients {
+        Clients::new(&self.tls, self.addresses.clone())
     }
 
     fn channel(&self, i: usize) -> Channel {
@@ -899,8 +910,6 @@ struct Chaos {
     voters: Vec<VoterProc>,
     net: Net,
     bin: PathBuf,
-    /// The test admin's TLS, for every client.
-    mode: TlsMode,
     clients: Clients,
     admin_args: Vec<String>,
     figures: Figures,
@@ -996,7 +1005,6 @@ impl Chaos {
             voters,
             net,
             bin,
-            mode,
             clients,
             admin_args,
             figures: Figures::default(),
@@ -1064,8 +1072,10 @@ impl Chaos {
         }
     }
 
-    fn count(&mut self, fault: &'static str) {
+    /// Counts a fault that starts now (on new connections).
+    fn begin(&mut self, fault: &'static str) {
         *self.figures.faults.entry(fault).or_default() += 1;
+        self.clients = self.clients.fresh();
     }
 
     /// From a fault at `from`: until a write sent to `targets` after it is answered.
@@ -1092,6 +1102,7 @@ impl Chaos {
         mut returning_term: Option<u64>,
         healed: Instant,
     ) {
+        self.clients = self.clients.fresh();
         let targets = others(voter);
         let writes = probe_writes(&self.clients, &targets, WINDOW, false);
         let clients = self.clients.clone();
@@ -1151,7 +1162,7 @@ impl Chaos {
     /// kill -9 of the leader; restarted with the same state after [`FAULT`].
     async fn kill_leader(&mut self) {
         let fault = "kill-leader";
-        self.count(fault);
+        self.begin(fault);
         let leader = leader_of(&self.leader(&all()).await);
         eprintln!("chaos: {fault}: kill -9 {}", self.name(leader));
         self.voters[leader].kill();
@@ -1168,7 +1179,7 @@ impl Chaos {
     /// SIGSTOP of the leader; SIGCONT after [`FAULT`].
     async fn stop_leader(&mut self) {
         let fault = "stop-leader";
-        self.count(fault);
+        self.begin(fault);
         let status = self.leader(&all()).await;
         let leader = leader_of(&status);
         eprintln!("chaos: {fault}: SIGSTOP {}", self.name(leader));
@@ -1185,7 +1196,7 @@ impl Chaos {
 
     /// Voter `victim` (the leader or a follower) loses its link for [`FAULT`].
     async fn isolate(&mut self, fault: &'static str, leader: bool) {
-        self.count(fault);
+        self.begin(fault);
         let status = self.leader(&all()).await;
         let victim = if leader {
             leader_of(&status)
@@ -1211,7 +1222,7 @@ impl Chaos {
     /// both still reach the third voter.
     async fn cut_leader_follower(&mut self) {
         let fault = "cut-leader-follower";
-        self.count(fault);
+        self.begin(fault);
         let status = self.leader(&all()).await;
         let leader = leader_of(&status);
         let follower = (leader + 1) % VOTERS;
@@ -1238,13 +1249,14 @@ impl Chaos {
 
     /// Every voter's link degraded for [`FAULT`]: writes go on through all.
     async fn degrade(&mut self, fault: &'static str, apply: impl Fn(&Net, bool)) {
-        self.count(fault);
+        self.begin(fault);
         let before = self.leader(&all()).await;
         eprintln!("chaos: {fault}: on every voter's link");
         apply(&self.net, true);
         let from = Instant::now();
         let answered = probe_writes(&self.clients, &all(), FAULT, false).await;
         apply(&self.net, false);
+        self.clients = self.clients.fresh();
         let gap = longest_gap(from, from + FAULT, answered);
         let after = self.leader(&all()).await;
         eprintln!(
@@ -1387,7 +1399,7 @@ async fn voters_in_namespaces_stay_safe_under_a_nemesis() {
     }
 
     // The hosts: their own channels, so that probes do not queue behind them.
-    let hosts = Clients::new(&chaos.mode, chaos.clients.addresses.clone());
+    let hosts = chaos.clients.fresh();
     let lease: Vec<LeaseClient<Channel>> = (0..VOTERS).map(|i| hosts.lease(i)).collect();
     let work = Arc::new(Workload::default());
     let mut tasks = JoinSet::new();
