@@ -6,6 +6,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={proto}");
     }
     let descriptors = protox::compile(protos, ["proto"])?;
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    // Small per-call buffers: see src/codec.rs.
+    tonic_prost_build::configure()
+        .codec_path("crate::codec::SmallBufferCodec")
+        .compile_fds(descriptors)?;
     Ok(())
 }

@@ -140,6 +140,41 @@ fn leader_kill_keeps_the_grant_and_the_voter_rejoins() {
     );
 }
 
+/// Sends `signal` (STOP, CONT) to voter `i`.
+fn signal(cluster: &TestCluster, i: usize, signal: &str) {
+    let pid = cluster.voters[i].pid().expect("voter runs");
+    let status = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// Without a pre-vote, a follower that was paused past the election
+/// timeout stands for election the moment it runs again, and its higher
+/// term makes the healthy leader step down.
+#[test]
+fn a_voter_back_from_a_pause_does_not_depose_the_leader() {
+    let cluster = TestCluster::start(3, "");
+    let before = cluster.wait_for_leader(Duration::from_secs(10));
+    let leader = before["leader"].as_u64().unwrap() as usize - 1;
+    let paused = (leader + 1) % 3;
+    for _ in 0..2 {
+        signal(&cluster, paused, "STOP");
+        std::thread::sleep(Duration::from_secs(2));
+        signal(&cluster, paused, "CONT");
+        // Well past the time it would take the paused voter to stand.
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let after = cluster.wait_for_leader(Duration::from_secs(5));
+    assert_eq!(
+        (&after["leader"], &after["term"]),
+        (&before["leader"], &before["term"]),
+        "the leader changed or the term rose: before {before}\nafter {after}\n{}",
+        cluster.all_logs()
+    );
+}
+
 #[test]
 fn all_voters_killed_and_restarted_keep_the_lease_state_exactly() {
     let mut cluster = TestCluster::start(3, "");

@@ -396,3 +396,27 @@ impl AgentHost {
         }
     }
 }
+
+impl Drop for TestCluster {
+    /// A failing test shows what the voters said about leadership, so a
+    /// flaky election can be told from a bug.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for (i, voter) in self.voters.iter().enumerate() {
+            let log = voter.log();
+            let _ = std::fs::write(format!("/tmp/failed-voter-{}.log", i + 1), &log);
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("leader") || l.contains("election") || l.contains("WARN"))
+                .collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!(
+                "--- voter {} (leadership, warnings; last 40)\n{}",
+                i + 1,
+                tail.join("\n")
+            );
+        }
+    }
+}

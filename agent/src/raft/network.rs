@@ -19,6 +19,11 @@ use serde::Serialize;
 use crate::raft::types::{from_payload, to_payload, NodeId, TypeConfig, VoterNode};
 use crate::transport::Dialer;
 
+/// How long replication to a peer that did not answer waits before it
+/// tries again (openraft's default is 500 ms, which a follower back from a
+/// partition would wait out before it is caught up).
+const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(100);
+
 /// When each peer last answered a raft RPC: the leader's view of who is reachable.
 #[derive(Clone, Default)]
 pub struct PeerHealth {
@@ -113,8 +118,10 @@ impl PeerConnection {
             Rpc::InstallSnapshot => client.install_snapshot(request).await,
         };
         let reply = reply.map_err(|status| match status.code() {
-            // Unavailable: could not connect or the connection broke; openraft
-            // backs off from unreachable peers instead of hammering them.
+            // Could not connect, or the connection broke (also: its pings
+            // went unanswered): openraft backs off from unreachable peers
+            // instead of hammering them. A call that merely timed out is
+            // retried at once: the peer is busy, not gone.
             tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&status)),
             _ => RPCError::Network(NetworkError::new(&status)),
         })?;
@@ -132,6 +139,10 @@ impl PeerConnection {
 }
 
 impl RaftNetwork<TypeConfig> for PeerConnection {
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(UNREACHABLE_BACKOFF))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,

@@ -97,6 +97,7 @@ pub enum Rpc {
     RaftAppendEntries,
     RaftVote,
     RaftInstallSnapshot,
+    RaftPreVote,
     Acquire,
     Release,
     Wait,
@@ -139,10 +140,11 @@ impl Allowed {
 
 impl Rpc {
     /// Every RPC, for tests that go through all of them.
-    pub const ALL: [Rpc; 15] = [
+    pub const ALL: [Rpc; 16] = [
         Rpc::RaftAppendEntries,
         Rpc::RaftVote,
         Rpc::RaftInstallSnapshot,
+        Rpc::RaftPreVote,
         Rpc::Acquire,
         Rpc::Release,
         Rpc::Wait,
@@ -163,6 +165,7 @@ impl Rpc {
             Rpc::RaftAppendEntries => "/baton.v1.Raft/AppendEntries",
             Rpc::RaftVote => "/baton.v1.Raft/Vote",
             Rpc::RaftInstallSnapshot => "/baton.v1.Raft/InstallSnapshot",
+            Rpc::RaftPreVote => "/baton.v1.Raft/PreVote",
             Rpc::Acquire => "/baton.v1.Lease/Acquire",
             Rpc::Release => "/baton.v1.Lease/Release",
             Rpc::Wait => "/baton.v1.Lease/Wait",
@@ -192,9 +195,11 @@ impl Rpc {
 
     fn allowed(self) -> Allowed {
         match self {
-            Rpc::RaftAppendEntries | Rpc::RaftVote | Rpc::RaftInstallSnapshot | Rpc::KeepAlive => {
-                Allowed::Voters
-            }
+            Rpc::RaftAppendEntries
+            | Rpc::RaftVote
+            | Rpc::RaftInstallSnapshot
+            | Rpc::RaftPreVote
+            | Rpc::KeepAlive => Allowed::Voters,
             Rpc::Status | Rpc::Watch => Allowed::Anyone,
             Rpc::Acquire | Rpc::Release | Rpc::Wait => Allowed::LeaseTakers,
             Rpc::Pause

@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::config::{Settings, VoterSettings};
 use crate::log_fields::lease_span;
+use crate::raft::election::{self, ElectionTiming};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{NetworkFactory, PeerHealth};
 use crate::raft::service::RaftService;
@@ -70,6 +71,13 @@ pub enum NodeError {
     Serve(#[from] tonic::transport::Error),
 }
 
+/// Voters ping each other's connections this often, and give up on one
+/// whose ping goes unanswered this long: a dead link is replaced within
+/// 1-1.5 s (a shorter timeout would drop live links of a voter that is
+/// merely busy).
+const PEER_PING_INTERVAL: Duration = Duration::from_millis(500);
+const PEER_PING_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A voter that serves until asked to stop.
 pub struct Voter {
     pub id: NodeId,
@@ -91,6 +99,8 @@ fn raft_config(settings: &Settings) -> Result<Config, openraft::ConfigError> {
         // A narrow range keeps failover fast (openraft's leader lease is the
         // maximum) while still spreading candidates apart.
         election_timeout_max: election_ms * 3 / 2,
+        // Elections are started by `raft::election` after a pre-vote.
+        enable_elect: false,
         install_snapshot_timeout: cluster.request_timeout.as_millis() as u64,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(cluster.snapshot_every),
         // Keep some log after a snapshot so a briefly lagging follower is
@@ -138,7 +148,8 @@ impl Voter {
             settings.cluster.connect_timeout,
             settings.cluster.request_timeout,
             tls.clone(),
-        );
+        )
+        .with_keep_alive(PEER_PING_INTERVAL, PEER_PING_TIMEOUT);
         let health = PeerHealth::default();
         let network = NetworkFactory::new(dialer.clone(), health.clone());
         let config = Arc::new(raft_config(settings)?);
@@ -166,6 +177,7 @@ impl Voter {
             .listen
             .ok_or_else(|| NodeError::RaftStart("a voter needs [cluster] listen".into()))?;
         let incoming = transport::listen(listen, tls).await?;
+        let timing = ElectionTiming::new(settings.cluster.election_timeout);
         let (stop_server, mut stop_rx) = watch::channel(false);
         let voters = VoterNames::new(
             raft.clone(),
@@ -184,7 +196,7 @@ impl Voter {
             .load_shed(true)
             .layer(AuthLayer::new(voters))
             .add_service(
-                RaftServer::new(RaftService::new(raft.clone()))
+                RaftServer::new(RaftService::new(raft.clone(), timing))
                     .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
             )
@@ -218,6 +230,7 @@ impl Voter {
         }
 
         let background = vec![
+            tokio::spawn(election::run(raft.clone(), cluster.dialer.clone(), timing)),
             tokio::spawn(expire_loop(cluster.clone(), settings.lease.hold_timeout)),
             tokio::spawn(session_loops::dispatch_changes(cluster.clone())),
             tokio::spawn(session_loops::keep_alive(cluster.clone())),
