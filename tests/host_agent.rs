@@ -255,6 +255,11 @@ fn agent_pid(dir: &std::path::Path) -> Option<u32> {
         })
 }
 
+fn sigterm(pid: u32) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("a pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+}
+
 #[test]
 fn an_idle_host_asks_its_update_source_once_per_poll_interval_and_stops_at_once() {
     let cluster = TestCluster::start(3, "");
@@ -281,11 +286,7 @@ fn an_idle_host_asks_its_update_source_once_per_poll_interval_and_stops_at_once(
     // SIGTERM in the middle of the 10 s wait ends the agent promptly.
     let pid = agent_pid(host.dir()).expect("the agent's pid");
     let stopping = Instant::now();
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(sent.success());
+    sigterm(pid);
     let status = host.wait_exit(Duration::from_secs(5));
     assert!(
         status.is_some_and(|s| s.success()),
@@ -298,4 +299,86 @@ fn an_idle_host_asks_its_update_source_once_per_poll_interval_and_stops_at_once(
         stopping.elapsed()
     );
     assert_eq!(lines(&probes), 1, "{}", host.log());
+}
+
+/// Under systemd with `WatchdogSec=1.5s` (as WATCHDOG_USEC says), an agent
+/// in a 10 s idle wait still sends WATCHDOG=1 at least every 1.5 s: long
+/// waits feed the watchdog. Plays systemd's notification socket.
+#[test]
+fn a_long_idle_wait_keeps_feeding_the_watchdog() {
+    use std::os::unix::net::UnixDatagram;
+
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let dir = cluster.layout.root().join("watched");
+    let (sections, probes) = counting_sentinel(&dir, "10s");
+    let host = AgentHost::with_sections(&cluster, "watched", Some(&sections), "");
+    let socket_path = host.dir().join("notify");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind the notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("read timeout");
+    let log = std::fs::File::create(host.dir().join("watched.log")).expect("log file");
+    let mut agent = std::process::Command::new(crate::support::baton_bin())
+        .args(["agent", "--config"])
+        .arg(host.dir().join("baton.toml"))
+        .arg("--vendor-dir")
+        .arg(host.dir().join("no-vendor"))
+        .env("RUST_LOG", "info")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "1500000")
+        .env_remove("WATCHDOG_PID")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn baton agent");
+
+    let mut ready = false;
+    let mut pings: Vec<Instant> = Vec::new();
+    let mut buf = [0u8; 4096];
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(6) {
+        let Ok(n) = socket.recv(&mut buf) else {
+            continue;
+        };
+        let message = String::from_utf8_lossy(&buf[..n]);
+        ready |= message.lines().any(|l| l == "READY=1");
+        if message.lines().any(|l| l == "WATCHDOG=1") {
+            pings.push(Instant::now());
+        }
+    }
+    sigterm(agent.id());
+    let mut stopping = false;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(n) = socket.recv(&mut buf) {
+            stopping |= String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .any(|l| l == "STOPPING=1");
+        }
+        if stopping {
+            break;
+        }
+    }
+    let exited = agent.wait().expect("wait for the agent");
+    let agent_log = std::fs::read_to_string(host.dir().join("watched.log")).unwrap_or_default();
+    assert!(ready, "no READY=1:\n{agent_log}");
+    assert!(stopping, "no STOPPING=1 after SIGTERM:\n{agent_log}");
+    assert!(exited.success(), "{exited:?}:\n{agent_log}");
+    assert_eq!(lines(&probes), 1, "one probe in 6 s:\n{agent_log}");
+    assert!(
+        pings.len() >= 4,
+        "{} pings in 6 s:\n{agent_log}",
+        pings.len()
+    );
+    let longest = pings
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    assert!(
+        longest < Duration::from_millis(1500),
+        "{longest:?} without WATCHDOG=1 (WatchdogSec=1.5s):\n{agent_log}"
+    );
 }

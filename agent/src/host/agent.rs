@@ -345,8 +345,9 @@ impl HostAgent {
     }
 
     /// Runs `work` (bounded by its own timeouts, or ended by `run` on
-    /// shutdown) while pinging the watchdog every half `WatchdogSec`, since
-    /// hooks, drains and waits may take longer than that.
+    /// shutdown) while pinging the watchdog: at once (the lease calls before
+    /// it are not fed) and then every half `WatchdogSec`, since hooks,
+    /// drains and waits may take longer than that.
     async fn with_watchdog<T>(
         notify: &ServiceManager,
         work: impl std::future::Future<Output = T>,
@@ -355,7 +356,9 @@ impl HostAgent {
             return work.await;
         };
         tokio::pin!(work);
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        // The first tick is at once.
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 out = &mut work => return out,
