@@ -17,3 +17,4 @@ mod layers;
 mod queue;
 mod security;
 mod storage;
+mod supervision;

@@ -121,7 +121,12 @@ impl TestCluster {
             .expect("spawn baton agent");
     }
 
-    /// Waits for voter `i`'s process to exit by itself.
+    /// Voter `i`'s exit status if it has ended by itself (no wait, no kill).
+    pub fn exited(&mut self, i: usize) -> Option<ExitStatus> {
+        self.voters[i].exited()
+    }
+
+    /// Waits for voter `i`'s process to exit by itself (killed if it has not by then).
     pub fn wait_exit(&mut self, i: usize, within: Duration) -> Option<ExitStatus> {
         self.voters[i].wait_exit(within)
     }
@@ -406,7 +411,6 @@ impl Drop for TestCluster {
         }
         for (i, voter) in self.voters.iter().enumerate() {
             let log = voter.log();
-            let _ = std::fs::write(format!("/tmp/failed-voter-{}.log", i + 1), &log);
             let lines: Vec<&str> = log
                 .lines()
                 .filter(|l| l.contains("leader") || l.contains("election") || l.contains("WARN"))

@@ -30,7 +30,7 @@ mod host;
 mod cli;
 
 // What the binary (main.rs) and the man-page generator (examples/gen_docs.rs) need.
-pub use cli::logging::{init as init_logging, report_error};
+pub use cli::logging::{error_chain, init as init_logging, report_error};
 pub use cli::{run, Cli, CliError, EXIT_CONFIG, EXIT_NOPERM, EXIT_QUEUED, EXIT_UNAVAILABLE};
 
 // The local fleet launcher: `baton demo`, examples/lease_bench.rs and the integration tests.

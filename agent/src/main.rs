@@ -25,16 +25,7 @@ fn main() -> ExitCode {
     match runtime.block_on(baton::run(cli)) {
         Ok(code) => code,
         Err(error) => {
-            let mut message = error.to_string();
-            let mut source = std::error::Error::source(&error);
-            while let Some(cause) = source {
-                let text = cause.to_string();
-                if !message.contains(&text) {
-                    message.push_str(": ");
-                    message.push_str(&text);
-                }
-                source = cause.source();
-            }
+            let message = baton::error_chain(&error);
             baton::report_error(&message);
             error.exit_code()
         }

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::logging::error_chain;
 use super::CliError;
 use crate::config::{Settings, TlsSettings};
 use crate::host::agent::HostAgent;
@@ -66,7 +67,7 @@ pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCo
         .map_err(CliError::Signal)?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
 
-    let voter = match settings.this_voter() {
+    let mut voter = match settings.this_voter() {
         Some(_) => Some(Voter::start(&settings, tls.clone()).await?),
         None => None,
     };
@@ -83,9 +84,16 @@ pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCo
                 .to_string(),
         )
     } else {
-        let host = HostAgent::start(settings.clone(), notify.clone(), tls).await?;
-        agent = Some(tokio::spawn(host.run(stopped)));
-        None
+        match HostAgent::start(settings.clone(), notify.clone(), tls).await {
+            Ok(host) => {
+                agent = Some(tokio::spawn(host.run(stopped)));
+                None
+            }
+            // The voter serves the whole fleet: one host's broken agent
+            // state must not take it down.
+            Err(e) if voter.is_some() => Some(agent_down(&e.to_string())),
+            Err(e) => return Err(e.into()),
+        }
     };
     match &idle_reason {
         Some(reason) => {
@@ -94,44 +102,72 @@ pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCo
         }
         None => notify.ready(),
     }
-    // Without the host agent's loop, a ticker feeds the watchdog: it stops
-    // if the runtime itself stalls.
-    let pinger = agent.is_none().then(|| {
-        let every = notify
-            .watchdog_interval()
-            .unwrap_or(Duration::from_secs(10));
-        let notify = notify.clone();
-        tokio::spawn(async move {
-            loop {
-                notify.watchdog_ping();
-                tokio::time::sleep(every).await;
-            }
-        })
-    });
 
-    let agent_failed = tokio::select! {
-        _ = term.recv() => { tracing::info!("SIGTERM: stopping"); None }
-        _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping"); None }
-        done = async {
-            match agent.as_mut() {
-                Some(task) => task.await,
-                None => std::future::pending().await,
+    // The host agent pings the watchdog from its own loop; this loop pings
+    // when there is no agent, and, with a voter, pings (and lets the agent
+    // ping) only while the raft core and the gRPC server answer.
+    let mut ticks = tokio::time::interval(
+        notify
+            .watchdog_interval()
+            .unwrap_or(Duration::from_secs(10)),
+    );
+    let stop_cause = loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break StopCause::Signal }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping"); break StopCause::Signal }
+            failure = async {
+                match voter.as_mut() {
+                    Some(voter) => voter.failure().await,
+                    None => std::future::pending().await,
+                }
+            } => break StopCause::VoterFailed(failure),
+            done = async {
+                match agent.as_mut() {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                agent = None;
+                let failed = match done {
+                    Ok(Ok(())) => break StopCause::Signal,
+                    Ok(Err(e)) => CliError::Agent(e),
+                    Err(join) => CliError::Usage(format!("host agent crashed: {join}")),
+                };
+                if voter.is_none() {
+                    break StopCause::AgentFailed(failed);
+                }
+                notify.status(&agent_down(&error_chain(&failed)));
             }
-        } => Some(done),
+            _ = ticks.tick() => {
+                if let Some(voter) = &voter {
+                    let alive = voter.responsive().await;
+                    if !alive {
+                        tracing::error!("the raft core or the gRPC server does not answer: not feeding the watchdog");
+                    }
+                    notify.set_others_alive(alive);
+                }
+                if agent.is_none() {
+                    notify.watchdog_ping();
+                }
+            }
+        }
     };
     notify.stopping();
     let _ = stop.send(true);
-    if let Some(pinger) = pinger {
-        pinger.abort();
-    }
     if let Some(tls_watch) = tls_watch {
         tls_watch.abort();
     }
-    let result = match agent_failed {
-        Some(Ok(Err(e))) => Err(CliError::Agent(e)),
-        Some(Err(join)) => Err(CliError::Usage(format!("host agent crashed: {join}"))),
-        Some(Ok(Ok(()))) => Ok(()),
-        None => {
+    let result = match stop_cause {
+        StopCause::VoterFailed(failure) => {
+            // Exit non-zero at once: systemd restarts baton from what is on
+            // disk. The agent's own state is safe on disk at every step.
+            if let Some(task) = agent {
+                task.abort();
+            }
+            return Err(failure.into());
+        }
+        StopCause::AgentFailed(e) => Err(e),
+        StopCause::Signal => {
             if let Some(task) = agent {
                 // The agent leaves the queue if it waits; give it a moment.
                 match tokio::time::timeout(Duration::from_secs(5), task).await {
@@ -147,6 +183,23 @@ pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCo
         voter.stop().await;
     }
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// Why the daemon's main loop ended.
+enum StopCause {
+    /// SIGTERM/SIGINT, or the agent finished on its own.
+    Signal,
+    VoterFailed(crate::server::voter::NodeError),
+    AgentFailed(CliError),
+}
+
+/// The log line and STATUS= of a voter whose host agent stopped.
+fn agent_down(error: &str) -> String {
+    let text = format!(
+        "host agent stopped: {error}; this voter keeps serving the lease, but this host takes no updates until the cause is fixed and baton restarted (systemctl restart baton)"
+    );
+    tracing::error!("{text}");
+    text
 }
 
 /// How this daemon talks to the cluster; unreadable TLS files are a

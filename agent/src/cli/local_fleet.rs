@@ -328,6 +328,13 @@ impl LocalHost {
 
     /// Waits up to `within` for the process to exit by itself; kills it
     /// when it does not. None when it was not running or did not exit.
+    /// The exit status if the process has ended by itself; never waits or kills.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        let status = self.process.as_mut()?.try_wait().ok()??;
+        self.process = None;
+        Some(status)
+    }
+
     pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
         let mut child = self.process.take()?;
         let deadline = Instant::now() + within;

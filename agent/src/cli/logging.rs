@@ -362,6 +362,22 @@ fn filter(daemon: bool, env: Option<&str>) -> (EnvFilter, Option<String>) {
     }
 }
 
+/// An error and its causes as one line; a cause already quoted by the
+/// error before it is not repeated.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@
 //! and systemd restarts the unit); `stopping()` on SIGTERM.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +41,10 @@ pub struct ServiceManager {
     /// Standing warnings appended to every STATUS= (plaintext, a
     /// certificate about to expire), by topic.
     warnings: Arc<Mutex<BTreeMap<&'static str, String>>>,
+    /// Set while a part of the process that does not ping itself (the
+    /// voter's raft core and gRPC server) does not answer: pings from the
+    /// others stop too, so the watchdog sees the whole process.
+    others_stuck: Arc<AtomicBool>,
 }
 
 impl ServiceManager {
@@ -51,6 +56,7 @@ impl ServiceManager {
             notify,
             watchdog: watchdog.filter(|_| notify),
             warnings: Arc::default(),
+            others_stuck: Arc::default(),
         }
     }
 
@@ -106,9 +112,16 @@ impl ServiceManager {
         self.watchdog.map(|d| d / 2)
     }
 
-    /// WATCHDOG=1: the main loop made progress. A no-op without a watchdog.
+    /// Whether the parts that do not ping themselves answer; while they do
+    /// not, [`Self::watchdog_ping`] sends nothing.
+    pub fn set_others_alive(&self, alive: bool) {
+        self.others_stuck.store(!alive, Ordering::Relaxed);
+    }
+
+    /// WATCHDOG=1: the main loop made progress. A no-op without a watchdog,
+    /// and while [`Self::set_others_alive`] says another part is stuck.
     pub fn watchdog_ping(&self) {
-        if self.watchdog.is_some() {
+        if self.watchdog.is_some() && !self.others_stuck.load(Ordering::Relaxed) {
             self.send("WATCHDOG=1", &[NotifyState::Watchdog]);
         }
     }
@@ -262,6 +275,10 @@ mod tests {
         manager.ready_with_status("idle: no update pending");
         manager.status("waiting for lease:\nposition 3 of 5");
         manager.watchdog_ping();
+        // A stuck voter silences the pings of the rest (one WATCHDOG=1 above).
+        manager.set_others_alive(false);
+        manager.watchdog_ping();
+        manager.set_others_alive(true);
         manager.stopping();
     }
 

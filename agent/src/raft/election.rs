@@ -18,6 +18,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
+use futures::stream::{FuturesUnordered, StreamExt};
 use openraft::ServerState;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -153,6 +154,9 @@ pub async fn answer(
 pub async fn run(raft: Raft, dialer: Dialer, timing: ElectionTiming) {
     let tick = (timing.timeout / 16).max(Duration::from_millis(5));
     let mut patience = timing.patience();
+    // After an election that made no leader: random too, or two candidates
+    // that split the vote would try again in step and split it again.
+    let mut candidate_patience = timing.retry_after() * 2;
     // Not before this: set after a failed attempt, so a voter whose
     // pre-votes are refused does not ask again on every tick.
     let mut next_try = Instant::now();
@@ -179,29 +183,35 @@ pub async fn run(raft: Raft, dialer: Dialer, timing: ElectionTiming) {
             continue;
         }
         patience = timing.patience();
+        candidate_patience = timing.retry_after() * 2;
         next_try = Instant::now() + timing.retry_after();
         let request = PreVoteRequest {
             candidate: me,
             last_log_id: raft.data_metrics().borrow().last_log,
         };
         let voters: Vec<NodeId> = membership.voter_ids().collect();
-        let asks = voters
+        let mut asks: FuturesUnordered<_> = voters
             .iter()
             .filter(|id| **id != me)
-            .filter_map(|id| membership.get_node(id).map(|node| (*id, node.clone())))
-            .map(|(id, node)| {
+            .filter_map(|id| membership.get_node(id).cloned())
+            .map(|node| {
                 let dialer = dialer.clone();
                 let request = request.clone();
-                async move {
-                    let answer = pre_vote(&dialer, &node, &request, timing.ask_timeout).await;
-                    (id, answer)
-                }
-            });
-        let answers = futures::future::join_all(asks).await;
-        let yes = 1 + answers
-            .iter()
-            .filter(|(_, answer)| matches!(answer, Ok(PreVoteResponse { granted: true })))
-            .count();
+                async move { pre_vote(&dialer, &node, &request, timing.ask_timeout).await }
+            })
+            .collect();
+        // Stand as soon as a majority agrees: waiting for the slowest
+        // answer (the dead leader's timeout) would make every follower
+        // that lost the leader stand at the same moment, and split the vote.
+        let mut yes = 1;
+        while yes * 2 <= voters.len() {
+            match asks.next().await {
+                Some(Ok(PreVoteResponse { granted: true })) => yes += 1,
+                Some(_) => {}
+                None => break,
+            }
+        }
+        drop(asks);
         if yes * 2 > voters.len() {
             info!(
                 BATON_NODE = me,

@@ -69,7 +69,14 @@ pub enum NodeError {
     Transport(#[from] TransportError),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("gRPC server stopped: {0}")]
+    ServerGone(String),
+    #[error("raft stopped: {0} (the log or the disk under the state directory failed; see the errors above)")]
+    RaftFatal(String),
 }
+
+/// How long the raft core may take to answer a liveness probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Voters ping each other's connections this often, and give up on one
 /// whose ping goes unanswered this long: a dead link is replaced within
@@ -245,6 +252,39 @@ impl Voter {
             stop_server,
             background,
         })
+    }
+
+    /// Resolves when the voter can no longer serve: openraft stopped on a
+    /// fatal error (storage, a failed fsync), or the gRPC server ended.
+    /// The daemon then exits non-zero, so systemd restarts it from what
+    /// is on disk. After this, drop the voter (do not `stop` it).
+    pub async fn failure(&mut self) -> NodeError {
+        let mut metrics = self.raft.metrics();
+        let raft_failed = async {
+            loop {
+                if let Err(fatal) = &metrics.borrow().running_state {
+                    return NodeError::RaftFatal(fatal.to_string());
+                }
+                if metrics.changed().await.is_err() {
+                    return NodeError::RaftFatal("the raft core ended".into());
+                }
+            }
+        };
+        tokio::select! {
+            error = raft_failed => error,
+            served = &mut self.server => match served {
+                Ok(Ok(())) => NodeError::ServerGone("it ended without being asked to".into()),
+                Ok(Err(e)) => NodeError::Serve(e),
+                Err(join) => NodeError::ServerGone(join.to_string()),
+            },
+        }
+    }
+
+    /// True when the raft core answers within [`PROBE_TIMEOUT`] and the
+    /// gRPC server still runs: what the systemd watchdog is fed on.
+    pub async fn responsive(&self) -> bool {
+        let core = tokio::time::timeout(PROBE_TIMEOUT, self.raft.with_raft_state(|_| ())).await;
+        matches!(core, Ok(Ok(()))) && !self.server.is_finished()
     }
 
     /// Stops serving and shuts raft down.
