@@ -543,3 +543,84 @@ fn a_voter_whose_state_was_wiped_refuses_to_rejoin_under_its_id() {
         "{log}"
     );
 }
+
+/// The raft store is gone but the member marker beside it is not: the
+/// voter refuses at once, even with no other voter to ask.
+#[test]
+fn a_voter_whose_raft_store_was_lost_refuses_even_when_nobody_answers() {
+    let mut cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    assert!(acquire(&cluster, "workers", "h1").status.success());
+    // Once it has joined, voter 1 keeps a marker beside its raft store.
+    let marker = cluster.state_dir(0).join("member");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "no marker: {}", cluster.log(0));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    let victim = 0;
+    std::fs::remove_file(cluster.state_dir(victim).join("raft.redb")).unwrap();
+    cluster.start_voter(victim);
+    let exit = cluster
+        .wait_exit(victim, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("voter exits: {}", cluster.log(victim)));
+    assert_eq!(exit.code(), Some(78), "{}", cluster.log(victim));
+    let log = cluster.log(victim);
+    assert!(log.contains("says it was a member"), "{log}");
+    assert!(log.contains("baton voter remove 1"), "{log}");
+}
+
+/// A voter whose whole state directory was wiped, started while the other
+/// voters are down, does not form a cluster of its own: it waits, and
+/// refuses once the real cluster answers and says it stored entries.
+#[test]
+fn a_wiped_voter_alone_waits_instead_of_forming_a_second_cluster() {
+    let mut cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    assert!(acquire(&cluster, "workers", "h1").status.success());
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    let victim = 0;
+    std::fs::remove_dir_all(cluster.state_dir(victim)).unwrap();
+    cluster.start_voter(victim);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(cluster.exited(victim).is_none(), "{}", cluster.log(victim));
+    // What it said since this start (the log file goes on across starts).
+    let full = cluster.log(victim);
+    let log = &full[full.rfind("starting as").unwrap_or(0)..];
+    assert!(log.contains("waiting for a majority"), "{log}");
+    assert!(
+        !log.contains("new cluster"),
+        "formed a cluster alone: {log}"
+    );
+
+    // Once the real cluster answers, the wiped voter refuses (when the
+    // leader already knows it stored entries) or is sent the real log
+    // (when the leader, itself just restarted, does not know yet): either
+    // way it never holds a state of its own.
+    cluster.start_voter(1);
+    cluster.start_voter(2);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(exit) = cluster.exited(victim) {
+            assert_eq!(exit.code(), Some(78), "{}", cluster.log(victim));
+            break;
+        }
+        let own = cluster.cli_at(&cluster.address(victim), &["status", "--json", "--stale"]);
+        if let Ok(own) = serde_json::from_slice::<serde_json::Value>(&own.stdout) {
+            if own["groups"]["workers"]["holders"][0]["holder"] == "h1" {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "neither refused nor caught up: {}",
+            cluster.log(victim)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

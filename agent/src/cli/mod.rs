@@ -252,9 +252,11 @@ impl CliError {
             CliError::Config(_) | CliError::Tls(_) | CliError::Identity(_) => {
                 ExitCode::from(EXIT_CONFIG)
             }
-            CliError::Node(NodeError::NotAVoter { .. } | NodeError::WipedState { .. }) => {
-                ExitCode::from(EXIT_CONFIG)
-            }
+            CliError::Node(
+                NodeError::NotAVoter { .. }
+                | NodeError::WipedState { .. }
+                | NodeError::StoreLost { .. },
+            ) => ExitCode::from(EXIT_CONFIG),
             CliError::Client(ClientError::Unreachable { .. }) => ExitCode::from(EXIT_UNAVAILABLE),
             CliError::Client(ClientError::Denied { .. }) => ExitCode::from(EXIT_NOPERM),
             CliError::Usage(_) => ExitCode::from(2),

@@ -171,7 +171,7 @@ pub async fn run(raft: Raft, dialer: Dialer, timing: ElectionTiming) {
         let wait = if now.follows {
             patience
         } else {
-            timing.timeout
+            candidate_patience
         };
         if now.leads || quiet < wait || Instant::now() < next_try {
             continue;

@@ -3,7 +3,11 @@
 //! A voter that lost its state dir has forgotten its vote; if it came back
 //! under the same id it could vote twice in one term and break raft's
 //! safety. The leader knows whether a voter ever stored log entries (its
-//! `matched` index), so a fresh voter asks before it does anything.
+//! `matched` index), so a fresh voter asks before it does anything. And it
+//! forms a new cluster only when a majority of the configured voters
+//! (itself included) answer and none knows a cluster: a voter that lost its
+//! state while the others are down waits for them instead of forming a
+//! second cluster of its own.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,8 +22,11 @@ use crate::transport::Dialer;
 /// What a voter without state should do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Start {
-    /// No configured voter knows of a cluster: form it from the config.
+    /// A majority of the configured voters answered and none knows of a
+    /// cluster: form it from the config.
     FormCluster,
+    /// Too few voters answer to tell: ask again.
+    Wait { answered: usize, voters: usize },
     /// A cluster exists and lists this voter, which never stored anything:
     /// the leader will send it the log (staggered first start).
     CatchUp { leader: NodeId },
@@ -38,7 +45,13 @@ pub fn decide(me: NodeId, answers: &[Option<pb::StatusResponse>]) -> Start {
         .flatten()
         .find(|s| s.leader.is_some() && s.last_applied > 0)
     else {
-        return Start::FormCluster;
+        let voters = answers.len() + 1;
+        let answered = answers.iter().flatten().count() + 1;
+        return if answered * 2 > voters {
+            Start::FormCluster
+        } else {
+            Start::Wait { answered, voters }
+        };
     };
     let leader = status.leader.unwrap_or_default();
     match status.voters.iter().find(|v| v.id == me) {
@@ -71,7 +84,7 @@ pub async fn probe(settings: &Settings, me: NodeId, dialer: &Dialer) -> Start {
             .is_some_and(|s| s.leader.is_some() && s.last_applied > 0)
     });
     let Some((address, own_view)) = formed else {
-        return Start::FormCluster;
+        return decide(me, &own_views);
     };
     // The leader's view; if it cannot be had, the peer's own view still
     // says that a cluster exists (without `matched`).
@@ -120,16 +133,42 @@ mod tests {
         }
     }
 
-    #[test]
-    fn nobody_answers_means_a_new_cluster() {
-        assert_eq!(decide(3, &[None, None]), Start::FormCluster);
+    fn pristine() -> pb::StatusResponse {
+        pb::StatusResponse::default()
     }
 
     #[test]
-    fn peers_without_a_leader_mean_a_new_cluster() {
+    fn nobody_answers_means_waiting_not_a_cluster_of_one() {
+        assert_eq!(
+            decide(3, &[None, None]),
+            Start::Wait {
+                answered: 1,
+                voters: 3
+            }
+        );
+        assert_eq!(
+            decide(5, &[Some(pristine()), None, None, None]),
+            Start::Wait {
+                answered: 2,
+                voters: 5
+            }
+        );
+    }
+
+    #[test]
+    fn a_lone_configured_voter_forms_its_cluster() {
+        assert_eq!(decide(1, &[]), Start::FormCluster);
+    }
+
+    #[test]
+    fn a_majority_of_fresh_voters_forms_a_new_cluster() {
         let mut s = status(1, &[(1, Some(1))]);
         s.leader = None;
         assert_eq!(decide(3, &[Some(s), None]), Start::FormCluster);
+        assert_eq!(
+            decide(5, &[Some(pristine()), Some(pristine()), None, None]),
+            Start::FormCluster
+        );
     }
 
     #[test]

@@ -59,6 +59,18 @@ pub enum NodeError {
     Open(#[from] OpenError),
     #[error("cannot start the raft log writer thread: {0}")]
     LogWriter(std::io::Error),
+    #[error(
+        "voter {id} has no raft state, but {} says it was a member ({since}): its raft store was lost, \
+         and a voter that forgot its vote must not start afresh under the same id. \
+         Remove it (baton voter remove {id}), delete that file, and add this host under a new id \
+         (baton voter add NEW_ID NAME ADDRESS, and the same id in [cluster].voters)",
+        marker.display()
+    )]
+    StoreLost {
+        id: NodeId,
+        marker: std::path::PathBuf,
+        since: String,
+    },
     #[error("raft storage: {0}")]
     Storage(#[from] StorageError),
     #[error("invalid raft settings: {0}")]
@@ -226,14 +238,32 @@ impl Voter {
             me.name
         );
 
+        let marker = settings.node.state_dir.join(MEMBER_MARKER);
         if pristine {
-            let start = bootstrap::probe(settings, me.id, &cluster.dialer).await;
-            if let Err(e) = begin(&raft, settings, &me, start).await {
+            let started = match member_marker(&marker) {
+                Some(since) => Err(NodeError::StoreLost {
+                    id: me.id,
+                    marker: marker.clone(),
+                    since,
+                }),
+                None => {
+                    let start = first_start(settings, me.id, &cluster.dialer).await;
+                    begin(&raft, settings, &me, start).await
+                }
+            };
+            if let Err(e) = started {
                 let _ = stop_server.send(true);
                 let _ = server.await;
                 let _ = raft.shutdown().await;
                 return Err(e);
             }
+        }
+        // From here on this voter has (or is about to get) a vote to keep.
+        if let Err(e) = write_member_marker(&marker, me.id) {
+            warn!(
+                "cannot write {}: {e}; if the raft store is lost, this voter cannot tell it was a member",
+                marker.display()
+            );
         }
 
         let background = vec![
@@ -301,6 +331,48 @@ impl Voter {
     }
 }
 
+/// A file next to the raft store, written once a voter is a member: if the
+/// store is gone but this file is not, the voter lost its vote and must not
+/// start afresh (nor form a new cluster when nobody answers).
+pub const MEMBER_MARKER: &str = "member";
+
+/// When the marker says this voter became a member, if it exists.
+fn member_marker(marker: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(marker).ok()?;
+    Some(text.trim().to_string())
+}
+
+fn write_member_marker(marker: &std::path::Path, id: NodeId) -> std::io::Result<()> {
+    if marker.exists() {
+        return Ok(());
+    }
+    let now = jiff::Timestamp::now();
+    std::fs::write(marker, format!("voter {id} since {now}\n"))
+}
+
+/// Asks the other voters until it is clear what to do: a voter does not
+/// form a cluster while too few answer (see `bootstrap`).
+async fn first_start(settings: &Settings, me: NodeId, dialer: &Dialer) -> Start {
+    let mut asked = 0u32;
+    loop {
+        match bootstrap::probe(settings, me, dialer).await {
+            Start::Wait { answered, voters } => {
+                if asked.is_multiple_of(40) {
+                    warn!(
+                        "no cluster state here, and only {answered} of {voters} voters answer: waiting for a majority before forming a cluster"
+                    );
+                }
+                asked += 1;
+                tokio::time::sleep(FIRST_START_RETRY).await;
+            }
+            start => return start,
+        }
+    }
+}
+
+/// How often a voter without state asks again while too few voters answer.
+const FIRST_START_RETRY: Duration = Duration::from_millis(250);
+
 /// Acts on what a voter without state found out about the cluster.
 async fn begin(
     raft: &Raft,
@@ -310,6 +382,8 @@ async fn begin(
 ) -> Result<(), NodeError> {
     match start {
         Start::FormCluster => form_cluster(raft, &settings.cluster.voters).await,
+        // `first_start` asks again until it is something else.
+        Start::Wait { .. } => Ok(()),
         Start::CatchUp { leader } => {
             info!("joining the cluster led by voter {leader}; it sends this voter the log");
             Ok(())
