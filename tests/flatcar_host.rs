@@ -124,15 +124,7 @@ async fn stays_idle(
 
 /// The lease holders of group `workers` (linearizable).
 fn holders(cluster: &TestCluster) -> Vec<String> {
-    let status = cluster.wait_for_leader(Duration::from_secs(5));
-    status["groups"]["workers"]["holders"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|h| h["holder"].as_str().unwrap_or_default().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
+    cluster.holders("workers")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,16 +9,9 @@ use crate::support::{AgentHost, TestCluster};
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// The lease holders of group `workers` (linearizable).
 fn holders(cluster: &TestCluster) -> Vec<String> {
-    let status = cluster.wait_for_leader(Duration::from_secs(10));
-    status["groups"]["workers"]["holders"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|h| h["holder"].as_str().unwrap_or_default().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
+    cluster.holders("workers")
 }
 
 #[test]

@@ -206,6 +206,19 @@ impl TestCluster {
         }
     }
 
+    /// The holders of `group` (linearizable).
+    pub fn holders(&self, group: &str) -> Vec<String> {
+        let status = self.wait_for_leader(Duration::from_secs(10));
+        status["groups"][group]["holders"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|h| h["holder"].as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn all_logs(&self) -> String {
         self.voters
             .iter()

@@ -547,6 +547,11 @@ impl KubeDrainer {
             info!("node {node} was cordoned before the drain, not by baton: leaving it cordoned");
             return Ok(());
         }
+        self.uncordon(node).await
+    }
+
+    /// Clears `spec.unschedulable` and baton's annotation in one PATCH.
+    async fn uncordon(&self, node: &str) -> Result<(), DrainError> {
         self.nodes()
             .patch(
                 node,
@@ -621,15 +626,7 @@ impl KubeDrainer {
                 warn!(
                     "node {node} is cordoned by baton ({CORDONED_BY}={cordoned_by}) but no drain is on record (the agent stopped mid-drain): uncordoning it"
                 );
-                nodes
-                    .patch(
-                        node,
-                        &PatchParams::default(),
-                        &Patch::Merge(uncordon_patch()),
-                    )
-                    .await
-                    .map_err(|source| self.api_error("uncordon", node, source))?;
-                info!("uncordoned node {node} (annotation {CORDONED_BY} removed)");
+                self.uncordon(node).await?;
                 Ok(UnrecordedCordon::Uncordoned { cordoned_by })
             }
             (false, Some(cordoned_by)) => {
