@@ -54,3 +54,23 @@ pub use raft::log_store::LogStore;
 pub use raft::state_machine::StateMachine;
 pub use raft::storage::open_database;
 pub use raft::types::{StorageError, TypeConfig};
+
+/// What the fuzz targets in `fuzz/` call, and only that: the code that reads
+/// bytes from outside (config files, Lease and Admin requests, raft records
+/// and RPCs, snapshot chunks, `agent.json`). The modules stay private; this
+/// names the entry points the targets drive, so a target tests what the
+/// daemon runs rather than a copy of it. Not an API: hidden from the docs.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::config::{ConfigError, Settings};
+    pub use crate::host::phase_file::{PhaseFile, PhaseFileError};
+    pub use crate::raft::codec::{decode, encode, CodecError};
+    pub use crate::raft::election::{PreVoteRequest, PreVoteResponse};
+    pub use crate::raft::service::check_chunk;
+    pub use crate::raft::state_machine::AppliedState;
+    pub use crate::raft::types::{from_payload, NodeId, TypeConfig, VoterNode};
+    pub use crate::rules::lease::{Command, LeaseError, LeaseState, WaiterRef, MAX_HOLDERS_CAP};
+    pub use crate::rules::limits::MAX_SNAPSHOT_BYTES;
+    pub use crate::rules::phases::{resume, Phase};
+    pub use crate::server::requests;
+}

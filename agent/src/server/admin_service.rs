@@ -13,12 +13,9 @@ use tonic::{Request, Response, Status};
 
 use crate::raft::types::{ClientWriteResponse, VoterNode};
 use crate::rules::access::Caller;
-use crate::rules::lease::{
-    validate_group_name, validate_holder, validate_max, Command, Outcome, UnixMillis,
-};
-use crate::rules::names::{check_holder, check_host_port, check_reason};
+use crate::rules::lease::{Command, Outcome, UnixMillis};
 use crate::server::auth;
-use crate::server::lease_service::invalid;
+use crate::server::requests;
 use crate::server::routing::{write_failed, Answered, Attempt, Cluster, Routed};
 
 /// How a membership change can fail.
@@ -118,34 +115,17 @@ fn answered(
     }
 }
 
-fn optional_group(group: &str) -> Result<Option<String>, Status> {
-    if group.is_empty() {
-        Ok(None)
-    } else {
-        validate_group_name(group).map_err(invalid)?;
-        Ok(Some(group.to_string()))
-    }
-}
-
 #[tonic::async_trait]
 impl Admin for AdminService {
     async fn pause(
         &self,
         request: Request<pb::PauseRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
-        let group = optional_group(&request.get_ref().group)?;
-        check_reason(&request.get_ref().reason)
-            .map_err(|e| Status::invalid_argument(format!("a pause needs a reason: {e}")))?;
+        requests::check_pause(request.get_ref())?;
         let default_max_holders = self.cluster.lease.default_max_holders;
         self.lease_admin(
             request,
-            |req, by, now| Command::Pause {
-                group: group.clone(),
-                reason: req.reason.clone(),
-                by: by.to_string(),
-                now,
-                default_max_holders,
-            },
+            |req, by, now| requests::pause_command(req, by, now, default_max_holders),
             |mut client, req| async move { client.pause(req).await },
         )
         .await
@@ -155,14 +135,10 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::ResumeRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
-        let group = optional_group(&request.get_ref().group)?;
+        requests::check_resume(request.get_ref())?;
         self.lease_admin(
             request,
-            |_, by, now| Command::Resume {
-                group: group.clone(),
-                by: by.to_string(),
-                now,
-            },
+            requests::resume_command,
             |mut client, req| async move { client.resume(req).await },
         )
         .await
@@ -172,16 +148,10 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::ForceReleaseRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
-        validate_group_name(&request.get_ref().group).map_err(invalid)?;
-        validate_holder(&request.get_ref().holder).map_err(invalid)?;
+        requests::check_force_release(request.get_ref())?;
         self.lease_admin(
             request,
-            |req, by, now| Command::ForceRelease {
-                group: req.group.clone(),
-                holder: req.holder.clone(),
-                by: by.to_string(),
-                now,
-            },
+            requests::force_release_command,
             |mut client, req| async move { client.force_release(req).await },
         )
         .await
@@ -191,18 +161,11 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::SetMaxRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
-        validate_group_name(&request.get_ref().group).map_err(invalid)?;
-        validate_max(request.get_ref().max_holders).map_err(invalid)?;
+        requests::check_set_max(request.get_ref())?;
         let default_max_holders = self.cluster.lease.default_max_holders;
         self.lease_admin(
             request,
-            |req, by, now| Command::SetMax {
-                group: req.group.clone(),
-                max_holders: req.max_holders,
-                by: by.to_string(),
-                now,
-                default_max_holders,
-            },
+            |req, by, now| requests::set_max_command(req, by, now, default_max_holders),
             |mut client, req| async move { client.set_max(req).await },
         )
         .await
@@ -213,15 +176,7 @@ impl Admin for AdminService {
         request: Request<pb::AddVoterRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
         let req = request.get_ref();
-        if req.id == 0 {
-            return Err(Status::invalid_argument("a voter id must be at least 1"));
-        }
-        check_holder(&req.name).map_err(|e| {
-            Status::invalid_argument(format!("invalid voter name {:?}: {e}", req.name))
-        })?;
-        check_host_port(&req.address).map_err(|e| {
-            Status::invalid_argument(format!("invalid voter address {:?}: {e}", req.address))
-        })?;
+        requests::check_add_voter(req)?;
         let membership = self
             .cluster
             .raft

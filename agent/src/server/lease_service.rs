@@ -13,9 +13,10 @@ use tonic::{Request, Response, Status};
 
 use crate::raft::state_machine::Change;
 use crate::rules::access::{Caller, Rpc};
-use crate::rules::lease::{validate_group_name, validate_holder, Command, Outcome, WaiterRef};
-use crate::rules::limits::{MAX_KEEPALIVE_SESSIONS, MAX_WAITS_PER_HOLDER, MAX_WATCHES_PER_CALLER};
+use crate::rules::lease::{Outcome, WaiterRef};
+use crate::rules::limits::{MAX_WAITS_PER_HOLDER, MAX_WATCHES_PER_CALLER};
 use crate::server::auth;
+use crate::server::requests;
 use crate::server::routing::{Answered, Attempt, Cluster, Routed};
 use crate::server::wait_stream;
 use crate::server::wire;
@@ -88,11 +89,6 @@ impl Drop for StreamSlot {
     }
 }
 
-/// A request the rules refuse, as the caller sees it.
-pub(super) fn invalid(e: impl std::fmt::Display) -> Status {
-    Status::invalid_argument(e.to_string())
-}
-
 fn unexpected(outcome: &Outcome) -> Status {
     Status::internal(format!("unexpected outcome {outcome:?}"))
 }
@@ -109,12 +105,8 @@ async fn acquire_routed(
         .route(
             request,
             || {
-                cluster.propose_stamped(|now| Command::Acquire {
-                    group: req.group.clone(),
-                    holder: req.holder.clone(),
-                    machine_id: req.machine_id.clone(),
-                    now,
-                    default_max_holders: cluster.lease.default_max_holders,
+                cluster.propose_stamped(|now| {
+                    requests::acquire_command(req, now, cluster.lease.default_max_holders)
                 })
             },
             |channel, forwarded| async move { LeaseClient::new(channel).acquire(forwarded).await },
@@ -157,8 +149,7 @@ impl Lease for LeaseService {
     ) -> Result<Response<pb::AcquireResponse>, Status> {
         let request = Routed::new(request)?;
         let req = &request.message;
-        validate_group_name(&req.group).map_err(invalid)?;
-        validate_holder(&req.holder).map_err(invalid)?;
+        requests::check_acquire(req)?;
         auth::permit_holder(&request.caller, Rpc::Acquire, &req.holder)?;
         acquire_routed(&self.cluster, &request)
             .await
@@ -173,8 +164,7 @@ impl Lease for LeaseService {
     ) -> Result<Response<Self::WaitStream>, Status> {
         let request = Routed::new(request)?;
         let req = &request.message;
-        validate_group_name(&req.group).map_err(invalid)?;
-        validate_holder(&req.holder).map_err(invalid)?;
+        requests::check_wait(req)?;
         auth::permit_holder(&request.caller, Rpc::Wait, &req.holder)?;
         let key = WaiterRef {
             group: req.group.clone(),
@@ -187,14 +177,8 @@ impl Lease for LeaseService {
             "wait streams for this holder",
         )?;
         let registration = self.cluster.sessions.register(key.clone());
-        let acquire_request = Routed::on_behalf(
-            pb::AcquireRequest {
-                group: req.group.clone(),
-                holder: req.holder.clone(),
-                machine_id: req.machine_id.clone(),
-            },
-            request.caller.clone(),
-        );
+        let acquire_request =
+            Routed::on_behalf(requests::wait_as_acquire(req), request.caller.clone());
         let (tx, rx) = mpsc::channel(4);
         let cluster = self.cluster.clone();
         tokio::spawn(async move {
@@ -210,22 +194,7 @@ impl Lease for LeaseService {
         request: Request<pb::KeepAliveRequest>,
     ) -> Result<Response<pb::KeepAliveResponse>, Status> {
         let request = Routed::new(request)?;
-        let sessions = &request.message.sessions;
-        if sessions.len() > MAX_KEEPALIVE_SESSIONS {
-            return Err(invalid(format!(
-                "{} sessions in one keepalive; at most {MAX_KEEPALIVE_SESSIONS}",
-                sessions.len()
-            )));
-        }
-        let mut keys = Vec::with_capacity(sessions.len());
-        for session in sessions {
-            validate_group_name(&session.group).map_err(invalid)?;
-            validate_holder(&session.holder).map_err(invalid)?;
-            keys.push(WaiterRef {
-                group: session.group.clone(),
-                holder: session.holder.clone(),
-            });
-        }
+        let keys = requests::check_keep_alive(&request.message)?;
         if !self.cluster.leading() {
             return Err(Status::failed_precondition(format!(
                 "voter {} does not lead; send keepalives to the leader",
@@ -250,22 +219,14 @@ impl Lease for LeaseService {
     ) -> Result<Response<pb::ReleaseResponse>, Status> {
         let request = Routed::new(request)?;
         let req = &request.message;
-        validate_group_name(&req.group).map_err(invalid)?;
-        validate_holder(&req.holder).map_err(invalid)?;
+        requests::check_release(req)?;
         auth::permit_holder(&request.caller, Rpc::Release, &req.holder)?;
         let cluster = &self.cluster;
         let answer =
             cluster
                 .route(
                     &request,
-                    || {
-                        cluster.propose_stamped(|now| Command::Release {
-                            group: req.group.clone(),
-                            holder: req.holder.clone(),
-                            token: req.token,
-                            now,
-                        })
-                    },
+                    || cluster.propose_stamped(|now| requests::release_command(req, now)),
                     |channel, forwarded| async move {
                         LeaseClient::new(channel).release(forwarded).await
                     },
@@ -339,9 +300,7 @@ impl Lease for LeaseService {
         };
         let slot = StreamSlot::take(&self.watchers, key, MAX_WATCHES_PER_CALLER, "watch streams")?;
         let req = request.into_inner();
-        if !req.group.is_empty() {
-            validate_group_name(&req.group).map_err(invalid)?;
-        }
+        requests::check_watch(&req)?;
         let (tx, rx) = mpsc::channel(WATCH_QUEUE);
         // Subscribe before taking the snapshot, so no change falls between them.
         let changes = self.cluster.view.subscribe();

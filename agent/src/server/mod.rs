@@ -4,6 +4,7 @@ pub mod admin_service;
 pub mod auth;
 pub mod bootstrap;
 pub mod lease_service;
+pub mod requests;
 pub mod routing;
 pub mod session_loops;
 pub mod sessions;
