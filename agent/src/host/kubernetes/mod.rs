@@ -29,39 +29,27 @@
 //!   (camelCase `deleteOptions.gracePeriodSeconds`), not with kube's
 //!   `EvictParams`.
 
-use std::collections::HashMap;
+mod cordon;
+mod evict;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
-use k8s_openapi::api::policy::v1::Eviction;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, ObjectMeta};
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
-use serde_json::json;
 use tokio::time::Instant;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{debug, info, warn};
 
 use crate::config::KubernetesSettings;
 use crate::host::held_lease::HeldLease;
 /// What the drain did; lives with the host state it is persisted in.
 pub use crate::rules::phases::DrainRecord;
 
-/// Annotation the kubelet puts on mirror pods (static pods seen through the API).
-const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
-
-/// Node annotation set in the same PATCH as `spec.unschedulable=true` when
-/// baton cordons the node (value: the lease holder), removed in the same
-/// PATCH that uncordons it. A cordoned node without it was cordoned by
-/// someone else and is left cordoned.
-pub const CORDONED_BY: &str = "baton.io/cordoned-by";
-
-/// How long the check for a cordon without a record may take.
-const UNRECORDED_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// After that check failed, how long before it is tried again.
-const UNRECORDED_CHECK_RETRY: Duration = Duration::from_secs(30);
+pub use cordon::CORDONED_BY;
+use cordon::{cordon_patch, cordoned_by, is_unschedulable};
+use evict::{skip_reason, PodRef};
 
 /// Longest pause between two polls (pods gone, node Ready). Shorter when
 /// `eviction_retry` is shorter.
@@ -217,53 +205,6 @@ pub enum UnrecordedCordon {
     Skipped,
 }
 
-/// The value of baton's [`CORDONED_BY`] annotation on `node`, if set.
-fn cordoned_by(node: &Node) -> Option<&str> {
-    node.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(CORDONED_BY))
-        .map(String::as_str)
-}
-
-fn is_unschedulable(node: &Node) -> bool {
-    node.spec
-        .as_ref()
-        .and_then(|s| s.unschedulable)
-        .unwrap_or(false)
-}
-
-/// The cordon: `spec.unschedulable=true` and baton's annotation, one merge patch.
-fn cordon_patch(holder: &str) -> serde_json::Value {
-    json!({
-        "metadata": { "annotations": { CORDONED_BY: holder } },
-        "spec": { "unschedulable": true }
-    })
-}
-
-/// The uncordon: `spec.unschedulable=false` and baton's annotation removed
-/// (null in a merge patch), one merge patch.
-fn uncordon_patch() -> serde_json::Value {
-    json!({
-        "metadata": { "annotations": { CORDONED_BY: null } },
-        "spec": { "unschedulable": false }
-    })
-}
-
-/// A pod the drain acts on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct PodRef {
-    namespace: String,
-    name: String,
-    uid: Option<String>,
-}
-
-impl PodRef {
-    fn key(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
-    }
-}
-
 /// The drain's state so far; it outlives a drain cut short by the deadline.
 #[derive(Debug, Default)]
 struct Progress {
@@ -301,32 +242,6 @@ fn status_code(e: &kube::Error) -> Option<u16> {
     }
 }
 
-/// Why a listed pod is left alone, or None to evict it.
-fn skip_reason(pod: &Pod) -> Option<&'static str> {
-    let meta = &pod.metadata;
-    if meta
-        .annotations
-        .as_ref()
-        .is_some_and(|a| a.contains_key(MIRROR_ANNOTATION))
-    {
-        return Some("mirror (static) pod");
-    }
-    if meta
-        .owner_references
-        .as_ref()
-        .is_some_and(|owners| owners.iter().any(|o| o.kind == "DaemonSet"))
-    {
-        return Some("owned by a DaemonSet");
-    }
-    if meta.deletion_timestamp.is_some() {
-        return Some("already terminating");
-    }
-    match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
-        Some("Succeeded") | Some("Failed") => Some("finished"),
-        _ => None,
-    }
-}
-
 /// The node's Ready condition: `Ok(())` when True, else a description.
 fn ready_state(node: &Node) -> Result<(), String> {
     let ready = node
@@ -347,13 +262,6 @@ fn ready_state(node: &Node) -> Result<(), String> {
         )),
         None => Err("no Ready condition".to_string()),
     }
-}
-
-/// Whole seconds for `gracePeriodSeconds`, rounded up (0.5 s must not become
-/// 0, which asks for immediate deletion).
-fn grace_seconds(d: Duration) -> i64 {
-    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    i64::try_from(secs).unwrap_or(i64::MAX)
 }
 
 impl KubeDrainer {
@@ -541,115 +449,6 @@ impl KubeDrainer {
         self.uncordon_if_ours(record).await
     }
 
-    async fn uncordon_if_ours(&self, record: &DrainRecord) -> Result<(), DrainError> {
-        let node = record.node.as_str();
-        if !record.we_cordoned {
-            info!("node {node} was cordoned before the drain, not by baton: leaving it cordoned");
-            return Ok(());
-        }
-        self.uncordon(node).await
-    }
-
-    /// Clears `spec.unschedulable` and baton's annotation in one PATCH.
-    async fn uncordon(&self, node: &str) -> Result<(), DrainError> {
-        self.nodes()
-            .patch(
-                node,
-                &PatchParams::default(),
-                &Patch::Merge(uncordon_patch()),
-            )
-            .await
-            .map_err(|source| self.api_error("uncordon", node, source))?;
-        info!("uncordoned node {node} (annotation {CORDONED_BY} removed)");
-        Ok(())
-    }
-
-    /// For an agent that holds no lease (idle): uncordons the node if it
-    /// carries baton's [`CORDONED_BY`] annotation, which only a drain whose
-    /// record was lost leaves behind (the agent stopped between the cordon
-    /// and the phase file's [`DrainRecord`]). A node cordoned without the
-    /// annotation is left cordoned, and the log says so.
-    ///
-    /// Looks once per process: later calls return
-    /// [`UnrecordedCordon::Skipped`] at once. A failed look (logged) is tried
-    /// again on a call at least `UNRECORDED_CHECK_RETRY` later; each look is
-    /// bounded by `UNRECORDED_CHECK_TIMEOUT`.
-    #[tracing::instrument(name = "kubernetes", skip_all, fields(BATON_KUBE_NODE = %self.node))]
-    pub async fn undo_unrecorded_cordon(&self) -> Result<UnrecordedCordon, DrainError> {
-        let due = self
-            .unrecorded_check
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some_and(|at| Instant::now() >= at);
-        if !due {
-            return Ok(UnrecordedCordon::Skipped);
-        }
-        self.refresh().await;
-        let node = self.node.as_str();
-        let checked =
-            match tokio::time::timeout(UNRECORDED_CHECK_TIMEOUT, self.check_unrecorded_cordon())
-                .await
-            {
-                Ok(checked) => checked,
-                Err(_elapsed) => Err(DrainError::NoAnswer {
-                    call: "check for a cordon without a record",
-                    node: node.to_string(),
-                    timeout: UNRECORDED_CHECK_TIMEOUT,
-                }),
-            };
-        let next = match &checked {
-            Ok(_) => None,
-            Err(e) => {
-                warn!(
-                    "cannot check node {node} for a cordon of ours without a record (trying again in {UNRECORDED_CHECK_RETRY:?}): {e}"
-                );
-                Some(Instant::now() + UNRECORDED_CHECK_RETRY)
-            }
-        };
-        *self
-            .unrecorded_check
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = next;
-        checked
-    }
-
-    async fn check_unrecorded_cordon(&self) -> Result<UnrecordedCordon, DrainError> {
-        let node = self.node.as_str();
-        let nodes = self.nodes();
-        let current = nodes
-            .get(node)
-            .await
-            .map_err(|source| self.api_error("get node", node, source))?;
-        let by = cordoned_by(&current).map(str::to_string);
-        match (is_unschedulable(&current), by) {
-            (true, Some(cordoned_by)) => {
-                warn!(
-                    "node {node} is cordoned by baton ({CORDONED_BY}={cordoned_by}) but no drain is on record (the agent stopped mid-drain): uncordoning it"
-                );
-                self.uncordon(node).await?;
-                Ok(UnrecordedCordon::Uncordoned { cordoned_by })
-            }
-            (false, Some(cordoned_by)) => {
-                info!(
-                    "node {node} is schedulable but still carries {CORDONED_BY}={cordoned_by} (uncordoned by hand?): removing the annotation"
-                );
-                let patch = json!({ "metadata": { "annotations": { CORDONED_BY: null } } });
-                nodes
-                    .patch(node, &PatchParams::default(), &Patch::Merge(patch))
-                    .await
-                    .map_err(|source| self.api_error("remove annotation", node, source))?;
-                Ok(UnrecordedCordon::AnnotationRemoved { cordoned_by })
-            }
-            (true, None) => {
-                info!(
-                    "node {node} is cordoned, not by baton (no {CORDONED_BY} annotation): leaving it cordoned"
-                );
-                Ok(UnrecordedCordon::NotOurs)
-            }
-            (false, None) => Ok(UnrecordedCordon::Clean),
-        }
-    }
-
     fn nodes(&self) -> Api<Node> {
         Api::all(self.client())
     }
@@ -771,119 +570,6 @@ impl KubeDrainer {
 
         self.evict_all(progress).await?;
         self.wait_gone(progress).await
-    }
-
-    async fn evict_all(&self, progress: &mut Progress) -> Result<(), DrainError> {
-        let node = self.node.as_str();
-        let mut attempts: HashMap<String, u32> = HashMap::new();
-        while !progress.to_evict.is_empty() {
-            for pod in progress.to_evict.clone() {
-                let key = pod.key();
-                let attempt = {
-                    let n = attempts.entry(key.clone()).or_insert(0);
-                    *n += 1;
-                    *n
-                };
-                // The pod's events carry BATON_POD and BATON_ATTEMPT.
-                let pod_span =
-                    tracing::info_span!("pod", BATON_POD = %key, BATON_ATTEMPT = attempt);
-                pod_span.in_scope(|| debug!("evicting pod {key}"));
-                let evicted = self.evict(&pod).instrument(pod_span.clone()).await;
-                let _in_pod = pod_span.enter(); // no await below while entered
-                match evicted {
-                    Ok(()) => {
-                        info!("evicted pod {key} (attempt {attempt})");
-                        progress.to_evict.retain(|p| *p != pod);
-                        progress.evicted.push(key);
-                        progress.terminating.push(pod);
-                    }
-                    Err(e) if status_code(&e) == Some(404) => {
-                        info!("pod {key} is already gone");
-                        progress.to_evict.retain(|p| *p != pod);
-                    }
-                    Err(e) if status_code(&e) == Some(429) => {
-                        info!(
-                            "eviction of pod {key} refused (attempt {attempt}), a PodDisruptionBudget blocks it; retrying in {:?}: {e}",
-                            self.eviction_retry
-                        );
-                        progress.last_error = Some(format!("evict pod {key}: {e}"));
-                    }
-                    Err(e) if is_transient(&e) => {
-                        warn!(
-                            "eviction of pod {key} failed (attempt {attempt}), retrying in {:?}: {e}",
-                            self.eviction_retry
-                        );
-                        progress.last_error = Some(format!("evict pod {key}: {e}"));
-                    }
-                    Err(e) => return Err(self.api_error(format!("evict pod {key}"), node, e)),
-                }
-            }
-            if !progress.to_evict.is_empty() {
-                // While a PodDisruptionBudget holds some pods back, keep
-                // track of the evicted ones, so that a timeout names only
-                // pods still on the node.
-                self.check_gone(progress).await?;
-                tokio::time::sleep(self.eviction_retry).await;
-            }
-        }
-        Ok(())
-    }
-
-    async fn evict(&self, pod: &PodRef) -> Result<(), kube::Error> {
-        let eviction = Eviction {
-            metadata: ObjectMeta {
-                name: Some(pod.name.clone()),
-                namespace: Some(pod.namespace.clone()),
-                ..ObjectMeta::default()
-            },
-            delete_options: self.grace_period.map(|grace| DeleteOptions {
-                grace_period_seconds: Some(grace_seconds(grace)),
-                ..DeleteOptions::default()
-            }),
-        };
-        self.pods(&pod.namespace)
-            .create_subresource::<_, serde_json::Value>(
-                "eviction",
-                &pod.name,
-                &PostParams::default(),
-                &eviction,
-            )
-            .await
-            .map(|_status| ())
-    }
-
-    async fn wait_gone(&self, progress: &mut Progress) -> Result<(), DrainError> {
-        loop {
-            self.check_gone(progress).await?;
-            if progress.terminating.is_empty() {
-                return Ok(());
-            }
-            tokio::time::sleep(self.poll).await;
-        }
-    }
-
-    /// One pass over the evicted pods: forgets those that are gone (404, or
-    /// the name now belongs to a new pod with another uid).
-    async fn check_gone(&self, progress: &mut Progress) -> Result<(), DrainError> {
-        let node = self.node.as_str();
-        for pod in progress.terminating.clone() {
-            let key = pod.key();
-            match self.pods(&pod.namespace).get_opt(&pod.name).await {
-                Ok(Some(current)) if current.metadata.uid == pod.uid => {
-                    debug!( BATON_POD = %key, "pod {key} still terminating");
-                }
-                Ok(_) => {
-                    info!( BATON_POD = %key, "pod {key} is gone");
-                    progress.terminating.retain(|p| *p != pod);
-                }
-                Err(e) if is_transient(&e) => {
-                    warn!( BATON_POD = %key, "cannot read pod {key}, retrying: {e}");
-                    progress.last_error = Some(format!("get pod {key}: {e}"));
-                }
-                Err(e) => return Err(self.api_error(format!("get pod {key}"), node, e)),
-            }
-        }
-        Ok(())
     }
 
     async fn wait_ready(&self, node: &str, last: &mut String) {

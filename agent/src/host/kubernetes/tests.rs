@@ -3,8 +3,10 @@
 //! fake serves the few endpoints used, over plain HTTP, through kube's
 //! real client and a kubeconfig it writes.
 
+use super::evict::grace_seconds;
 use super::*;
 use baton_testkit::kubernetes_api::{FakeApi, FakePod};
+use serde_json::json;
 use std::time::Instant as StdInstant;
 
 const NODE: &str = "node-a";
