@@ -14,6 +14,7 @@ mod flatcar_host;
 mod host_agent;
 mod kubernetes_host;
 mod layers;
+mod metrics;
 mod queue;
 mod security;
 mod storage;

@@ -39,15 +39,31 @@ pub struct TestCluster {
 impl TestCluster {
     /// Writes configs for `n` voters with TLS and starts them all.
     pub fn start(n: usize, extra: &str) -> TestCluster {
-        Self::start_with(n, extra, true)
+        Self::start_with(n, extra, true, &|_| None)
+    }
+
+    /// Like [`TestCluster::start`], with a drop-in (`baton.d/50-test.toml`)
+    /// of its own for each voter that `drop_in(i)` gives one, e.g. a port
+    /// each voter needs for itself.
+    pub fn start_with_drop_ins(
+        n: usize,
+        extra: &str,
+        drop_in: &dyn Fn(usize) -> Option<String>,
+    ) -> TestCluster {
+        Self::start_with(n, extra, true, drop_in)
     }
 
     /// The same, in plaintext (`[tls] insecure = true`).
     pub fn insecure(n: usize, extra: &str) -> TestCluster {
-        Self::start_with(n, extra, false)
+        Self::start_with(n, extra, false, &|_| None)
     }
 
-    fn start_with(n: usize, extra: &str, tls: bool) -> TestCluster {
+    fn start_with(
+        n: usize,
+        extra: &str,
+        tls: bool,
+        drop_in: &dyn Fn(usize) -> Option<String>,
+    ) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let names: Vec<String> = (1..=n).map(|i| format!("cp-{i}")).collect();
         let layout = FleetLayout::new(dir.path(), &names, tls).expect("lay out the fleet");
@@ -69,8 +85,11 @@ impl TestCluster {
             admin_args,
             dialer: Dialer::new(Duration::from_secs(2), Duration::from_secs(10), mode),
         };
-        for name in &names {
+        for (i, name) in names.iter().enumerate() {
             let voter = cluster.write_voter(name);
+            if let Some(text) = drop_in(i) {
+                write_file(&voter.dir.join("baton.d"), "50-test.toml", &text);
+            }
             cluster.voters.push(voter);
         }
         for i in 0..n {

@@ -14,7 +14,9 @@ use crate::config::{Settings, TlsSettings};
 use crate::host::agent::HostAgent;
 use crate::host::service_manager::ServiceManager;
 use crate::rules::access::Role;
+use crate::server::metrics::VoterMetrics;
 use crate::server::voter::Voter;
+use crate::transport::metrics::{MetricsServer, Source};
 use crate::transport::tls::{TlsMode, TlsState};
 
 /// How often the TLS files are looked at for changes (SIGHUP: at once).
@@ -73,6 +75,7 @@ pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCo
     };
     // What this host does besides serving the lease, in words for STATUS=.
     let mut agent = None;
+    let mut host_metrics = None;
     let idle_reason = if settings.cluster.voters.is_empty() {
         Some(format!(
             "not configured: no [cluster] voters in {}; baton reboots nothing until they are set",
@@ -86,6 +89,7 @@ pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCo
     } else {
         match HostAgent::start(settings.clone(), notify.clone(), tls).await {
             Ok(host) => {
+                host_metrics = Some(host.metrics());
                 agent = Some(tokio::spawn(host.run(stopped)));
                 None
             }
@@ -94,6 +98,26 @@ pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCo
             Err(e) if voter.is_some() => Some(agent_down(&e.to_string())),
             Err(e) => return Err(e.into()),
         }
+    };
+    // Off unless `[metrics] listen` is set; stops when dropped (at return).
+    let _metrics = match &settings.metrics {
+        Some(metrics) => {
+            let mut sources: Vec<Source> = Vec::new();
+            let voter_metrics = voter
+                .as_ref()
+                .map(|v| VoterMetrics::start(v.cluster().clone(), v.call_latency()));
+            if let Some(voter_metrics) = &voter_metrics {
+                sources.push(voter_metrics.source());
+            }
+            if let Some(host_metrics) = &host_metrics {
+                sources.push(host_metrics.source());
+            }
+            let server = MetricsServer::start(metrics.listen, sources)
+                .await
+                .map_err(CliError::Metrics)?;
+            Some((server, voter_metrics))
+        }
+        None => None,
     };
     match &idle_reason {
         Some(reason) => {

@@ -244,6 +244,8 @@ pub enum CliError {
     Cert(#[from] cert::CertError),
     #[error("TLS: {0}")]
     Identity(String),
+    #[error("metrics endpoint ([metrics] listen): {0}")]
+    Metrics(crate::transport::TransportError),
 }
 
 impl CliError {

@@ -78,6 +78,7 @@ pub(super) struct Fragment {
     pub(super) hooks: Option<FragmentHooks>,
     pub(super) kubernetes: Option<FragmentKubernetes>,
     pub(super) tls: Option<FragmentTls>,
+    pub(super) metrics: Option<FragmentMetrics>,
 }
 
 /// A string array as written (command line, day list), each element spanned.
@@ -201,6 +202,13 @@ pub(super) struct FragmentTls {
     pub(super) cert: Option<Spanned<String>>,
     pub(super) key: Option<Spanned<String>>,
     pub(super) insecure: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct FragmentMetrics {
+    pub(super) listen: Option<Spanned<String>>,
+    pub(super) allow_remote: Option<Spanned<bool>>,
 }
 
 /// Deserializes one fragment, turning parser and serde errors into

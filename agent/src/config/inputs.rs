@@ -50,6 +50,7 @@ pub(super) struct Inputs {
     pub(super) hooks: HooksInputs,
     pub(super) kubernetes: KubernetesInputs,
     pub(super) tls: TlsInputs,
+    pub(super) metrics: MetricsInputs,
 }
 
 #[derive(Debug, Default)]
@@ -131,6 +132,12 @@ pub(super) struct TlsInputs {
     pub(super) cert: Option<Located<String>>,
     pub(super) key: Option<Located<String>>,
     pub(super) insecure: Option<Located<bool>>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct MetricsInputs {
+    pub(super) listen: Option<Located<String>>,
+    pub(super) allow_remote: Option<Located<bool>>,
 }
 
 impl Inputs {
@@ -216,6 +223,11 @@ impl Inputs {
             overlay(&mut t.cert, tls.cert, index);
             overlay(&mut t.key, tls.key, index);
             overlay(&mut t.insecure, tls.insecure, index);
+        }
+        if let Some(metrics) = fragment.metrics {
+            let m = &mut self.metrics;
+            overlay(&mut m.listen, metrics.listen, index);
+            overlay(&mut m.allow_remote, metrics.allow_remote, index);
         }
     }
 }

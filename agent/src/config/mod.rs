@@ -18,7 +18,7 @@
 //!    the value that was finally in force.
 //!
 //! One file per stage (`fragments`, `inputs`, `validate`) and one per
-//! concern (`cluster`, `updates`, `reboot`, `kubernetes`, `tls`: each has its
+//! concern (`cluster`, `updates`, `reboot`, `kubernetes`, `tls`, `metrics`: each has its
 //! settings and validates its own section). Config sits just above the
 //! rules: names, durations and windows are checked with `rules`' own
 //! parsers, so a value the config accepts is a value the rules accept.
@@ -27,6 +27,7 @@ mod cluster;
 mod fragments;
 mod inputs;
 mod kubernetes;
+mod metrics;
 mod reboot;
 mod tls;
 mod updates;
@@ -39,6 +40,7 @@ use std::path::{Path, PathBuf};
 
 pub use cluster::{ClusterSettings, LeaseSettings, NodeSettings, VoterSettings};
 pub use kubernetes::KubernetesSettings;
+pub use metrics::MetricsSettings;
 pub use reboot::{CommandSettings, HookSettings, RebootMethod, RebootSettings, LOCALTIME};
 pub use tls::{TlsFiles, TlsSettings};
 pub use updates::{UpdateSettings, UpdateSourceKind};
@@ -72,6 +74,8 @@ pub struct Settings {
     pub kubernetes: Option<KubernetesSettings>,
     /// Mutual TLS for every connection, or plaintext when asked for.
     pub tls: TlsSettings,
+    /// The Prometheus endpoint; `None` (the default) when `[metrics] listen` is not set.
+    pub metrics: Option<MetricsSettings>,
     /// Fragments that were read, in merge order.
     pub sources: Vec<PathBuf>,
 }

@@ -144,6 +144,7 @@ fn example_parses_as_written() {
             },
             kubernetes: None,
             tls: TlsSettings::Mutual(TlsFiles::default()),
+            metrics: None,
             sources: vec![PathBuf::from("/etc/baton/baton.toml")],
         }
     );
@@ -1518,4 +1519,57 @@ fn line_of_counts_newlines_before_offset() {
     assert_eq!(line_of("a\nb\nc", 2), 2);
     assert_eq!(line_of("a\nb\nc", 4), 3);
     assert_eq!(line_of("a\n", 99), 2);
+}
+
+// --- [metrics] ---------------------------------------------------------------
+
+#[test]
+fn metrics_are_off_unless_listen_is_set() {
+    assert_eq!(load_one(MINIMAL).unwrap().metrics, None);
+    let text = format!("{MINIMAL}[metrics]\nallow_remote = true\n");
+    assert_eq!(load_one(&text).unwrap().metrics, None);
+}
+
+#[test]
+fn metrics_listen_on_loopback() {
+    for listen in ["127.0.0.1:9464", "[::1]:9464"] {
+        let text = format!("{MINIMAL}[metrics]\nlisten = \"{listen}\"\n");
+        let metrics = load_one(&text).unwrap().metrics.unwrap();
+        assert_eq!(metrics.listen, listen.parse().unwrap());
+    }
+}
+
+#[test]
+fn metrics_on_a_remote_address_need_allow_remote() {
+    // MINIMAL has 4 lines; [metrics] is line 5, listen line 6.
+    let text = format!("{MINIMAL}[metrics]\nlisten = \"0.0.0.0:9464\"\n");
+    let message = assert_invalid_one(&text, "metrics.listen", 6);
+    assert!(message.contains("not a loopback address"), "{message}");
+    assert!(message.contains("allow_remote = true"), "{message}");
+    // In a drop-in, the error names the drop-in.
+    let result = Settings::from_fragments(&[
+        frag("/etc/baton/baton.toml", MINIMAL),
+        frag(
+            "/etc/baton/baton.d/metrics.toml",
+            "[metrics]\nlisten = \"10.0.0.5:9464\"\n",
+        ),
+    ]);
+    assert_invalid(
+        result,
+        "/etc/baton/baton.d/metrics.toml",
+        "metrics.listen",
+        2,
+    );
+    let text = format!("{MINIMAL}[metrics]\nlisten = \"10.0.0.5:9464\"\nallow_remote = true\n");
+    let metrics = load_one(&text).unwrap().metrics.unwrap();
+    assert_eq!(metrics.listen, "10.0.0.5:9464".parse().unwrap());
+}
+
+#[test]
+fn metrics_listen_must_be_an_address_and_port() {
+    let text = format!("{MINIMAL}[metrics]\nlisten = \"localhost\"\n");
+    let message = assert_invalid_one(&text, "metrics.listen", 6);
+    assert!(message.contains("ADDR:PORT"), "{message}");
+    let text = format!("{MINIMAL}[metrics]\nlisten = \"127.0.0.1:9464\"\nport = 1\n");
+    assert_invalid_one(&text, "metrics.port", 7);
 }

@@ -70,6 +70,7 @@ impl Validator<'_> {
             hooks: self.hooks(inputs.hooks)?,
             kubernetes,
             tls: self.tls(inputs.tls)?,
+            metrics: self.metrics(inputs.metrics)?,
             node,
             sources: Vec::new(),
         })

@@ -19,6 +19,7 @@ use crate::host::kubernetes::KubeDrainer;
 use crate::host::lease_client::{
     lease_endpoints, machine_id, Acquired, HostLeaseClient, HostLeaseError,
 };
+use crate::host::metrics::HostMetrics;
 use crate::host::phase_file::{PhaseFile, PhaseFileError};
 use crate::host::process::display_command;
 use crate::host::reboot::Rebooter;
@@ -90,6 +91,8 @@ pub struct HostAgent {
     last_status: Option<String>,
     /// When the updater was last asked to check for updates.
     last_update_check: Option<Instant>,
+    /// What the metrics endpoint shows of this agent.
+    metrics: HostMetrics,
 }
 
 /// An id that changes at every boot of this host: the kernel's boot id,
@@ -232,6 +235,7 @@ impl HostAgent {
             &settings.reboot.method,
             settings.updates.dbus_address.as_deref(),
         );
+        let metrics = HostMetrics::new(&phase);
         let agent = HostAgent {
             phase_file,
             phase,
@@ -250,10 +254,16 @@ impl HostAgent {
             last_position: None,
             last_status: None,
             last_update_check: None,
+            metrics,
             settings,
         };
         agent.notify.status(&agent.phase.describe());
         Ok(agent)
+    }
+
+    /// This agent's metrics, for the endpoint (`[metrics] listen`).
+    pub fn metrics(&self) -> HostMetrics {
+        self.metrics.clone()
     }
 
     /// Runs until `shutdown` turns true. Returns the error that stopped it.
@@ -304,6 +314,7 @@ impl HostAgent {
         agent_span(&self.settings, next.name(), lease)
             .in_scope(|| info!("{} -> {}", self.phase.name(), next.name()));
         self.notify.status(&next.describe());
+        self.metrics.phase(&next);
         self.last_status = None;
         if !matches!(next, Phase::WaitingForLease { .. }) {
             self.wait_stream = None;
@@ -663,6 +674,7 @@ impl HostAgent {
                 Ok(r) => record = Some(r),
                 Err(e) => {
                     error!("kubernetes drain failed: {e}");
+                    self.metrics.drain_failed();
                     return Some(Event::DrainFailed { drain: e.record() });
                 }
             }
@@ -672,6 +684,7 @@ impl HostAgent {
             Self::with_watchdog(&self.notify, hooks::run_hooks(&hooks, &held, "draining")).await
         {
             error!("before-reboot hook failed: {e}");
+            self.metrics.hook_failed();
             return Some(Event::DrainFailed { drain: record });
         }
         Some(Event::Drained {
@@ -782,6 +795,7 @@ impl HostAgent {
                 // Keep holding: a host that is unhealthy after its update
                 // stops the roll until an operator looks (baton unlock).
                 error!("post-reboot check failed, holding the lease: {e}");
+                self.metrics.hook_failed();
                 self.notify.status(&format!(
                     "holding reboot lease (group {}, token {}): post-reboot check failed: {e}",
                     held.group(),

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use tonic::codegen::http;
 use tonic::metadata::{MetadataMap, MetadataValue};
@@ -19,6 +20,7 @@ use tonic::{Request, Status};
 use crate::log_fields::caller_span;
 use crate::raft::types::Raft;
 use crate::rules::access::{self, Caller, Denied, Identity, Role, Rpc};
+use crate::server::call_latency::CallLatency;
 use crate::transport::PeerInfo;
 
 /// gRPC metadata a forwarding voter sets: the original caller's name
@@ -66,11 +68,13 @@ impl VoterNames {
 #[derive(Clone)]
 pub struct AuthLayer {
     voters: VoterNames,
+    latency: CallLatency,
 }
 
 impl AuthLayer {
-    pub fn new(voters: VoterNames) -> Self {
-        Self { voters }
+    /// Checks every call against `voters`; times Lease and Admin calls into `latency`.
+    pub fn new(voters: VoterNames, latency: CallLatency) -> Self {
+        Self { voters, latency }
     }
 }
 
@@ -81,6 +85,7 @@ impl<S> tower::Layer<S> for AuthLayer {
         Auth {
             inner,
             voters: self.voters.clone(),
+            latency: self.latency.clone(),
         }
     }
 }
@@ -90,6 +95,7 @@ impl<S> tower::Layer<S> for AuthLayer {
 pub struct Auth<S> {
     inner: S,
     voters: VoterNames,
+    latency: CallLatency,
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
@@ -114,12 +120,22 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         match self.authorize(&request) {
-            Ok(caller) => {
+            Ok((rpc, caller)) => {
                 request.extensions_mut().insert(caller);
                 // The clone that was made ready is the one to call.
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
-                Box::pin(inner.call(request))
+                let call = inner.call(request);
+                if !CallLatency::measures(rpc) {
+                    return Box::pin(call);
+                }
+                let latency = self.latency.clone();
+                let start = Instant::now();
+                Box::pin(async move {
+                    let response = call.await;
+                    latency.observe(rpc, start.elapsed());
+                    response
+                })
             }
             Err(status) => Box::pin(std::future::ready(Ok(status.into_http()))),
         }
@@ -127,7 +143,7 @@ where
 }
 
 impl<S> Auth<S> {
-    fn authorize<B>(&self, request: &http::Request<B>) -> Result<Caller, Status> {
+    fn authorize<B>(&self, request: &http::Request<B>) -> Result<(Rpc, Caller), Status> {
         let path = request.uri().path();
         let Some(rpc) = Rpc::from_path(path) else {
             return Err(Status::unimplemented(format!("no such call: {path}")));
@@ -136,7 +152,7 @@ impl<S> Auth<S> {
         let caller = caller_of(peer, request.headers(), &self.voters)?;
         access::permit(&caller, rpc, &self.voters.current())
             .map_err(|denied| refuse(&caller, &denied))?;
-        Ok(caller)
+        Ok((rpc, caller))
     }
 }
 

@@ -3,7 +3,9 @@
 pub mod admin_service;
 pub mod auth;
 pub mod bootstrap;
+pub mod call_latency;
 pub mod lease_service;
+pub mod metrics;
 pub mod requests;
 pub mod routing;
 pub mod session_loops;

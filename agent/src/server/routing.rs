@@ -24,7 +24,7 @@ use crate::transport::tls::TlsMode;
 use crate::transport::Dialer;
 
 /// How long a peer may stay silent and still count as reachable in status.
-const REACHABLE_WITHIN: Duration = Duration::from_secs(2);
+pub const REACHABLE_WITHIN: Duration = Duration::from_secs(2);
 
 /// What one try on the leader came to.
 pub enum Attempt<T> {

@@ -29,6 +29,7 @@ use crate::rules::limits::{
 use crate::server::admin_service::AdminService;
 use crate::server::auth::{AuthLayer, VoterNames};
 use crate::server::bootstrap::{self, Start};
+use crate::server::call_latency::CallLatency;
 use crate::server::lease_service::LeaseService;
 use crate::server::routing::{now_ms, Cluster};
 use crate::server::session_loops;
@@ -104,6 +105,10 @@ pub struct Voter {
     server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
     stop_server: watch::Sender<bool>,
     background: Vec<tokio::task::JoinHandle<()>>,
+    /// The services' handle, for the metrics (`server::metrics`).
+    cluster: Cluster,
+    /// How long Lease and Admin calls take, timed by the auth layer.
+    latency: CallLatency,
 }
 
 /// The raft tuning from the settings.
@@ -209,11 +214,12 @@ impl Voter {
         );
         // Every call passes the one authentication and role check, and
         // every service decodes only messages of its bounded size.
+        let latency = CallLatency::default();
         let router = tonic::transport::Server::builder()
             .concurrency_limit_per_connection(MAX_CONCURRENT_REQUESTS_PER_CONNECTION)
             // Over the limit is ResourceExhausted at once, not a queue.
             .load_shed(true)
-            .layer(AuthLayer::new(voters))
+            .layer(AuthLayer::new(voters, latency.clone()))
             .add_service(
                 RaftServer::new(RaftService::new(raft.clone(), timing))
                     .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
@@ -281,6 +287,8 @@ impl Voter {
             server,
             stop_server,
             background,
+            cluster,
+            latency,
         })
     }
 
@@ -315,6 +323,16 @@ impl Voter {
     pub async fn responsive(&self) -> bool {
         let core = tokio::time::timeout(PROBE_TIMEOUT, self.raft.with_raft_state(|_| ())).await;
         matches!(core, Ok(Ok(()))) && !self.server.is_finished()
+    }
+
+    /// The services' handle (the applied state, raft, peer health).
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// The Lease and Admin call durations the auth layer records.
+    pub fn call_latency(&self) -> CallLatency {
+        self.latency.clone()
     }
 
     /// Stops serving and shuts raft down.

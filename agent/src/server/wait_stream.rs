@@ -67,9 +67,23 @@ pub async fn serve<A, AF>(
     use pb::wait_event::Kind;
     let mut announced = false;
     let mut queued_once = false;
+    // A grant this voter shows before the leader was asked may be one the
+    // holder has since released (a follower applies a little behind the
+    // leader): the leader is asked instead, and that grant (its token) is
+    // not trusted later either. Tokens only grow, so a real new grant
+    // always differs.
+    let mut unconfirmed: Option<u64> = None;
     loop {
         let removal = registration.take_removal();
-        match standing(&cluster, &key) {
+        let here = match standing(&cluster, &key) {
+            Standing::Holds(grant) if !queued_once => {
+                unconfirmed = Some(grant.token);
+                Standing::Absent
+            }
+            Standing::Holds(grant) if Some(grant.token) == unconfirmed => Standing::Absent,
+            other => other,
+        };
+        match here {
             Standing::Holds(grant) => {
                 let _ = tx.send(event(Kind::Granted(grant))).await;
                 return;
