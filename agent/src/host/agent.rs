@@ -16,9 +16,7 @@ use crate::config::{Settings, UpdateSourceKind, LOCALTIME};
 use crate::host::held_lease::HeldLease;
 use crate::host::hooks;
 use crate::host::kubernetes::KubeDrainer;
-use crate::host::lease_client::{
-    lease_endpoints, machine_id, Acquired, HostLeaseClient, HostLeaseError,
-};
+use crate::host::lease_client::{lease_endpoints, machine_id, HostLeaseClient, HostLeaseError};
 use crate::host::metrics::HostMetrics;
 use crate::host::phase_file::{PhaseFile, PhaseFileError};
 use crate::host::process::display_command;
@@ -33,7 +31,7 @@ use crate::transport::Dialer;
 
 /// Between retries after a call that failed and may well work in a moment
 /// (the lease cluster unreachable, update_engine not up yet after boot).
-const RETRY: Duration = Duration::from_secs(1);
+pub(super) const RETRY: Duration = Duration::from_secs(1);
 /// How long to wait for the machine to go down after a successful reboot
 /// call before trying again.
 const REBOOT_GRACE: Duration = Duration::from_secs(300);
@@ -68,17 +66,17 @@ pub struct HostAgent {
     settings: Settings,
     phase_file: PhaseFile,
     phase: Phase,
-    lease: HostLeaseClient,
+    pub(super) lease: HostLeaseClient,
     updates: UpdateSource,
     rebooter: Rebooter,
     kube: Option<KubeDrainer>,
-    windows: RebootWindows,
-    notify: ServiceManager,
+    pub(super) windows: RebootWindows,
+    pub(super) notify: ServiceManager,
     boot_id: String,
     /// Proof of holding, from the grant or a re-verification in this process.
-    held: Option<HeldLease>,
+    pub(super) held: Option<HeldLease>,
     /// The Wait stream while queued: our session, and how the grant comes.
-    wait_stream: Option<tonic::Streaming<pb::WaitEvent>>,
+    pub(super) wait_stream: Option<tonic::Streaming<pb::WaitEvent>>,
     /// After a failed attempt, do not queue again before this.
     retry_after: Option<Instant>,
     /// The last attempt failed (set on drain failure or lost lease).
@@ -86,7 +84,7 @@ pub struct HostAgent {
     /// Whether the start-up check for a lease we hold but do not remember ran.
     stray_checked: bool,
     /// The queue position last shown, so STATUS changes only when it does.
-    last_position: Option<(u32, u32)>,
+    pub(super) last_position: Option<(u32, u32)>,
     /// The last waiting text sent by `say`, so it is sent once per change.
     last_status: Option<String>,
     /// When the updater was last asked to check for updates.
@@ -351,7 +349,7 @@ impl HostAgent {
 
     /// Waits the whole of `duration`, pinging the watchdog meanwhile. A
     /// shutdown ends the wait at once: `run` drops the step on it.
-    async fn wait(&self, duration: Duration) {
+    pub(super) async fn wait(&self, duration: Duration) {
         Self::with_watchdog(&self.notify, tokio::time::sleep(duration)).await;
     }
 
@@ -359,7 +357,7 @@ impl HostAgent {
     /// shutdown) while pinging the watchdog: at once (the lease calls before
     /// it are not fed) and then every half `WatchdogSec`, since hooks,
     /// drains and waits may take longer than that.
-    async fn with_watchdog<T>(
+    pub(super) async fn with_watchdog<T>(
         notify: &ServiceManager,
         work: impl std::future::Future<Output = T>,
     ) -> T {
@@ -541,113 +539,6 @@ impl HostAgent {
             return None;
         }
         Some(Event::ClearedToQueue)
-    }
-
-    async fn waiting_for_lease(&mut self) -> Option<Event> {
-        let now = jiff::Timestamp::now();
-        if !self.windows.is_open(now) {
-            info!("reboot window closed before a grant; leaving the queue");
-            if let Err(e) = self.lease.release(None).await {
-                warn!("could not leave the queue (the waiter TTL will drop us): {e}");
-            }
-            return Some(Event::WindowClosed);
-        }
-        if self.wait_stream.is_none() {
-            match self.lease.wait().await {
-                Ok(stream) => self.wait_stream = Some(stream),
-                Err(e) => {
-                    warn!("cannot queue for the lease: {e}");
-                    self.wait(RETRY).await;
-                    return None;
-                }
-            }
-        }
-        // The next message on the stream (a new place, or the grant), or the
-        // window closing, whichever comes first; the watchdog is fed meanwhile.
-        let closes = self
-            .windows
-            .closes_at(now)
-            .and_then(|t| Duration::try_from(t.duration_since(now)).ok());
-        let stream = self.wait_stream.as_mut()?;
-        let next = Self::with_watchdog(&self.notify, async {
-            match closes {
-                Some(closes) => tokio::time::timeout(closes, stream.message()).await.ok(),
-                None => Some(stream.message().await),
-            }
-        })
-        .await;
-        // Window closed: the next round leaves the queue.
-        let next = next?;
-        match next {
-            Ok(Some(pb::WaitEvent {
-                kind: Some(pb::wait_event::Kind::Queued(queued)),
-            })) => {
-                let place = (queued.position, queued.waiters);
-                if self.last_position != Some(place) {
-                    self.last_position = Some(place);
-                    let text = format!(
-                        "waiting for lease: position {} of {} ({})",
-                        queued.position, queued.waiters, queued.reason
-                    );
-                    info!("{text}");
-                    self.notify.status(&text);
-                }
-                None
-            }
-            Ok(Some(pb::WaitEvent {
-                kind: Some(pb::wait_event::Kind::Granted(_)),
-            })) => {
-                self.wait_stream = None;
-                // Take the slot: one handed over on release is ours only once
-                // we claim it; one we hold already comes back as it is.
-                self.claim().await
-            }
-            Ok(Some(pb::WaitEvent { kind: None })) => None,
-            Err(status) => {
-                warn!("the wait stream broke: {}", status.message());
-                self.wait_stream = None;
-                self.lease.stream_broke();
-                self.wait(RETRY).await;
-                None
-            }
-            Ok(None) => {
-                self.wait_stream = None;
-                self.lease.stream_broke();
-                None
-            }
-        }
-    }
-
-    /// Takes the slot the Wait stream announced.
-    async fn claim(&mut self) -> Option<Event> {
-        match self.lease.acquire().await {
-            Ok(Acquired::Granted(held)) => {
-                let remembered = RememberedLease {
-                    group: held.group().to_string(),
-                    holder: held.holder().to_string(),
-                    token: held.token(),
-                };
-                info!("lease granted ({held})");
-                self.held = Some(held);
-                Some(Event::Granted(remembered))
-            }
-            Ok(Acquired::Queued {
-                position,
-                waiters,
-                reason,
-            }) => {
-                warn!(
-                    "the slot handed to us was taken back before we took it; \
-                     waiting again at position {position} of {waiters} ({reason})"
-                );
-                None
-            }
-            Err(e) => {
-                warn!("cannot take the lease: {e}");
-                self.wait(RETRY).await;
-                None
-            }
-        }
     }
 
     async fn draining(&mut self, remembered: &RememberedLease) -> Option<Event> {

@@ -6,6 +6,7 @@ pub mod held_lease;
 pub mod hooks;
 pub mod kubernetes;
 pub mod lease_client;
+mod lease_wait;
 pub mod metrics;
 pub mod phase_file;
 pub mod process;
