@@ -156,7 +156,8 @@ impl Lease for LeaseService {
             .map(Response::new)
     }
 
-    type WaitStream = ReceiverStream<Result<pb::WaitEvent, Status>>;
+    type WaitStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::WaitEvent, Status>> + Send>>;
 
     async fn wait(
         &self,
@@ -179,14 +180,17 @@ impl Lease for LeaseService {
         let registration = self.cluster.sessions.register(key.clone());
         let acquire_request =
             Routed::on_behalf(requests::wait_as_acquire(req), request.caller.clone());
-        let (tx, rx) = mpsc::channel(4);
+        let (tx, rx) = mpsc::channel::<wait_stream::WaitItem>(4);
         let cluster = self.cluster.clone();
         tokio::spawn(async move {
             let acquire = || acquire_routed(&cluster, &acquire_request);
             wait_stream::serve(cluster.clone(), key, registration, acquire, tx).await;
             drop(slot);
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(Box::pin(tokio_stream::StreamExt::map(
+            ReceiverStream::new(rx),
+            |item| *item,
+        ))))
     }
 
     async fn keep_alive(

@@ -48,8 +48,16 @@ fn standing(cluster: &Cluster, key: &WaiterRef) -> Standing {
     }
 }
 
-fn event(kind: pb::wait_event::Kind) -> Result<pb::WaitEvent, Status> {
-    Ok(pb::WaitEvent { kind: Some(kind) })
+/// One item of a Wait stream, boxed: a channel allocates room for 32 items
+/// at once, and a voter holds one channel per queued host.
+pub type WaitItem = Box<Result<pb::WaitEvent, Status>>;
+
+fn event(kind: pb::wait_event::Kind) -> WaitItem {
+    Box::new(Ok(pb::WaitEvent { kind: Some(kind) }))
+}
+
+fn failure(status: Status) -> WaitItem {
+    Box::new(Err(status))
 }
 
 /// Serves one Wait stream until the waiter is granted, leaves the queue, or
@@ -59,7 +67,7 @@ pub async fn serve<A, AF>(
     key: WaiterRef,
     registration: Registration,
     acquire: A,
-    tx: mpsc::Sender<Result<pb::WaitEvent, Status>>,
+    tx: mpsc::Sender<WaitItem>,
 ) where
     A: Fn() -> AF,
     AF: Future<Output = Result<pb::AcquireResponse, Status>>,
@@ -98,7 +106,7 @@ pub async fn serve<A, AF>(
             }
             Standing::Absent if removal == Some(Removal::Left) => {
                 let _ = tx
-                    .send(Err(Status::aborted(format!(
+                    .send(failure(Status::aborted(format!(
                         "{} left the queue of {} (released)",
                         key.holder, key.group
                     ))))
@@ -109,10 +117,12 @@ pub async fn serve<A, AF>(
             Standing::Absent if queued_once && removal.is_none() => {}
             Standing::Absent => {
                 queued_once = true;
-                let outcome = match acquire().await {
+                // Boxed: the task of every waiting stream would otherwise
+                // keep room for this call's state while it waits.
+                let outcome = match Box::pin(acquire()).await {
                     Ok(response) => response.outcome,
                     Err(status) => {
-                        let _ = tx.send(Err(status)).await;
+                        let _ = tx.send(failure(status)).await;
                         return;
                     }
                 };
@@ -129,7 +139,7 @@ pub async fn serve<A, AF>(
                     }
                     None => {
                         let _ = tx
-                            .send(Err(Status::internal(
+                            .send(failure(Status::internal(
                                 "the leader answered Acquire with nothing",
                             )))
                             .await;
