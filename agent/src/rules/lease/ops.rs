@@ -109,7 +109,7 @@ impl LeaseState {
             return;
         }
         let mut token = self.next_token(index);
-        let mut granted_any = false;
+        let mut last_granted = None;
         for (name, group) in &mut self.groups {
             if group.paused.is_some() {
                 continue;
@@ -132,8 +132,10 @@ impl LeaseState {
                     granted_at: now,
                     claimed: false,
                 };
-                token += 1;
-                granted_any = true;
+                last_granted = Some(token);
+                // At the top of u64 tokens stop growing, as in `next_token`
+                // (2^64 entries: never in practice; never an overflow panic).
+                token = token.saturating_add(1);
                 group.holders.push(grant.clone());
                 events.push(Event {
                     group: name.clone(),
@@ -141,8 +143,8 @@ impl LeaseState {
                 });
             }
         }
-        if granted_any {
-            self.last_token = token - 1;
+        if let Some(last) = last_granted {
+            self.last_token = last;
         }
     }
 

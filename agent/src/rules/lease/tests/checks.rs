@@ -336,3 +336,20 @@ fn a_queued_name_from_another_machine_is_refused_at_once() {
     assert!(events.is_empty());
     assert_eq!(s, before);
 }
+
+/// Found while fuzzing (fuzz/corpus/raft_payloads/crash-token-at-u64-max): a
+/// slot handed to a waiter at log index u64::MAX (or from a snapshot whose
+/// last token is u64::MAX) overflowed `token += 1` in `promote`: a panic in
+/// debug builds, a wrap to 0 in release ones.
+#[test]
+fn a_hand_over_at_the_top_of_the_token_space_does_not_overflow() {
+    let mut s = LeaseState::default();
+    ok(&mut s, u64::MAX - 2, &acquire("g", "a", 1));
+    ok(&mut s, u64::MAX - 1, &acquire("g", "b", 2));
+    ok(&mut s, u64::MAX, &release("g", "a", None, 3));
+    let g = &s.groups["g"];
+    assert_eq!(g.holders.len(), 1);
+    assert_eq!(g.holders[0].holder, "b");
+    assert_eq!(g.holders[0].token, u64::MAX);
+    assert_eq!(s.last_token, u64::MAX);
+}
