@@ -14,20 +14,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::rules::phases::Phase;
+use crate::rules::phases::{Phase, PHASE_NAMES};
 use crate::transport::metrics::Source;
-
-/// Every phase name (`Phase::name`), so each has a 0 or 1.
-const PHASES: [&str; 8] = [
-    "idle",
-    "reboot-needed",
-    "waiting-for-lease",
-    "draining",
-    "rebooting",
-    "post-reboot",
-    "undraining",
-    "releasing",
-];
 
 /// Where the kernel says when it booted (`btime`, unix seconds).
 const PROC_STAT: &str = "/proc/stat";
@@ -132,7 +120,7 @@ impl HostMetrics {
         let required_seconds = Gauge::<f64, AtomicU64>::default();
         {
             let seen = self.lock();
-            for name in PHASES {
+            for name in PHASE_NAMES {
                 let label = PhaseLabel {
                     phase: name.to_string(),
                 };
@@ -258,7 +246,7 @@ mod tests {
             out.lines()
                 .filter(|l| l.starts_with("baton_host_phase{"))
                 .count(),
-            PHASES.len()
+            PHASE_NAMES.len()
         );
     }
 

@@ -154,9 +154,23 @@ pub struct InvalidTransition {
     pub event: String,
 }
 
+/// Every `Phase::name`, in the order a roll goes through them (metrics
+/// give each a 0 or 1).
+pub const PHASE_NAMES: [&str; 8] = [
+    "idle",
+    "reboot-needed",
+    "waiting-for-lease",
+    "draining",
+    "rebooting",
+    "post-reboot",
+    "undraining",
+    "releasing",
+];
+
 impl Phase {
     /// The phase's name as logged (`BATON_PHASE`) and persisted.
     pub fn name(&self) -> &'static str {
+        // Keep PHASE_NAMES in step (a test walks every phase against it).
         match self {
             Phase::Idle => "idle",
             Phase::RebootNeeded { .. } => "reboot-needed",
@@ -364,6 +378,7 @@ mod tests {
                 "idle"
             ]
         );
+        assert_eq!(names[..PHASE_NAMES.len()], PHASE_NAMES);
     }
 
     #[test]
