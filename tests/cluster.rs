@@ -575,12 +575,15 @@ fn a_voter_whose_raft_store_was_lost_refuses_even_when_nobody_answers() {
 
 /// A voter whose whole state directory was wiped, started while the other
 /// voters are down, does not form a cluster of its own: it waits, and
-/// refuses once the real cluster answers and says it stored entries.
+/// refuses once the real cluster answers, although the restarted leader
+/// knows no matched index for it: the cluster's replicated record of voters
+/// that stored entries says it was one.
 #[test]
 fn a_wiped_voter_alone_waits_instead_of_forming_a_second_cluster() {
     let mut cluster = TestCluster::start(3, "");
     cluster.wait_for_leader(Duration::from_secs(10));
     assert!(acquire(&cluster, "workers", "h1").status.success());
+    wait_all_recorded(&cluster);
     for i in 0..3 {
         cluster.kill(i);
     }
@@ -598,29 +601,30 @@ fn a_wiped_voter_alone_waits_instead_of_forming_a_second_cluster() {
         "formed a cluster alone: {log}"
     );
 
-    // Once the real cluster answers, the wiped voter refuses (when the
-    // leader already knows it stored entries) or is sent the real log
-    // (when the leader, itself just restarted, does not know yet): either
-    // way it never holds a state of its own.
+    // Once the real cluster answers, the wiped voter refuses: the leader,
+    // itself just restarted, knows no matched index for it, but the
+    // replicated record says it stored entries.
     cluster.start_voter(1);
     cluster.start_voter(2);
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = cluster
+        .wait_exit(victim, Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("voter exits: {}", cluster.log(victim)));
+    assert_eq!(exit.code(), Some(78), "{}", cluster.log(victim));
+    let full = cluster.log(victim);
+    let log = &full[full.rfind("starting as").unwrap_or(0)..];
+    assert!(log.contains("its state was lost"), "{log}");
+}
+
+/// Waits until the cluster has recorded that every voter stored entries.
+fn wait_all_recorded(cluster: &TestCluster) {
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(exit) = cluster.exited(victim) {
-            assert_eq!(exit.code(), Some(78), "{}", cluster.log(victim));
-            break;
+        let status = cluster.wait_for_leader(Duration::from_secs(5));
+        let voters = status["voters"].as_array().cloned().unwrap_or_default();
+        if !voters.is_empty() && voters.iter().all(|v| v["stored"] == true) {
+            return;
         }
-        let own = cluster.cli_at(&cluster.address(victim), &["status", "--json", "--stale"]);
-        if let Ok(own) = serde_json::from_slice::<serde_json::Value>(&own.stdout) {
-            if own["groups"]["workers"]["holders"][0]["holder"] == "h1" {
-                break;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "neither refused nor caught up: {}",
-            cluster.log(victim)
-        );
+        assert!(Instant::now() < deadline, "voters not recorded: {status}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -66,7 +66,7 @@ pub mod fuzzing {
     pub use crate::host::phase_file::{PhaseFile, PhaseFileError};
     pub use crate::raft::codec::{decode, encode, CodecError};
     pub use crate::raft::election::{PreVoteRequest, PreVoteResponse};
-    pub use crate::raft::service::check_chunk;
+    pub use crate::raft::service::{check_chunk, taken};
     pub use crate::raft::state_machine::AppliedState;
     pub use crate::raft::types::{from_payload, NodeId, TypeConfig, VoterNode};
     pub use crate::rules::lease::{Command, LeaseError, LeaseState, WaiterRef, MAX_HOLDERS_CAP};

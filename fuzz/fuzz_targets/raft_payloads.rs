@@ -158,7 +158,7 @@ fuzz_target!(|data: &[u8]| {
         RaftKind::VoteRequest => drop(rpc::<VoteRequest>(bytes)),
         RaftKind::InstallSnapshot => {
             if let Some(request) = rpc::<InstallSnapshotRequest>(bytes) {
-                let _ = check_chunk(&mut None, &request);
+                let _ = check_chunk(&None, &request);
             }
         }
         RaftKind::AppendEntriesReply => drop(rpc::<AppendEntriesReply>(bytes)),

@@ -1,28 +1,27 @@
 //! Snapshot chunks as a voter receives them: each `InstallSnapshot`
 //! payload decoded (`types::from_payload`), checked by
-//! `raft::service::check_chunk`, then written where openraft 0.9's
-//! `Streaming::receive` writes it (a new snapshot id must start at offset
-//! 0; seek to the offset, write); the last chunk's buffer is decoded as the
-//! state machine's `install_snapshot` decodes it.
+//! `raft::service::check_chunk`, then taken or ignored as openraft 0.9
+//! does (a chunk whose vote is older than the receiver's is answered with
+//! the receiver's vote and not written; otherwise it is written where
+//! `Streaming::receive` writes it: a new snapshot id must start at offset
+//! 0; seek to the offset, write), and counted as arrived only when
+//! `raft::service::taken` says so, as `RaftService` does; the last chunk's
+//! buffer is decoded as the state machine's `install_snapshot` decodes it.
 //!
 //! No panic. The chunk check keeps its promise: a chunk it lets through
 //! never starts past the end of what openraft holds (no zero-filled gap),
 //! and the buffer never grows past the snapshot limit. What decodes
 //! round-trips.
-//!
-//! Not modelled: openraft ignoring a chunk whose vote is older than the
-//! receiver's (`Raft::install_snapshot` answers without writing it).
-//! `check_chunk` has counted that chunk by then, so a later chunk of the
-//! same snapshot id may start past what openraft holds and leave a
-//! zero-filled gap. Only a voter can send chunks (mutual TLS, raft role),
-//! and a leader sends a snapshot's chunks in order, so this takes a
-//! misbehaving voter; counting a chunk only once openraft took it would close it.
 #![no_main]
 
+use std::cmp::Ordering;
 use std::io::{Cursor, Write};
 
-use baton::fuzzing::{check_chunk, decode, from_payload, AppliedState, MAX_SNAPSHOT_BYTES};
-use baton_fuzz::raft::InstallSnapshotRequest;
+use baton::fuzzing::{
+    check_chunk, decode, from_payload, taken, AppliedState, MAX_SNAPSHOT_BYTES,
+};
+use baton_fuzz::raft::{InstallSnapshotRequest, Vote};
+use openraft::raft::InstallSnapshotResponse;
 use baton_fuzz::{assert_round_trip, Chunks};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
@@ -36,14 +35,27 @@ fuzz_target!(|data: &[u8]| {
     // RaftService's bookkeeping, and openraft's snapshot being streamed in.
     let mut receiving = None;
     let mut streaming: Option<(String, Cursor<Vec<u8>>)> = None;
+    let mut receiver_vote = Vote::default();
     for payload in chunks.payloads.iter().take(MAX_CHUNKS) {
         let Ok(request) = from_payload::<InstallSnapshotRequest>(payload) else {
             continue;
         };
         assert_round_trip(&request);
-        if check_chunk(&mut receiving, &request).is_err() {
+        let Ok(arrived) = check_chunk(&receiving, &request) else {
+            continue;
+        };
+        // openraft: a vote not at least the receiver's is answered with its own, unwritten.
+        if matches!(
+            request.vote.partial_cmp(&receiver_vote),
+            None | Some(Ordering::Less)
+        ) {
+            let answer = Ok(InstallSnapshotResponse {
+                vote: receiver_vote,
+            });
+            assert!(!taken(&request.vote, &answer));
             continue;
         }
+        receiver_vote = request.vote;
         let id = &request.meta.snapshot_id;
         if streaming.as_ref().map(|(current, _)| current) != Some(id) {
             if request.offset != 0 {
@@ -54,6 +66,11 @@ fuzz_target!(|data: &[u8]| {
         let Some((_, buffer)) = streaming.as_mut() else {
             continue;
         };
+        let answer = Ok(InstallSnapshotResponse {
+            vote: receiver_vote,
+        });
+        assert!(taken(&request.vote, &answer));
+        receiving = Some(arrived);
         let held = buffer.get_ref().len() as u64;
         assert!(
             request.offset <= held,

@@ -248,6 +248,7 @@ fn applied_state() -> AppliedState {
         last_applied: Some(log_id(7)),
         membership: membership(),
         lease,
+        stored_voters: [1, 2].into(),
     }
 }
 

@@ -33,7 +33,7 @@ pub fn status_json(status: &pb::StatusResponse) -> Value {
     let voters: Vec<Value> = status
         .voters
         .iter()
-        .map(|v| json!({"id": v.id, "name": v.name, "address": v.address, "reachable": v.reachable, "matched": v.matched, "cert_expires": v.cert_expires.map(seconds)}))
+        .map(|v| json!({"id": v.id, "name": v.name, "address": v.address, "reachable": v.reachable, "matched": v.matched, "stored": v.stored, "cert_expires": v.cert_expires.map(seconds)}))
         .collect();
     let mut groups = Map::new();
     for g in &status.groups {
@@ -224,6 +224,7 @@ mod tests {
                 reachable: true,
                 matched: Some(40),
                 cert_expires: None,
+                stored: true,
             }],
             groups: vec![pb::GroupStatus {
                 name: "workers".into(),

@@ -5,6 +5,7 @@
 //! stored here. On start the state is the last snapshot, and openraft replays
 //! the log after it.
 
+use std::collections::BTreeSet;
 use std::io::Cursor;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
@@ -18,7 +19,7 @@ use super::storage::{decode, encode, SNAPSHOT};
 use super::types::{
     Applied, Entry, LogId, NodeId, StorageError, StoredMembership, TypeConfig, VoterNode,
 };
-use crate::rules::lease::{Event, LeaseState, Outcome};
+use crate::rules::lease::{Command, Event, LeaseState, Outcome};
 
 /// How many published changes a slow watcher may fall behind before it is resynced.
 const EVENT_BUFFER: usize = 4096;
@@ -29,6 +30,10 @@ pub struct AppliedState {
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership,
     pub lease: LeaseState,
+    /// Voters known to have stored log entries (`Command::RecordVoter`): one
+    /// that comes back under its id without state lost its vote.
+    #[serde(default)]
+    pub stored_voters: BTreeSet<NodeId>,
 }
 
 /// What watchers receive: one lease change as applied at a log index, or
@@ -193,6 +198,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     EntryPayload::Blank => Ok(Outcome::Done {
                         message: "leader elected".to_string(),
                     }),
+                    EntryPayload::Normal(Command::RecordVoter { voter, .. }) => {
+                        state.stored_voters.insert(voter);
+                        Ok(Outcome::Done {
+                            message: format!("voter {voter} has stored entries"),
+                        })
+                    }
                     EntryPayload::Normal(ref command) => {
                         match state.lease.apply(entry.log_id.index, command) {
                             Ok((outcome, events)) => {

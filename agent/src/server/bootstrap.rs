@@ -2,8 +2,10 @@
 //!
 //! A voter that lost its state dir has forgotten its vote; if it came back
 //! under the same id it could vote twice in one term and break raft's
-//! safety. The leader knows whether a voter ever stored log entries (its
-//! `matched` index), so a fresh voter asks before it does anything. And it
+//! safety. The cluster knows whether a voter ever stored log entries (the
+//! leader's `matched` index, and the replicated record of voters that did,
+//! which a leader that just restarted also has), so a fresh voter asks
+//! before it does anything, and takes no raft traffic while it asks. And it
 //! forms a new cluster only when a majority of the configured voters
 //! (itself included) answer and none knows a cluster: a voter that lost its
 //! state while the others are down waits for them instead of forming a
@@ -33,8 +35,12 @@ pub enum Start {
     /// A cluster exists without this voter: wait for `baton voter add`.
     AwaitAdd { leader: NodeId },
     /// A cluster exists, lists this voter, and this voter stored entries
-    /// before: its state was lost.
-    Refuse { leader: NodeId, matched: u64 },
+    /// before (the leader's matched index for it, or the cluster's record
+    /// of voters that stored entries): its state was lost.
+    Refuse {
+        leader: NodeId,
+        matched: Option<u64>,
+    },
 }
 
 /// Decides from the answers of the other voters (their status, as the
@@ -56,9 +62,16 @@ pub fn decide(me: NodeId, answers: &[Option<pb::StatusResponse>]) -> Start {
     let leader = status.leader.unwrap_or_default();
     match status.voters.iter().find(|v| v.id == me) {
         None => Start::AwaitAdd { leader },
-        Some(voter) => match voter.matched {
-            Some(matched) if matched > 0 => Start::Refuse { leader, matched },
-            _ => Start::CatchUp { leader },
+        Some(voter) => match voter.matched.filter(|m| *m > 0) {
+            Some(matched) => Start::Refuse {
+                leader,
+                matched: Some(matched),
+            },
+            None if voter.stored => Start::Refuse {
+                leader,
+                matched: None,
+            },
+            None => Start::CatchUp { leader },
         },
     }
 }
@@ -126,6 +139,7 @@ mod tests {
                     reachable: true,
                     matched: *matched,
                     cert_expires: None,
+                    stored: false,
                 })
                 .collect(),
             last_applied: 10,
@@ -184,7 +198,22 @@ mod tests {
             decide(3, &[None, Some(s)]),
             Start::Refuse {
                 leader: 1,
-                matched: 8
+                matched: Some(8)
+            }
+        );
+    }
+
+    #[test]
+    fn a_member_the_cluster_recorded_is_refused_by_a_leader_that_knows_no_match() {
+        // The leader restarted: it has no matched index for voter 3 yet, but
+        // the replicated record says voter 3 stored entries.
+        let mut s = status(1, &[(1, Some(10)), (2, Some(10)), (3, None)]);
+        s.voters[2].stored = true;
+        assert_eq!(
+            decide(3, &[Some(s), None]),
+            Start::Refuse {
+                leader: 1,
+                matched: None
             }
         );
     }

@@ -355,6 +355,7 @@ impl Cluster {
                         .flatten()
                 })
         };
+        let stored = self.view.read().stored_voters.clone();
         let voters = membership
             .nodes()
             .filter(|(id, _)| membership.voter_ids().any(|v| v == **id))
@@ -370,6 +371,7 @@ impl Cluster {
                         metrics.current_leader == Some(*id)
                     },
                 matched: matched(id),
+                stored: stored.contains(id),
             })
             .collect();
         let state = self.view.read();

@@ -17,7 +17,7 @@ use crate::log_fields::lease_span;
 use crate::raft::election::{self, ElectionTiming};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{NetworkFactory, PeerHealth};
-use crate::raft::service::RaftService;
+use crate::raft::service::{RaftGate, RaftService};
 use crate::raft::state_machine::{Change, StateMachine};
 use crate::raft::storage::{open_database, OpenError};
 use crate::raft::types::{NodeId, Raft, StorageError, VoterNode};
@@ -46,14 +46,15 @@ pub enum NodeError {
     #[error("this host ({name}) is not among [cluster].voters; only voters run the lease cluster")]
     NotAVoter { name: String },
     #[error(
-        "voter {id} has no state in {state_dir}, but the cluster (leader: voter {leader}) knows it stored log entries up to {matched}: \
+        "voter {id} has no state in {state_dir}, but the cluster (leader: voter {leader}) knows it stored log entries{}: \
          its state was lost, and a voter that forgot its vote must not rejoin under the same id. \
-         Remove it (baton voter remove {id}) and add this host under a new id (baton voter add NEW_ID NAME ADDRESS, and the same id in [cluster].voters)"
+         Remove it (baton voter remove {id}) and add this host under a new id (baton voter add NEW_ID NAME ADDRESS, and the same id in [cluster].voters)",
+        .matched.map(|m| format!(" up to index {m}")).unwrap_or_default()
     )]
     WipedState {
         id: NodeId,
         leader: NodeId,
-        matched: u64,
+        matched: Option<u64>,
         state_dir: std::path::PathBuf,
     },
     #[error(transparent)]
@@ -194,6 +195,10 @@ impl Voter {
             forward_slots: Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDED_IN_FLIGHT)),
         };
 
+        // A voter without state takes no raft traffic until it knows it may
+        // (server::bootstrap): entries or votes arriving while it asks would
+        // blur whether the cluster's record of it is about this process.
+        let raft_gate = RaftGate::new(!pristine);
         // Listen before bootstrapping, so peers can reach us for the first election.
         // The config requires `listen` for voters; this is only a guard.
         let listen = settings
@@ -221,7 +226,7 @@ impl Voter {
             .load_shed(true)
             .layer(AuthLayer::new(voters, latency.clone()))
             .add_service(
-                RaftServer::new(RaftService::new(raft.clone(), timing))
+                RaftServer::new(RaftService::new(raft.clone(), timing, raft_gate.clone()))
                     .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES),
             )
@@ -254,6 +259,9 @@ impl Voter {
                 }),
                 None => {
                     let start = first_start(settings, me.id, &cluster.dialer).await;
+                    if !matches!(start, Start::Refuse { .. }) {
+                        raft_gate.open();
+                    }
                     begin(&raft, settings, &me, start).await
                 }
             };
@@ -275,6 +283,7 @@ impl Voter {
         let background = vec![
             tokio::spawn(election::run(raft.clone(), cluster.dialer.clone(), timing)),
             tokio::spawn(expire_loop(cluster.clone(), settings.lease.hold_timeout)),
+            tokio::spawn(record_voters(cluster.clone())),
             tokio::spawn(session_loops::dispatch_changes(cluster.clone())),
             tokio::spawn(session_loops::keep_alive(cluster.clone())),
             tokio::spawn(session_loops::drop_lapsed(cluster.clone())),
@@ -413,12 +422,6 @@ async fn begin(
             );
             Ok(())
         }
-        // Entries that arrived while we asked came to this very process:
-        // the leader's `matched` is about them, not about lost state.
-        Start::Refuse { leader, .. } if raft.metrics().borrow().last_log_index.is_some() => {
-            info!("joining the cluster led by voter {leader}; it is sending this voter the log");
-            Ok(())
-        }
         Start::Refuse { leader, matched } => Err(NodeError::WipedState {
             id: me.id,
             leader,
@@ -470,6 +473,48 @@ async fn expire_loop(cluster: Cluster, hold_timeout: Option<Duration>) {
         }
     }
 }
+
+/// On the leader: records in the replicated state every voter it sees has
+/// stored entries (`Command::RecordVoter`, once per voter), so that a voter
+/// that comes back without state is refused even by a leader that restarted
+/// since and knows no matched index for it (`server::bootstrap`).
+async fn record_voters(cluster: Cluster) {
+    let mut tick = tokio::time::interval(RECORD_VOTERS_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let unrecorded: Vec<NodeId> = {
+            let metrics = cluster.raft.metrics().borrow().clone();
+            if metrics.current_leader != Some(cluster.id) {
+                continue;
+            }
+            let recorded = &cluster.view.read().stored_voters;
+            let mut stored: Vec<NodeId> = metrics
+                .replication
+                .iter()
+                .flatten()
+                .filter(|(_, matched)| matched.is_some_and(|m| m.index > 0))
+                .map(|(id, _)| *id)
+                .collect();
+            stored.push(cluster.id);
+            stored.retain(|id| {
+                !recorded.contains(id) && metrics.membership_config.voter_ids().any(|v| v == *id)
+            });
+            stored
+        };
+        for voter in unrecorded {
+            let record = |now| Command::RecordVoter { voter, now };
+            if let crate::server::routing::Attempt::Fail(status) =
+                cluster.propose_stamped(record).await
+            {
+                warn!("could not record voter {voter}: {}", status.message());
+            }
+        }
+    }
+}
+
+/// How often the leader looks for voters to record as having stored entries.
+const RECORD_VOTERS_CHECK: Duration = Duration::from_secs(1);
 
 /// Logs each change of leader (`BATON_LEADER`), as this voter learns it.
 async fn log_leader_changes(raft: Raft) {

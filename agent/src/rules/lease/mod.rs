@@ -99,6 +99,13 @@ pub enum Command {
         /// `SetMax` gets `max_holders` directly.
         default_max_holders: u32,
     },
+    /// Remember that raft voter `voter` has stored log entries (the leader
+    /// proposes it once, when it first sees the voter's matched index). Not a
+    /// lease change: the state machine keeps the record (`raft::state_machine`),
+    /// so that a voter coming back under that id without state, which has
+    /// forgotten its vote, is refused even by a leader that has just
+    /// restarted and knows no matched index yet (`server::bootstrap`).
+    RecordVoter { voter: u64, now: UnixMillis },
 }
 
 /// A held lease: one slot of a group.
@@ -402,7 +409,8 @@ impl Command {
             | Command::Pause { now, .. }
             | Command::Resume { now, .. }
             | Command::ForceRelease { now, .. }
-            | Command::SetMax { now, .. } => *now,
+            | Command::SetMax { now, .. }
+            | Command::RecordVoter { now, .. } => *now,
         }
     }
 
@@ -433,7 +441,7 @@ impl Command {
                 validate_group_name(group)?;
                 validate_holder(holder)
             }
-            Command::Expire { .. } => Ok(()),
+            Command::Expire { .. } | Command::RecordVoter { .. } => Ok(()),
             Command::DropWaiters { waiters, .. } => waiters.iter().try_for_each(|w| {
                 validate_group_name(&w.group)?;
                 validate_holder(&w.holder)
@@ -533,6 +541,10 @@ impl LeaseState {
             Command::SetMax {
                 group, max_holders, ..
             } => self.set_max(group, *max_holders, &mut events),
+            // Kept by the raft state machine; nothing of the lease changes.
+            Command::RecordVoter { voter, .. } => Outcome::Done {
+                message: format!("voter {voter} recorded as having stored entries"),
+            },
         };
         self.promote(index, cmd.now(), &mut events);
         Ok((outcome, events))
