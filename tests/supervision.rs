@@ -158,10 +158,23 @@ fn a_voter_whose_disk_is_full_stops_and_loses_nothing() {
         "the log says why: {log}"
     );
     assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
+    survivors_keep_every_grant_and_the_victim_catches_up(&mut cluster, victim, &tokens, || {
+        disk.free_up()
+    });
+    drop(cluster);
+    drop(disk);
+}
 
-    // The survivors serve every acknowledged grant. (h1 may still hold the
-    // lease: the last release can fail while the victim goes down; a
-    // holder's Acquire answers with its grant.)
+/// After a voter failed on its disk: the survivors serve every acknowledged
+/// grant (h1 may still hold the lease: the last release can fail while the
+/// victim goes down; a holder's Acquire answers with its grant); then,
+/// once `heal` has run, the victim starts from its disk and catches up.
+fn survivors_keep_every_grant_and_the_victim_catches_up(
+    cluster: &mut TestCluster,
+    victim: usize,
+    tokens: &[u64],
+    heal: impl FnOnce(),
+) {
     let deadline = Instant::now() + Duration::from_secs(15);
     let token: u64 = loop {
         let out = cluster.cli(&["lease", "acquire", "disk", "--holder", "h1"]);
@@ -178,8 +191,7 @@ fn a_voter_whose_disk_is_full_stops_and_loses_nothing() {
     };
     assert!(token >= *tokens.last().unwrap_or(&0), "{token} {tokens:?}");
 
-    // Space again: the voter starts from its disk and catches up.
-    disk.free_up();
+    heal();
     cluster.start_voter(victim);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -198,8 +210,71 @@ fn a_voter_whose_disk_is_full_stops_and_loses_nothing() {
     let own = cluster.cli_at(&cluster.address(victim), &["status", "--json", "--stale"]);
     let own: serde_json::Value = serde_json::from_slice(&own.stdout).unwrap();
     assert_eq!(own["groups"]["disk"]["holders"][0]["token"], token, "{own}");
-    drop(cluster);
-    drop(disk);
+}
+
+/// A follower whose fsync starts failing with EIO (the kernel's answer for
+/// a disk that lost a write): it stops with a non-zero status instead of
+/// acknowledging what may not be on disk; no acknowledged grant is lost.
+/// The fault is injected into the real process by strace (`inject=`,
+/// ptrace): no device-mapper or failing disk can be had on this machine.
+#[test]
+fn a_voter_whose_fsync_fails_stops_and_loses_nothing() {
+    if Command::new("strace").arg("-V").output().is_err() {
+        eprintln!("skipped: strace is not installed");
+        return;
+    }
+    let mut cluster = TestCluster::start(3, "");
+    let status = cluster.wait_for_leader(Duration::from_secs(10));
+    let leader = status["leader"].as_u64().unwrap() as usize - 1;
+    let victim = (leader + 1) % 3;
+    cluster.kill(victim);
+    // Every fsync/fdatasync from the 60th on fails: start-up and some
+    // grants go through first.
+    let wrapper = cluster.layout.root().join("failing-fsync.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec strace -f -qq --seccomp-bpf -o /dev/null -e trace=fsync,fdatasync \
+             -e inject=fsync,fdatasync:error=EIO:when=60+ {} \"$@\"\n",
+            crate::support::baton_bin().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    cluster.start_voter_through(victim, &wrapper);
+
+    let mut tokens = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(token) = roll_once(&cluster, "disk", "h1") {
+            tokens.push(token);
+        }
+        if let Some(exit) = cluster.exited(victim) {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the voter whose fsync fails kept running after {} grants\n{}",
+            tokens.len(),
+            cluster.log(victim)
+        );
+    };
+    assert!(!exit.success(), "exit status {exit:?}");
+    let log = cluster.log(victim);
+    eprintln!(
+        "fsync EIO: the victim exited ({exit:?}); {} grants acknowledged in all",
+        tokens.len()
+    );
+    assert!(
+        log.contains("raft stopped") || log.contains("Input/output error"),
+        "the log says why: {log}"
+    );
+    assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
+    survivors_keep_every_grant_and_the_victim_catches_up(&mut cluster, victim, &tokens, || ());
 }
 
 /// A voter that also runs the host agent, whose agent state is corrupt:

@@ -140,6 +140,15 @@ impl TestCluster {
             .expect("spawn baton agent");
     }
 
+    /// Starts voter `i` through `program`, a wrapper that runs the baton
+    /// binary it is given first with the arguments after it (e.g. strace
+    /// injecting faults).
+    pub fn start_voter_through(&mut self, i: usize, program: &Path) {
+        self.voters[i]
+            .start(program, RUST_LOG)
+            .expect("spawn wrapped baton agent");
+    }
+
     /// Voter `i`'s exit status if it has ended by itself (no wait, no kill).
     pub fn exited(&mut self, i: usize) -> Option<ExitStatus> {
         self.voters[i].exited()
