@@ -17,7 +17,7 @@ use baton_proto::v1::lease_client::LeaseClient;
 use serde_json::json;
 use tokio_stream::StreamExt;
 
-use crate::cli::local_fleet::{FleetError, FleetLayout, HostConfig, LocalHost};
+use crate::cli::local_fleet::{free_port, FleetError, FleetLayout, HostConfig, LocalHost};
 use crate::host::phase_file::PhaseFile;
 use crate::rules::access::Role;
 use crate::rules::phases::Phase;
@@ -68,6 +68,8 @@ pub struct DemoOptions {
 struct DemoHost {
     host: LocalHost,
     voter: bool,
+    /// Where its Prometheus metrics are served while the demo runs.
+    metrics: String,
     reboots: u32,
     rolled: bool,
 }
@@ -142,8 +144,9 @@ impl Fleet {
                 dir.join("reboot-requested"),
                 dir.join("boot_id"),
             );
+            let metrics = format!("127.0.0.1:{}", prepare(&dir, free_port())?);
             let sections = format!(
-                "[updates]\nsource = \"sentinel\"\nsentinel_file = \"{sentinel}\"\npoll_interval = \"100ms\"\n\n\
+                "[metrics]\nlisten = \"{metrics}\"\n\n[updates]\nsource = \"sentinel\"\nsentinel_file = \"{sentinel}\"\npoll_interval = \"100ms\"\n\n\
                  [reboot]\nmethod = \"command\"\ncommand = [\"touch\", \"{marker}\"]\nboot_id_path = \"{boot_id}\"\n",
                 sentinel = sentinel.display(),
                 marker = marker.display(),
@@ -161,6 +164,7 @@ impl Fleet {
             fleet.hosts.push(DemoHost {
                 host,
                 voter: i < voters,
+                metrics,
                 reboots: 0,
                 rolled: false,
             });
@@ -325,6 +329,13 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         fleet.hosts.len() - voters,
         fleet.layout.root().display()
     ));
+    for host in &fleet.hosts {
+        let role = if host.voter { "voter" } else { "client" };
+        clock.line(&format!(
+            "{} ({role}): metrics at http://{}/metrics",
+            host.host.name, host.metrics
+        ));
+    }
     for i in 0..fleet.hosts.len() {
         fleet.start(i)?;
     }
@@ -427,6 +438,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
                 "rolled": rolled,
                 "max_concurrent_holders": observed.max_holders,
                 "total_seconds": total.as_secs_f64(),
+                "metrics": fleet.hosts.iter().map(|h| json!({"host": h.host.name, "url": format!("http://{}/metrics", h.metrics)})).collect::<Vec<_>>(),
                 "handoff_ms": {
                     "p50": percentile(&observed.handoffs, 0.5),
                     "p99": percentile(&observed.handoffs, 0.99),
