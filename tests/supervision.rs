@@ -131,31 +131,14 @@ fn a_voter_whose_disk_is_full_stops_and_loses_nothing() {
     disk.fill(0);
 
     // Writes go on (the other two are a majority) until the victim fails.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let exit = loop {
-        if let Some(token) = roll_once(&cluster, "disk", "h1") {
-            tokens.push(token);
-        }
-        if let Some(exit) = cluster.exited(victim) {
-            break exit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the voter with a full disk kept running after {} grants; free: {} bytes\n{}",
-            tokens.len(),
-            free_bytes(&cluster.state_dir(victim)),
-            cluster.log(victim)
-        );
-    };
-    assert!(!exit.success(), "exit status {exit:?}");
-    eprintln!(
-        "full disk: the victim exited ({exit:?}); {} grants acknowledged in all",
-        tokens.len()
-    );
-    let log = cluster.log(victim);
+    roll_until_exit(&mut cluster, victim, &mut tokens, "full disk", |c| {
+        format!("free: {} bytes", free_bytes(&c.state_dir(victim)))
+    });
     assert!(
-        log.contains("raft stopped") || log.contains("No space left"),
-        "the log says why: {log}"
+        cluster.log(victim).contains("raft stopped")
+            || cluster.log(victim).contains("No space left"),
+        "the log says why: {}",
+        cluster.log(victim)
     );
     assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
     survivors_keep_every_grant_and_the_victim_catches_up(&mut cluster, victim, &tokens, || {
@@ -163,6 +146,36 @@ fn a_voter_whose_disk_is_full_stops_and_loses_nothing() {
     });
     drop(cluster);
     drop(disk);
+}
+
+/// Rolls h1 in group "disk" (the other two voters are a majority) until
+/// the victim exits by itself, which it must do non-zero within a minute.
+fn roll_until_exit(
+    cluster: &mut TestCluster,
+    victim: usize,
+    tokens: &mut Vec<u64>,
+    fault: &str,
+    about_disk: impl Fn(&TestCluster) -> String,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        tokens.extend(roll_once(cluster, "disk", "h1"));
+        if let Some(exit) = cluster.exited(victim) {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{fault}: the voter kept running after {} grants; {}\n{}",
+            tokens.len(),
+            about_disk(cluster),
+            cluster.log(victim)
+        );
+    };
+    assert!(!exit.success(), "{fault}: exit status {exit:?}");
+    eprintln!(
+        "{fault}: the victim exited ({exit:?}); {} grants acknowledged in all",
+        tokens.len()
+    );
 }
 
 /// After a voter failed on its disk: the survivors serve every acknowledged
@@ -248,30 +261,14 @@ fn a_voter_whose_fsync_fails_stops_and_loses_nothing() {
     cluster.start_voter_through(victim, &wrapper);
 
     let mut tokens = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let exit = loop {
-        if let Some(token) = roll_once(&cluster, "disk", "h1") {
-            tokens.push(token);
-        }
-        if let Some(exit) = cluster.exited(victim) {
-            break exit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the voter whose fsync fails kept running after {} grants\n{}",
-            tokens.len(),
-            cluster.log(victim)
-        );
-    };
-    assert!(!exit.success(), "exit status {exit:?}");
-    let log = cluster.log(victim);
-    eprintln!(
-        "fsync EIO: the victim exited ({exit:?}); {} grants acknowledged in all",
-        tokens.len()
-    );
+    roll_until_exit(&mut cluster, victim, &mut tokens, "fsync EIO", |_| {
+        String::new()
+    });
     assert!(
-        log.contains("raft stopped") || log.contains("Input/output error"),
-        "the log says why: {log}"
+        cluster.log(victim).contains("raft stopped")
+            || cluster.log(victim).contains("Input/output error"),
+        "the log says why: {}",
+        cluster.log(victim)
     );
     assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
     survivors_keep_every_grant_and_the_victim_catches_up(&mut cluster, victim, &tokens, || ());
