@@ -127,6 +127,45 @@ fn holders(cluster: &TestCluster) -> Vec<String> {
     cluster.holders("workers")
 }
 
+/// One Flatcar host on its own bus, with update_engine offering 4152.2.1
+/// over the booted 4152.2.0, past its first Reboot call (fields drop in
+/// order: the agent first, the cluster last).
+struct RebootingHost {
+    host: AgentHost,
+    os: PathBuf,
+    calls: Arc<Mutex<Vec<RebootCall>>>,
+    _logind: zbus::Connection,
+    engine: UpdateEngineService,
+    _bus: DbusDaemon,
+    cluster: TestCluster,
+}
+
+async fn rebooting_host(name: &str) -> RebootingHost {
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let bus = DbusDaemon::start();
+    let engine = UpdateEngineService::start(&bus.address(), NEED_REBOOT, "4152.2.1").await;
+    let (logind, calls) = start_logind(&bus.address(), cluster.address(0), cluster.dialer()).await;
+    let os = os_release(&cluster, name, "4152.2.0");
+    let mut host = AgentHost::with_sections(
+        &cluster,
+        name,
+        Some(&flatcar_sections(&bus.address(), &os)),
+        "",
+    );
+    host.start();
+    wait_until("reboot call", WAIT, || !calls.lock().unwrap().is_empty()).await;
+    RebootingHost {
+        host,
+        os,
+        calls,
+        _logind: logind,
+        engine,
+        _bus: bus,
+        cluster,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flatcar_hosts_reboot_through_logind_only_while_holding_the_lease() {
     let cluster = TestCluster::start(3, "");
@@ -209,20 +248,16 @@ async fn flatcar_hosts_reboot_through_logind_only_while_holding_the_lease() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_whose_update_did_not_take_says_so_and_releases() {
-    let cluster = TestCluster::start(3, "");
-    cluster.wait_for_leader(Duration::from_secs(10));
-    let bus = DbusDaemon::start();
-    let _engine = UpdateEngineService::start(&bus.address(), NEED_REBOOT, "4152.2.1").await;
-    let (_logind, calls) = start_logind(&bus.address(), cluster.address(0), cluster.dialer()).await;
-    let os = os_release(&cluster, "stuck", "4152.2.0");
-    let mut host = AgentHost::with_sections(
-        &cluster,
-        "stuck",
-        Some(&flatcar_sections(&bus.address(), &os)),
-        "",
-    );
-    host.start();
-    wait_until("reboot call", WAIT, || !calls.lock().unwrap().is_empty()).await;
+    // Bound in reverse drop order: the agent goes first, the cluster last.
+    let RebootingHost {
+        cluster,
+        _bus,
+        engine: _engine,
+        _logind,
+        calls,
+        os: _os,
+        mut host,
+    } = rebooting_host("stuck").await;
     // The machine "reboots" but update_engine still wants a reboot.
     host.reboot(1);
     host.wait_phase("idle", WAIT);
@@ -247,20 +282,16 @@ async fn a_host_whose_update_did_not_take_says_so_and_releases() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_that_booted_its_old_partition_fails_its_check_and_releases() {
-    let cluster = TestCluster::start(3, "");
-    cluster.wait_for_leader(Duration::from_secs(10));
-    let bus = DbusDaemon::start();
-    let engine = UpdateEngineService::start(&bus.address(), NEED_REBOOT, "4152.2.1").await;
-    let (_logind, calls) = start_logind(&bus.address(), cluster.address(0), cluster.dialer()).await;
-    let os = os_release(&cluster, "rolled-back", "4152.2.0");
-    let mut host = AgentHost::with_sections(
-        &cluster,
-        "rolled-back",
-        Some(&flatcar_sections(&bus.address(), &os)),
-        "",
-    );
-    host.start();
-    wait_until("reboot call", WAIT, || !calls.lock().unwrap().is_empty()).await;
+    // Bound in reverse drop order: the agent goes first, the cluster last.
+    let RebootingHost {
+        cluster,
+        _bus,
+        engine,
+        _logind,
+        calls,
+        os,
+        mut host,
+    } = rebooting_host("rolled-back").await;
     // The new partition does not boot; the old one comes up again: a fresh
     // update_engine is idle, and os-release still says 4152.2.0.
     engine.set(IDLE, "", 0.0).await;
@@ -328,20 +359,16 @@ async fn a_host_that_booted_its_old_partition_fails_its_check_and_releases() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_the_failed_update_record_lets_the_host_try_that_update_again() {
-    let cluster = TestCluster::start(3, "");
-    cluster.wait_for_leader(Duration::from_secs(10));
-    let bus = DbusDaemon::start();
-    let engine = UpdateEngineService::start(&bus.address(), NEED_REBOOT, "4152.2.1").await;
-    let (_logind, calls) = start_logind(&bus.address(), cluster.address(0), cluster.dialer()).await;
-    let os = os_release(&cluster, "retried", "4152.2.0");
-    let mut host = AgentHost::with_sections(
-        &cluster,
-        "retried",
-        Some(&flatcar_sections(&bus.address(), &os)),
-        "",
-    );
-    host.start();
-    wait_until("reboot call", WAIT, || !calls.lock().unwrap().is_empty()).await;
+    // Bound in reverse drop order: the agent goes first, the cluster last.
+    let RebootingHost {
+        cluster,
+        _bus,
+        engine,
+        _logind,
+        calls,
+        os,
+        mut host,
+    } = rebooting_host("retried").await;
     host.reboot(1);
     // update_engine still wants the reboot: the update did not take.
     host.wait_phase("idle", WAIT);
