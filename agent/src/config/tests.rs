@@ -134,6 +134,7 @@ fn example_parses_as_written() {
                 method: RebootMethod::Logind,
                 time_zone: "localtime".into(),
                 windows: vec![],
+                freezes: vec![],
                 blockers: vec![],
                 blocker_retry: Duration::from_secs(60),
                 boot_id_path: "/proc/sys/kernel/random/boot_id".into(),
@@ -745,9 +746,11 @@ fn full_example_parses_as_written() {
                     Weekday::Wednesday,
                     Weekday::Thursday
                 ],
+                monthly: vec![],
                 start: Time::new(22, 30, 0, 0).unwrap(),
                 length: Duration::from_secs(3 * 3600),
             }],
+            freezes: vec![],
             blockers: vec![command(
                 &["/usr/local/bin/no-active-backups"],
                 Duration::from_secs(30),
