@@ -375,3 +375,161 @@ fn a_long_idle_wait_keeps_feeding_the_watchdog() {
         "{longest:?} without WATCHDOG=1 (WatchdogSec=1.5s):\n{agent_log}"
     );
 }
+
+/// The holders queued in group `workers` (linearizable).
+fn queued(cluster: &TestCluster) -> Vec<String> {
+    let status = cluster.wait_for_leader(Duration::from_secs(10));
+    status["groups"]["workers"]["queue"]
+        .as_array()
+        .map(|q| {
+            q.iter()
+                .map(|w| w["holder"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A freeze covering today (UTC dates, the `to` date frozen all day): a host with a
+/// reboot pending does not queue, and says in STATUS until when and why. Plays systemd's
+/// notification socket to read STATUS.
+#[test]
+fn a_host_in_a_freeze_does_not_queue_and_says_so() {
+    use std::os::unix::net::UnixDatagram;
+
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let today = jiff::Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .date();
+    let (yesterday, tomorrow) = (today.yesterday().unwrap(), today.tomorrow().unwrap());
+    let until = tomorrow.tomorrow().unwrap();
+    let extra = format!(
+        "time_zone = \"UTC\"\n[[reboot.freeze]]\nfrom = \"{yesterday}\"\nto = \"{tomorrow}\"\n\
+         reason = \"test freeze\"\n"
+    );
+    let host = AgentHost::new(&cluster, "frozen", &extra);
+    host.update_pending();
+    let socket_path = host.dir().join("notify");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind the notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("read timeout");
+    let log_path = host.dir().join("frozen-agent.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut agent = std::process::Command::new(crate::support::baton_bin())
+        .args(["agent", "--config"])
+        .arg(host.dir().join("baton.toml"))
+        .arg("--vendor-dir")
+        .arg(host.dir().join("no-vendor"))
+        .env("RUST_LOG", "info")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn baton agent");
+
+    let want = format!("STATUS=reboot needed: frozen until {until} 00:00 UTC (test freeze)");
+    let mut seen: Vec<String> = Vec::new();
+    let mut buf = [0u8; 4096];
+    let started = Instant::now();
+    while started.elapsed() < WAIT && !seen.contains(&want) {
+        if let Ok(n) = socket.recv(&mut buf) {
+            let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+            seen.extend(message.lines().map(str::to_string));
+        }
+    }
+    let agent_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        seen.contains(&want),
+        "no {want:?} in {seen:?}:\n{}",
+        agent_log()
+    );
+    assert_eq!(host.phase(), "reboot-needed");
+    // Still not queued a while later (it keeps polling its update source).
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(host.phase(), "reboot-needed", "{}", agent_log());
+    let status = cluster.wait_for_leader(Duration::from_secs(5));
+    assert!(
+        status["groups"]["workers"].is_null(),
+        "host queued during a freeze: {status}"
+    );
+    assert_eq!(host.reboot_calls(), 0);
+    assert!(
+        agent_log().contains(&format!(
+            "freezes: {yesterday} 00:00 UTC to {until} 00:00 UTC (test freeze)"
+        )),
+        "the start line lists the freeze:\n{}",
+        agent_log()
+    );
+    sigterm(agent.id());
+    let exited = agent.wait().expect("wait for the agent");
+    assert!(exited.success(), "{exited:?}:\n{}", agent_log());
+}
+
+/// A host waiting in the queue when a freeze begins leaves the queue (like when its
+/// window closes), and does not take the lease when it frees up.
+#[test]
+fn a_freeze_beginning_while_queued_leaves_the_queue() {
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let out = cluster.cli(&["lease", "acquire", "workers", "--holder", "operator"]);
+    assert!(out.status.success());
+    // Frozen from 8 s from now, for an hour (UTC wall clock, seconds precision).
+    let utc = |t: jiff::Timestamp| t.to_zoned_datetime(jiff::tz::TimeZone::UTC).datetime();
+    let now = jiff::Timestamp::now();
+    let begins = utc(now + Duration::from_secs(8));
+    let ends = utc(now + Duration::from_secs(3600));
+    let fmt = |dt: jiff::civil::DateTime| {
+        format!(
+            "{}T{:02}:{:02}:{:02}",
+            dt.date(),
+            dt.hour(),
+            dt.minute(),
+            dt.second()
+        )
+    };
+    let extra = format!(
+        "time_zone = \"UTC\"\n[[reboot.freeze]]\nfrom = \"{}\"\nto = \"{}\"\n",
+        fmt(begins),
+        fmt(ends)
+    );
+    let mut host = AgentHost::new(&cluster, "queued-then-frozen", &extra);
+    host.update_pending();
+    host.start();
+    host.wait_phase("waiting-for-lease", WAIT);
+    let deadline = Instant::now() + WAIT;
+    while queued(&cluster) != ["queued-then-frozen"] {
+        assert!(Instant::now() < deadline, "never queued:\n{}", host.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        jiff::Timestamp::now() < now + Duration::from_secs(8),
+        "the host took too long to queue for this test to mean anything"
+    );
+    // The freeze begins: the host leaves the queue and waits again.
+    host.wait_phase("reboot-needed", WAIT);
+    let deadline = Instant::now() + WAIT;
+    while !queued(&cluster).is_empty() {
+        assert!(Instant::now() < deadline, "still queued:\n{}", host.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        jiff::Timestamp::now() >= now + Duration::from_secs(7),
+        "left the queue before the freeze began:\n{}",
+        host.log()
+    );
+    assert!(
+        host.log().contains("a freeze began before a grant"),
+        "{}",
+        host.log()
+    );
+    // The lease frees up; the frozen host does not take it.
+    let out = cluster.cli(&["lease", "release", "workers", "--holder", "operator"]);
+    assert!(out.status.success());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(holders(&cluster).is_empty(), "{}", host.log());
+    assert_eq!(host.reboot_calls(), 0);
+    assert_eq!(host.phase(), "reboot-needed");
+    assert!(host.log().contains("frozen until"), "{}", host.log());
+}
