@@ -294,6 +294,31 @@ fn an_idle_host_asks_its_update_source_once_per_poll_interval_and_stops_at_once(
     assert_eq!(lines(&probes), 1, "{}", host.log());
 }
 
+/// Starts `host`'s agent as systemd would with `NOTIFY_SOCKET=socket` (and `env`), its
+/// log in `log_name` in the host's directory.
+fn spawn_notifying(
+    host: &AgentHost,
+    socket: &std::path::Path,
+    log_name: &str,
+    env: &[(&str, &str)],
+) -> std::process::Child {
+    let log = std::fs::File::create(host.dir().join(log_name)).expect("log file");
+    std::process::Command::new(crate::support::baton_bin())
+        .args(["agent", "--config"])
+        .arg(host.dir().join("baton.toml"))
+        .arg("--vendor-dir")
+        .arg(host.dir().join("no-vendor"))
+        .env("RUST_LOG", "info")
+        .env("NOTIFY_SOCKET", socket)
+        .envs(env.iter().copied())
+        .env_remove("WATCHDOG_PID")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn baton agent")
+}
+
 /// Under systemd with `WatchdogSec=1.5s` (as WATCHDOG_USEC says), an agent
 /// in a 10 s idle wait still sends WATCHDOG=1 at least every 1.5 s: long
 /// waits feed the watchdog. Plays systemd's notification socket.
@@ -311,21 +336,12 @@ fn a_long_idle_wait_keeps_feeding_the_watchdog() {
     socket
         .set_read_timeout(Some(Duration::from_millis(100)))
         .expect("read timeout");
-    let log = std::fs::File::create(host.dir().join("watched.log")).expect("log file");
-    let mut agent = std::process::Command::new(crate::support::baton_bin())
-        .args(["agent", "--config"])
-        .arg(host.dir().join("baton.toml"))
-        .arg("--vendor-dir")
-        .arg(host.dir().join("no-vendor"))
-        .env("RUST_LOG", "info")
-        .env("NOTIFY_SOCKET", &socket_path)
-        .env("WATCHDOG_USEC", "1500000")
-        .env_remove("WATCHDOG_PID")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn baton agent");
+    let mut agent = spawn_notifying(
+        &host,
+        &socket_path,
+        "watched.log",
+        &[("WATCHDOG_USEC", "1500000")],
+    );
 
     let mut ready = false;
     let mut pings: Vec<Instant> = Vec::new();
@@ -415,19 +431,7 @@ fn a_host_in_a_freeze_does_not_queue_and_says_so() {
         .set_read_timeout(Some(Duration::from_millis(100)))
         .expect("read timeout");
     let log_path = host.dir().join("frozen-agent.log");
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let mut agent = std::process::Command::new(crate::support::baton_bin())
-        .args(["agent", "--config"])
-        .arg(host.dir().join("baton.toml"))
-        .arg("--vendor-dir")
-        .arg(host.dir().join("no-vendor"))
-        .env("RUST_LOG", "info")
-        .env("NOTIFY_SOCKET", &socket_path)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn baton agent");
+    let mut agent = spawn_notifying(&host, &socket_path, "frozen-agent.log", &[]);
 
     let want = format!("STATUS=reboot needed: frozen until {until} 00:00 UTC (test freeze)");
     let mut seen: Vec<String> = Vec::new();
