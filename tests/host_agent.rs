@@ -537,3 +537,51 @@ fn a_freeze_beginning_while_queued_leaves_the_queue() {
     assert_eq!(host.phase(), "reboot-needed");
     assert!(host.log().contains("frozen until"), "{}", host.log());
 }
+
+/// A host that began draining before a freeze begins is not stopped by it: it makes its
+/// reboot call during the freeze (a freeze stops reboots from starting, not the one under
+/// way).
+#[test]
+fn a_host_already_draining_when_a_freeze_begins_still_reboots() {
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let now = jiff::Timestamp::now();
+    let freeze_begins = now + Duration::from_secs(6);
+    let at = |t: jiff::Timestamp| {
+        let dt = t.to_zoned_datetime(jiff::tz::TimeZone::UTC).datetime();
+        format!(
+            "{}T{:02}:{:02}:{:02}",
+            dt.date(),
+            dt.hour(),
+            dt.minute(),
+            dt.second()
+        )
+    };
+    // The before-reboot hook outlasts the freeze's start.
+    let extra = format!(
+        "time_zone = \"UTC\"\n[[reboot.freeze]]\nfrom = \"{}\"\nto = \"{}\"\n\
+         [[hooks.before_reboot]]\ncommand = [\"sleep\", \"9\"]\n",
+        at(freeze_begins),
+        at(now + Duration::from_secs(3600))
+    );
+    let mut host = AgentHost::new(&cluster, "under-way", &extra);
+    host.update_pending();
+    host.start();
+    host.wait_phase("draining", WAIT);
+    assert!(
+        jiff::Timestamp::now() < freeze_begins - Duration::from_secs(1),
+        "the host took too long to start draining for this test to mean anything"
+    );
+    host.wait_reboot_calls(1, WAIT);
+    assert!(
+        jiff::Timestamp::now() > freeze_begins,
+        "rebooted before the freeze began:\n{}",
+        host.log()
+    );
+    assert_eq!(host.phase(), "rebooting");
+    assert_eq!(holders(&cluster), ["under-way"]);
+    // Back from the reboot during the freeze: it finishes its checks and releases.
+    host.reboot(1);
+    host.wait_phase("idle", WAIT);
+    assert!(holders(&cluster).is_empty());
+}
