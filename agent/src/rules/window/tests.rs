@@ -844,6 +844,52 @@ fn freeze_times_parse_and_bad_ones_say_why() {
     assert!(message.contains("longer than 366 days"), "{message}");
 }
 
+#[test]
+fn next_open_past_the_most_freezes() {
+    let utc = TimeZone::UTC;
+    // 64 freezes of 6 days each with one free day between them (not merged), from
+    // 2027-01-01, and a window on the last Sunday of each month: most last Sundays fall in
+    // a freeze, so next_open passes over many of them.
+    let start = date(2027, 1, 1);
+    let specs: Vec<FreezeSpec> = (0..MAX_FREEZES as i64)
+        .map(|i| {
+            let from = start.checked_add(Span::new().days(7 * i)).unwrap();
+            let to = from.checked_add(Span::new().days(5)).unwrap();
+            freeze(&from.to_string(), &to.to_string(), None)
+        })
+        .collect();
+    let w = RebootWindows::new(
+        vec![monthly_spec(&["last Sun"], 2, 0, hours(1))],
+        utc.clone(),
+    )
+    .with_freezes(&specs);
+    let from = local(&utc, 2026, 12, 31, 12, 0);
+    let started = std::time::Instant::now();
+    let got = w.next_open(from);
+    let took = started.elapsed();
+    // By hand: the first last Sunday at 02:00 not inside any freeze.
+    let want = (0..800)
+        .map(|k| start.checked_add(Span::new().days(k)).unwrap())
+        .filter(|d| {
+            d.weekday() == Sunday
+                && d.checked_add(Span::new().days(7)).unwrap().month() != d.month()
+        })
+        .map(|d| local(&utc, d.year(), d.month(), d.day(), 2, 0))
+        .find(|&t| {
+            specs.iter().all(|f| {
+                let (a, b) = (
+                    utc.to_timestamp(f.from).unwrap(),
+                    utc.to_timestamp(f.until).unwrap(),
+                );
+                !(a <= t && t < b)
+            })
+        });
+    assert!(want.is_some());
+    assert_eq!(got, want);
+    println!("next_open past {MAX_FREEZES} freezes: {got:?} in {took:?}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+}
+
 /// Property tests against an independent, brute-force model.
 mod props {
     use super::*;
