@@ -229,8 +229,7 @@ impl RebootWindows {
     }
 
     /// If `now` is frozen: until when (the end of the run of overlapping or touching freezes
-    /// that covers now) and the reason of the freeze covering now that was configured first
-    /// among those starting earliest.
+    /// that covers now) and the reason of the earliest-starting freeze that covers now.
     pub fn frozen_at(&self, now: Timestamp) -> Option<(Timestamp, Option<&str>)> {
         let covering = self.freezes.iter().find(|f| f.contains(now))?;
         let mut until = covering.end;
