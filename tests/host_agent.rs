@@ -294,6 +294,31 @@ fn an_idle_host_asks_its_update_source_once_per_poll_interval_and_stops_at_once(
     assert_eq!(lines(&probes), 1, "{}", host.log());
 }
 
+/// Starts `host`'s agent as systemd would with `NOTIFY_SOCKET=socket` (and `env`), its
+/// log in `log_name` in the host's directory.
+fn spawn_notifying(
+    host: &AgentHost,
+    socket: &std::path::Path,
+    log_name: &str,
+    env: &[(&str, &str)],
+) -> std::process::Child {
+    let log = std::fs::File::create(host.dir().join(log_name)).expect("log file");
+    std::process::Command::new(crate::support::baton_bin())
+        .args(["agent", "--config"])
+        .arg(host.dir().join("baton.toml"))
+        .arg("--vendor-dir")
+        .arg(host.dir().join("no-vendor"))
+        .env("RUST_LOG", "info")
+        .env("NOTIFY_SOCKET", socket)
+        .envs(env.iter().copied())
+        .env_remove("WATCHDOG_PID")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn baton agent")
+}
+
 /// Under systemd with `WatchdogSec=1.5s` (as WATCHDOG_USEC says), an agent
 /// in a 10 s idle wait still sends WATCHDOG=1 at least every 1.5 s: long
 /// waits feed the watchdog. Plays systemd's notification socket.
@@ -311,21 +336,12 @@ fn a_long_idle_wait_keeps_feeding_the_watchdog() {
     socket
         .set_read_timeout(Some(Duration::from_millis(100)))
         .expect("read timeout");
-    let log = std::fs::File::create(host.dir().join("watched.log")).expect("log file");
-    let mut agent = std::process::Command::new(crate::support::baton_bin())
-        .args(["agent", "--config"])
-        .arg(host.dir().join("baton.toml"))
-        .arg("--vendor-dir")
-        .arg(host.dir().join("no-vendor"))
-        .env("RUST_LOG", "info")
-        .env("NOTIFY_SOCKET", &socket_path)
-        .env("WATCHDOG_USEC", "1500000")
-        .env_remove("WATCHDOG_PID")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn baton agent");
+    let mut agent = spawn_notifying(
+        &host,
+        &socket_path,
+        "watched.log",
+        &[("WATCHDOG_USEC", "1500000")],
+    );
 
     let mut ready = false;
     let mut pings: Vec<Instant> = Vec::new();
@@ -374,4 +390,198 @@ fn a_long_idle_wait_keeps_feeding_the_watchdog() {
         longest < Duration::from_millis(1500),
         "{longest:?} without WATCHDOG=1 (WatchdogSec=1.5s):\n{agent_log}"
     );
+}
+
+/// The holders queued in group `workers` (linearizable).
+fn queued(cluster: &TestCluster) -> Vec<String> {
+    let status = cluster.wait_for_leader(Duration::from_secs(10));
+    status["groups"]["workers"]["queue"]
+        .as_array()
+        .map(|q| {
+            q.iter()
+                .map(|w| w["holder"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A freeze covering today (UTC dates, the `to` date frozen all day): a host with a
+/// reboot pending does not queue, and says in STATUS until when and why. Plays systemd's
+/// notification socket to read STATUS.
+#[test]
+fn a_host_in_a_freeze_does_not_queue_and_says_so() {
+    use std::os::unix::net::UnixDatagram;
+
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let today = jiff::Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .date();
+    let (yesterday, tomorrow) = (today.yesterday().unwrap(), today.tomorrow().unwrap());
+    let until = tomorrow.tomorrow().unwrap();
+    let extra = format!(
+        "time_zone = \"UTC\"\n[[reboot.freeze]]\nfrom = \"{yesterday}\"\nto = \"{tomorrow}\"\n\
+         reason = \"test freeze\"\n"
+    );
+    let host = AgentHost::new(&cluster, "frozen", &extra);
+    host.update_pending();
+    let socket_path = host.dir().join("notify");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind the notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("read timeout");
+    let log_path = host.dir().join("frozen-agent.log");
+    let mut agent = spawn_notifying(&host, &socket_path, "frozen-agent.log", &[]);
+
+    let want = format!("STATUS=reboot needed: frozen until {until} 00:00 UTC (test freeze)");
+    let mut seen: Vec<String> = Vec::new();
+    let mut buf = [0u8; 4096];
+    let started = Instant::now();
+    while started.elapsed() < WAIT && !seen.contains(&want) {
+        if let Ok(n) = socket.recv(&mut buf) {
+            let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+            seen.extend(message.lines().map(str::to_string));
+        }
+    }
+    let agent_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        seen.contains(&want),
+        "no {want:?} in {seen:?}:\n{}",
+        agent_log()
+    );
+    assert_eq!(host.phase(), "reboot-needed");
+    // Still not queued a while later (it keeps polling its update source).
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(host.phase(), "reboot-needed", "{}", agent_log());
+    let status = cluster.wait_for_leader(Duration::from_secs(5));
+    assert!(
+        status["groups"]["workers"].is_null(),
+        "host queued during a freeze: {status}"
+    );
+    assert_eq!(host.reboot_calls(), 0);
+    assert!(
+        agent_log().contains(&format!(
+            "freezes: {yesterday} 00:00 UTC to {until} 00:00 UTC (test freeze)"
+        )),
+        "the start line lists the freeze:\n{}",
+        agent_log()
+    );
+    sigterm(agent.id());
+    let exited = agent.wait().expect("wait for the agent");
+    assert!(exited.success(), "{exited:?}:\n{}", agent_log());
+}
+
+/// A host waiting in the queue when a freeze begins leaves the queue (like when its
+/// window closes), and does not take the lease when it frees up.
+#[test]
+fn a_freeze_beginning_while_queued_leaves_the_queue() {
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let out = cluster.cli(&["lease", "acquire", "workers", "--holder", "operator"]);
+    assert!(out.status.success());
+    // Frozen from 8 s from now, for an hour (UTC wall clock, seconds precision).
+    let utc = |t: jiff::Timestamp| t.to_zoned_datetime(jiff::tz::TimeZone::UTC).datetime();
+    let now = jiff::Timestamp::now();
+    let begins = utc(now + Duration::from_secs(8));
+    let ends = utc(now + Duration::from_secs(3600));
+    let fmt = |dt: jiff::civil::DateTime| {
+        format!(
+            "{}T{:02}:{:02}:{:02}",
+            dt.date(),
+            dt.hour(),
+            dt.minute(),
+            dt.second()
+        )
+    };
+    let extra = format!(
+        "time_zone = \"UTC\"\n[[reboot.freeze]]\nfrom = \"{}\"\nto = \"{}\"\n",
+        fmt(begins),
+        fmt(ends)
+    );
+    let mut host = AgentHost::new(&cluster, "queued-then-frozen", &extra);
+    host.update_pending();
+    host.start();
+    host.wait_phase("waiting-for-lease", WAIT);
+    let deadline = Instant::now() + WAIT;
+    while queued(&cluster) != ["queued-then-frozen"] {
+        assert!(Instant::now() < deadline, "never queued:\n{}", host.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        jiff::Timestamp::now() < now + Duration::from_secs(8),
+        "the host took too long to queue for this test to mean anything"
+    );
+    // The freeze begins: the host leaves the queue and waits again.
+    host.wait_phase("reboot-needed", WAIT);
+    let deadline = Instant::now() + WAIT;
+    while !queued(&cluster).is_empty() {
+        assert!(Instant::now() < deadline, "still queued:\n{}", host.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        jiff::Timestamp::now() >= now + Duration::from_secs(7),
+        "left the queue before the freeze began:\n{}",
+        host.log()
+    );
+    assert!(
+        host.log().contains("a freeze began before a grant"),
+        "{}",
+        host.log()
+    );
+    // The lease frees up; the frozen host does not take it.
+    let out = cluster.cli(&["lease", "release", "workers", "--holder", "operator"]);
+    assert!(out.status.success());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(holders(&cluster).is_empty(), "{}", host.log());
+    assert_eq!(host.reboot_calls(), 0);
+    assert_eq!(host.phase(), "reboot-needed");
+    assert!(host.log().contains("frozen until"), "{}", host.log());
+}
+
+/// A host that began draining before a freeze begins is not stopped by it: it makes its
+/// reboot call during the freeze (a freeze stops reboots from starting, not the one under
+/// way).
+#[test]
+fn a_host_already_draining_when_a_freeze_begins_still_reboots() {
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let now = jiff::Timestamp::now();
+    let freeze_begins = now + Duration::from_secs(6);
+    let at = |t: jiff::Timestamp| {
+        let dt = t.to_zoned_datetime(jiff::tz::TimeZone::UTC).datetime();
+        format!(
+            "{}T{:02}:{:02}:{:02}",
+            dt.date(),
+            dt.hour(),
+            dt.minute(),
+            dt.second()
+        )
+    };
+    // The before-reboot hook outlasts the freeze's start.
+    let extra = format!(
+        "time_zone = \"UTC\"\n[[reboot.freeze]]\nfrom = \"{}\"\nto = \"{}\"\n\
+         [[hooks.before_reboot]]\ncommand = [\"sleep\", \"9\"]\n",
+        at(freeze_begins),
+        at(now + Duration::from_secs(3600))
+    );
+    let mut host = AgentHost::new(&cluster, "under-way", &extra);
+    host.update_pending();
+    host.start();
+    host.wait_phase("draining", WAIT);
+    assert!(
+        jiff::Timestamp::now() < freeze_begins - Duration::from_secs(1),
+        "the host took too long to start draining for this test to mean anything"
+    );
+    host.wait_reboot_calls(1, WAIT);
+    assert!(
+        jiff::Timestamp::now() > freeze_begins,
+        "rebooted before the freeze began:\n{}",
+        host.log()
+    );
+    assert_eq!(host.phase(), "rebooting");
+    assert_eq!(holders(&cluster), ["under-way"]);
+    // Back from the reboot during the freeze: it finishes its checks and releases.
+    host.reboot(1);
+    host.wait_phase("idle", WAIT);
+    assert!(holders(&cluster).is_empty());
 }

@@ -147,6 +147,7 @@ pub(super) struct FragmentReboot {
     pub(super) command: Option<SpannedStrings>,
     pub(super) time_zone: Option<Spanned<String>>,
     pub(super) window: Option<Spanned<Vec<Spanned<FragmentWindow>>>>,
+    pub(super) freeze: Option<Spanned<Vec<Spanned<FragmentFreeze>>>>,
     pub(super) blocker: Option<Spanned<Vec<Spanned<FragmentCommand>>>>,
     pub(super) blocker_retry: Option<Spanned<String>>,
     pub(super) boot_id_path: Option<Spanned<String>>,
@@ -162,6 +163,18 @@ pub(super) struct FragmentWindow {
     pub(super) days: Option<SpannedStrings>,
     pub(super) start: Option<Spanned<String>>,
     pub(super) length: Option<Spanned<String>>,
+}
+
+/// A freeze period; required fields optional here for better errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a freeze table such as { from = \"2026-12-20\", to = \"2027-01-03\", reason = \"holidays\" }"
+)]
+pub(super) struct FragmentFreeze {
+    pub(super) from: Option<Spanned<String>>,
+    pub(super) to: Option<Spanned<String>>,
+    pub(super) reason: Option<Spanned<String>>,
 }
 
 /// A blocker or hook entry.

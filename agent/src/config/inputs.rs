@@ -4,7 +4,7 @@ use std::ops::Range;
 
 use toml::Spanned;
 
-use super::fragments::{Fragment, FragmentCommand, FragmentVoter, FragmentWindow};
+use super::fragments::{Fragment, FragmentCommand, FragmentFreeze, FragmentVoter, FragmentWindow};
 
 /// A merged value with the fragment (index into the fragment list) and byte
 /// span it came from, so validation can point at the right file and line.
@@ -102,6 +102,7 @@ pub(super) struct RebootInputs {
     pub(super) command: Option<LocatedStrings>,
     pub(super) time_zone: Option<Located<String>>,
     pub(super) window: Option<Located<Vec<Spanned<FragmentWindow>>>>,
+    pub(super) freeze: Option<Located<Vec<Spanned<FragmentFreeze>>>>,
     pub(super) blocker: Option<Located<Vec<Spanned<FragmentCommand>>>>,
     pub(super) blocker_retry: Option<Located<String>>,
     pub(super) boot_id_path: Option<Located<String>>,
@@ -197,6 +198,7 @@ impl Inputs {
             overlay(&mut r.command, reboot.command, index);
             overlay(&mut r.time_zone, reboot.time_zone, index);
             overlay(&mut r.window, reboot.window, index);
+            overlay(&mut r.freeze, reboot.freeze, index);
             overlay(&mut r.blocker, reboot.blocker, index);
             overlay(&mut r.blocker_retry, reboot.blocker_retry, index);
             overlay(&mut r.boot_id_path, reboot.boot_id_path, index);

@@ -6,11 +6,15 @@ use std::time::Duration;
 use jiff::civil::Weekday;
 use toml::Spanned;
 
-use super::fragments::{FragmentCommand, FragmentWindow};
+use super::fragments::{FragmentCommand, FragmentFreeze, FragmentWindow};
 use super::inputs::{HooksInputs, Located, LocatedStrings, RebootInputs};
 use super::validate::Validator;
 use super::ConfigError;
-use crate::rules::window::{check_length, every_day, parse_time_of_day, parse_weekday, WindowSpec};
+use crate::rules::names::check_reason;
+use crate::rules::window::{
+    check_freeze, check_length, every_day, parse_day_pattern, parse_freeze_time, parse_time_of_day,
+    DayPattern, FreezeEnd, FreezeSpec, MonthlyDay, WindowSpec, MAX_FREEZES,
+};
 
 /// `reboot.time_zone` value meaning the host's zone, resolved at use time.
 pub const LOCALTIME: &str = "localtime";
@@ -37,6 +41,8 @@ pub struct RebootSettings {
     pub time_zone: String,
     /// `[[reboot.window]]`; empty means any time.
     pub windows: Vec<WindowSpec>,
+    /// `[[reboot.freeze]]`: periods when no reboot starts, windows or not.
+    pub freezes: Vec<FreezeSpec>,
     /// `[[reboot.blocker]]`: all must exit 0 before queueing for the lease.
     pub blockers: Vec<CommandSettings>,
     /// `blocker_retry`: wait before re-running failed blockers (default 1m).
@@ -124,6 +130,10 @@ impl Validator<'_> {
             Some(list) => self.windows(list)?,
             None => Vec::new(),
         };
+        let freezes = match inputs.freeze {
+            Some(list) => self.freezes(list)?,
+            None => Vec::new(),
+        };
         let blockers = match inputs.blocker {
             Some(list) => self.commands(list, "reboot.blocker", false)?,
             None => Vec::new(),
@@ -142,6 +152,7 @@ impl Validator<'_> {
             method,
             time_zone,
             windows,
+            freezes,
             blockers,
             blocker_retry,
             boot_id_path,
@@ -164,9 +175,9 @@ impl Validator<'_> {
             let start = Located::new(entry.start.ok_or_else(|| required("start"))?, fragment);
             let length = Located::new(entry.length.ok_or_else(|| required("length"))?, fragment);
 
-            let days = match entry.days {
+            let (days, monthly) = match entry.days {
                 Some(days) => self.days(Located::new(days, fragment), &key("days"))?,
-                None => every_day(),
+                None => (every_day(), Vec::new()),
             };
             let start_time =
                 parse_time_of_day(&start.value).map_err(|m| self.error(&start, key("start"), m))?;
@@ -175,6 +186,7 @@ impl Validator<'_> {
                 .map_err(|m| self.error(&length, key("length"), m))?;
             out.push(WindowSpec {
                 days,
+                monthly,
                 start: start_time,
                 length: length_value,
             });
@@ -182,12 +194,13 @@ impl Validator<'_> {
         Ok(out)
     }
 
-    /// A non-empty list of day names, returned Monday first without duplicates.
+    /// A non-empty list of day names and monthly patterns ("2nd Sat"): the weekdays Monday
+    /// first, the monthly patterns in month order, both without duplicates.
     pub(super) fn days(
         &self,
         days: LocatedStrings,
         key: &str,
-    ) -> Result<Vec<Weekday>, ConfigError> {
+    ) -> Result<(Vec<Weekday>, Vec<MonthlyDay>), ConfigError> {
         if days.value.is_empty() {
             return Err(self.error(
                 &days,
@@ -196,24 +209,75 @@ impl Validator<'_> {
             ));
         }
         let mut out = Vec::with_capacity(days.value.len());
+        let mut monthly = Vec::new();
         for (index, name) in days.value.iter().enumerate() {
-            let day = parse_weekday(name.get_ref()).ok_or_else(|| {
+            let pattern = parse_day_pattern(name.get_ref()).map_err(|message| {
                 self.error_at(
                     days.fragment,
                     &name.span(),
                     format!("{key}[{index}]"),
-                    format!(
-                        "unknown day {:?}; expected Mon, Tue, Wed, Thu, Fri, Sat or Sun \
-                         (or the full name)",
-                        name.get_ref()
-                    ),
+                    message,
                 )
             })?;
-            if !out.contains(&day) {
-                out.push(day);
+            match pattern {
+                DayPattern::Weekly(day) if !out.contains(&day) => out.push(day),
+                DayPattern::Monthly(m) if !monthly.contains(&m) => monthly.push(m),
+                _ => {}
             }
         }
         out.sort_by_key(|day| day.to_monday_zero_offset());
+        monthly.sort_by_key(|m: &MonthlyDay| (m.nth, m.weekday.to_monday_zero_offset()));
+        Ok((out, monthly))
+    }
+
+    /// `[[reboot.freeze]]` entries: `from` and `to` required (see
+    /// [`crate::rules::window::freeze`] for their forms), `reason` optional.
+    pub(super) fn freezes(
+        &self,
+        list: Located<Vec<Spanned<FragmentFreeze>>>,
+    ) -> Result<Vec<FreezeSpec>, ConfigError> {
+        let fragment = list.fragment;
+        if list.value.len() > MAX_FREEZES {
+            return Err(self.error(
+                &list,
+                "reboot.freeze",
+                format!(
+                    "{} freeze periods; at most {MAX_FREEZES} (drop the past ones)",
+                    list.value.len()
+                ),
+            ));
+        }
+        let mut out = Vec::with_capacity(list.value.len());
+        for (index, entry) in list.value.into_iter().enumerate() {
+            let entry_span = entry.span();
+            let entry = entry.into_inner();
+            let key = |field: &str| format!("reboot.freeze[{index}].{field}");
+            let required = |field: &str| {
+                self.error_at(fragment, &entry_span, key(field), "required key is missing")
+            };
+            let from = Located::new(entry.from.ok_or_else(|| required("from"))?, fragment);
+            let to = Located::new(entry.to.ok_or_else(|| required("to"))?, fragment);
+            let from_time = parse_freeze_time(&from.value, FreezeEnd::From)
+                .map_err(|m| self.error(&from, key("from"), m))?;
+            let until = parse_freeze_time(&to.value, FreezeEnd::To)
+                .map_err(|m| self.error(&to, key("to"), m))?;
+            check_freeze(from_time, until, &from.value, &to.value)
+                .map_err(|m| self.error(&to, key("to"), m))?;
+            let reason = match entry.reason {
+                Some(reason) => {
+                    let reason = Located::new(reason, fragment);
+                    check_reason(&reason.value)
+                        .map_err(|e| self.error(&reason, key("reason"), e.to_string()))?;
+                    Some(reason.value)
+                }
+                None => None,
+            };
+            out.push(FreezeSpec {
+                from: from_time,
+                until,
+                reason,
+            });
+        }
         Ok(out)
     }
 

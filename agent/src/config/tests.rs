@@ -134,6 +134,7 @@ fn example_parses_as_written() {
                 method: RebootMethod::Logind,
                 time_zone: "localtime".into(),
                 windows: vec![],
+                freezes: vec![],
                 blockers: vec![],
                 blocker_retry: Duration::from_secs(60),
                 boot_id_path: "/proc/sys/kernel/random/boot_id".into(),
@@ -745,9 +746,11 @@ fn full_example_parses_as_written() {
                     Weekday::Wednesday,
                     Weekday::Thursday
                 ],
+                monthly: vec![],
                 start: Time::new(22, 30, 0, 0).unwrap(),
                 length: Duration::from_secs(3 * 3600),
             }],
+            freezes: vec![],
             blockers: vec![command(
                 &["/usr/local/bin/no-active-backups"],
                 Duration::from_secs(30),
@@ -1572,4 +1575,181 @@ fn metrics_listen_must_be_an_address_and_port() {
     assert!(message.contains("ADDR:PORT"), "{message}");
     let text = format!("{MINIMAL}[metrics]\nlisten = \"127.0.0.1:9464\"\nport = 1\n");
     assert_invalid_one(&text, "metrics.port", 7);
+}
+
+// --- monthly window days and freeze periods ---------------------------------
+
+#[test]
+fn window_days_take_monthly_patterns() {
+    let text = with_window(
+        "days = [\"Mon\", \"2nd Sat\", \"last sun\", \"second Saturday\", \"1st Sun\"]\n\
+         start = \"23:00\"\nlength = \"3h\"\n",
+    );
+    let settings = load_one(&text).unwrap();
+    let w = &settings.reboot.windows[0];
+    assert_eq!(w.days, [Weekday::Monday]);
+    let monthly: Vec<String> = w.monthly.iter().map(|m| m.describe()).collect();
+    assert_eq!(
+        monthly,
+        ["1st Sun", "2nd Sat", "last Sun"],
+        "sorted, no duplicates"
+    );
+    // Only monthly patterns: no weekly days (not every day).
+    let text = with_window("days = [\"last Sun\"]\nstart = \"23:00\"\nlength = \"3h\"\n");
+    let settings = load_one(&text).unwrap();
+    assert!(settings.reboot.windows[0].days.is_empty());
+    assert_eq!(settings.reboot.windows[0].monthly.len(), 1);
+}
+
+#[test]
+fn window_days_refuse_bad_monthly_patterns() {
+    for (bad, why) in [
+        ("6th sat", "unknown ordinal \"6th\""),
+        ("5th Sun", "there is no 5th"),
+        ("2nd funday", "unknown day \"funday\""),
+        ("last", "unknown day \"last\""),
+        ("2nd Sat Sun", "unknown day"),
+    ] {
+        let text = with_window(&format!(
+            "days = [\"Mon\", \"{bad}\"]\nstart = \"01:00\"\nlength = \"1h\"\n"
+        ));
+        let message = assert_invalid_one(&text, "reboot.window[0].days[1]", 6);
+        assert!(message.contains(why), "{bad}: {message}");
+    }
+}
+
+fn with_freeze(body: &str) -> String {
+    with(&format!(
+        "[reboot]\ntime_zone = \"Europe/Berlin\"\n[[reboot.freeze]]\n{body}"
+    ))
+}
+
+#[test]
+fn freezes_parse_dates_and_date_times() {
+    let text = with(
+        "[[reboot.freeze]]\nfrom = \"2026-12-20\"\nto = \"2027-01-03\"\nreason = \"Christmas\"\n\
+         [reboot]\nfreeze = []\n",
+    );
+    // `freeze = []` after the entries is a TOML error (the key is defined twice); keep
+    // entries only.
+    assert!(load_one(&text).is_err());
+    let text = with_freeze(
+        "from = \"2026-12-20\"\nto = \"2027-01-03\"\nreason = \"Christmas\"\n\
+         [[reboot.freeze]]\nfrom = \"2027-03-01T06:00\"\nto = \"2027-03-01 18:30\"\n",
+    );
+    let settings = load_one(&text).unwrap();
+    let f = &settings.reboot.freezes;
+    assert_eq!(f.len(), 2);
+    assert_eq!(f[0].from, jiff::civil::date(2026, 12, 20).at(0, 0, 0, 0));
+    assert_eq!(
+        f[0].until,
+        jiff::civil::date(2027, 1, 4).at(0, 0, 0, 0),
+        "a `to` date is frozen all day"
+    );
+    assert_eq!(f[0].reason.as_deref(), Some("Christmas"));
+    assert_eq!(f[1].from, jiff::civil::date(2027, 3, 1).at(6, 0, 0, 0));
+    assert_eq!(f[1].until, jiff::civil::date(2027, 3, 1).at(18, 30, 0, 0));
+    assert_eq!(f[1].reason, None);
+    // A drop-in's freezes replace the vendor's; `freeze = []` clears them.
+    let fragments = [
+        frag("vendor.toml", &text),
+        frag("local.toml", "[reboot]\nfreeze = []\n"),
+    ];
+    assert!(Settings::from_fragments(&fragments)
+        .unwrap()
+        .reboot
+        .freezes
+        .is_empty());
+}
+
+#[test]
+fn freezes_refuse_inverted_and_bad_ranges() {
+    // Lines: 5 [reboot], 6 time_zone, 7 [[reboot.freeze]], 8 from, 9 to, 10 reason.
+    for (body, key, line, why) in [
+        (
+            "from = \"2027-01-03\"\nto = \"2026-12-20\"\n",
+            "reboot.freeze[0].to",
+            9,
+            "ends before it starts",
+        ),
+        (
+            "from = \"2027-01-03T06:00\"\nto = \"2027-01-03T06:00\"\n",
+            "reboot.freeze[0].to",
+            9,
+            "ends before it starts",
+        ),
+        (
+            "from = \"2026-01-01\"\nto = \"2027-06-01\"\n",
+            "reboot.freeze[0].to",
+            9,
+            "longer than 366 days",
+        ),
+        (
+            "from = \"2026-02-30\"\nto = \"2026-03-01\"\n",
+            "reboot.freeze[0].from",
+            8,
+            "no such date",
+        ),
+        (
+            "from = \"2026-12-20\"\nto = \"3026-01-03\"\n",
+            "reboot.freeze[0].to",
+            9,
+            "out of range",
+        ),
+        (
+            "from = \"20.12.2026\"\nto = \"2027-01-03\"\n",
+            "reboot.freeze[0].from",
+            8,
+            "YYYY-MM-DD",
+        ),
+        (
+            "from = \"2026-12-20T00:00Z\"\nto = \"2027-01-03\"\n",
+            "reboot.freeze[0].from",
+            8,
+            "no offset",
+        ),
+        (
+            "from = \"2026-12-20\"\nto = \"2027-01-03\"\nreason = \"bad\\u001b[31m\"\n",
+            "reboot.freeze[0].reason",
+            10,
+            "control",
+        ),
+        (
+            "from = \"2026-12-20\"\n",
+            "reboot.freeze[0].to",
+            7,
+            "missing",
+        ),
+        (
+            "to = \"2026-12-20\"\n",
+            "reboot.freeze[0].from",
+            7,
+            "missing",
+        ),
+        (
+            "from = \"2026-12-20\"\nto = \"2027-01-03\"\nwhy = \"x\"\n",
+            "reboot.freeze[0].why",
+            10,
+            "unknown key",
+        ),
+    ] {
+        let message = assert_invalid_one(&with_freeze(body), key, line);
+        assert!(message.contains(why), "{body}: {message}");
+    }
+    let long = "r".repeat(257);
+    let text = with_freeze(&format!(
+        "from = \"2026-12-20\"\nto = \"2027-01-03\"\nreason = \"{long}\"\n"
+    ));
+    let message = assert_invalid_one(&text, "reboot.freeze[0].reason", 10);
+    assert!(message.contains("at most 256"), "{message}");
+}
+
+#[test]
+fn at_most_64_freezes() {
+    let entry = "[[reboot.freeze]]\nfrom = \"2026-12-20\"\nto = \"2026-12-21\"\n";
+    let text = with(&entry.repeat(64));
+    assert_eq!(load_one(&text).unwrap().reboot.freezes.len(), 64);
+    let text = with(&entry.repeat(65));
+    let message = assert_invalid_one(&text, "reboot.freeze", 5);
+    assert!(message.contains("at most 64"), "{message}");
 }

@@ -124,7 +124,7 @@ fn pid1_start_time() -> Option<u64> {
 }
 
 fn reboot_windows(settings: &Settings) -> Result<RebootWindows, AgentError> {
-    if settings.reboot.windows.is_empty() {
+    if settings.reboot.windows.is_empty() && settings.reboot.freezes.is_empty() {
         return Ok(RebootWindows::always());
     }
     let name = settings.reboot.time_zone.as_str();
@@ -136,7 +136,8 @@ fn reboot_windows(settings: &Settings) -> Result<RebootWindows, AgentError> {
             source,
         })?
     };
-    Ok(RebootWindows::new(settings.reboot.windows.clone(), tz))
+    Ok(RebootWindows::new(settings.reboot.windows.clone(), tz)
+        .with_freezes(&settings.reboot.freezes))
 }
 
 /// The span every agent event is logged in: BATON_PHASE, BATON_GROUP,
@@ -219,11 +220,13 @@ impl HostAgent {
         );
         let windows = reboot_windows(&settings)?;
         info!(
-            "host agent for {} in group {}: updates from {}, reboot windows: {}, reboot by {}",
+            "host agent for {} in group {}: updates from {}, reboot windows: {}, freezes: {}, \
+             reboot by {}",
             settings.node.name,
             settings.node.group,
             updates.name(),
             windows.describe(),
+            windows.describe_freezes(),
             match &settings.reboot.method {
                 crate::config::RebootMethod::Logind => "logind".to_string(),
                 crate::config::RebootMethod::Command(c) => display_command(c),
@@ -514,7 +517,20 @@ impl HostAgent {
         let now = jiff::Timestamp::now();
         if !self.windows.is_open(now) {
             let opens = self.windows.next_open(now);
-            if let Some(opens) = opens {
+            if let Some((until, reason)) = self.windows.frozen_at(now) {
+                // A freeze: no reboot starts, windows or not.
+                let mut text = format!(
+                    "reboot needed: frozen until {}",
+                    self.windows.local_time(until)
+                );
+                if let Some(reason) = reason {
+                    text.push_str(&format!(" ({reason})"));
+                }
+                if let Some(opens) = opens.filter(|&t| t > until) {
+                    text.push_str(&format!(", next window opens {opens}"));
+                }
+                self.say(text);
+            } else if let Some(opens) = opens {
                 self.say(format!(
                     "reboot needed: waiting for the reboot window ({}), next opens {opens}",
                     self.windows.describe()
@@ -554,8 +570,13 @@ impl HostAgent {
                 return None;
             }
         };
-        if !self.windows.is_open(jiff::Timestamp::now()) {
-            warn!("reboot window closed before the drain; giving the lease back");
+        let now = jiff::Timestamp::now();
+        if !self.windows.is_open(now) {
+            if self.windows.frozen_at(now).is_some() {
+                warn!("a freeze began before the drain; giving the lease back");
+            } else {
+                warn!("reboot window closed before the drain; giving the lease back");
+            }
             return Some(Event::DrainFailed { drain: None });
         }
         let mut record: Option<DrainRecord> = None;
@@ -607,7 +628,9 @@ impl HostAgent {
                 return None;
             }
         };
-        if !self.windows.is_open(jiff::Timestamp::now()) {
+        // Only the window, not freezes: a host that began draining before a freeze started
+        // is already on its way down, and a freeze does not stop it.
+        if !self.windows.in_window(jiff::Timestamp::now()) {
             warn!("reboot window closed before the reboot call; undoing the drain");
             return Some(Event::DrainFailed { drain });
         }

@@ -13,7 +13,12 @@ impl HostAgent {
     pub(super) async fn waiting_for_lease(&mut self) -> Option<Event> {
         let now = jiff::Timestamp::now();
         if !self.windows.is_open(now) {
-            info!("reboot window closed before a grant; leaving the queue");
+            if let Some((until, _)) = self.windows.frozen_at(now) {
+                let until = self.windows.local_time(until);
+                info!("a freeze began before a grant (until {until}); leaving the queue");
+            } else {
+                info!("reboot window closed before a grant; leaving the queue");
+            }
             if let Err(e) = self.lease.release(None).await {
                 warn!("could not leave the queue (the waiter TTL will drop us): {e}");
             }
@@ -30,7 +35,8 @@ impl HostAgent {
             }
         }
         // The next message on the stream (a new place, or the grant), or the
-        // window closing, whichever comes first; the watchdog is fed meanwhile.
+        // window closing or a freeze starting, whichever comes first; the
+        // watchdog is fed meanwhile.
         let closes = self
             .windows
             .closes_at(now)

@@ -11,12 +11,23 @@
 //! Equivalently: a window opens at the first instant at which the local clock reads its start
 //! time or later on that day. Lengths are real time, so a 3h window over a DST change still
 //! lasts 3 hours.
+//!
+//! Days are weekday names or monthly patterns ("2nd Sat", see [`days`]). Freeze periods
+//! ([`freeze`]) close everything they cover: open means inside a window and outside every
+//! freeze; `closes_at` is the earlier of the window's end and the next freeze's start,
+//! `next_open` skips over freezes.
+
+pub mod days;
+pub mod freeze;
 
 use std::time::Duration;
 
 use jiff::civil::{Date, Time, Weekday};
 use jiff::tz::{AmbiguousOffset, TimeZone};
 use jiff::{Span, Timestamp};
+
+pub use days::{parse_day_pattern, DayPattern, MonthlyDay};
+pub use freeze::{check_freeze, parse_freeze_time, FreezeEnd, FreezeSpec, MAX_FREEZES};
 
 /// Longest window length: a window repeats at most weekly (see [`check_length`]).
 pub const MAX_WINDOW_LENGTH: Duration = Duration::from_secs(7 * 24 * 60 * 60);
@@ -45,8 +56,10 @@ const MAX_STEPS: usize = 100;
 /// One reboot window, as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowSpec {
-    /// Weekdays on which the window starts; empty means every day.
+    /// Weekdays on which the window starts (every week); with `monthly` also empty, every day.
     pub days: Vec<Weekday>,
+    /// Monthly patterns on which the window starts too ("2nd Sat"), in order, no duplicates.
+    pub monthly: Vec<MonthlyDay>,
     /// Local wall-clock time at which it starts.
     pub start: Time,
     /// Real elapsed time it stays open: more than zero, at most [`MAX_WINDOW_LENGTH`].
@@ -95,9 +108,28 @@ pub fn check_length(length: Duration, written: &str) -> Result<(), String> {
 }
 
 impl WindowSpec {
-    /// Whether the window starts on `day`.
-    fn starts_on(&self, day: Weekday) -> bool {
-        self.days.is_empty() || self.days.contains(&day)
+    /// Whether the window starts on local date `date`.
+    fn starts_on(&self, date: Date) -> bool {
+        (self.days.is_empty() && self.monthly.is_empty())
+            || self.days.contains(&date.weekday())
+            || self.monthly.iter().any(|m| m.matches(date))
+    }
+}
+
+/// A freeze resolved to instants in the windows' zone: closed on `[start, end)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Freeze {
+    /// First frozen instant.
+    pub start: Timestamp,
+    /// First instant no longer frozen.
+    pub end: Timestamp,
+    /// Why, as configured.
+    pub reason: Option<String>,
+}
+
+impl Freeze {
+    fn contains(&self, t: Timestamp) -> bool {
+        self.start <= t && t < self.end
     }
 }
 
@@ -106,6 +138,8 @@ impl WindowSpec {
 pub struct RebootWindows {
     windows: Vec<WindowSpec>,
     tz: TimeZone,
+    /// Sorted by start; may overlap.
+    freezes: Vec<Freeze>,
     /// Local days to look back for a window that may still be open: the longest window plus
     /// slack for offset changes, so even lengths past [`MAX_WINDOW_LENGTH`] give right answers.
     lookback_days: i64,
@@ -153,8 +187,29 @@ impl RebootWindows {
         RebootWindows {
             windows,
             tz,
+            freezes: Vec::new(),
             lookback_days,
         }
+    }
+
+    /// These windows with freeze periods, resolved in the windows' zone like window starts
+    /// (see the module docs). A freeze whose bounds cannot be resolved (outside jiff's range;
+    /// the config's year limits keep them far inside) is left out.
+    pub fn with_freezes(mut self, freezes: &[FreezeSpec]) -> Self {
+        self.freezes = freezes
+            .iter()
+            .filter_map(|f| {
+                let start = self.window_start(f.from.date(), f.from.time())?;
+                let end = self.window_start(f.until.date(), f.until.time())?;
+                (start < end).then(|| Freeze {
+                    start,
+                    end,
+                    reason: f.reason.clone(),
+                })
+            })
+            .collect();
+        self.freezes.sort_by_key(|f| (f.start, f.end));
+        self
     }
 
     /// No windows: always open.
@@ -162,14 +217,35 @@ impl RebootWindows {
         RebootWindows::new(Vec::new(), TimeZone::UTC)
     }
 
-    /// Whether there are no windows, so the host may reboot at any time.
+    /// Whether there are no windows and no freezes, so the host may reboot at any time.
     pub fn is_always(&self) -> bool {
-        self.windows.is_empty()
+        self.windows.is_empty() && self.freezes.is_empty()
     }
 
-    /// Whether some window is open at `now` (always true without windows).
+    /// Whether a reboot may start at `now`: inside a window (always without windows) and
+    /// outside every freeze.
     pub fn is_open(&self, now: Timestamp) -> bool {
-        if self.is_always() {
+        self.in_window(now) && self.frozen_at(now).is_none()
+    }
+
+    /// If `now` is frozen: until when (the end of the run of overlapping or touching freezes
+    /// that covers now) and the reason of the earliest-starting freeze that covers now.
+    pub fn frozen_at(&self, now: Timestamp) -> Option<(Timestamp, Option<&str>)> {
+        let covering = self.freezes.iter().find(|f| f.contains(now))?;
+        let mut until = covering.end;
+        // Sorted by start: extend through every freeze that starts by the current end.
+        for f in &self.freezes {
+            if f.start <= until && f.end > until {
+                until = f.end;
+            }
+        }
+        Some((until, covering.reason.as_deref()))
+    }
+
+    /// Whether some window is open at `now`, freezes aside (always true without windows). For
+    /// steps a freeze does not stop once begun (see the host agent).
+    pub fn in_window(&self, now: Timestamp) -> bool {
+        if self.windows.is_empty() {
             return true;
         }
         let today = self.tz.to_datetime(now).date();
@@ -185,8 +261,28 @@ impl RebootWindows {
     /// windows count as one period (return the end of the union containing now). None when
     /// closed at `now`, or when always open — including when the windows cover every instant
     /// for the next ~2 years (e.g. 48h windows every day), which is always open in effect.
+    ///
+    /// With freezes: the earlier of that and the start of the next freeze (None when closed
+    /// now, frozen or not).
     pub fn closes_at(&self, now: Timestamp) -> Option<Timestamp> {
-        if self.is_always() {
+        if !self.is_open(now) {
+            return None;
+        }
+        let next_freeze = self
+            .freezes
+            .iter()
+            .map(|f| f.start)
+            .filter(|&s| s > now)
+            .min();
+        match (self.window_closes_at(now), next_freeze) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// closes_at for the windows alone.
+    fn window_closes_at(&self, now: Timestamp) -> Option<Timestamp> {
+        if self.windows.is_empty() {
             return None;
         }
         let today = self.tz.to_datetime(now).date();
@@ -214,25 +310,54 @@ impl RebootWindows {
             }
             pending.drain(..used);
             // Every window's starts only grow, so once each has started after `end` in this
-            // step, nothing later can reach back to extend the period.
-            if step.last_starts.iter().all(|s| s.is_none_or(|s| s > end)) {
+            // step, nothing later can reach back to extend the period. A window with no start
+            // in the step (a monthly one; or at the end of jiff's range) next starts on a
+            // later date, at or after the instant the next step's first date begins.
+            let next_from = add_days(to, 1);
+            let next_step_begins = next_from.and_then(|d| self.window_start(d, Time::midnight()));
+            let done = step.last_starts.iter().all(|s| match s {
+                Some(s) => *s > end,
+                None => next_step_begins.is_none_or(|b| b > end),
+            });
+            if done {
                 return Some(end);
             }
-            let from = add_days(to, 1)?;
+            let from = next_from?;
             to = add_days(from, STEP_DAYS - 1)?;
             step = self.step(from, to);
         }
         None
     }
 
-    /// `now` if open now; else the next instant a window opens. None only if always() (never
-    /// closed) — or if no window can ever open: zero-length windows, or the end of jiff's
-    /// range (year 9999).
+    /// `now` if open now; else the next instant a window opens outside every freeze (which
+    /// may be a freeze's end, inside a window). None only if always() (never closed), or
+    /// if nothing can ever open: zero-length windows, or the end of jiff's range (year 9999).
+    /// Monthly windows open at most ~5 weeks apart; the walk is bounded (~2 years per
+    /// freeze passed over).
     pub fn next_open(&self, now: Timestamp) -> Option<Timestamp> {
         if self.is_always() {
             return None;
         }
-        if self.is_open(now) {
+        let mut t = now;
+        // Each round either returns or moves past the end of a run of freezes, which then
+        // never covers t again: at most one round per freeze, plus one.
+        for _ in 0..=self.freezes.len() {
+            t = if self.windows.is_empty() {
+                t
+            } else {
+                self.window_next_open(t)?
+            };
+            match self.frozen_at(t) {
+                None => return Some(t),
+                Some((until, _)) => t = until,
+            }
+        }
+        None
+    }
+
+    /// next_open for the windows alone.
+    fn window_next_open(&self, now: Timestamp) -> Option<Timestamp> {
+        if self.in_window(now) {
             return Some(now);
         }
         // Closed now, so the next open instant is the earliest start after `now`: an instant
@@ -270,7 +395,7 @@ impl RebootWindows {
     /// One line for status and logs, e.g. "Mon,Tue 22:30 for 3h (Europe/Berlin)" joined by
     /// "; ", or "always".
     pub fn describe(&self) -> String {
-        if self.is_always() {
+        if self.windows.is_empty() {
             return "always".to_string();
         }
         let zone = zone_name(&self.tz);
@@ -279,13 +404,46 @@ impl RebootWindows {
             .map(|w| {
                 format!(
                     "{} {} for {} ({zone})",
-                    describe_days(&w.days),
+                    describe_days(&w.days, &w.monthly),
                     describe_time(w.start),
                     describe_length(w.length)
                 )
             })
             .collect::<Vec<_>>()
             .join("; ")
+    }
+
+    /// The freezes for status and logs, e.g. "2026-12-20 00:00 CET to 2027-01-04 00:00 CET
+    /// (Christmas)" joined by "; ", or "none".
+    pub fn describe_freezes(&self) -> String {
+        if self.freezes.is_empty() {
+            return "none".to_string();
+        }
+        self.freezes
+            .iter()
+            .map(|f| {
+                let mut text =
+                    format!("{} to {}", self.local_time(f.start), self.local_time(f.end));
+                if let Some(reason) = &f.reason {
+                    text.push_str(&format!(" ({reason})"));
+                }
+                text
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// `t` as the windows' wall clock shows it, e.g. "2027-01-04 00:00 CET" (seconds only
+    /// when set).
+    pub fn local_time(&self, t: Timestamp) -> String {
+        let local = self.tz.to_datetime(t);
+        let info = self.tz.to_offset_info(t);
+        format!(
+            "{} {} {}",
+            local.date(),
+            describe_time(local.time()),
+            info.abbreviation()
+        )
     }
 
     /// When window `w` opens on local date `date`, following the DST rules in the module docs.
@@ -321,7 +479,7 @@ impl RebootWindows {
     ) -> impl Iterator<Item = Interval> + 'a {
         let dates =
             std::iter::successors(Some(from), |d| d.tomorrow().ok()).take_while(move |d| *d <= to);
-        dates.filter(|d| w.starts_on(d.weekday())).filter_map(|d| {
+        dates.filter(|d| w.starts_on(*d)).filter_map(|d| {
             let start = self.window_start(d, w.start)?;
             let end = start.checked_add(w.length).ok()?;
             Some(Interval { start, end })
@@ -373,18 +531,31 @@ fn zone_name(tz: &TimeZone) -> String {
     }
 }
 
-/// "Mon,Tue" in week order whatever the configured order, or "every day".
-fn describe_days(days: &[Weekday]) -> String {
-    let listed: Vec<&str> = DAY_NAMES
+/// "Mon,Tue" in week order whatever the configured order, or "every day"; monthly patterns
+/// after the weekdays, as configured: "Mon,2nd Sat,last Sun".
+fn describe_days(days: &[Weekday], monthly: &[MonthlyDay]) -> String {
+    let mut listed: Vec<String> = DAY_NAMES
         .iter()
         .filter(|(day, _, _)| days.contains(day))
-        .map(|(_, short, _)| *short)
+        .map(|(_, short, _)| short.to_string())
         .collect();
-    if listed.is_empty() || listed.len() == DAY_NAMES.len() {
+    if listed.len() == DAY_NAMES.len() {
+        return "every day".to_string();
+    }
+    listed.extend(monthly.iter().map(MonthlyDay::describe));
+    if listed.is_empty() {
         "every day".to_string()
     } else {
         listed.join(",")
     }
+}
+
+/// The short name of `day`, e.g. "Sat".
+fn short_day_name(day: Weekday) -> &'static str {
+    DAY_NAMES
+        .iter()
+        .find(|(d, _, _)| *d == day)
+        .map_or("?", |(_, short, _)| *short)
 }
 
 /// "22:30", with seconds (and fractions) only when set.
