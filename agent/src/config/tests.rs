@@ -145,6 +145,7 @@ fn example_parses_as_written() {
             kubernetes: None,
             tls: TlsSettings::Mutual(TlsFiles::default()),
             metrics: None,
+            fleetlock: None,
             sources: vec![PathBuf::from("/etc/baton/baton.toml")],
         }
     );

@@ -46,6 +46,10 @@ pub enum TlsError {
 /// The material of one generation of the files.
 pub struct TlsMaterial {
     pub server: Arc<ServerConfig>,
+    /// The HTTP/1.1 endpoints' config (`transport::http`): the same
+    /// certificate, ALPN `http/1.1`, a client certificate of the CA asked
+    /// for but optional (Zincati has none; the access rule decides).
+    pub http: Arc<ServerConfig>,
     pub client: Arc<ClientConfig>,
     /// This host's certificate, as read.
     pub own: CertSummary,
@@ -118,6 +122,21 @@ impl TlsMaterial {
             source,
         };
 
+        let optional = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| TlsError::Verifier {
+                ca: files.ca.clone(),
+                what: e.to_string(),
+            })?;
+        let mut http = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(rustls_error)?
+            .with_client_cert_verifier(optional)
+            .with_single_cert(chain.clone(), key.clone_key())
+            .map_err(rustls_error)?;
+        http.alpn_protocols = vec![b"http/1.1".to_vec()];
+
         let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
             .build()
             .map_err(|e| TlsError::Verifier {
@@ -142,6 +161,7 @@ impl TlsMaterial {
 
         Ok(TlsMaterial {
             server: Arc::new(server),
+            http: Arc::new(http),
             client: Arc::new(client),
             own,
         })
