@@ -180,7 +180,14 @@ fn zincati_clients_roll_one_at_a_time_in_fifo_order_and_a_silent_one_leaves() {
     assert_eq!(cluster.holders(g), vec![A]);
 
     // B and C keep polling for longer than poll_ttl + waiter_ttl (4 s):
-    // they keep their places, in order.
+    // they keep their places, in order, and their polls write nothing to
+    // the raft log (answered from the voters' state; sessions kept alive).
+    let applied = |cluster: &TestCluster| {
+        cluster.wait_for_leader(Duration::from_secs(10))["last_applied"]
+            .as_u64()
+            .expect("last_applied")
+    };
+    let before = applied(&cluster);
     let until = Instant::now() + Duration::from_secs(6);
     while Instant::now() < until {
         let (status, json) = voter[2].pre_reboot(B, g);
@@ -196,6 +203,11 @@ fn zincati_clients_roll_one_at_a_time_in_fifo_order_and_a_silent_one_leaves() {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert_eq!(queue(&cluster, g), vec![B, C]);
+    assert_eq!(
+        applied(&cluster),
+        before,
+        "polls while queued wrote entries"
+    );
 
     // A is back: steady-state releases. B is next (FIFO), not C.
     let (status, json) = voter[1].steady_state(A, g);
@@ -401,4 +413,18 @@ fn fleetlock_refuses_what_the_protocol_and_the_config_do_not_allow() {
     let (status, json) = base.steady_state(A, g);
     assert_eq!(status, 200, "{json}");
     assert!(cluster.holders(g).is_empty());
+
+    // A paused group queues (409 failed_lock_paused, with the reason); on
+    // resume the waiter gets the slot at its next poll.
+    let out = cluster.cli(&["pause", g, "--reason", "change freeze"]);
+    assert!(out.status.success(), "{}", crate::support::stderr(&out));
+    for _ in 0..2 {
+        let (status, json) = base.pre_reboot(B, g);
+        assert_eq!((status, kind(&json)), (409, "failed_lock_paused"), "{json}");
+        assert!(value(&json).contains("change freeze"), "{json}");
+    }
+    let out = cluster.cli(&["resume", g]);
+    assert!(out.status.success(), "{}", crate::support::stderr(&out));
+    base.pre_reboot_until_ok(B, g, Duration::from_secs(5));
+    assert_eq!(cluster.holders(g), vec![B]);
 }

@@ -1,4 +1,4 @@
-//! `[fleetlock]`: the FleetLock (Zincati) endpoint of a voter (off by default), and its validation.
+//! `[fleetlock]`: the FleetLock endpoint of a voter (off by default), and its validation.
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Client networks (CIDRs) for the HTTP endpoints that have no client certificate: parsing and matching.
+//! Client networks (CIDRs) for HTTP endpoints without client certificates: parse, match.
 
 use std::fmt;
 use std::net::IpAddr;

@@ -1,4 +1,4 @@
-//! The FleetLock server on a voter: Zincati's `pre-reboot` and `steady-state` mapped onto lease groups.
+//! The FleetLock server of a voter: Zincati's pre-reboot and steady-state on lease groups.
 //!
 //! FleetLock (coreos/zincati `docs/development/fleetlock/protocol.md`) is a
 //! recursive, owned counting semaphore over HTTP: `POST /v1/pre-reboot`

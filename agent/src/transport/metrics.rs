@@ -1,4 +1,4 @@
-//! The metrics endpoint: `GET /metrics` (Prometheus or OpenMetrics text), served by `transport::http`.
+//! The metrics endpoint: `GET /metrics` (Prometheus or OpenMetrics text) on `transport::http`.
 //!
 //! With `[tls]` the endpoint is HTTPS and asks for a client certificate with
 //! the `monitor` (or `admin`) role (`rules::access::permit_http`); in an
