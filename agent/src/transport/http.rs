@@ -32,7 +32,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use super::certs::summarize;
+use super::conn::client_identity;
 use super::tls::TlsMode;
 use super::TransportError;
 use crate::rules::access::{permit_http, HttpCaller, HttpEndpoint};
@@ -171,15 +171,8 @@ async fn connection(
                 Ok(Err(e)) => return debug!("{name}: {peer}: TLS handshake failed: {e}"),
                 Err(_) => return debug!("{name}: {peer}: no TLS handshake in time"),
             };
-            let identity = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|chain| chain.first())
-                .and_then(|cert| summarize(cert).ok())
-                .and_then(|summary| summary.identity());
             let caller = HttpCaller {
-                identity,
+                identity: client_identity(stream.get_ref().1),
                 insecure: false,
                 network_allowed,
             };

@@ -122,34 +122,31 @@ impl TlsMaterial {
             source,
         };
 
-        let optional = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| TlsError::Verifier {
+        // One server config per kind of listener: gRPC wants a client
+        // certificate (mutual TLS, h2); the HTTP endpoints ask for one but
+        // let the access rule decide (Zincati has none; http/1.1).
+        let server_config = |client_required: bool, alpn: &[u8]| {
+            let builder = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider());
+            let builder = if client_required {
+                builder
+            } else {
+                builder.allow_unauthenticated()
+            };
+            let verifier = builder.build().map_err(|e| TlsError::Verifier {
                 ca: files.ca.clone(),
                 what: e.to_string(),
             })?;
-        let mut http = ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(rustls_error)?
-            .with_client_cert_verifier(optional)
-            .with_single_cert(chain.clone(), key.clone_key())
-            .map_err(rustls_error)?;
-        http.alpn_protocols = vec![b"http/1.1".to_vec()];
-
-        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
-            .build()
-            .map_err(|e| TlsError::Verifier {
-                ca: files.ca.clone(),
-                what: e.to_string(),
-            })?;
-        let mut server = ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(rustls_error)?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain.clone(), key.clone_key())
-            .map_err(rustls_error)?;
-        server.alpn_protocols = vec![ALPN_H2.to_vec()];
+            let mut config = ServerConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .map_err(rustls_error)?
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(chain.clone(), key.clone_key())
+                .map_err(rustls_error)?;
+            config.alpn_protocols = vec![alpn.to_vec()];
+            Ok::<_, TlsError>(config)
+        };
+        let server = server_config(true, ALPN_H2)?;
+        let http = server_config(false, b"http/1.1")?;
 
         let mut client = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
