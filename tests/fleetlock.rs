@@ -158,6 +158,9 @@ fn zincati_clients_roll_one_at_a_time_in_fifo_order_and_a_silent_one_leaves() {
     // Zincati's initialization: steady-state while holding nothing is OK.
     let (status, json) = voter[0].steady_state(A, g);
     assert_eq!(status, 200, "{json}");
+    // The protocol document's own example, with curl (OpenSSL) trusting the
+    // cluster CA: the voter's certificate and the endpoint work for it too.
+    curl_steady_state(&ca, ports[2], A, g);
 
     // A takes the only slot (max_holders 1), through any voter.
     let (status, json) = voter[1].pre_reboot(A, g);
@@ -277,6 +280,30 @@ fn zincati_clients_roll_one_at_a_time_in_fifo_order_and_a_silent_one_leaves() {
 /// The one network FleetLock clients may call from besides loopback in the
 /// refusal test (TEST-NET-3, unless this machine is in it).
 const OTHER_NETWORK: &str = "203.0.113.0/24";
+
+/// `curl -H "fleet-lock-protocol: true" -d BODY https://.../v1/steady-state`,
+/// as in the protocol document; skipped without curl.
+fn curl_steady_state(ca: &std::path::Path, port: u16, id: &str, group: &str) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--cacert"])
+        .arg(ca)
+        .args(["-H", "fleet-lock-protocol: true", "-d", &body(id, group)])
+        .args(["-w", "\n%{http_code}"])
+        .arg(format!("https://127.0.0.1:{port}/v1/steady-state"))
+        .output();
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => return eprintln!("curl not run ({e}): the curl check is skipped"),
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.ends_with("\n200"),
+        "curl: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_str(text.lines().next().unwrap_or_default()).expect("JSON");
+    assert_eq!(kind(&json), "lock_released", "{json}");
+}
 
 /// A non-loopback address of this machine outside [`OTHER_NETWORK`], if it
 /// has one (no packet is sent).
