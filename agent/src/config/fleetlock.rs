@@ -43,7 +43,7 @@ impl Validator<'_> {
                 &at,
                 "fleetlock.listen",
                 format!(
-                    "invalid socket address {:?}: {e}; write ADDR:PORT, e.g. \"0.0.0.0:7423\"",
+                    "invalid socket address {:?}: {e}; write ADDR:PORT, e.g. \"0.0.0.0:7430\"",
                     at.value
                 ),
             )
