@@ -1,40 +1,39 @@
-//! `[metrics] listen`: real voters and a host agent scraped over TCP; promtool checks the text and the alert rules.
+//! `[metrics] listen`: real voters and a host agent scraped over HTTPS with a monitor certificate (refusals too); promtool checks the text and the alert rules.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use baton::Role;
+
+use crate::http_client::{status_and_body, Client};
 use crate::support::{stderr, AgentHost, TestCluster};
 
+/// A scraper of `cluster`'s endpoints: TLS with a certificate of `role`
+/// (Prometheus gets a monitor certificate).
+fn scraper(cluster: &TestCluster, name: &str, role: Role) -> Client {
+    let identity = cluster
+        .layout
+        .client_identity(name, role)
+        .expect("certificate")
+        .expect("a TLS cluster");
+    Client::tls(&identity.ca, Some((&identity.cert, &identity.key)))
+}
+
 /// One HTTP/1.1 exchange; the answer as text.
-fn try_http(port: u16, request: &str) -> std::io::Result<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.write_all(request.as_bytes())?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    Ok(answer)
+fn try_http(client: &Client, port: u16, request: &str) -> std::io::Result<String> {
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    client.exchange(address, request.as_bytes())
 }
 
 /// One HTTP/1.1 exchange; returns the status code and the body.
-fn http(port: u16, request: &str) -> (u16, String) {
-    let answer = try_http(port, request).expect("metrics exchange");
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {answer:?}"));
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default();
-    (status, body)
+fn http(client: &Client, port: u16, request: &str) -> (u16, String) {
+    status_and_body(&try_http(client, port, request).expect("metrics exchange"))
 }
 
-fn scrape(port: u16) -> String {
-    let (status, body) = http(port, SCRAPE);
+fn scrape(client: &Client, port: u16) -> String {
+    let (status, body) = http(client, port, SCRAPE);
     assert_eq!(status, 200, "{body}");
     body
 }
@@ -51,10 +50,10 @@ const SCRAPE: &str = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: cl
 
 /// Polls the metrics until `ok` holds for the text, or panics with the last
 /// text. The endpoint opens once the daemon has started its parts.
-fn scrape_until(port: u16, what: &str, ok: impl Fn(&str) -> bool) -> String {
+fn scrape_until(client: &Client, port: u16, what: &str, ok: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let text = match try_http(port, SCRAPE) {
+        let text = match try_http(client, port, SCRAPE) {
             Ok(answer) => answer,
             Err(e) => format!("({e})"),
         };
@@ -116,9 +115,10 @@ fn voters_serve_lease_and_raft_metrics() {
         Some(format!("[metrics]\nlisten = \"127.0.0.1:{}\"\n", ports[i]))
     });
     cluster.wait_for_leader(Duration::from_secs(10));
+    let client = scraper(&cluster, "prometheus", Role::Monitor);
     // Counters count what is applied once the endpoint is up.
     for &port in &ports {
-        scrape_until(port, "the endpoint is up", |_| true);
+        scrape_until(&client, port, "the endpoint is up", |_| true);
     }
     let out = cluster.cli(&["lease", "acquire", "workers", "--holder", "h1"]);
     assert!(out.status.success(), "acquire: {}", stderr(&out));
@@ -126,11 +126,16 @@ fn voters_serve_lease_and_raft_metrics() {
     // Every voter applies the grant and counts it.
     let mut texts = Vec::new();
     for &port in &ports {
-        texts.push(scrape_until(port, "one holder of workers", |text| {
-            value(text, "baton_lease_holders{group=\"workers\"}") == Some(1.0)
-                && value(text, "baton_lease_grants_total{group=\"workers\"}")
-                    .is_some_and(|n| n >= 1.0)
-        }));
+        texts.push(scrape_until(
+            &client,
+            port,
+            "one holder of workers",
+            |text| {
+                value(text, "baton_lease_holders{group=\"workers\"}") == Some(1.0)
+                    && value(text, "baton_lease_grants_total{group=\"workers\"}")
+                        .is_some_and(|n| n >= 1.0)
+            },
+        ));
     }
     let text = &texts[0];
     for series in [
@@ -176,25 +181,30 @@ fn voters_serve_lease_and_raft_metrics() {
         .iter()
         .position(|t| value(t, "baton_raft_is_leader") == Some(1.0))
         .expect("a leader");
-    scrape_until(ports[leader], "leader reaches all voters", |text| {
-        value(text, "baton_raft_peers_reachable") == Some(3.0)
-    });
+    scrape_until(
+        &client,
+        ports[leader],
+        "leader reaches all voters",
+        |text| value(text, "baton_raft_peers_reachable") == Some(3.0),
+    );
 
     // A release counts; holders go back to 0.
     let out = cluster.cli(&["lease", "release", "workers", "--holder", "h1"]);
     assert!(out.status.success(), "release: {}", stderr(&out));
-    scrape_until(ports[0], "the release counted", |text| {
+    scrape_until(&client, ports[0], "the release counted", |text| {
         value(text, "baton_lease_holders{group=\"workers\"}") == Some(0.0)
             && value(text, "baton_lease_releases_total{group=\"workers\"}") == Some(1.0)
     });
 
     // Only GET /metrics.
     let (status, _) = http(
+        &client,
         ports[0],
         "GET /other HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(status, 404);
     let (status, _) = http(
+        &client,
         ports[0],
         "POST /metrics HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
     );
@@ -205,13 +215,14 @@ fn voters_serve_lease_and_raft_metrics() {
         "a".repeat(64 * 1024)
     );
     // (The server may close before the whole head is sent: a write error.)
-    if let Ok(answer) = try_http(ports[0], &huge) {
+    if let Ok(answer) = try_http(&client, ports[0], &huge) {
         assert!(!answer.starts_with("HTTP/1.1 200"), "served: {answer:.200}");
     }
-    scrape(ports[0]);
+    scrape(&client, ports[0]);
 
     // A scraper that asks for OpenMetrics gets it.
     let (status, body) = http(
+        &client,
         ports[0],
         "GET /metrics HTTP/1.1\r\nHost: localhost\r\nAccept: application/openmetrics-text;version=1.0.0\r\nConnection: close\r\n\r\n",
     );
@@ -219,7 +230,39 @@ fn voters_serve_lease_and_raft_metrics() {
     assert!(body.ends_with("# EOF\n"), "{body}");
     assert!(body.contains("# TYPE baton_lease_grants counter"), "{body}");
 
-    promtool_accepts(&scrape(ports[leader]));
+    promtool_accepts(&scrape(&client, ports[leader]));
+
+    // Only monitor and admin certificates read metrics: no certificate, a
+    // host's or a voter's is refused (403), plaintext gets no HTTP answer.
+    let identity = cluster
+        .layout
+        .client_identity("h9", Role::Host)
+        .expect("certificate")
+        .expect("a TLS cluster");
+    let anonymous = Client::tls(&identity.ca, None);
+    let (status, body) = http(&anonymous, ports[0], SCRAPE);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("role monitor or admin"), "{body}");
+    let host = Client::tls(&identity.ca, Some((&identity.cert, &identity.key)));
+    let (status, body) = http(&host, ports[0], SCRAPE);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("only monitor and admin certificates may read metrics"),
+        "{body}"
+    );
+    let admin = scraper(&cluster, "ops", Role::Admin);
+    assert_eq!(http(&admin, ports[0], SCRAPE).0, 200);
+    if let Ok(answer) = try_http(&Client::Plain, ports[0], SCRAPE) {
+        assert!(
+            !answer.contains("HTTP/1.1"),
+            "plaintext answered: {answer:.200}"
+        );
+    }
+    assert!(
+        cluster.log(0).contains("refused"),
+        "the refusal is logged:\n{}",
+        cluster.log(0)
+    );
 }
 
 #[test]
@@ -232,7 +275,8 @@ fn a_host_agent_serves_its_phase_and_pending_reboot() {
         &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
     );
     host.start();
-    let text = scrape_until(port, "the agent reports idle", |text| {
+    let client = scraper(&cluster, "prometheus", Role::Monitor);
+    let text = scrape_until(&client, port, "the agent reports idle", |text| {
         value(text, "baton_host_phase{phase=\"idle\"}") == Some(1.0)
     });
     assert_eq!(
@@ -250,7 +294,7 @@ fn a_host_agent_serves_its_phase_and_pending_reboot() {
     assert!(!text.contains("baton_raft_"), "{text}");
 
     host.update_pending();
-    let text = scrape_until(port, "a reboot is required", |text| {
+    let text = scrape_until(&client, port, "a reboot is required", |text| {
         value(text, "baton_host_reboot_required{version=\"\"}") == Some(1.0)
             && value(text, "baton_host_phase{phase=\"idle\"}") == Some(0.0)
     });

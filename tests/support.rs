@@ -58,6 +58,15 @@ impl TestCluster {
         Self::start_with(n, extra, false, &|_| None)
     }
 
+    /// Plaintext, with a drop-in per voter as [`TestCluster::start_with_drop_ins`].
+    pub fn insecure_with_drop_ins(
+        n: usize,
+        extra: &str,
+        drop_in: &dyn Fn(usize) -> Option<String>,
+    ) -> TestCluster {
+        Self::start_with(n, extra, false, drop_in)
+    }
+
     fn start_with(
         n: usize,
         extra: &str,

@@ -14,6 +14,7 @@ use crate::config::{Settings, TlsSettings};
 use crate::host::agent::HostAgent;
 use crate::host::service_manager::ServiceManager;
 use crate::rules::access::Role;
+use crate::server::fleetlock::FleetLockServer;
 use crate::server::metrics::VoterMetrics;
 use crate::server::voter::Voter;
 use crate::transport::metrics::{MetricsServer, Source};
@@ -87,7 +88,7 @@ pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCo
                 .to_string(),
         )
     } else {
-        match HostAgent::start(settings.clone(), notify.clone(), tls).await {
+        match HostAgent::start(settings.clone(), notify.clone(), tls.clone()).await {
             Ok(host) => {
                 host_metrics = Some(host.metrics());
                 agent = Some(tokio::spawn(host.run(stopped)));
@@ -112,12 +113,22 @@ pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCo
             if let Some(host_metrics) = &host_metrics {
                 sources.push(host_metrics.source());
             }
-            let server = MetricsServer::start(metrics.listen, sources)
+            let server = MetricsServer::start(metrics.listen, tls.clone(), sources)
                 .await
                 .map_err(CliError::Metrics)?;
             Some((server, voter_metrics))
         }
         None => None,
+    };
+    // Off unless `[fleetlock] listen` is set (voters only, see config);
+    // stops when dropped (at return).
+    let _fleetlock = match (&settings.fleetlock, &voter) {
+        (Some(fleetlock), Some(voter)) => Some(
+            FleetLockServer::start(fleetlock, voter.cluster().clone(), tls.clone())
+                .await
+                .map_err(CliError::FleetLock)?,
+        ),
+        _ => None,
     };
     match &idle_reason {
         Some(reason) => {

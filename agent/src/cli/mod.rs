@@ -167,9 +167,10 @@ pub enum CertCommand {
     Show { file: PathBuf },
 }
 
-/// `--role`: voter, host or admin.
+/// `--role`: voter, host, admin or monitor (reads metrics and status only).
 fn parse_role(text: &str) -> Result<Role, String> {
-    Role::parse(text).ok_or_else(|| format!("unknown role {text:?}; expected voter, host or admin"))
+    Role::parse(text)
+        .ok_or_else(|| format!("unknown role {text:?}; expected voter, host, admin or monitor"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -246,6 +247,8 @@ pub enum CliError {
     Identity(String),
     #[error("metrics endpoint ([metrics] listen): {0}")]
     Metrics(crate::transport::TransportError),
+    #[error("FleetLock endpoint ([fleetlock] listen): {0}")]
+    FleetLock(crate::transport::TransportError),
 }
 
 impl CliError {

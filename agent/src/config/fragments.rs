@@ -79,6 +79,7 @@ pub(super) struct Fragment {
     pub(super) kubernetes: Option<FragmentKubernetes>,
     pub(super) tls: Option<FragmentTls>,
     pub(super) metrics: Option<FragmentMetrics>,
+    pub(super) fleetlock: Option<FragmentFleetLock>,
 }
 
 /// A string array as written (command line, day list), each element spanned.
@@ -222,6 +223,15 @@ pub(super) struct FragmentTls {
 pub(super) struct FragmentMetrics {
     pub(super) listen: Option<Spanned<String>>,
     pub(super) allow_remote: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct FragmentFleetLock {
+    pub(super) listen: Option<Spanned<String>>,
+    pub(super) groups: Option<SpannedStrings>,
+    pub(super) allow_networks: Option<SpannedStrings>,
+    pub(super) poll_ttl: Option<Spanned<String>>,
 }
 
 /// Deserializes one fragment, turning parser and serde errors into

@@ -51,6 +51,7 @@ pub(super) struct Inputs {
     pub(super) kubernetes: KubernetesInputs,
     pub(super) tls: TlsInputs,
     pub(super) metrics: MetricsInputs,
+    pub(super) fleetlock: FleetLockInputs,
 }
 
 #[derive(Debug, Default)]
@@ -139,6 +140,14 @@ pub(super) struct TlsInputs {
 pub(super) struct MetricsInputs {
     pub(super) listen: Option<Located<String>>,
     pub(super) allow_remote: Option<Located<bool>>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct FleetLockInputs {
+    pub(super) listen: Option<Located<String>>,
+    pub(super) groups: Option<LocatedStrings>,
+    pub(super) allow_networks: Option<LocatedStrings>,
+    pub(super) poll_ttl: Option<Located<String>>,
 }
 
 impl Inputs {
@@ -230,6 +239,13 @@ impl Inputs {
             let m = &mut self.metrics;
             overlay(&mut m.listen, metrics.listen, index);
             overlay(&mut m.allow_remote, metrics.allow_remote, index);
+        }
+        if let Some(fleetlock) = fragment.fleetlock {
+            let f = &mut self.fleetlock;
+            overlay(&mut f.listen, fleetlock.listen, index);
+            overlay(&mut f.groups, fleetlock.groups, index);
+            overlay(&mut f.allow_networks, fleetlock.allow_networks, index);
+            overlay(&mut f.poll_ttl, fleetlock.poll_ttl, index);
         }
     }
 }

@@ -6,11 +6,13 @@ use super::inputs::MetricsInputs;
 use super::validate::Validator;
 use super::ConfigError;
 
-/// `[metrics]`: the plaintext Prometheus endpoint, present when `listen` is set.
+/// `[metrics]`: the Prometheus endpoint, present when `listen` is set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsSettings {
     /// `listen`: `ADDR:PORT` of `GET /metrics`. A loopback address unless
-    /// `allow_remote = true` (the endpoint is plaintext and unauthenticated).
+    /// `allow_remote = true`. With `[tls]` it is HTTPS and wants a monitor
+    /// (or admin) certificate; in an insecure cluster it is plaintext and
+    /// answers anyone who reaches it.
     pub listen: SocketAddr,
 }
 
@@ -39,9 +41,10 @@ impl Validator<'_> {
                 &at,
                 "metrics.listen",
                 format!(
-                    "{listen} is not a loopback address: the metrics endpoint is plaintext \
-                     and answers anyone who reaches it; bind it to 127.0.0.1 or [::1], or \
-                     set [metrics] allow_remote = true for a management network"
+                    "{listen} is not a loopback address: the metrics endpoint serves a local \
+                     scraper by default (plaintext to anyone in an insecure cluster); bind it \
+                     to 127.0.0.1 or [::1], or set [metrics] allow_remote = true for a \
+                     management network (with [tls], scrapers need a monitor certificate)"
                 ),
             ));
         }

@@ -18,12 +18,13 @@
 //!    the value that was finally in force.
 //!
 //! One file per stage (`fragments`, `inputs`, `validate`) and one per
-//! concern (`cluster`, `updates`, `reboot`, `kubernetes`, `tls`, `metrics`: each has its
+//! concern (`cluster`, `updates`, `reboot`, `kubernetes`, `tls`, `metrics`, `fleetlock`: each has its
 //! settings and validates its own section). Config sits just above the
 //! rules: names, durations and windows are checked with `rules`' own
 //! parsers, so a value the config accepts is a value the rules accept.
 
 mod cluster;
+mod fleetlock;
 mod fragments;
 mod inputs;
 mod kubernetes;
@@ -39,6 +40,7 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 pub use cluster::{ClusterSettings, LeaseSettings, NodeSettings, VoterSettings};
+pub use fleetlock::FleetLockSettings;
 pub use kubernetes::KubernetesSettings;
 pub use metrics::MetricsSettings;
 pub use reboot::{CommandSettings, HookSettings, RebootMethod, RebootSettings, LOCALTIME};
@@ -76,6 +78,8 @@ pub struct Settings {
     pub tls: TlsSettings,
     /// The Prometheus endpoint; `None` (the default) when `[metrics] listen` is not set.
     pub metrics: Option<MetricsSettings>,
+    /// The FleetLock endpoint (voters); `None` (the default) when `[fleetlock] listen` is not set.
+    pub fleetlock: Option<FleetLockSettings>,
     /// Fragments that were read, in merge order.
     pub sources: Vec<PathBuf>,
 }

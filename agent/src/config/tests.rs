@@ -146,6 +146,7 @@ fn example_parses_as_written() {
             kubernetes: None,
             tls: TlsSettings::Mutual(TlsFiles::default()),
             metrics: None,
+            fleetlock: None,
             sources: vec![PathBuf::from("/etc/baton/baton.toml")],
         }
     );
@@ -1752,4 +1753,88 @@ fn at_most_64_freezes() {
     let text = with(&entry.repeat(65));
     let message = assert_invalid_one(&text, "reboot.freeze", 5);
     assert!(message.contains("at most 64"), "{message}");
+}
+
+// --- [fleetlock] -------------------------------------------------------------
+
+/// EXAMPLE (a voter, cp-1) with `section` after it; `line(n)` is the line
+/// number of the section's n-th line (1-based).
+fn with_fleetlock(section: &str) -> (String, impl Fn(usize) -> usize) {
+    let base = EXAMPLE.lines().count();
+    (format!("{EXAMPLE}{section}"), move |n| base + n)
+}
+
+#[test]
+fn fleetlock_is_off_unless_listen_is_set_and_takes_its_defaults() {
+    assert_eq!(load_one(EXAMPLE).unwrap().fleetlock, None);
+    let (text, _) = with_fleetlock("[fleetlock]\ngroups = [\"default\"]\n");
+    assert_eq!(load_one(&text).unwrap().fleetlock, None);
+    let (text, _) = with_fleetlock(
+        "[fleetlock]\nlisten = \"0.0.0.0:7423\"\ngroups = [\"default\", \"workers\"]\n\
+         allow_networks = [\"10.0.0.0/16\", \"fd00::/8\", \"192.168.1.7\"]\n",
+    );
+    let fleetlock = load_one(&text).unwrap().fleetlock.unwrap();
+    assert_eq!(fleetlock.listen, "0.0.0.0:7423".parse().unwrap());
+    assert_eq!(fleetlock.groups, vec!["default", "workers"]);
+    let networks: Vec<String> = fleetlock
+        .allow_networks
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(networks, ["10.0.0.0/16", "fd00::/8", "192.168.1.7/32"]);
+    assert_eq!(fleetlock.poll_ttl, Duration::from_secs(15 * 60));
+    let (text, _) = with_fleetlock(
+        "[fleetlock]\nlisten = \"127.0.0.1:7423\"\ngroups = [\"default\"]\npoll_ttl = \"20m\"\n",
+    );
+    let fleetlock = load_one(&text).unwrap().fleetlock.unwrap();
+    assert_eq!(fleetlock.poll_ttl, Duration::from_secs(20 * 60));
+    assert!(fleetlock.allow_networks.is_empty());
+}
+
+#[test]
+fn fleetlock_errors_name_the_key_and_line() {
+    // listen without groups: the error points at listen and names groups.
+    let (text, line) = with_fleetlock("[fleetlock]\nlisten = \"0.0.0.0:7423\"\n");
+    let message = assert_invalid_one(&text, "fleetlock.groups", line(2));
+    assert!(message.contains("required"), "{message}");
+    let (text, line) = with_fleetlock("[fleetlock]\nlisten = \"0.0.0.0:7423\"\ngroups = []\n");
+    assert_invalid_one(&text, "fleetlock.groups", line(3));
+    // A group name the lease rules refuse, at its own line.
+    let (text, line) = with_fleetlock(
+        "[fleetlock]\nlisten = \"0.0.0.0:7423\"\ngroups = [\n  \"default\",\n  \"a b\",\n]\n",
+    );
+    let message = assert_invalid_one(&text, "fleetlock.groups[1]", line(5));
+    assert!(message.contains("\"a b\""), "{message}");
+    let (text, line) = with_fleetlock(
+        "[fleetlock]\nlisten = \"0.0.0.0:7423\"\ngroups = [\"default\"]\n\
+         allow_networks = [\"10.0.0.1/8\"]\n",
+    );
+    let message = assert_invalid_one(&text, "fleetlock.allow_networks[0]", line(4));
+    assert!(message.contains("10.0.0.0/8"), "{message}");
+    let (text, line) = with_fleetlock("[fleetlock]\nlisten = \"7423\"\ngroups = [\"default\"]\n");
+    let message = assert_invalid_one(&text, "fleetlock.listen", line(2));
+    assert!(message.contains("ADDR:PORT"), "{message}");
+    let (text, line) = with_fleetlock(
+        "[fleetlock]\nlisten = \"0.0.0.0:7423\"\ngroups = [\"default\"]\npoll_ttl = \"0s\"\n",
+    );
+    assert_invalid_one(&text, "fleetlock.poll_ttl", line(4));
+    let (text, line) = with_fleetlock(
+        "[fleetlock]\nlisten = \"0.0.0.0:7423\"\ngroups = [\"default\"]\nport = 1\n",
+    );
+    assert_invalid_one(&text, "fleetlock.port", line(4));
+    // Only a voter serves FleetLock; in a drop-in, the drop-in is named.
+    let result = Settings::from_fragments(&[
+        frag("/etc/baton/baton.toml", MINIMAL),
+        frag(
+            "/etc/baton/baton.d/fleetlock.toml",
+            "[fleetlock]\nlisten = \"0.0.0.0:7423\"\ngroups = [\"default\"]\n",
+        ),
+    ]);
+    let message = assert_invalid(
+        result,
+        "/etc/baton/baton.d/fleetlock.toml",
+        "fleetlock.listen",
+        2,
+    );
+    assert!(message.contains("only a voter"), "{message}");
 }

@@ -57,6 +57,8 @@ impl Validator<'_> {
     ) -> Result<Settings, ConfigError> {
         let node = self.node(inputs.node, host_name)?;
         let cluster = self.cluster(inputs.cluster, &node.name)?;
+        let is_voter = cluster.voters.iter().any(|voter| voter.name == node.name);
+        let fleetlock = self.fleetlock(inputs.fleetlock, is_voter)?;
         let kubernetes = if inputs.kubernetes.present {
             Some(self.kubernetes(inputs.kubernetes, &node.name)?)
         } else {
@@ -71,6 +73,7 @@ impl Validator<'_> {
             kubernetes,
             tls: self.tls(inputs.tls)?,
             metrics: self.metrics(inputs.metrics)?,
+            fleetlock,
             node,
             sources: Vec::new(),
         })

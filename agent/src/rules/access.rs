@@ -1,6 +1,7 @@
 //! Who may call what: roles, caller identities, and the one rule table every RPC is checked by.
 //!
-//! A certificate names its holder and its role (`voter`, `host`, `admin`).
+//! A certificate names its holder and its role (`voter`, `host`, `admin`,
+//! `monitor`).
 //! The server looks up every call here, by its gRPC path, before anything
 //! else runs; calls that name a holder are checked once more against the
 //! holder they name. An insecure cluster (`[tls] insecure = true`) has no
@@ -17,17 +18,20 @@ pub enum Role {
     Host,
     /// An operator: the Admin service, and leases for anyone.
     Admin,
+    /// A scraper (Prometheus): reads metrics and status, takes no lease.
+    Monitor,
 }
 
 impl Role {
     /// Every role, as `baton cert issue --role` lists them.
-    pub const ALL: [Role; 3] = [Role::Voter, Role::Host, Role::Admin];
+    pub const ALL: [Role; 4] = [Role::Voter, Role::Host, Role::Admin, Role::Monitor];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Voter => "voter",
             Role::Host => "host",
             Role::Admin => "admin",
+            Role::Monitor => "monitor",
         }
     }
 
@@ -131,7 +135,8 @@ impl Allowed {
             Allowed::Voters => "only voter certificates of current voters may call it",
             Allowed::Anyone => "any certificate of the cluster may",
             Allowed::LeaseTakers => {
-                "voter and host certificates act for themselves, admin certificates for anyone"
+                "voter and host certificates act for themselves, admin certificates for anyone \
+                 (monitor certificates take no lease)"
             }
             Allowed::Admins => "only admin certificates may change the cluster",
         }
@@ -238,7 +243,7 @@ pub fn permit(caller: &Caller, rpc: Rpc, voters: &[String]) -> Result<(), Denied
     let ok = match allowed {
         Allowed::Voters => identity.role == Role::Voter && voters.contains(&identity.name),
         Allowed::Anyone => true,
-        Allowed::LeaseTakers => true,
+        Allowed::LeaseTakers => identity.role != Role::Monitor,
         Allowed::Admins => identity.role == Role::Admin,
     };
     if ok {
@@ -263,6 +268,125 @@ pub fn permit_holder(caller: &Caller, rpc: Rpc, holder: &str) -> Result<(), Deni
                 identity.role, identity.name
             ),
         )),
+    }
+}
+
+// HTTP endpoints (`[metrics]`, `[fleetlock]`): the same rule table idea as
+// the RPCs above, for callers an HTTP listener knows.
+
+/// Every HTTP endpoint baton serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpEndpoint {
+    /// `GET /metrics` on `[metrics] listen`.
+    Metrics,
+    /// `POST /v1/pre-reboot` on `[fleetlock] listen`: take or queue for a slot.
+    FleetLockPreReboot,
+    /// `POST /v1/steady-state` on `[fleetlock] listen`: give the slot back.
+    FleetLockSteadyState,
+}
+
+impl HttpEndpoint {
+    /// Every HTTP endpoint, for tests that go through all of them.
+    #[cfg(test)]
+    pub const ALL: [HttpEndpoint; 3] = [
+        HttpEndpoint::Metrics,
+        HttpEndpoint::FleetLockPreReboot,
+        HttpEndpoint::FleetLockSteadyState,
+    ];
+
+    /// The path it is served at.
+    pub fn path(self) -> &'static str {
+        match self {
+            HttpEndpoint::Metrics => "/metrics",
+            HttpEndpoint::FleetLockPreReboot => "/v1/pre-reboot",
+            HttpEndpoint::FleetLockSteadyState => "/v1/steady-state",
+        }
+    }
+
+    /// The endpoint at `path` among those a listener serves; None: 404.
+    pub fn from_path(path: &str, served: &[HttpEndpoint]) -> Option<HttpEndpoint> {
+        served.iter().copied().find(|e| e.path() == path)
+    }
+
+    fn is_fleetlock(self) -> bool {
+        self != HttpEndpoint::Metrics
+    }
+}
+
+/// Who calls an HTTP endpoint, as its listener saw the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCaller {
+    /// The certificate of the cluster CA the client showed (TLS listeners).
+    pub identity: Option<Identity>,
+    /// The listener is plaintext because the cluster is (`[tls] insecure = true`).
+    pub insecure: bool,
+    /// The client's address is loopback or inside the listener's allowed
+    /// networks (`rules::networks::network_allowed`).
+    pub network_allowed: bool,
+}
+
+impl fmt::Display for HttpCaller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.identity {
+            Some(identity) => write!(f, "{identity}"),
+            None if self.insecure => f.write_str("an unauthenticated caller (insecure cluster)"),
+            None => f.write_str("a caller without a client certificate"),
+        }
+    }
+}
+
+/// May `caller` use `endpoint` at all?
+///
+/// - `/metrics`: with TLS, a `monitor` or `admin` certificate (Prometheus
+///   gets a monitor certificate); without TLS (insecure cluster) anyone who
+///   reaches it, and `[metrics]` binds loopback unless `allow_remote`.
+/// - FleetLock: Zincati shows no client certificate, so the caller is the
+///   FleetLock client role, known by its network: loopback or the
+///   configured `allow_networks`, TLS or not. It may only take and give
+///   back slots, in the configured groups ([`permit_fleetlock_group`]),
+///   for the id it names; nothing else is served on that listener.
+pub fn permit_http(caller: &HttpCaller, endpoint: HttpEndpoint) -> Result<(), Denied> {
+    let refuse = |why: &str| {
+        Err(Denied {
+            caller: caller.to_string(),
+            rpc: endpoint.path().to_string(),
+            why: why.to_string(),
+        })
+    };
+    if endpoint.is_fleetlock() {
+        return if caller.network_allowed {
+            Ok(())
+        } else {
+            refuse("FleetLock clients are served from loopback and [fleetlock] allow_networks only")
+        };
+    }
+    match &caller.identity {
+        Some(identity) if matches!(identity.role, Role::Monitor | Role::Admin) => Ok(()),
+        None if caller.insecure => Ok(()),
+        Some(_) => refuse("only monitor and admin certificates may read metrics"),
+        None => refuse("a client certificate of the cluster (role monitor or admin) is required"),
+    }
+}
+
+/// May a FleetLock client act in `group`? Only in the groups `[fleetlock]
+/// groups` names (Zincati's default group is `default`).
+pub fn permit_fleetlock_group(
+    caller: &HttpCaller,
+    endpoint: HttpEndpoint,
+    group: &str,
+    groups: &[String],
+) -> Result<(), Denied> {
+    if groups.iter().any(|g| g == group) {
+        Ok(())
+    } else {
+        Err(Denied {
+            caller: caller.to_string(),
+            rpc: endpoint.path().to_string(),
+            why: format!(
+                "group {group:?} is not served over FleetLock (configured: {})",
+                groups.join(", ")
+            ),
+        })
     }
 }
 
@@ -296,6 +420,7 @@ mod tests {
         let former = certified("cp-9", Role::Voter);
         let host = certified("h1", Role::Host);
         let admin = certified("ops", Role::Admin);
+        let monitor = certified("prometheus", Role::Monitor);
         for rpc in Rpc::ALL {
             let expect = |caller: &Caller| permit(caller, rpc, &voters).is_ok();
             let admin_call = rpc.allowed() == Allowed::Admins;
@@ -309,6 +434,12 @@ mod tests {
             );
             assert_eq!(expect(&host), !admin_call && !raft, "host {rpc:?}");
             assert_eq!(expect(&admin), !raft, "admin {rpc:?}");
+            // Monitors read (Status, Watch) and nothing else.
+            assert_eq!(
+                expect(&monitor),
+                rpc.allowed() == Allowed::Anyone,
+                "monitor {rpc:?}"
+            );
             assert!(expect(&Caller::Insecure), "insecure {rpc:?}");
         }
     }
@@ -345,6 +476,61 @@ mod tests {
         assert!(
             refused.contains("only voter certificates of current voters"),
             "{refused}"
+        );
+    }
+
+    #[test]
+    fn http_endpoints_metrics_by_certificate_fleetlock_by_network() {
+        let caller = |role: Option<Role>, insecure, network_allowed| HttpCaller {
+            identity: role.map(|role| Identity {
+                name: "x".into(),
+                role,
+            }),
+            insecure,
+            network_allowed,
+        };
+        let metrics = HttpEndpoint::Metrics;
+        assert!(permit_http(&caller(Some(Role::Monitor), false, false), metrics).is_ok());
+        assert!(permit_http(&caller(Some(Role::Admin), false, false), metrics).is_ok());
+        assert!(permit_http(&caller(Some(Role::Host), false, true), metrics).is_err());
+        assert!(permit_http(&caller(Some(Role::Voter), false, true), metrics).is_err());
+        let refused = permit_http(&caller(None, false, true), metrics).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "a caller without a client certificate may not call /metrics: \
+             a client certificate of the cluster (role monitor or admin) is required"
+        );
+        assert!(permit_http(&caller(None, true, false), metrics).is_ok());
+        for endpoint in [
+            HttpEndpoint::FleetLockPreReboot,
+            HttpEndpoint::FleetLockSteadyState,
+        ] {
+            assert!(permit_http(&caller(None, false, true), endpoint).is_ok());
+            assert!(permit_http(&caller(None, true, true), endpoint).is_ok());
+            // A certificate does not replace the network rule.
+            assert!(permit_http(&caller(Some(Role::Admin), false, false), endpoint).is_err());
+            assert!(permit_http(&caller(None, true, false), endpoint).is_err());
+        }
+        let groups = vec!["default".to_string(), "workers".to_string()];
+        let fl = caller(None, false, true);
+        let pre = HttpEndpoint::FleetLockPreReboot;
+        assert!(permit_fleetlock_group(&fl, pre, "workers", &groups).is_ok());
+        let refused = permit_fleetlock_group(&fl, pre, "db", &groups).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("\"db\" is not served over FleetLock (configured: default, workers)"),
+            "{refused}"
+        );
+        for endpoint in HttpEndpoint::ALL {
+            assert_eq!(
+                HttpEndpoint::from_path(endpoint.path(), &HttpEndpoint::ALL),
+                Some(endpoint)
+            );
+        }
+        assert_eq!(
+            HttpEndpoint::from_path("/metrics", &[HttpEndpoint::FleetLockPreReboot]),
+            None
         );
     }
 }

@@ -48,3 +48,31 @@ pub const MAX_DROPS_PER_ENTRY: usize = 4_096;
 /// Wait streams one caller may hold open on one voter for one holder (a
 /// host needs one per group; a reconnect may briefly overlap the old one).
 pub const MAX_WAITS_PER_HOLDER: usize = 4;
+
+// HTTP endpoints (`[metrics]`, `[fleetlock]`, served by `transport::http`).
+
+/// Largest HTTP request head (request line and headers) read: hyper's
+/// smallest read buffer. A longer head is answered 431 or dropped.
+pub const MAX_HTTP_HEAD_BYTES: usize = 8 * 1024;
+
+/// Time for an HTTP client to send its request head.
+pub const HTTP_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Time for one HTTP exchange, request to last byte of the answer. A
+/// FleetLock call may wait for an election (the cluster's request timeout).
+pub const HTTP_EXCHANGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Scrapes served at once; a connection beyond this is closed unanswered.
+pub const MAX_METRICS_CONNECTIONS: usize = 16;
+
+/// FleetLock requests served at once (each is one short exchange; Zincati
+/// asks every 5 minutes); a connection beyond this is closed unanswered.
+pub const MAX_FLEETLOCK_CONNECTIONS: usize = 64;
+
+/// Largest FleetLock request body: `{"client_params":{"id":..,"group":..}}`
+/// with the longest holder and group names fits many times over.
+pub const MAX_FLEETLOCK_BODY_BYTES: usize = 4 * 1024;
+
+/// FleetLock clients (id and group) whose place one voter keeps between
+/// their polls; a new client beyond this is refused (503) until one leaves.
+pub const MAX_FLEETLOCK_CLIENTS: usize = 20_000;

@@ -8,5 +8,6 @@ pub mod durations;
 pub mod lease;
 pub mod limits;
 pub mod names;
+pub mod networks;
 pub mod phases;
 pub mod window;

@@ -95,8 +95,8 @@ fn unexpected(outcome: &Outcome) -> Status {
 
 /// Takes a slot or queues for one, on the leader (forwarded there if need
 /// be). A caller queued on the leader has its session touched: asking again
-/// keeps a place, as a Wait stream does.
-async fn acquire_routed(
+/// keeps a place, as a Wait stream does. (Also the FleetLock front's.)
+pub(crate) async fn acquire_routed(
     cluster: &Cluster,
     request: &Routed<pb::AcquireRequest>,
 ) -> Result<pb::AcquireResponse, Status> {
@@ -139,6 +139,41 @@ async fn acquire_routed(
     Ok(pb::AcquireResponse {
         outcome: Some(outcome),
     })
+}
+
+/// Gives a slot back or leaves the queue, on the leader (forwarded there if
+/// need be); idempotent. (Also the FleetLock front's.)
+pub(crate) async fn release_routed(
+    cluster: &Cluster,
+    request: &Routed<pb::ReleaseRequest>,
+) -> Result<pb::ReleaseResponse, Status> {
+    let req = &request.message;
+    let answer = cluster
+        .route(
+            request,
+            || cluster.propose_stamped(|now| requests::release_command(req, now)),
+            |channel, forwarded| async move { LeaseClient::new(channel).release(forwarded).await },
+        )
+        .await?;
+    match answer {
+        Answered::ByLeader(response) => Ok(response),
+        Answered::Here(Outcome::Released {
+            token_mismatch: true,
+            ..
+        }) => Err(Status::failed_precondition(format!(
+            "{} holds {} under another token than {:?}",
+            req.holder, req.group, req.token
+        ))),
+        Answered::Here(Outcome::Released {
+            released,
+            left_queue,
+            ..
+        }) => Ok(pb::ReleaseResponse {
+            released,
+            left_queue,
+        }),
+        Answered::Here(other) => Err(unexpected(&other)),
+    }
 }
 
 #[tonic::async_trait]
@@ -225,36 +260,9 @@ impl Lease for LeaseService {
         let req = &request.message;
         requests::check_release(req)?;
         auth::permit_holder(&request.caller, Rpc::Release, &req.holder)?;
-        let cluster = &self.cluster;
-        let answer =
-            cluster
-                .route(
-                    &request,
-                    || cluster.propose_stamped(|now| requests::release_command(req, now)),
-                    |channel, forwarded| async move {
-                        LeaseClient::new(channel).release(forwarded).await
-                    },
-                )
-                .await?;
-        match answer {
-            Answered::ByLeader(response) => Ok(Response::new(response)),
-            Answered::Here(Outcome::Released {
-                token_mismatch: true,
-                ..
-            }) => Err(Status::failed_precondition(format!(
-                "{} holds {} under another token than {:?}",
-                req.holder, req.group, req.token
-            ))),
-            Answered::Here(Outcome::Released {
-                released,
-                left_queue,
-                ..
-            }) => Ok(Response::new(pb::ReleaseResponse {
-                released,
-                left_queue,
-            })),
-            Answered::Here(other) => Err(unexpected(&other)),
-        }
+        release_routed(&self.cluster, &request)
+            .await
+            .map(Response::new)
     }
 
     async fn status(

@@ -213,13 +213,7 @@ pub fn accept(
                     tokio::spawn(async move {
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                             Ok(Ok(stream)) => {
-                                let identity = stream
-                                    .get_ref()
-                                    .1
-                                    .peer_certificates()
-                                    .and_then(|chain| chain.first())
-                                    .and_then(|cert| summarize(cert).ok())
-                                    .and_then(|summary| summary.identity());
+                                let identity = client_identity(stream.get_ref().1);
                                 let conn = ServerConn {
                                     stream: Stream::Tls(Box::new(stream)),
                                     info: PeerInfo {
@@ -242,6 +236,16 @@ pub fn accept(
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// The identity the client's certificate proves, if it showed one of the
+/// CA that names a baton role (the gRPC and the HTTP acceptors).
+pub(super) fn client_identity(connection: &rustls::ServerConnection) -> Option<Identity> {
+    connection
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|cert| summarize(cert).ok())
+        .and_then(|summary| summary.identity())
 }
 
 /// A failed server handshake in one line that says what probably happened.

@@ -1,45 +1,27 @@
-//! The metrics endpoint: `GET /metrics` (Prometheus or OpenMetrics text), bounded HTTP/1.1.
+//! The metrics endpoint: `GET /metrics` (Prometheus or OpenMetrics text) on `transport::http`.
 //!
-//! Plaintext on purpose (a Prometheus scraper); the config allows only a
-//! loopback address unless `[metrics] allow_remote = true`. Each scrape
-//! builds a fresh registry from the [`Source`]s (the voter's and the host
-//! agent's), so gauges are read from the live state, never cached.
-//! Bounds: one request per connection, a request head of at most
-//! [`MAX_HEAD_BYTES`], [`MAX_CONNECTIONS`] connections at once (more are
-//! closed at once), [`READ_TIMEOUT`] for the head and [`CONNECTION_TIMEOUT`]
-//! for the whole exchange.
+//! With `[tls]` the endpoint is HTTPS and asks for a client certificate with
+//! the `monitor` (or `admin`) role (`rules::access::permit_http`); in an
+//! insecure cluster it is plaintext, and the config allows only a loopback
+//! address unless `[metrics] allow_remote = true`. Each scrape builds a
+//! fresh registry from the [`Source`]s (the voter's and the host agent's),
+//! so gauges are read from the live state, never cached. Bounds: those of
+//! `transport::http`, [`MAX_METRICS_CONNECTIONS`] connections at once, no body.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Bytes;
 use hyper::header::{HeaderValue, ACCEPT, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tracing::{debug, info, warn};
+use tracing::warn;
 
+use super::http::{Answer, Body, Endpoints, HttpOptions, HttpServer};
+use super::tls::TlsMode;
 use super::TransportError;
-
-/// The path scrapers ask for; every other path is 404.
-pub const METRICS_PATH: &str = "/metrics";
-
-/// The largest request head read (hyper's smallest buffer).
-pub const MAX_HEAD_BYTES: usize = 8 * 1024;
-
-/// Scrapes served at once; a connection beyond this is closed unanswered.
-pub const MAX_CONNECTIONS: usize = 16;
-
-/// Time for a client to send its request head.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Time for the whole exchange, request to last byte of the answer.
-pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(15);
+use crate::rules::access::{HttpCaller, HttpEndpoint};
+use crate::rules::limits::MAX_METRICS_CONNECTIONS;
 
 /// The OpenMetrics text format, which Prometheus asks for first.
 const CONTENT_TYPE_OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -53,31 +35,54 @@ pub type Source = Arc<dyn Fn(&mut Registry) + Send + Sync>;
 
 /// The metrics listener; stops when dropped.
 pub struct MetricsServer {
-    task: tokio::task::JoinHandle<()>,
+    _server: HttpServer,
 }
 
 impl MetricsServer {
-    /// Binds `address` and serves the `sources` there until dropped.
+    /// Binds `address` and serves the `sources` there until dropped; HTTPS
+    /// with this host's certificate when `tls` is mutual.
     pub async fn start(
         address: SocketAddr,
+        tls: TlsMode,
         sources: Vec<Source>,
     ) -> Result<MetricsServer, TransportError> {
-        let listener = TcpListener::bind(address)
-            .await
-            .map_err(|source| TransportError::Listen { address, source })?;
-        let address = listener
-            .local_addr()
-            .map_err(|source| TransportError::Listen { address, source })?;
-        info!("metrics at http://{address}{METRICS_PATH}");
-        let sources: Arc<[Source]> = sources.into();
-        let task = tokio::spawn(accept_loop(listener, sources));
-        Ok(MetricsServer { task })
+        let options = HttpOptions {
+            address,
+            tls,
+            // Who may connect is decided when binding ([metrics] allow_remote).
+            allow_networks: Vec::new(),
+            max_connections: MAX_METRICS_CONNECTIONS,
+            max_body: 0,
+        };
+        let endpoints = Arc::new(MetricsEndpoints {
+            sources: sources.into(),
+        });
+        Ok(MetricsServer {
+            _server: HttpServer::start(options, endpoints).await?,
+        })
     }
 }
 
-impl Drop for MetricsServer {
-    fn drop(&mut self) {
-        self.task.abort();
+struct MetricsEndpoints {
+    sources: Arc<[Source]>,
+}
+
+impl Endpoints for MetricsEndpoints {
+    fn name(&self) -> &'static str {
+        "metrics"
+    }
+
+    fn served(&self) -> &[HttpEndpoint] {
+        &[HttpEndpoint::Metrics]
+    }
+
+    fn answer(self: Arc<Self>, _: HttpEndpoint, request: Request<Bytes>, _: HttpCaller) -> Answer {
+        let response = answer(&request, &self.sources);
+        Box::pin(std::future::ready(response))
+    }
+
+    fn error(&self, status: StatusCode, _: &'static str, message: String) -> Response<Body> {
+        plain(status, format!("{message}\n"))
     }
 }
 
@@ -96,54 +101,10 @@ pub fn render(sources: &[Source]) -> String {
     text
 }
 
-async fn accept_loop(listener: TcpListener, sources: Arc<[Source]>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors and the like: wait, do not spin.
-                warn!("metrics: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            debug!("metrics: {peer}: too many connections, closed");
-            continue;
-        };
-        let sources = sources.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let service = hyper::service::service_fn(move |request| {
-                let sources = sources.clone();
-                async move { Ok::<_, Infallible>(answer(&request, &sources)) }
-            });
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.keep_alive(false)
-                .max_buf_size(MAX_HEAD_BYTES)
-                .timer(TokioTimer::new())
-                .header_read_timeout(READ_TIMEOUT);
-            let connection = http.serve_connection(TokioIo::new(stream), service);
-            match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => debug!("metrics: {peer}: {e}"),
-                Err(_) => debug!("metrics: {peer}: timed out"),
-            }
-        });
-    }
-}
-
-/// The answer to one request: the metrics, 404 or 405.
-fn answer(request: &Request<Incoming>, sources: &[Source]) -> Response<Full<Bytes>> {
-    if request.uri().path() != METRICS_PATH {
-        return plain(
-            StatusCode::NOT_FOUND,
-            "not found; metrics are at /metrics\n",
-        );
-    }
+/// The answer to one request at `/metrics`: the metrics, or 405.
+fn answer(request: &Request<Bytes>, sources: &[Source]) -> Response<Body> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
-        let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
+        let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
         response
             .headers_mut()
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
@@ -161,7 +122,7 @@ fn answer(request: &Request<Incoming>, sources: &[Source]) -> Response<Full<Byte
     } else {
         (openmetrics_to_text_format(&text), CONTENT_TYPE_TEXT)
     };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(Body::new(Bytes::from(body)));
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -199,8 +160,8 @@ pub fn openmetrics_to_text_format(openmetrics: &str) -> String {
     out
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+fn plain(status: StatusCode, text: String) -> Response<Body> {
+    let mut response = Response::new(Body::new(Bytes::from(text)));
     *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,

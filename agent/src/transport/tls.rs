@@ -46,6 +46,10 @@ pub enum TlsError {
 /// The material of one generation of the files.
 pub struct TlsMaterial {
     pub server: Arc<ServerConfig>,
+    /// The HTTP/1.1 endpoints' config (`transport::http`): the same
+    /// certificate, ALPN `http/1.1`, a client certificate of the CA asked
+    /// for but optional (Zincati has none; the access rule decides).
+    pub http: Arc<ServerConfig>,
     pub client: Arc<ClientConfig>,
     /// This host's certificate, as read.
     pub own: CertSummary,
@@ -118,19 +122,31 @@ impl TlsMaterial {
             source,
         };
 
-        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
-            .build()
-            .map_err(|e| TlsError::Verifier {
+        // One server config per kind of listener: gRPC wants a client
+        // certificate (mutual TLS, h2); the HTTP endpoints ask for one but
+        // let the access rule decide (Zincati has none; http/1.1).
+        let server_config = |client_required: bool, alpn: &[u8]| {
+            let builder = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider());
+            let builder = if client_required {
+                builder
+            } else {
+                builder.allow_unauthenticated()
+            };
+            let verifier = builder.build().map_err(|e| TlsError::Verifier {
                 ca: files.ca.clone(),
                 what: e.to_string(),
             })?;
-        let mut server = ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(rustls_error)?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain.clone(), key.clone_key())
-            .map_err(rustls_error)?;
-        server.alpn_protocols = vec![ALPN_H2.to_vec()];
+            let mut config = ServerConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .map_err(rustls_error)?
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(chain.clone(), key.clone_key())
+                .map_err(rustls_error)?;
+            config.alpn_protocols = vec![alpn.to_vec()];
+            Ok::<_, TlsError>(config)
+        };
+        let server = server_config(true, ALPN_H2)?;
+        let http = server_config(false, b"http/1.1")?;
 
         let mut client = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
@@ -142,6 +158,7 @@ impl TlsMaterial {
 
         Ok(TlsMaterial {
             server: Arc::new(server),
+            http: Arc::new(http),
             client: Arc::new(client),
             own,
         })
