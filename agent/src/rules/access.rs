@@ -110,6 +110,10 @@ pub enum Rpc {
     SetMax,
     AddVoter,
     RemoveVoter,
+    // The fleet view (`rules::fleet`).
+    FleetReport,
+    FleetForward,
+    FleetHosts,
 }
 
 /// Who may make an RPC at all.
@@ -123,6 +127,8 @@ enum Allowed {
     LeaseTakers,
     /// Admins only.
     Admins,
+    /// Admins only, to read what the fleet reports.
+    FleetReaders,
 }
 
 impl Allowed {
@@ -134,13 +140,14 @@ impl Allowed {
                 "voter and host certificates act for themselves, admin certificates for anyone"
             }
             Allowed::Admins => "only admin certificates may change the cluster",
+            Allowed::FleetReaders => "only admin certificates may list the fleet",
         }
     }
 }
 
 impl Rpc {
     /// Every RPC, for tests that go through all of them.
-    pub const ALL: [Rpc; 16] = [
+    pub const ALL: [Rpc; 19] = [
         Rpc::RaftAppendEntries,
         Rpc::RaftVote,
         Rpc::RaftInstallSnapshot,
@@ -157,6 +164,9 @@ impl Rpc {
         Rpc::SetMax,
         Rpc::AddVoter,
         Rpc::RemoveVoter,
+        Rpc::FleetReport,
+        Rpc::FleetForward,
+        Rpc::FleetHosts,
     ];
 
     /// The gRPC path of this RPC (`/baton.v1.Lease/Acquire`).
@@ -178,6 +188,9 @@ impl Rpc {
             Rpc::SetMax => "/baton.v1.Admin/SetMax",
             Rpc::AddVoter => "/baton.v1.Admin/AddVoter",
             Rpc::RemoveVoter => "/baton.v1.Admin/RemoveVoter",
+            Rpc::FleetReport => "/baton.v1.Fleet/Report",
+            Rpc::FleetForward => "/baton.v1.Fleet/Forward",
+            Rpc::FleetHosts => "/baton.v1.Fleet/Hosts",
         }
     }
 
@@ -208,6 +221,11 @@ impl Rpc {
             | Rpc::SetMax
             | Rpc::AddVoter
             | Rpc::RemoveVoter => Allowed::Admins,
+            // A host reports only as itself (`permit_holder`); voters pass
+            // the reports on; admins read them.
+            Rpc::FleetReport => Allowed::LeaseTakers,
+            Rpc::FleetForward => Allowed::Voters,
+            Rpc::FleetHosts => Allowed::FleetReaders,
         }
     }
 }
@@ -239,7 +257,7 @@ pub fn permit(caller: &Caller, rpc: Rpc, voters: &[String]) -> Result<(), Denied
         Allowed::Voters => identity.role == Role::Voter && voters.contains(&identity.name),
         Allowed::Anyone => true,
         Allowed::LeaseTakers => true,
-        Allowed::Admins => identity.role == Role::Admin,
+        Allowed::Admins | Allowed::FleetReaders => identity.role == Role::Admin,
     };
     if ok {
         Ok(())
@@ -298,7 +316,7 @@ mod tests {
         let admin = certified("ops", Role::Admin);
         for rpc in Rpc::ALL {
             let expect = |caller: &Caller| permit(caller, rpc, &voters).is_ok();
-            let admin_call = rpc.allowed() == Allowed::Admins;
+            let admin_call = matches!(rpc.allowed(), Allowed::Admins | Allowed::FleetReaders);
             // Raft and keepalives: current voters only.
             let raft = rpc.allowed() == Allowed::Voters;
             assert_eq!(expect(&voter), !admin_call, "voter {rpc:?}");
@@ -346,5 +364,24 @@ mod tests {
             refused.contains("only voter certificates of current voters"),
             "{refused}"
         );
+    }
+
+    #[test]
+    fn hosts_report_as_themselves_and_only_admins_list_the_fleet() {
+        let voters = vec!["cp-1".to_string()];
+        let host = certified("h1", Role::Host);
+        assert!(permit(&host, Rpc::FleetReport, &voters).is_ok());
+        assert!(permit_holder(&host, Rpc::FleetReport, "h1").is_ok());
+        assert!(permit_holder(&host, Rpc::FleetReport, "h2").is_err());
+        assert_eq!(
+            permit(&host, Rpc::FleetHosts, &voters)
+                .unwrap_err()
+                .to_string(),
+            "h1 (host) may not call Fleet.Hosts: only admin certificates may list the fleet"
+        );
+        assert!(permit(&host, Rpc::FleetForward, &voters).is_err());
+        assert!(permit(&certified("cp-1", Role::Voter), Rpc::FleetForward, &voters).is_ok());
+        assert!(permit(&certified("cp-1", Role::Voter), Rpc::FleetHosts, &voters).is_err());
+        assert!(permit(&certified("ops", Role::Admin), Rpc::FleetHosts, &voters).is_ok());
     }
 }

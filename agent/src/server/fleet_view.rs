@@ -1,0 +1,437 @@
+//! The fleet view on the voters: host reports in, passed on to the leader in batches, `Fleet.Hosts` out.
+//!
+//! A host agent sends `Fleet.Report` to any voter. The voter checks it
+//! (`rules::fleet::check_report`, the holder check), keeps the latest per
+//! host in its inbox and, every [`PASS_ON_EVERY`], passes the inbox on to
+//! the leader in `Fleet.Forward` batches (the leader takes its own inbox
+//! directly). The leader stamps each report with its clock and keeps it in
+//! a bounded [`FleetTable`]: memory only, never the raft log. A voter that
+//! becomes leader starts an empty table; it refills within one report
+//! interval (every host reports at least that often). `Fleet.Hosts`
+//! (admins) is answered by the leader, forwarded there by any voter.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use baton_proto::v1 as pb;
+use baton_proto::v1::fleet_client::FleetClient;
+use baton_proto::v1::fleet_server::Fleet;
+use prost::Message;
+use tonic::{Request, Response, Status};
+use tracing::debug;
+
+use crate::rules::access::Rpc;
+use crate::rules::fleet::{check_report, FleetTable, ReportFields};
+use crate::rules::limits::{
+    MAX_API_MESSAGE_BYTES, MAX_FLEET_HOSTS, MAX_REPORTS_PER_BATCH, MAX_RESPONSE_BYTES,
+};
+use crate::server::auth;
+use crate::server::requests::invalid;
+use crate::server::routing::{now_ms, Answered, Attempt, Cluster, Routed};
+
+/// How often a voter passes the reports it received on to the leader: a
+/// phase change shows in `baton hosts` within this (plus one call).
+pub const PASS_ON_EVERY: Duration = Duration::from_millis(200);
+
+/// Room left in a `Fleet.Forward` batch for the message's own framing.
+const BATCH_BYTES: usize = MAX_API_MESSAGE_BYTES - 1024;
+
+/// What the leader knows of the fleet, and what this voter has yet to pass on.
+#[derive(Default)]
+struct State {
+    /// The term this voter leads in and keeps the table for; None while it follows.
+    term: Option<u64>,
+    table: Option<FleetTable<pb::HostReport>>,
+    /// The latest report of each host received here, not yet passed on.
+    inbox: HashMap<String, pb::HostReport>,
+}
+
+/// The fleet view of this voter; cheap to clone (shared).
+#[derive(Clone, Default)]
+pub struct FleetView {
+    state: Arc<Mutex<State>>,
+}
+
+/// A report's fields as the rules check them.
+fn fields(report: &pb::HostReport) -> ReportFields<'_> {
+    ReportFields {
+        name: &report.name,
+        group: &report.group,
+        phase: &report.phase,
+        pending: report
+            .pending
+            .as_ref()
+            .map(|p| (p.source.as_str(), p.reason.as_str(), p.version.as_deref())),
+        agent_version: &report.agent_version,
+        report_interval_ms: report.report_interval_ms,
+    }
+}
+
+/// `Fleet.Report` and each report of `Fleet.Forward`: every field within its limit.
+pub fn check(report: &pb::HostReport) -> Result<(), Status> {
+    check_report(&fields(report)).map_err(invalid)
+}
+
+impl FleetView {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps a checked report until it is passed on. A new host in a full
+    /// inbox is refused (it comes again at its next report).
+    fn receive(&self, report: pb::HostReport) -> Result<(), Status> {
+        let mut state = self.lock();
+        if state.inbox.len() >= MAX_FLEET_HOSTS && !state.inbox.contains_key(&report.name) {
+            return Err(Status::resource_exhausted(format!(
+                "this voter holds {MAX_FLEET_HOSTS} reports not yet passed on to the leader; report again later"
+            )));
+        }
+        state.inbox.insert(report.name.clone(), report);
+        Ok(())
+    }
+
+    /// The inbox, emptied.
+    fn take_inbox(&self) -> Vec<pb::HostReport> {
+        self.lock()
+            .inbox
+            .drain()
+            .map(|(_, report)| report)
+            .collect()
+    }
+
+    /// Reports that could not be passed on go back, unless a newer one came.
+    fn put_back(&self, reports: Vec<pb::HostReport>) {
+        let mut state = self.lock();
+        for report in reports {
+            if state.inbox.len() >= MAX_FLEET_HOSTS {
+                return;
+            }
+            state.inbox.entry(report.name.clone()).or_insert(report);
+        }
+    }
+
+    /// This voter leads in `term`: a table for that term, started now if new.
+    fn lead(&self, term: u64, now: u64) {
+        let mut state = self.lock();
+        if state.term != Some(term) {
+            state.term = Some(term);
+            state.table = Some(FleetTable::new(now));
+        }
+    }
+
+    /// This voter does not lead: no table (a later term starts afresh).
+    fn follow(&self) {
+        let mut state = self.lock();
+        state.term = None;
+        state.table = None;
+    }
+
+    /// Records reports on the leader of `term`, heard of at `now`.
+    fn record(&self, term: u64, reports: Vec<pb::HostReport>, now: u64) {
+        self.lead(term, now);
+        let mut state = self.lock();
+        if let Some(table) = state.table.as_mut() {
+            for report in reports {
+                let name = report.name.clone();
+                table.record(&name, report.report_interval_ms, report, now);
+            }
+        }
+    }
+
+    /// Hosts that reported within their stale limit; None unless this voter leads.
+    pub fn reporting(&self, now: u64) -> Option<u32> {
+        let state = self.lock();
+        let table = state.table.as_ref()?;
+        Some(u32::try_from(table.reporting(now)).unwrap_or(u32::MAX))
+    }
+
+    /// The view as `Fleet.Hosts` answers it; None unless this voter leads.
+    fn hosts(&self, leader: u64, now: u64) -> Option<pb::HostsResponse> {
+        let state = self.lock();
+        let table = state.table.as_ref()?;
+        Some(pb::HostsResponse {
+            hosts: table
+                .entries()
+                .into_iter()
+                .map(|(_, entry)| pb::HostEntry {
+                    report: Some(entry.report.clone()),
+                    last_seen_ms: entry.last_seen_ms,
+                    stale: entry.is_stale(now),
+                })
+                .collect(),
+            leader,
+            since_ms: table.since_ms(),
+            now_ms: now,
+            dropped: table.dropped(),
+        })
+    }
+}
+
+/// The current term, if this voter leads in it.
+fn leading_term(cluster: &Cluster) -> Option<u64> {
+    let metrics = cluster.raft.metrics();
+    let m = metrics.borrow();
+    (m.current_leader == Some(cluster.id)).then_some(m.current_term)
+}
+
+/// On every voter: starts a table when this voter becomes leader, drops it
+/// when it stops leading.
+pub async fn track_leadership(cluster: Cluster) {
+    let mut metrics = cluster.raft.metrics();
+    loop {
+        let leading = {
+            let m = metrics.borrow_and_update();
+            (m.current_leader == Some(cluster.id)).then_some(m.current_term)
+        };
+        match (leading, now_ms()) {
+            (Some(term), Ok(now)) => cluster.fleet.lead(term, now),
+            (Some(_), Err(_)) => {}
+            (None, _) => cluster.fleet.follow(),
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// On every voter: passes the reports received here on to the leader, every
+/// [`PASS_ON_EVERY`]. What the leader did not take is tried again next time.
+pub async fn pass_on(cluster: Cluster) {
+    let mut tick = tokio::time::interval(PASS_ON_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let reports = cluster.fleet.take_inbox();
+        if reports.is_empty() {
+            continue;
+        }
+        if let Some(term) = leading_term(&cluster) {
+            if let Ok(now) = now_ms() {
+                cluster.fleet.record(term, reports, now);
+            }
+            continue;
+        }
+        if let Err((why, unsent)) = send_to_leader(&cluster, reports).await {
+            debug!("could not pass host reports on to the leader: {why}");
+            cluster.fleet.put_back(unsent);
+        }
+    }
+}
+
+/// Batches of at most [`MAX_REPORTS_PER_BATCH`] reports and [`BATCH_BYTES`].
+fn batches(reports: Vec<pb::HostReport>) -> Vec<pb::ReportBatch> {
+    let mut batches = Vec::new();
+    let mut current = pb::ReportBatch::default();
+    let mut bytes = 0;
+    for report in reports {
+        let size = report.encoded_len() + 8;
+        if !current.reports.is_empty()
+            && (current.reports.len() >= MAX_REPORTS_PER_BATCH || bytes + size > BATCH_BYTES)
+        {
+            batches.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += size;
+        current.reports.push(report);
+    }
+    if !current.reports.is_empty() {
+        batches.push(current);
+    }
+    batches
+}
+
+/// Sends `reports` to the leader; on failure, why, and what was not taken.
+async fn send_to_leader(
+    cluster: &Cluster,
+    reports: Vec<pb::HostReport>,
+) -> Result<(), (String, Vec<pb::HostReport>)> {
+    let Some((leader, Some(address))) = cluster.leader() else {
+        return Err(("no leader".into(), reports));
+    };
+    let channel = match cluster.dialer.channel(&address) {
+        Ok(channel) => channel,
+        Err(e) => return Err((e.to_string(), reports)),
+    };
+    let mut client = FleetClient::new(channel);
+    let mut pending = batches(reports).into_iter();
+    while let Some(batch) = pending.next() {
+        // Batches share the connection to the leader with forwarded calls.
+        let sent = match cluster.forward_slots.acquire().await {
+            Ok(_slot) => client.forward(batch.clone()).await.map(drop),
+            Err(_) => Err(Status::unavailable("this voter is stopping")),
+        };
+        if let Err(status) = sent {
+            let mut unsent = batch.reports;
+            unsent.extend(pending.flat_map(|b| b.reports));
+            return Err((format!("leader {leader}: {}", status.message()), unsent));
+        }
+    }
+    Ok(())
+}
+
+/// gRPC `Fleet` service of a voter.
+pub struct FleetService {
+    cluster: Cluster,
+}
+
+impl FleetService {
+    pub fn new(cluster: Cluster) -> Self {
+        Self { cluster }
+    }
+}
+
+#[tonic::async_trait]
+impl Fleet for FleetService {
+    async fn report(
+        &self,
+        request: Request<pb::HostReport>,
+    ) -> Result<Response<pb::ReportResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let report = request.into_inner();
+        check(&report)?;
+        auth::permit_holder(&caller, Rpc::FleetReport, &report.name)?;
+        self.cluster.fleet.receive(report)?;
+        Ok(Response::new(pb::ReportResponse { accepted: 1 }))
+    }
+
+    async fn forward(
+        &self,
+        request: Request<pb::ReportBatch>,
+    ) -> Result<Response<pb::ReportResponse>, Status> {
+        let batch = request.into_inner();
+        if batch.reports.len() > MAX_REPORTS_PER_BATCH {
+            return Err(invalid(format!(
+                "{} reports in one batch; at most {MAX_REPORTS_PER_BATCH}",
+                batch.reports.len()
+            )));
+        }
+        for report in &batch.reports {
+            check(report)?;
+        }
+        let Some(term) = leading_term(&self.cluster) else {
+            return Err(Status::failed_precondition(format!(
+                "voter {} does not lead; pass reports on to the leader",
+                self.cluster.id
+            )));
+        };
+        let accepted = u32::try_from(batch.reports.len()).unwrap_or(u32::MAX);
+        self.cluster.fleet.record(term, batch.reports, now_ms()?);
+        Ok(Response::new(pb::ReportResponse { accepted }))
+    }
+
+    async fn hosts(
+        &self,
+        request: Request<pb::HostsRequest>,
+    ) -> Result<Response<pb::HostsResponse>, Status> {
+        let request = Routed::new(request)?;
+        let cluster = &self.cluster;
+        let answer = cluster
+            .route(
+                &request,
+                || async {
+                    let (Some(term), Ok(now)) = (leading_term(cluster), now_ms()) else {
+                        return Attempt::Retry("leadership moved".into());
+                    };
+                    cluster.fleet.lead(term, now);
+                    match cluster.fleet.hosts(cluster.id, now) {
+                        Some(hosts) => Attempt::Done(hosts),
+                        None => Attempt::Retry("leadership moved".into()),
+                    }
+                },
+                |channel, forwarded| async move {
+                    FleetClient::new(channel)
+                        .max_decoding_message_size(MAX_RESPONSE_BYTES)
+                        .hosts(forwarded)
+                        .await
+                },
+            )
+            .await?;
+        Ok(Response::new(match answer {
+            Answered::Here(hosts) | Answered::ByLeader(hosts) => hosts,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(name: &str, phase: &str) -> pb::HostReport {
+        pb::HostReport {
+            name: name.into(),
+            group: "workers".into(),
+            phase: phase.into(),
+            agent_version: "0.1.0".into(),
+            report_interval_ms: 1_000,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_leader_keeps_the_latest_report_and_a_new_term_starts_afresh() {
+        let view = FleetView::default();
+        assert_eq!(view.reporting(0), None, "a follower keeps no table");
+        view.receive(report("h1", "idle")).unwrap();
+        view.receive(report("h1", "draining")).unwrap();
+        let inbox = view.take_inbox();
+        assert_eq!(inbox.len(), 1, "the inbox keeps the latest per host");
+        view.record(3, inbox, 10_000);
+        let hosts = view.hosts(1, 10_500).unwrap();
+        assert_eq!(hosts.hosts.len(), 1);
+        assert_eq!(hosts.hosts[0].report.as_ref().unwrap().phase, "draining");
+        assert_eq!((hosts.since_ms, hosts.leader), (10_000, 1));
+        assert!(!hosts.hosts[0].stale);
+        assert!(view.hosts(1, 13_001).unwrap().hosts[0].stale);
+        assert_eq!(view.reporting(10_500), Some(1));
+        // Same term: the table stays; a new term: it starts empty.
+        view.record(3, vec![report("h2", "idle")], 11_000);
+        assert_eq!(view.hosts(1, 11_000).unwrap().hosts.len(), 2);
+        view.follow();
+        assert!(view.hosts(1, 11_000).is_none());
+        view.record(5, vec![report("h2", "idle")], 20_000);
+        let hosts = view.hosts(1, 20_000).unwrap();
+        assert_eq!((hosts.hosts.len(), hosts.since_ms), (1, 20_000));
+    }
+
+    #[test]
+    fn unsent_reports_go_back_unless_a_newer_one_came() {
+        let view = FleetView::default();
+        view.receive(report("h1", "draining")).unwrap();
+        view.put_back(vec![report("h1", "idle"), report("h2", "idle")]);
+        let mut inbox = view.take_inbox();
+        inbox.sort_by(|a, b| a.name.cmp(&b.name));
+        assert_eq!(inbox[0].phase, "draining");
+        assert_eq!(inbox[1].name, "h2");
+    }
+
+    #[test]
+    fn batches_stay_under_the_message_limit() {
+        let mut big = report("h", "reboot-needed");
+        big.pending = Some(pb::PendingReboot {
+            source: "apt".into(),
+            reason: "é".repeat(1_024),
+            version: None,
+        });
+        let reports: Vec<pb::HostReport> = (0..2_500)
+            .map(|i| pb::HostReport {
+                name: format!("h{i}"),
+                ..if i % 2 == 0 {
+                    big.clone()
+                } else {
+                    report("h", "idle")
+                }
+            })
+            .collect();
+        let batches = batches(reports);
+        assert_eq!(
+            batches.iter().map(|b| b.reports.len()).sum::<usize>(),
+            2_500
+        );
+        for batch in &batches {
+            assert!(batch.reports.len() <= MAX_REPORTS_PER_BATCH);
+            assert!(batch.encoded_len() <= MAX_API_MESSAGE_BYTES);
+        }
+        assert!(check(&big).is_ok());
+    }
+}
