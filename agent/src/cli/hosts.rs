@@ -1,4 +1,4 @@
-//! How the CLI shows the fleet view (`baton hosts`): a table, or JSON with stable keys; the line in `baton status`.
+//! How the CLI shows the fleet view (`baton hosts`): a table, or JSON with stable keys.
 
 use std::fmt::Write as _;
 
@@ -7,14 +7,6 @@ use serde_json::{json, Value};
 
 use super::output::{printable, table, timestamp};
 use crate::rules::fleet::DEFAULT_REPORT_INTERVAL;
-
-/// The line `baton status` prints about the fleet view.
-pub fn status_line(status: &pb::StatusResponse) -> String {
-    match status.reporting_hosts {
-        Some(n) => format!("\nhosts: {n} reporting (baton hosts lists them)\n"),
-        None => "\nhosts: baton hosts lists them\n".to_string(),
-    }
-}
 
 /// The longest report interval among the hosts (the default when none reported).
 fn longest_interval_ms(hosts: &pb::HostsResponse) -> u64 {

@@ -161,7 +161,13 @@ pub fn status_text(status: &pb::StatusResponse) -> String {
         ]);
     }
     out.push_str(&table(&voters));
-    out.push_str(&crate::cli::hosts::status_line(status));
+    // The fleet view: counted by the leader (`baton hosts` lists it).
+    match status.reporting_hosts {
+        Some(n) => {
+            let _ = writeln!(out, "\nhosts: {n} reporting (baton hosts lists them)");
+        }
+        None => out.push_str("\nhosts: baton hosts lists them\n"),
+    }
     if status.groups.is_empty() {
         out.push_str("\nno lease groups yet (a group appears on first use)\n");
         return out;

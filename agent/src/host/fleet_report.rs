@@ -1,4 +1,4 @@
-//! The host agent's reports to the voters (`baton hosts`): at every phase change and once per report interval.
+//! Host reports to the voters (`baton hosts`): at each phase change and every report interval.
 //!
 //! The agent tells a [`Reporter`] each phase it enters; a task of its own
 //! sends the latest report to any voter (`Fleet.Report`, failing over as

@@ -1,4 +1,4 @@
-//! The fleet view's rules: what a host report may hold, the leader's bounded table of reports, staleness.
+//! The fleet view's rules: what a host report may hold, the bounded table of reports, staleness.
 //!
 //! Every host agent reports what it does (phase, pending update, last boot,
 //! version) on every phase change and at least once per report interval.

@@ -18,7 +18,7 @@ use crate::raft::types::{NodeId, Raft, VoterNode};
 use crate::rules::access::Caller;
 use crate::rules::lease::{Command, Outcome, UnixMillis};
 use crate::server::auth;
-use crate::server::fleet_view::FleetView;
+use crate::server::fleet_state::FleetView;
 use crate::server::sessions::Sessions;
 use crate::server::wire;
 use crate::transport::tls::TlsMode;
