@@ -64,7 +64,7 @@ pub fn hosts_text(hosts: &pb::HostsResponse) -> String {
         hosts.leader,
         timestamp(hosts.since_ms),
         if refilling(hosts) {
-            " (REFILLING after a leader change: hosts that have not reported since are missing; each reports within its interval)"
+            " (REFILLING: this leader has collected for less than one report interval; hosts that have not reported to it yet are missing)"
         } else {
             ""
         }

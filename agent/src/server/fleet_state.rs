@@ -148,10 +148,11 @@ impl FleetView {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn report(name: &str, phase: &str) -> pb::HostReport {
+    /// A valid report of `name` in `phase`, for tests.
+    pub(crate) fn report(name: &str, phase: &str) -> pb::HostReport {
         pb::HostReport {
             name: name.into(),
             group: "workers".into(),

@@ -222,17 +222,7 @@ impl Fleet for FleetService {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn report(name: &str, phase: &str) -> pb::HostReport {
-        pb::HostReport {
-            name: name.into(),
-            group: "workers".into(),
-            phase: phase.into(),
-            agent_version: "0.1.0".into(),
-            report_interval_ms: 1_000,
-            ..Default::default()
-        }
-    }
+    use crate::server::fleet_state::tests::report;
 
     #[test]
     fn batches_stay_under_the_message_limit() {
