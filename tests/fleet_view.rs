@@ -205,6 +205,20 @@ fn the_view_refills_after_a_leader_kill() {
         entry(&refilled, "h1").unwrap()["pending"]["source"],
         "sentinel"
     );
+
+    // A host that stops reporting is marked stale after 3 of its intervals
+    // (6 s), stays listed, and no longer counts as reporting.
+    hosts_up[2].kill();
+    let gone = Instant::now();
+    let view = wait_for(&cluster, "h3", WAIT, |h| h["stale"] == true);
+    let took = gone.elapsed();
+    assert!(
+        took > Duration::from_secs(3) && took < Duration::from_secs(10),
+        "stale after {took:?}: {view:#}"
+    );
+    assert_eq!(entry(&view, "h2").unwrap()["stale"], false);
+    let status = stdout(&cluster.cli(&["status"]));
+    assert!(status.contains("hosts: 2 reporting"), "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
