@@ -583,7 +583,7 @@ fn a_wiped_voter_alone_waits_instead_of_forming_a_second_cluster() {
     let mut cluster = TestCluster::start(3, "");
     cluster.wait_for_leader(Duration::from_secs(10));
     assert!(acquire(&cluster, "workers", "h1").status.success());
-    wait_all_recorded(&cluster);
+    cluster.wait_voters_recorded();
     for i in 0..3 {
         cluster.kill(i);
     }
@@ -613,18 +613,4 @@ fn a_wiped_voter_alone_waits_instead_of_forming_a_second_cluster() {
     let full = cluster.log(victim);
     let log = &full[full.rfind("starting as").unwrap_or(0)..];
     assert!(log.contains("its state was lost"), "{log}");
-}
-
-/// Waits until the cluster has recorded that every voter stored entries.
-fn wait_all_recorded(cluster: &TestCluster) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let status = cluster.wait_for_leader(Duration::from_secs(5));
-        let voters = status["voters"].as_array().cloned().unwrap_or_default();
-        if !voters.is_empty() && voters.iter().all(|v| v["stored"] == true) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "voters not recorded: {status}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }

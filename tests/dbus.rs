@@ -22,6 +22,7 @@ fn settings(dir: &Path, source: UpdateSourceKind, bus: Option<String>) -> Update
         source,
         check_interval: None,
         poll_interval: LONG_POLL,
+        report_interval: Duration::from_secs(30),
         dbus_address: bus,
         os_release: dir.join("os-release"),
         reboot_required: dir.join("reboot-required"),

@@ -190,6 +190,7 @@ fn zincati_clients_roll_one_at_a_time_in_fifo_order_and_a_silent_one_leaves() {
             .as_u64()
             .expect("last_applied")
     };
+    cluster.wait_voters_recorded();
     let before = applied(&cluster);
     let until = Instant::now() + Duration::from_secs(6);
     while Instant::now() < until {

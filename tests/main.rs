@@ -11,6 +11,7 @@ mod config_errors;
 mod dbus;
 mod demo;
 mod flatcar_host;
+mod fleet_view;
 mod fleetlock;
 mod host_agent;
 mod http_client;

@@ -259,6 +259,7 @@ async fn a_thousand_waiters_roll_one_at_a_time_with_at_most_three_entries_each()
         .expect("watch")
         .into_inner();
     let seen = observe(watch);
+    cluster.wait_voters_recorded();
     let start = status(&mut admin).await;
     let tasks = queue_behind_first(&cluster, &mut admin, Duration::from_millis(1)).await;
     let order = queue(&status(&mut admin).await);

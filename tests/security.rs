@@ -16,7 +16,7 @@ use crate::support::{stderr, stdout, AgentHost, TestCluster};
 
 const EX_NOPERM: i32 = 77;
 
-fn identity(cluster: &TestCluster, name: &str, role: Role) -> ClientIdentity {
+pub(crate) fn identity(cluster: &TestCluster, name: &str, role: Role) -> ClientIdentity {
     cluster
         .layout
         .client_identity(name, role)
@@ -24,7 +24,7 @@ fn identity(cluster: &TestCluster, name: &str, role: Role) -> ClientIdentity {
         .expect("a TLS cluster")
 }
 
-fn dialer_as(identity: &ClientIdentity) -> Dialer {
+pub(crate) fn dialer_as(identity: &ClientIdentity) -> Dialer {
     let tls = TlsState::load(&identity.files()).expect("load the identity");
     Dialer::new(
         Duration::from_secs(2),
@@ -33,7 +33,11 @@ fn dialer_as(identity: &ClientIdentity) -> Dialer {
     )
 }
 
-fn cli_as(cluster: &TestCluster, identity: &ClientIdentity, args: &[&str]) -> std::process::Output {
+pub(crate) fn cli_as(
+    cluster: &TestCluster,
+    identity: &ClientIdentity,
+    args: &[&str],
+) -> std::process::Output {
     let mut all: Vec<String> = identity.cli_args();
     all.extend(args.iter().map(|a| a.to_string()));
     let refs: Vec<&str> = all.iter().map(String::as_str).collect();

@@ -158,6 +158,22 @@ impl TestCluster {
             .expect("spawn wrapped baton agent");
     }
 
+    /// Waits until the leader has recorded every voter as having stored
+    /// entries (`RecordVoter`: one raft entry per voter, soon after the
+    /// cluster forms), so that a test counting raft entries counts its own.
+    pub fn wait_voters_recorded(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = self.wait_for_leader(Duration::from_secs(5));
+            let voters = status["voters"].as_array().cloned().unwrap_or_default();
+            if !voters.is_empty() && voters.iter().all(|v| v["stored"] == true) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "voters not recorded: {status}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Voter `i`'s exit status if it has ended by itself (no wait, no kill).
     pub fn exited(&mut self, i: usize) -> Option<ExitStatus> {
         self.voters[i].exited()

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use baton_proto::v1::admin_client::AdminClient;
+use baton_proto::v1::fleet_client::FleetClient;
 use baton_proto::v1::lease_client::LeaseClient;
 use tonic::transport::Channel;
 
@@ -115,6 +116,11 @@ impl Client {
 
     pub fn admin(&self) -> AdminClient<Channel> {
         AdminClient::new(self.channel.clone())
+    }
+
+    /// The fleet view (`baton hosts`): as large as a fleet of 20,000 hosts.
+    pub fn fleet(&self) -> FleetClient<Channel> {
+        FleetClient::new(self.channel.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES)
     }
 
     /// Turns a failed call into a [`ClientError`].

@@ -85,6 +85,20 @@ pub(super) async fn run_client_command(cli: &Cli) -> Result<ExitCode, CliError> 
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Hosts { json } => {
+            let hosts = client
+                .fleet()
+                .hosts(pb::HostsRequest {})
+                .await
+                .map_err(|s| client.error(s))?
+                .into_inner();
+            if *json {
+                println!("{}", super::hosts::hosts_json(&hosts));
+            } else {
+                print!("{}", super::hosts::hosts_text(&hosts));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Lease(LeaseCommand::Acquire(args)) => acquire(&client, args).await,
         Command::Lease(LeaseCommand::Release {
             group,

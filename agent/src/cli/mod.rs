@@ -5,6 +5,7 @@ pub mod client;
 mod commands;
 mod daemon;
 pub mod demo;
+pub mod hosts;
 pub mod local_fleet;
 pub mod logging;
 pub mod output;
@@ -85,6 +86,12 @@ pub enum Command {
         /// Answer from the contacted voter's own state, without asking the leader.
         #[arg(long)]
         stale: bool,
+    },
+    /// List every host as its agent last reported: phase, pending update, last reboot, version, last seen (admin).
+    Hosts {
+        /// Print JSON (stable keys) instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Take, queue for, or give back a reboot lease.
     #[command(subcommand)]

@@ -74,11 +74,12 @@ pub fn status_json(status: &pb::StatusResponse) -> Value {
         "served_by": status.served_by,
         "snapshot": status.snapshot,
         "purged": status.purged,
+        "reporting_hosts": status.reporting_hosts,
     })
 }
 
 /// Pads each column of `rows` to its widest cell.
-fn table(rows: &[Vec<String>]) -> String {
+pub fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
@@ -160,6 +161,13 @@ pub fn status_text(status: &pb::StatusResponse) -> String {
         ]);
     }
     out.push_str(&table(&voters));
+    // The fleet view: counted by the leader (`baton hosts` lists it).
+    match status.reporting_hosts {
+        Some(n) => {
+            let _ = writeln!(out, "\nhosts: {n} reporting (baton hosts lists them)");
+        }
+        None => out.push_str("\nhosts: baton hosts lists them\n"),
+    }
     if status.groups.is_empty() {
         out.push_str("\nno lease groups yet (a group appears on first use)\n");
         return out;
@@ -254,6 +262,7 @@ mod tests {
             insecure: false,
             paused_all_by: None,
             paused_all_at_ms: None,
+            reporting_hosts: Some(2),
         }
     }
 
@@ -278,5 +287,10 @@ mod tests {
         assert!(text.contains("leader: 2"), "{text}");
         assert!(text.contains("group workers: 1 of 1 held"), "{text}");
         assert!(text.contains("queued #1"), "{text}");
+        assert!(
+            text.contains("hosts: 2 reporting (baton hosts lists them)"),
+            "{text}"
+        );
+        assert_eq!(status_json(&sample())["reporting_hosts"], 2);
     }
 }

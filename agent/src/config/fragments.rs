@@ -132,6 +132,7 @@ pub(super) struct FragmentUpdates {
     pub(super) source: Option<Spanned<String>>,
     pub(super) check_interval: Option<Spanned<String>>,
     pub(super) poll_interval: Option<Spanned<String>>,
+    pub(super) report_interval: Option<Spanned<String>>,
     pub(super) dbus_address: Option<Spanned<String>>,
     pub(super) os_release: Option<Spanned<String>>,
     pub(super) reboot_required: Option<Spanned<String>>,

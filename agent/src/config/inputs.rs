@@ -88,6 +88,7 @@ pub(super) struct UpdatesInputs {
     pub(super) source: Option<Located<String>>,
     pub(super) check_interval: Option<Located<String>>,
     pub(super) poll_interval: Option<Located<String>>,
+    pub(super) report_interval: Option<Located<String>>,
     pub(super) dbus_address: Option<Located<String>>,
     pub(super) os_release: Option<Located<String>>,
     pub(super) reboot_required: Option<Located<String>>,
@@ -193,6 +194,7 @@ impl Inputs {
             overlay(&mut u.source, updates.source, index);
             overlay(&mut u.check_interval, updates.check_interval, index);
             overlay(&mut u.poll_interval, updates.poll_interval, index);
+            overlay(&mut u.report_interval, updates.report_interval, index);
             overlay(&mut u.dbus_address, updates.dbus_address, index);
             overlay(&mut u.os_release, updates.os_release, index);
             overlay(&mut u.reboot_required, updates.reboot_required, index);

@@ -118,6 +118,7 @@ fn example_parses_as_written() {
                 source: UpdateSourceKind::Auto,
                 check_interval: None,
                 poll_interval: Duration::from_secs(10),
+                report_interval: Duration::from_secs(30),
                 dbus_address: None,
                 os_release: "/etc/os-release".into(),
                 reboot_required: "/var/run/reboot-required".into(),
@@ -722,6 +723,7 @@ fn full_example_parses_as_written() {
             source: UpdateSourceKind::Apt,
             check_interval: Some(Duration::from_secs(6 * 3600)),
             poll_interval: Duration::from_secs(10),
+            report_interval: Duration::from_secs(30),
             dbus_address: None,
             os_release: "/etc/os-release".into(),
             reboot_required: "/var/run/reboot-required".into(),
@@ -1164,6 +1166,7 @@ fn new_durations_must_parse_and_be_positive() {
     for (table, key) in [
         ("updates", "check_interval"),
         ("updates", "poll_interval"),
+        ("updates", "report_interval"),
         ("reboot", "blocker_retry"),
         ("kubernetes", "drain_timeout"),
         ("kubernetes", "grace_period"),
@@ -1837,4 +1840,18 @@ fn fleetlock_errors_name_the_key_and_line() {
         2,
     );
     assert!(message.contains("only a voter"), "{message}");
+}
+
+#[test]
+fn report_interval_is_one_second_to_one_hour() {
+    for bad in ["500ms", "2h"] {
+        let text = with(&format!("[updates]\nreport_interval = \"{bad}\"\n"));
+        let message = assert_invalid_one(&text, "updates.report_interval", 6);
+        assert!(message.contains("1s to 1h"), "{bad}: {message}");
+    }
+    let text = with("[updates]\nreport_interval = \"2s\"\n");
+    assert_eq!(
+        load_one(&text).unwrap().updates.report_interval,
+        Duration::from_secs(2)
+    );
 }

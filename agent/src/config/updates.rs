@@ -6,6 +6,8 @@ use std::time::Duration;
 use super::inputs::UpdatesInputs;
 use super::validate::Validator;
 use super::ConfigError;
+use crate::rules::fleet::DEFAULT_REPORT_INTERVAL;
+use crate::rules::limits::{MAX_REPORT_INTERVAL_MS, MIN_REPORT_INTERVAL_MS};
 
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
 const DEFAULT_OS_RELEASE: &str = "/etc/os-release";
@@ -44,6 +46,10 @@ pub struct UpdateSettings {
     /// `poll_interval`: how often file and command sources are re-checked,
     /// and update_engine's status as a fallback to its signal (default 10s).
     pub poll_interval: Duration,
+    /// `report_interval`: how often the host agent tells the voters what it
+    /// does (the fleet view, `baton hosts`) when nothing changes; every
+    /// phase change is reported at once (default 30s, 1s to 1h).
+    pub report_interval: Duration,
     /// `dbus_address`: D-Bus address of the system bus (update_engine,
     /// logind); `None` (default) means the system bus.
     pub dbus_address: Option<String>,
@@ -119,6 +125,22 @@ impl Validator<'_> {
             "updates.poll_interval",
             DEFAULT_POLL_INTERVAL,
         )?;
+        let report_interval = self.duration(
+            inputs.report_interval.as_ref(),
+            "updates.report_interval",
+            DEFAULT_REPORT_INTERVAL,
+        )?;
+        let report_ms = u64::try_from(report_interval.as_millis()).unwrap_or(u64::MAX);
+        if let (Some(at), false) = (
+            &inputs.report_interval,
+            (MIN_REPORT_INTERVAL_MS..=MAX_REPORT_INTERVAL_MS).contains(&report_ms),
+        ) {
+            return Err(self.error(
+                at,
+                "updates.report_interval",
+                format!("{:?} is out of range: 1s to 1h", at.value),
+            ));
+        }
         let dbus_address = match inputs.dbus_address {
             // Every D-Bus address is `transport:key=value,...`.
             Some(at) if !at.value.contains(':') => {
@@ -166,6 +188,7 @@ impl Validator<'_> {
             source,
             check_interval,
             poll_interval,
+            report_interval,
             dbus_address,
             os_release,
             reboot_required,

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn, Instrument};
 
 use crate::config::{Settings, UpdateSourceKind, LOCALTIME};
+use crate::host::fleet_report::Reporter;
 use crate::host::held_lease::HeldLease;
 use crate::host::hooks;
 use crate::host::kubernetes::KubeDrainer;
@@ -91,6 +92,8 @@ pub struct HostAgent {
     last_update_check: Option<Instant>,
     /// What the metrics endpoint shows of this agent.
     metrics: HostMetrics,
+    /// What the voters show of this agent (`baton hosts`).
+    reporter: Reporter,
 }
 
 /// An id that changes at every boot of this host: the kernel's boot id,
@@ -211,13 +214,18 @@ impl HostAgent {
             settings.cluster.request_timeout,
             tls,
         );
-        let lease = HostLeaseClient::new(
-            lease_endpoints(&settings),
-            dialer,
-            &settings.node.group,
-            &settings.node.name,
-            &machine_id(),
-        );
+        let machine_id = machine_id();
+        let client = || {
+            HostLeaseClient::new(
+                lease_endpoints(&settings),
+                dialer.clone(),
+                &settings.node.group,
+                &settings.node.name,
+                &machine_id,
+            )
+        };
+        let lease = client();
+        let reporter = Reporter::new(&settings, &phase, client());
         let windows = reboot_windows(&settings)?;
         info!(
             "host agent for {} in group {}: updates from {}, reboot windows: {}, freezes: {}, \
@@ -256,6 +264,7 @@ impl HostAgent {
             last_status: None,
             last_update_check: None,
             metrics,
+            reporter,
             settings,
         };
         agent.notify.status(&agent.phase.describe());
@@ -269,6 +278,8 @@ impl HostAgent {
 
     /// Runs until `shutdown` turns true. Returns the error that stopped it.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), AgentError> {
+        // Reports go out beside the loop, for as long as it runs.
+        let _reporting = self.reporter.start();
         loop {
             self.notify.watchdog_ping();
             if *shutdown.borrow() {
@@ -316,6 +327,7 @@ impl HostAgent {
             .in_scope(|| info!("{} -> {}", self.phase.name(), next.name()));
         self.notify.status(&next.describe());
         self.metrics.phase(&next);
+        self.reporter.phase(&next);
         self.last_status = None;
         if !matches!(next, Phase::WaitingForLease { .. }) {
             self.wait_stream = None;

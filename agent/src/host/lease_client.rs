@@ -3,6 +3,7 @@
 use std::future::Future;
 
 use baton_proto::v1 as pb;
+use baton_proto::v1::fleet_client::FleetClient;
 use baton_proto::v1::lease_client::LeaseClient;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -97,6 +98,33 @@ impl HostLeaseClient {
         F: Fn(LeaseClient<Channel>) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
+        self.call_on(
+            |channel| LeaseClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES),
+            call,
+        )
+        .await
+    }
+
+    /// Sends this host's report to the voters (the fleet view), failing over
+    /// as every lease call does.
+    pub async fn report(&mut self, report: &pb::HostReport) -> Result<(), HostLeaseError> {
+        self.call_on(FleetClient::new, |mut c| {
+            let report = report.clone();
+            async move { c.report(report).await.map(drop) }
+        })
+        .await
+    }
+
+    /// [`Self::call`] with any service's client, made by `client` from a channel.
+    async fn call_on<C, T, F, Fut>(
+        &mut self,
+        client: impl Fn(Channel) -> C,
+        call: F,
+    ) -> Result<T, HostLeaseError>
+    where
+        F: Fn(C) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
         let mut last = String::from("no voters configured");
         for attempt in 0..self.endpoints.len() {
             let index = (self.current + attempt) % self.endpoints.len();
@@ -108,9 +136,7 @@ impl HostLeaseClient {
                     continue;
                 }
             };
-            match call(LeaseClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES))
-                .await
-            {
+            match call(client(channel)).await {
                 Ok(value) => {
                     self.current = index;
                     return Ok(value);

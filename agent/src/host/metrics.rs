@@ -49,16 +49,9 @@ pub struct HostMetrics {
 
 /// The update waiting for a reboot, in the phases before the reboot.
 fn pending_version(phase: &Phase) -> Option<String> {
-    match phase {
-        Phase::RebootNeeded { update }
-        | Phase::WaitingForLease { update }
-        | Phase::Draining { update, .. }
-        | Phase::Rebooting { update, .. } => Some(update.new_version.clone().unwrap_or_default()),
-        Phase::Idle
-        | Phase::PostReboot { .. }
-        | Phase::Undraining { .. }
-        | Phase::Releasing { .. } => None,
-    }
+    phase
+        .pending_update()
+        .map(|update| update.new_version.clone().unwrap_or_default())
 }
 
 impl HostMetrics {
@@ -188,7 +181,7 @@ impl HostMetrics {
 }
 
 /// The kernel's boot time (`btime` in /proc/stat), if it can be read.
-fn boot_time() -> Option<u64> {
+pub(crate) fn boot_time() -> Option<u64> {
     let stat = std::fs::read_to_string(PROC_STAT).ok()?;
     parse_btime(&stat)
 }

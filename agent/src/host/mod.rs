@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod dbus;
+pub mod fleet_report;
 pub mod held_lease;
 pub mod hooks;
 pub mod kubernetes;

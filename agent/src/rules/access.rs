@@ -114,6 +114,10 @@ pub enum Rpc {
     SetMax,
     AddVoter,
     RemoveVoter,
+    // The fleet view (`rules::fleet`).
+    FleetReport,
+    FleetForward,
+    FleetHosts,
 }
 
 /// Who may make an RPC at all.
@@ -127,6 +131,8 @@ enum Allowed {
     LeaseTakers,
     /// Admins only.
     Admins,
+    /// Admins only, to read what the fleet reports.
+    FleetReaders,
 }
 
 impl Allowed {
@@ -139,13 +145,14 @@ impl Allowed {
                  (monitor certificates take no lease)"
             }
             Allowed::Admins => "only admin certificates may change the cluster",
+            Allowed::FleetReaders => "only admin certificates may list the fleet",
         }
     }
 }
 
 impl Rpc {
     /// Every RPC, for tests that go through all of them.
-    pub const ALL: [Rpc; 16] = [
+    pub const ALL: [Rpc; 19] = [
         Rpc::RaftAppendEntries,
         Rpc::RaftVote,
         Rpc::RaftInstallSnapshot,
@@ -162,6 +169,9 @@ impl Rpc {
         Rpc::SetMax,
         Rpc::AddVoter,
         Rpc::RemoveVoter,
+        Rpc::FleetReport,
+        Rpc::FleetForward,
+        Rpc::FleetHosts,
     ];
 
     /// The gRPC path of this RPC (`/baton.v1.Lease/Acquire`).
@@ -183,6 +193,9 @@ impl Rpc {
             Rpc::SetMax => "/baton.v1.Admin/SetMax",
             Rpc::AddVoter => "/baton.v1.Admin/AddVoter",
             Rpc::RemoveVoter => "/baton.v1.Admin/RemoveVoter",
+            Rpc::FleetReport => "/baton.v1.Fleet/Report",
+            Rpc::FleetForward => "/baton.v1.Fleet/Forward",
+            Rpc::FleetHosts => "/baton.v1.Fleet/Hosts",
         }
     }
 
@@ -213,6 +226,11 @@ impl Rpc {
             | Rpc::SetMax
             | Rpc::AddVoter
             | Rpc::RemoveVoter => Allowed::Admins,
+            // A host reports only as itself (`permit_holder`); voters pass
+            // the reports on; admins read them.
+            Rpc::FleetReport => Allowed::LeaseTakers,
+            Rpc::FleetForward => Allowed::Voters,
+            Rpc::FleetHosts => Allowed::FleetReaders,
         }
     }
 }
@@ -244,7 +262,7 @@ pub fn permit(caller: &Caller, rpc: Rpc, voters: &[String]) -> Result<(), Denied
         Allowed::Voters => identity.role == Role::Voter && voters.contains(&identity.name),
         Allowed::Anyone => true,
         Allowed::LeaseTakers => identity.role != Role::Monitor,
-        Allowed::Admins => identity.role == Role::Admin,
+        Allowed::Admins | Allowed::FleetReaders => identity.role == Role::Admin,
     };
     if ok {
         Ok(())
@@ -423,7 +441,7 @@ mod tests {
         let monitor = certified("prometheus", Role::Monitor);
         for rpc in Rpc::ALL {
             let expect = |caller: &Caller| permit(caller, rpc, &voters).is_ok();
-            let admin_call = rpc.allowed() == Allowed::Admins;
+            let admin_call = matches!(rpc.allowed(), Allowed::Admins | Allowed::FleetReaders);
             // Raft and keepalives: current voters only.
             let raft = rpc.allowed() == Allowed::Voters;
             assert_eq!(expect(&voter), !admin_call, "voter {rpc:?}");
@@ -532,5 +550,24 @@ mod tests {
             HttpEndpoint::from_path("/metrics", &[HttpEndpoint::FleetLockPreReboot]),
             None
         );
+    }
+
+    #[test]
+    fn hosts_report_as_themselves_and_only_admins_list_the_fleet() {
+        let voters = vec!["cp-1".to_string()];
+        let host = certified("h1", Role::Host);
+        assert!(permit(&host, Rpc::FleetReport, &voters).is_ok());
+        assert!(permit_holder(&host, Rpc::FleetReport, "h1").is_ok());
+        assert!(permit_holder(&host, Rpc::FleetReport, "h2").is_err());
+        assert_eq!(
+            permit(&host, Rpc::FleetHosts, &voters)
+                .unwrap_err()
+                .to_string(),
+            "h1 (host) may not call Fleet.Hosts: only admin certificates may list the fleet"
+        );
+        assert!(permit(&host, Rpc::FleetForward, &voters).is_err());
+        assert!(permit(&certified("cp-1", Role::Voter), Rpc::FleetForward, &voters).is_ok());
+        assert!(permit(&certified("cp-1", Role::Voter), Rpc::FleetHosts, &voters).is_err());
+        assert!(permit(&certified("ops", Role::Admin), Rpc::FleetHosts, &voters).is_ok());
     }
 }

@@ -76,3 +76,27 @@ pub const MAX_FLEETLOCK_BODY_BYTES: usize = 4 * 1024;
 /// FleetLock clients (id and group) whose place one voter keeps between
 /// their polls; a new client beyond this is refused (503) until one leaves.
 pub const MAX_FLEETLOCK_CLIENTS: usize = 20_000;
+
+// ---- The fleet view (`baton hosts`, see `rules::fleet`) ----
+
+/// Hosts the leader keeps in the fleet view; over it, the host heard from
+/// least recently is forgotten (it reappears at its next report). The scale
+/// target is 10,000 hosts.
+pub const MAX_FLEET_HOSTS: usize = 20_000;
+
+/// Reports a voter passes on to the leader in one `Fleet.Forward` call (a
+/// voter with more sends several).
+pub const MAX_REPORTS_PER_BATCH: usize = 1_000;
+
+/// Longest pending-update reason in a report, in characters (an apt package
+/// list is cut to this by the agent before it reports).
+pub const MAX_REPORT_REASON_LEN: usize = 1_024;
+
+/// Longest short text in a report: the update source, its version, the
+/// agent's version.
+pub const MAX_REPORT_WORD_LEN: usize = 64;
+
+/// The shortest and the longest report interval a host may announce, in
+/// milliseconds (`[updates] report_interval`).
+pub const MIN_REPORT_INTERVAL_MS: u64 = 1_000;
+pub const MAX_REPORT_INTERVAL_MS: u64 = 3_600_000;

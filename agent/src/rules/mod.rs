@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod durations;
+pub mod fleet;
 pub mod lease;
 pub mod limits;
 pub mod names;

@@ -208,6 +208,18 @@ fn check_dns_name(host: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A free text from the network that may be empty (a host report's update
+/// reason or version): at most `max` characters, no control characters.
+pub fn check_text(text: &str, max: usize) -> Result<(), NameError> {
+    if let Some(bad) = text.chars().find(|c| c.is_control()) {
+        return Err(NameError::ControlCharacter { bad });
+    }
+    match text.chars().count() {
+        len if len > max => Err(NameError::TooLong { len, max }),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

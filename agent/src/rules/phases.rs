@@ -183,6 +183,20 @@ impl Phase {
         }
     }
 
+    /// The update waiting for its reboot, in the phases before the reboot.
+    pub fn pending_update(&self) -> Option<&PendingUpdate> {
+        match self {
+            Phase::RebootNeeded { update }
+            | Phase::WaitingForLease { update }
+            | Phase::Draining { update, .. }
+            | Phase::Rebooting { update, .. } => Some(update),
+            Phase::Idle
+            | Phase::PostReboot { .. }
+            | Phase::Undraining { .. }
+            | Phase::Releasing { .. } => None,
+        }
+    }
+
     /// The lease this phase holds (as remembered), if any.
     pub fn lease(&self) -> Option<&RememberedLease> {
         match self {

@@ -1,4 +1,4 @@
-//! How long Lease and Admin calls take on this voter: histograms the auth layer fills.
+//! How long Lease, Admin and Fleet calls take on this voter: histograms the auth layer fills.
 //!
 //! Measured from the call's arrival to its response (for the streams Wait
 //! and Watch: to the stream's opening). A call forwarded to the leader is
@@ -38,12 +38,11 @@ impl Default for CallLatency {
 }
 
 impl CallLatency {
-    /// The label of a Lease or Admin call; `None` for raft's calls.
+    /// The label of a Lease, Admin or Fleet call; `None` for raft's calls.
     fn label(rpc: Rpc) -> Option<CallLabel> {
-        let call = rpc
-            .path()
-            .strip_prefix("/baton.v1.")
-            .filter(|call| call.starts_with("Lease/") || call.starts_with("Admin/"))?;
+        let call = rpc.path().strip_prefix("/baton.v1.").filter(|call| {
+            call.starts_with("Lease/") || call.starts_with("Admin/") || call.starts_with("Fleet/")
+        })?;
         Some(CallLabel {
             call: call.to_string(),
         })
@@ -77,6 +76,7 @@ mod tests {
     fn lease_and_admin_calls_are_measured_raft_is_not() {
         assert!(CallLatency::measures(Rpc::Acquire));
         assert!(CallLatency::measures(Rpc::SetMax));
+        assert!(CallLatency::measures(Rpc::FleetReport));
         assert!(!CallLatency::measures(Rpc::RaftAppendEntries));
         let latency = CallLatency::default();
         latency.observe(Rpc::Acquire, Duration::from_millis(3));

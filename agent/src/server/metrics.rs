@@ -91,7 +91,7 @@ impl VoterMetrics {
             register(registry, &cluster, &counters);
             registry.register(
                 "baton_grpc_call_duration_seconds",
-                "How long Lease and Admin calls took on this voter, to the response (streams: to their opening)",
+                "How long Lease, Admin and Fleet calls took on this voter, to the response (streams: to their opening)",
                 latency.family(),
             );
         });

@@ -4,6 +4,8 @@ pub mod admin_service;
 pub mod auth;
 pub mod bootstrap;
 pub mod call_latency;
+pub mod fleet_state;
+pub mod fleet_view;
 pub mod fleetlock;
 pub mod lease_service;
 pub mod metrics;

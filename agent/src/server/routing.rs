@@ -18,6 +18,7 @@ use crate::raft::types::{NodeId, Raft, VoterNode};
 use crate::rules::access::Caller;
 use crate::rules::lease::{Command, Outcome, UnixMillis};
 use crate::server::auth;
+use crate::server::fleet_state::FleetView;
 use crate::server::sessions::Sessions;
 use crate::server::wire;
 use crate::transport::tls::TlsMode;
@@ -115,6 +116,8 @@ pub struct Cluster {
     /// Calls this voter may have in flight to the leader at once (see
     /// [`crate::rules::limits::MAX_FORWARDED_IN_FLIGHT`]).
     pub forward_slots: Arc<Semaphore>,
+    /// Host reports: the inbox of this voter, and the leader's fleet view.
+    pub fleet: FleetView,
 }
 
 /// Now, in unix milliseconds, as the leader stamps it into commands.
@@ -393,6 +396,7 @@ impl Cluster {
             served_by: self.id,
             snapshot: metrics.snapshot.map(|l| l.index),
             purged: metrics.purged.map(|l| l.index),
+            reporting_hosts: now_ms().ok().and_then(|now| self.fleet.reporting(now)),
         }
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_proto::v1::admin_server::AdminServer;
+use baton_proto::v1::fleet_server::FleetServer;
 use baton_proto::v1::lease_server::LeaseServer;
 use baton_proto::v1::raft_server::RaftServer;
 use openraft::error::{InitializeError, RaftError};
@@ -30,6 +31,8 @@ use crate::server::admin_service::AdminService;
 use crate::server::auth::{AuthLayer, VoterNames};
 use crate::server::bootstrap::{self, Start};
 use crate::server::call_latency::CallLatency;
+use crate::server::fleet_state::FleetView;
+use crate::server::fleet_view::{self, FleetService};
 use crate::server::lease_service::LeaseService;
 use crate::server::routing::{now_ms, Cluster};
 use crate::server::session_loops;
@@ -193,6 +196,7 @@ impl Voter {
             read_barrier_term: Default::default(),
             sessions: Sessions::new(settings.lease.waiter_ttl),
             forward_slots: Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDED_IN_FLIGHT)),
+            fleet: FleetView::default(),
         };
 
         // A voter without state takes no raft traffic until it knows it may
@@ -236,6 +240,10 @@ impl Voter {
             )
             .add_service(
                 AdminServer::new(AdminService::new(cluster.clone()))
+                    .max_decoding_message_size(MAX_API_MESSAGE_BYTES),
+            )
+            .add_service(
+                FleetServer::new(FleetService::new(cluster.clone()))
                     .max_decoding_message_size(MAX_API_MESSAGE_BYTES),
             );
         let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
@@ -288,6 +296,8 @@ impl Voter {
             tokio::spawn(session_loops::keep_alive(cluster.clone())),
             tokio::spawn(session_loops::drop_lapsed(cluster.clone())),
             tokio::spawn(log_changes(cluster.clone())),
+            tokio::spawn(fleet_view::track_leadership(cluster.clone())),
+            tokio::spawn(fleet_view::pass_on(cluster.clone())),
             tokio::spawn(log_leader_changes(raft.clone())),
         ];
         Ok(Voter {
@@ -514,7 +524,7 @@ async fn record_voters(cluster: Cluster) {
 }
 
 /// How often the leader looks for voters to record as having stored entries.
-const RECORD_VOTERS_CHECK: Duration = Duration::from_secs(1);
+const RECORD_VOTERS_CHECK: Duration = Duration::from_millis(250);
 
 /// Logs each change of leader (`BATON_LEADER`), as this voter learns it.
 async fn log_leader_changes(raft: Raft) {
