@@ -585,3 +585,59 @@ fn a_host_already_draining_when_a_freeze_begins_still_reboots() {
     host.wait_phase("idle", WAIT);
     assert!(holders(&cluster).is_empty());
 }
+
+/// An agent that restarts in the middle of a drain starts the drain over; if a freeze has
+/// begun meanwhile, that counts as a new start: it gives the lease back without rebooting
+/// and waits out the freeze.
+#[test]
+fn a_drain_started_over_during_a_freeze_gives_the_lease_back() {
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let now = jiff::Timestamp::now();
+    let freeze_begins = now + Duration::from_secs(6);
+    let at = |t: jiff::Timestamp| {
+        let dt = t.to_zoned_datetime(jiff::tz::TimeZone::UTC).datetime();
+        format!(
+            "{}T{:02}:{:02}:{:02}",
+            dt.date(),
+            dt.hour(),
+            dt.minute(),
+            dt.second()
+        )
+    };
+    let extra = format!(
+        "time_zone = \"UTC\"\n[[reboot.freeze]]\nfrom = \"{}\"\nto = \"{}\"\nreason = \"audit\"\n\
+         [[hooks.before_reboot]]\ncommand = [\"sleep\", \"15\"]\n",
+        at(freeze_begins),
+        at(now + Duration::from_secs(3600))
+    );
+    let mut host = AgentHost::new(&cluster, "restarted", &extra);
+    host.update_pending();
+    host.start();
+    host.wait_phase("draining", WAIT);
+    assert!(
+        jiff::Timestamp::now() < freeze_begins - Duration::from_secs(1),
+        "the host took too long to start draining for this test to mean anything"
+    );
+    host.kill();
+    assert_eq!(holders(&cluster), ["restarted"]);
+    while jiff::Timestamp::now() < freeze_begins {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    host.start();
+    host.wait_phase("reboot-needed", WAIT);
+    let deadline = Instant::now() + WAIT;
+    while !holders(&cluster).is_empty() {
+        assert!(Instant::now() < deadline, "lease kept:\n{}", host.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(host.reboot_calls(), 0);
+    let log = host.log();
+    assert!(log.contains("a freeze began before the drain"), "{log}");
+    let deadline = Instant::now() + WAIT;
+    while !host.log().contains("frozen until") {
+        assert!(Instant::now() < deadline, "{}", host.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(host.log().contains("(audit)"), "{}", host.log());
+}
