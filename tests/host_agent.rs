@@ -471,6 +471,37 @@ fn a_host_in_a_freeze_does_not_queue_and_says_so() {
     assert!(exited.success(), "{exited:?}:\n{}", agent_log());
 }
 
+/// `[reboot]` keys (then `more`, which may go on with the freeze's `reason` and further
+/// tables) for a freeze in UTC that begins `begins_in` from now and lasts an hour, and
+/// when it begins: written to the second, so at most a second before `now + begins_in`.
+fn freeze_soon(begins_in: Duration, more: &str) -> (String, jiff::Timestamp) {
+    let now = jiff::Timestamp::now();
+    let at = |t: jiff::Timestamp| {
+        let dt = t.to_zoned_datetime(jiff::tz::TimeZone::UTC).datetime();
+        let second =
+            dt.date()
+                .to_datetime(jiff::civil::time(dt.hour(), dt.minute(), dt.second(), 0));
+        (
+            second,
+            format!(
+                "{}T{:02}:{:02}:{:02}",
+                dt.date(),
+                dt.hour(),
+                dt.minute(),
+                dt.second()
+            ),
+        )
+    };
+    let (begins, from) = at(now + begins_in);
+    let (_, to) = at(now + Duration::from_secs(3600));
+    let begins = jiff::tz::TimeZone::UTC
+        .to_timestamp(begins)
+        .expect("a UTC instant");
+    let extra =
+        format!("time_zone = \"UTC\"\n[[reboot.freeze]]\nfrom = \"{from}\"\nto = \"{to}\"\n{more}");
+    (extra, begins)
+}
+
 /// A host waiting in the queue when a freeze begins leaves the queue (like when its
 /// window closes), and does not take the lease when it frees up.
 #[test]
@@ -479,25 +510,7 @@ fn a_freeze_beginning_while_queued_leaves_the_queue() {
     cluster.wait_for_leader(Duration::from_secs(10));
     let out = cluster.cli(&["lease", "acquire", "workers", "--holder", "operator"]);
     assert!(out.status.success());
-    // Frozen from 8 s from now, for an hour (UTC wall clock, seconds precision).
-    let utc = |t: jiff::Timestamp| t.to_zoned_datetime(jiff::tz::TimeZone::UTC).datetime();
-    let now = jiff::Timestamp::now();
-    let begins = utc(now + Duration::from_secs(8));
-    let ends = utc(now + Duration::from_secs(3600));
-    let fmt = |dt: jiff::civil::DateTime| {
-        format!(
-            "{}T{:02}:{:02}:{:02}",
-            dt.date(),
-            dt.hour(),
-            dt.minute(),
-            dt.second()
-        )
-    };
-    let extra = format!(
-        "time_zone = \"UTC\"\n[[reboot.freeze]]\nfrom = \"{}\"\nto = \"{}\"\n",
-        fmt(begins),
-        fmt(ends)
-    );
+    let (extra, begins) = freeze_soon(Duration::from_secs(8), "");
     let mut host = AgentHost::new(&cluster, "queued-then-frozen", &extra);
     host.update_pending();
     host.start();
@@ -508,7 +521,7 @@ fn a_freeze_beginning_while_queued_leaves_the_queue() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(
-        jiff::Timestamp::now() < now + Duration::from_secs(8),
+        jiff::Timestamp::now() < begins,
         "the host took too long to queue for this test to mean anything"
     );
     // The freeze begins: the host leaves the queue and waits again.
@@ -519,7 +532,7 @@ fn a_freeze_beginning_while_queued_leaves_the_queue() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(
-        jiff::Timestamp::now() >= now + Duration::from_secs(7),
+        jiff::Timestamp::now() >= begins,
         "left the queue before the freeze began:\n{}",
         host.log()
     );
@@ -538,6 +551,26 @@ fn a_freeze_beginning_while_queued_leaves_the_queue() {
     assert!(host.log().contains("frozen until"), "{}", host.log());
 }
 
+/// A host `name` with a reboot pending and a freeze (see [`freeze_soon`], with `more`)
+/// beginning 6 s from now, started and draining before the freeze begins; and when it
+/// begins.
+fn draining_before_a_freeze(
+    cluster: &TestCluster,
+    name: &str,
+    more: &str,
+) -> (AgentHost, jiff::Timestamp) {
+    let (extra, freeze_begins) = freeze_soon(Duration::from_secs(6), more);
+    let mut host = AgentHost::new(cluster, name, &extra);
+    host.update_pending();
+    host.start();
+    host.wait_phase("draining", WAIT);
+    assert!(
+        jiff::Timestamp::now() < freeze_begins,
+        "the host took too long to start draining for this test to mean anything"
+    );
+    (host, freeze_begins)
+}
+
 /// A host that began draining before a freeze begins is not stopped by it: it makes its
 /// reboot call during the freeze (a freeze stops reboots from starting, not the one under
 /// way).
@@ -545,32 +578,11 @@ fn a_freeze_beginning_while_queued_leaves_the_queue() {
 fn a_host_already_draining_when_a_freeze_begins_still_reboots() {
     let cluster = TestCluster::start(3, "");
     cluster.wait_for_leader(Duration::from_secs(10));
-    let now = jiff::Timestamp::now();
-    let freeze_begins = now + Duration::from_secs(6);
-    let at = |t: jiff::Timestamp| {
-        let dt = t.to_zoned_datetime(jiff::tz::TimeZone::UTC).datetime();
-        format!(
-            "{}T{:02}:{:02}:{:02}",
-            dt.date(),
-            dt.hour(),
-            dt.minute(),
-            dt.second()
-        )
-    };
     // The before-reboot hook outlasts the freeze's start.
-    let extra = format!(
-        "time_zone = \"UTC\"\n[[reboot.freeze]]\nfrom = \"{}\"\nto = \"{}\"\n\
-         [[hooks.before_reboot]]\ncommand = [\"sleep\", \"9\"]\n",
-        at(freeze_begins),
-        at(now + Duration::from_secs(3600))
-    );
-    let mut host = AgentHost::new(&cluster, "under-way", &extra);
-    host.update_pending();
-    host.start();
-    host.wait_phase("draining", WAIT);
-    assert!(
-        jiff::Timestamp::now() < freeze_begins - Duration::from_secs(1),
-        "the host took too long to start draining for this test to mean anything"
+    let (mut host, freeze_begins) = draining_before_a_freeze(
+        &cluster,
+        "under-way",
+        "[[hooks.before_reboot]]\ncommand = [\"sleep\", \"9\"]\n",
     );
     host.wait_reboot_calls(1, WAIT);
     assert!(
@@ -584,4 +596,39 @@ fn a_host_already_draining_when_a_freeze_begins_still_reboots() {
     host.reboot(1);
     host.wait_phase("idle", WAIT);
     assert!(holders(&cluster).is_empty());
+}
+
+/// An agent that restarts in the middle of a drain starts the drain over; if a freeze has
+/// begun meanwhile, that counts as a new start: it gives the lease back without rebooting
+/// and waits out the freeze.
+#[test]
+fn a_drain_started_over_during_a_freeze_gives_the_lease_back() {
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let (mut host, freeze_begins) = draining_before_a_freeze(
+        &cluster,
+        "restarted",
+        "reason = \"audit\"\n[[hooks.before_reboot]]\ncommand = [\"sleep\", \"15\"]\n",
+    );
+    host.kill();
+    assert_eq!(holders(&cluster), ["restarted"]);
+    while jiff::Timestamp::now() < freeze_begins {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    host.start();
+    host.wait_phase("reboot-needed", WAIT);
+    let deadline = Instant::now() + WAIT;
+    while !holders(&cluster).is_empty() {
+        assert!(Instant::now() < deadline, "lease kept:\n{}", host.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(host.reboot_calls(), 0);
+    let log = host.log();
+    assert!(log.contains("a freeze began before the drain"), "{log}");
+    let deadline = Instant::now() + WAIT;
+    while !host.log().contains("frozen until") {
+        assert!(Instant::now() < deadline, "{}", host.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(host.log().contains("(audit)"), "{}", host.log());
 }

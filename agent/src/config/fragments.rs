@@ -174,9 +174,50 @@ pub(super) struct FragmentWindow {
     expecting = "a freeze table such as { from = \"2026-12-20\", to = \"2027-01-03\", reason = \"holidays\" }"
 )]
 pub(super) struct FragmentFreeze {
-    pub(super) from: Option<Spanned<String>>,
-    pub(super) to: Option<Spanned<String>>,
+    pub(super) from: Option<Spanned<FreezeTime>>,
+    pub(super) to: Option<Spanned<FreezeTime>>,
     pub(super) reason: Option<Spanned<String>>,
+}
+
+/// A freeze bound as written: a string, or a bare TOML date or date-time (`2026-12-20`),
+/// kept as text for the rules' parser (which refuses offsets and bare times).
+#[derive(Debug)]
+pub(super) struct FreezeTime(pub(super) String);
+
+impl FreezeTime {
+    /// The text, with the bound's span.
+    pub(super) fn text(at: Spanned<FreezeTime>) -> Spanned<String> {
+        let span = at.span();
+        Spanned::new(span, at.into_inner().0)
+    }
+}
+
+impl<'de> Deserialize<'de> for FreezeTime {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> serde::de::Visitor<'de> for Text {
+            type Value = FreezeTime;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a date such as \"2026-12-20\" or a date-time such as \"2026-12-20T06:00\"",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FreezeTime, E> {
+                Ok(FreezeTime(v.to_owned()))
+            }
+            // toml hands a bare date or date-time over as a one-entry map.
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<FreezeTime, A::Error> {
+                let datetime = toml::value::Datetime::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(FreezeTime(datetime.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Text)
+    }
 }
 
 /// A blocker or hook entry.

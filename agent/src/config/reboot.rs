@@ -6,7 +6,7 @@ use std::time::Duration;
 use jiff::civil::Weekday;
 use toml::Spanned;
 
-use super::fragments::{FragmentCommand, FragmentFreeze, FragmentWindow};
+use super::fragments::{FragmentCommand, FragmentFreeze, FragmentWindow, FreezeTime};
 use super::inputs::{HooksInputs, Located, LocatedStrings, RebootInputs};
 use super::validate::Validator;
 use super::ConfigError;
@@ -255,8 +255,10 @@ impl Validator<'_> {
             let required = |field: &str| {
                 self.error_at(fragment, &entry_span, key(field), "required key is missing")
             };
-            let from = Located::new(entry.from.ok_or_else(|| required("from"))?, fragment);
-            let to = Located::new(entry.to.ok_or_else(|| required("to"))?, fragment);
+            let from = entry.from.map(FreezeTime::text);
+            let to = entry.to.map(FreezeTime::text);
+            let from = Located::new(from.ok_or_else(|| required("from"))?, fragment);
+            let to = Located::new(to.ok_or_else(|| required("to"))?, fragment);
             let from_time = parse_freeze_time(&from.value, FreezeEnd::From)
                 .map_err(|m| self.error(&from, key("from"), m))?;
             let until = parse_freeze_time(&to.value, FreezeEnd::To)

@@ -1855,3 +1855,34 @@ fn report_interval_is_one_second_to_one_hour() {
         Duration::from_secs(2)
     );
 }
+
+#[test]
+fn freezes_take_bare_toml_dates_too() {
+    let text = with_freeze("from = 2026-12-20\nto = 2027-01-03T06:30:00\n");
+    let f = &load_one(&text).unwrap().reboot.freezes[0];
+    assert_eq!(f.from, jiff::civil::date(2026, 12, 20).at(0, 0, 0, 0));
+    assert_eq!(f.until, jiff::civil::date(2027, 1, 3).at(6, 30, 0, 0));
+    for (body, key, line, why) in [
+        (
+            "from = 2026-12-20T06:00:00Z\nto = 2027-01-03\n",
+            "reboot.freeze[0].from",
+            8,
+            "no offset",
+        ),
+        (
+            "from = 06:00:00\nto = 2027-01-03\n",
+            "reboot.freeze[0].from",
+            8,
+            "YYYY-MM-DD",
+        ),
+        (
+            "from = 20261220\nto = 2027-01-03\n",
+            "reboot.freeze[0].from",
+            8,
+            "a date such as",
+        ),
+    ] {
+        let message = assert_invalid_one(&with_freeze(body), key, line);
+        assert!(message.contains(why), "{body}: {message}");
+    }
+}
