@@ -5,6 +5,7 @@
 
 mod support;
 
+mod blockers;
 mod chaos;
 mod cluster;
 mod config_errors;

@@ -91,6 +91,12 @@ pub struct HostAgent {
     last_update_check: Option<Instant>,
     /// What the metrics endpoint shows of this agent.
     metrics: HostMetrics,
+    /// Granted in this process and not drained yet: run the blockers again
+    /// before the drain (the host may have waited hours in the queue). Not
+    /// set when resuming a drain after a restart: it may have begun.
+    recheck_blockers: bool,
+    /// Why the last grant was given back undrained, shown while backing off.
+    blocked_after_grant: Option<String>,
 }
 
 /// An id that changes at every boot of this host: the kernel's boot id,
@@ -253,6 +259,8 @@ impl HostAgent {
             last_status: None,
             last_update_check: None,
             metrics,
+            recheck_blockers: false,
+            blocked_after_grant: None,
             settings,
         };
         agent.notify.status(&agent.phase.describe());
@@ -296,6 +304,10 @@ impl HostAgent {
     fn transition(&mut self, event: Event) -> Result<(), AgentError> {
         match &event {
             Event::DrainFailed { .. } | Event::LeaseLost => self.failed = true,
+            Event::BlockedAfterGrant { reason } => {
+                self.failed = true;
+                self.blocked_after_grant = Some(reason.clone());
+            }
             Event::Released => {
                 self.held = None;
                 if std::mem::take(&mut self.failed) {
@@ -304,6 +316,7 @@ impl HostAgent {
             }
             _ => {}
         }
+        self.recheck_blockers = matches!(event, Event::Granted(_));
         let next = phases::next(&self.phase, event)?;
         self.phase_file.save(&next)?;
         // Logged as the new phase, with the lease of either side (a release
@@ -417,10 +430,19 @@ impl HostAgent {
         if let Some(until) = self.retry_after {
             let now = Instant::now();
             if now < until {
+                if let Some(reason) = &self.blocked_after_grant {
+                    let text = format!(
+                        "reboot needed: blocked after the grant ({reason}); lease given back \
+                         undrained, trying again in {:?}",
+                        until - now
+                    );
+                    self.say(text);
+                }
                 self.wait(until - now).await;
                 return None;
             }
             self.retry_after = None;
+            self.blocked_after_grant = None;
         }
         let pending = Self::with_watchdog(&self.notify, self.updates.pending()).await;
         match pending {
@@ -529,16 +551,23 @@ impl HostAgent {
             self.wait(until_open.max(MIN_WINDOW_WAIT)).await;
             return None;
         }
-        let blockers = self.settings.reboot.blockers.clone();
-        let checked = Self::with_watchdog(&self.notify, hooks::check_blockers(&blockers)).await;
-        if let Err(e) = checked {
-            warn!("blocker says not now: {e}");
-            self.notify.status(&format!("reboot needed: blocked: {e}"));
+        if let Some(reason) = self.blocked_now().await {
+            warn!("blocker says not now: {reason}");
+            self.notify
+                .status(&format!("reboot needed: blocked: {reason}"));
             self.last_status = None;
             self.wait(self.settings.reboot.blocker_retry).await;
             return None;
         }
         Some(Event::ClearedToQueue)
+    }
+
+    /// Runs every blocker, before queueing and again after a grant: why
+    /// not now, or `None` when all pass.
+    async fn blocked_now(&self) -> Option<String> {
+        let blockers = &self.settings.reboot.blockers;
+        let checked = Self::with_watchdog(&self.notify, hooks::check_blockers(blockers)).await;
+        checked.err().map(|e| e.to_string())
     }
 
     async fn draining(&mut self, remembered: &RememberedLease) -> Option<Event> {
@@ -557,6 +586,22 @@ impl HostAgent {
         if !self.windows.is_open(jiff::Timestamp::now()) {
             warn!("reboot window closed before the drain; giving the lease back");
             return Some(Event::DrainFailed { drain: None });
+        }
+        if std::mem::take(&mut self.recheck_blockers) {
+            if let Some(reason) = self.blocked_now().await {
+                warn!(
+                    "a blocker says not now after the grant ({reason}); giving the lease back \
+                     without draining, queueing again in {:?}",
+                    self.settings.reboot.blocker_retry
+                );
+                self.notify.status(&format!(
+                    "holding reboot lease (group {}, token {}): blocked after the grant \
+                     ({reason}); giving it back undrained",
+                    held.group(),
+                    held.token()
+                ));
+                return Some(Event::BlockedAfterGrant { reason });
+            }
         }
         let mut record: Option<DrainRecord> = None;
         if let Some(kube) = &self.kube {
