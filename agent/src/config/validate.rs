@@ -52,13 +52,14 @@ impl Validator<'_> {
 
     pub(super) fn settings(
         &self,
-        inputs: Inputs,
+        mut inputs: Inputs,
         host_name: impl FnOnce() -> Option<String>,
     ) -> Result<Settings, ConfigError> {
         let node = self.node(inputs.node, host_name)?;
         let cluster = self.cluster(inputs.cluster, &node.name)?;
-        let kubernetes = if inputs.kubernetes.present {
-            Some(self.kubernetes(inputs.kubernetes, &node.name)?)
+        let kubernetes_present = inputs.kubernetes.present;
+        let kubernetes = if kubernetes_present {
+            Some(self.kubernetes(std::mem::take(&mut inputs.kubernetes), &node.name)?)
         } else {
             None
         };
@@ -71,6 +72,8 @@ impl Validator<'_> {
             kubernetes,
             tls: self.tls(inputs.tls)?,
             metrics: self.metrics(inputs.metrics)?,
+            blockers: self.blockers(inputs.blockers, kubernetes_present)?,
+            notify: self.notify(inputs.notify)?,
             node,
             sources: Vec::new(),
         })

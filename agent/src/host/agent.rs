@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn, Instrument};
 
 use crate::config::{Settings, UpdateSourceKind, LOCALTIME};
+use crate::host::blockers::Blockers;
 use crate::host::held_lease::HeldLease;
 use crate::host::hooks;
 use crate::host::kubernetes::KubeDrainer;
@@ -26,6 +27,7 @@ use crate::host::updates::{self, UpdateSource};
 use crate::log_fields;
 use crate::rules::phases::{self, DrainRecord, Event, FailedUpdate, Phase, RememberedLease};
 use crate::rules::window::RebootWindows;
+use crate::transport::http_client::{HttpClient, HttpError};
 use crate::transport::tls::TlsMode;
 use crate::transport::Dialer;
 
@@ -59,6 +61,8 @@ pub enum AgentError {
     TimeZone { name: String, source: jiff::Error },
     #[error(transparent)]
     Transition(#[from] phases::InvalidTransition),
+    #[error("HTTP client (Prometheus blocker, webhooks): {0}")]
+    Http(#[from] HttpError),
 }
 
 /// Everything the agent works with.
@@ -97,6 +101,8 @@ pub struct HostAgent {
     recheck_blockers: bool,
     /// Why the last grant was given back undrained, shown while backing off.
     blocked_after_grant: Option<String>,
+    /// Every blocker: commands, Prometheus alerts, pods on the node.
+    blockers: Blockers,
 }
 
 /// An id that changes at every boot of this host: the kernel's boot id,
@@ -239,8 +245,21 @@ impl HostAgent {
             &settings.reboot.method,
             settings.updates.dbus_address.as_deref(),
         );
+        // One HTTP client (one pool) for the alerts blocker and webhooks.
+        let http = if settings.blockers.prometheus.is_some() || !settings.notify.is_empty() {
+            Some(HttpClient::new()?)
+        } else {
+            None
+        };
+        let blockers = Blockers::new(
+            settings.reboot.blockers.clone(),
+            &settings.blockers,
+            http.as_ref(),
+        )?;
+        info!("blockers: {}", blockers.describe());
         let metrics = HostMetrics::new(&phase);
         let agent = HostAgent {
+            blockers,
             phase_file,
             phase,
             lease,
@@ -565,8 +584,8 @@ impl HostAgent {
     /// Runs every blocker, before queueing and again after a grant: why
     /// not now, or `None` when all pass.
     async fn blocked_now(&self) -> Option<String> {
-        let blockers = &self.settings.reboot.blockers;
-        let checked = Self::with_watchdog(&self.notify, hooks::check_blockers(blockers)).await;
+        let checked =
+            Self::with_watchdog(&self.notify, self.blockers.check(self.kube.as_ref())).await;
         checked.err().map(|e| e.to_string())
     }
 

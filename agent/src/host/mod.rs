@@ -1,6 +1,7 @@
 //! The host agent and its adapters: updates, lease client, drain, hooks, reboot, systemd.
 
 pub mod agent;
+pub mod blockers;
 pub mod dbus;
 pub mod held_lease;
 pub mod hooks;

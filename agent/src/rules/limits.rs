@@ -48,3 +48,19 @@ pub const MAX_DROPS_PER_ENTRY: usize = 4_096;
 /// Wait streams one caller may hold open on one voter for one holder (a
 /// host needs one per group; a reconnect may briefly overlap the old one).
 pub const MAX_WAITS_PER_HOLDER: usize = 4;
+
+/// Largest answer read from Prometheus's `/api/v1/alerts` (the alerts
+/// blocker): thousands of alerts with their labels fit; more is an error
+/// (the blocker then blocks), never an allocation of whatever size is sent.
+pub const MAX_ALERTS_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Largest answer read from a notification webhook (it is not used; read
+/// only so that the connection ends cleanly).
+pub const MAX_WEBHOOK_RESPONSE_BYTES: usize = 16 * 1024;
+
+/// Longest notification text sent to a webhook, after the template is
+/// filled in (Slack cuts messages at 40,000 characters).
+pub const MAX_NOTIFICATION_BYTES: usize = 4 * 1024;
+
+/// Longest URL accepted in the config (Prometheus, webhooks).
+pub const MAX_URL_BYTES: usize = 2048;

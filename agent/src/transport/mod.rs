@@ -6,6 +6,7 @@
 
 pub mod certs;
 mod conn;
+pub mod http_client;
 pub mod metrics;
 pub mod tls;
 

@@ -31,6 +31,7 @@
 
 mod cordon;
 mod evict;
+mod pods;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -54,6 +55,10 @@ use evict::{skip_reason, PodRef};
 /// Longest pause between two polls (pods gone, node Ready). Shorter when
 /// `eviction_retry` is shorter.
 const MAX_POLL: Duration = Duration::from_secs(2);
+
+/// Longest wait for one API call outside a drain (the pod blocker, node
+/// annotations and labels).
+const API_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Shortest pause between two polls, so that a zero setting cannot spin.
 const MIN_POLL: Duration = Duration::from_millis(10);

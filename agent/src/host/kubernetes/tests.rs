@@ -20,6 +20,10 @@ fn settings(api: &FakeApi) -> KubernetesSettings {
         pod_selector: None,
         ready_timeout: Duration::from_secs(10),
         eviction_retry: Duration::from_millis(50),
+        force_after: None,
+        annotate_node: true,
+        pre_reboot_labels: vec![],
+        post_reboot_labels: vec![],
     }
 }
 
@@ -85,6 +89,10 @@ async fn connect_errors_name_the_kubeconfig() {
             pod_selector: None,
             ready_timeout: Duration::from_secs(1),
             eviction_retry: Duration::from_secs(1),
+            force_after: None,
+            annotate_node: true,
+            pre_reboot_labels: vec![],
+            post_reboot_labels: vec![],
         };
         match KubeDrainer::connect(&settings).await {
             Err(e @ DrainError::Kubeconfig { .. }) => {
