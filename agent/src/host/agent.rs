@@ -625,6 +625,21 @@ impl HostAgent {
         let mut record: Option<DrainRecord> = None;
         if let Some(kube) = &self.kube {
             let drained = Self::with_watchdog(&self.notify, kube.drain(&held)).await;
+            let forced = kube.take_forced();
+            if !forced.is_empty() {
+                let text = format!(
+                    "FORCED DRAIN: deleted {} instead of evicting (kubernetes.force_after passed; \
+                     their PodDisruptionBudget was bypassed)",
+                    forced.join(", ")
+                );
+                error!("{text}");
+                self.metrics.drain_forced();
+                self.notify.status(&format!(
+                    "holding reboot lease (group {}, token {}): {text}",
+                    held.group(),
+                    held.token()
+                ));
+            }
             match drained {
                 Ok(r) => record = Some(r),
                 Err(e) => {

@@ -14,7 +14,9 @@
 //! - `POST /api/v1/namespaces/NS/pods/NAME/eviction` (scripted answers, 429
 //!   with a PodDisruptionBudget message, 201 marks the pod terminating);
 //! - `GET /api/v1/namespaces/NS/pods/NAME` (an evicted pod lingers for a
-//!   set number of GETs, then answers 404).
+//!   set number of GETs, then answers 404);
+//! - `DELETE /api/v1/namespaces/NS/pods/NAME` (a forced drain: no
+//!   PodDisruptionBudget applies; marks the pod terminating, answers it).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -353,6 +355,16 @@ impl FakeApi {
             .collect()
     }
 
+    /// DELETEs of pod `ns/name`, in order.
+    pub fn deletions_of(&self, key: &str) -> Vec<Recorded> {
+        let (namespace, name) = key.split_once('/').unwrap_or(("", key));
+        let path = format!("/api/v1/namespaces/{namespace}/pods/{name}");
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == Method::DELETE && r.path == path)
+            .collect()
+    }
+
     /// PATCHes of the node, in order.
     pub fn node_patches(&self) -> Vec<Recorded> {
         let path = format!("/api/v1/nodes/{}", self.lock().node);
@@ -561,6 +573,23 @@ fn route(
                     status_body(other, "InternalError", "scripted failure"),
                 ),
             }
+        }
+        ("DELETE", ["api", "v1", "namespaces", namespace, "pods", name]) => {
+            let Some(pod) = model
+                .pods
+                .iter_mut()
+                .find(|p| p.namespace == *namespace && p.name == *name)
+            else {
+                return (
+                    404,
+                    status_body(404, "NotFound", &format!("pods \"{name}\" not found")),
+                );
+            };
+            pod.terminating = true;
+            let mut answer = pod.to_json();
+            answer["apiVersion"] = json!("v1");
+            answer["kind"] = json!("Pod");
+            (200, answer)
         }
         ("GET", ["api", "v1", "namespaces", namespace, "pods", name]) => {
             let Some(index) = model

@@ -186,6 +186,9 @@ pub struct KubeDrainer {
     pod_selector: Option<String>,
     ready_timeout: Duration,
     eviction_retry: Duration,
+    force_after: Option<Duration>,
+    /// Pods the last drain deleted instead of evicting (see [`KubeDrainer::take_forced`]).
+    forced: std::sync::Mutex<Vec<String>>,
     poll: Duration,
     /// [`KubeDrainer::undo_unrecorded_cordon`]: done (`None`), or not
     /// before this instant.
@@ -218,6 +221,10 @@ struct Progress {
     to_evict: Vec<PodRef>,
     terminating: Vec<PodRef>,
     last_error: Option<String>,
+    /// `force_after`: from then on, pods that evictions do not move are deleted.
+    force_at: Option<Instant>,
+    /// Pods deleted instead of evicted (`namespace/name`).
+    forced: Vec<String>,
 }
 
 impl Progress {
@@ -287,6 +294,8 @@ impl KubeDrainer {
             pod_selector: settings.pod_selector.clone(),
             ready_timeout: settings.ready_timeout,
             eviction_retry: settings.eviction_retry,
+            force_after: settings.force_after,
+            forced: std::sync::Mutex::new(Vec::new()),
             poll,
             unrecorded_check: std::sync::Mutex::new(Some(Instant::now())),
         })
@@ -364,11 +373,16 @@ impl KubeDrainer {
             "draining node {node} holding the lease ({lease}; timeout {:?})",
             self.drain_timeout
         );
-        let deadline = Instant::now() + self.drain_timeout;
-        let mut progress = Progress::default();
+        let started = Instant::now();
+        let deadline = started + self.drain_timeout;
+        let mut progress = Progress {
+            force_at: self.force_after.map(|after| started + after),
+            ..Progress::default()
+        };
         let outcome =
             tokio::time::timeout_at(deadline, self.drain_steps(lease.holder(), &mut progress))
                 .await;
+        *self.forced.lock().unwrap_or_else(|p| p.into_inner()) = progress.forced.clone();
         match outcome {
             Ok(Ok(())) => {
                 info!(
@@ -452,6 +466,12 @@ impl KubeDrainer {
             record.node
         );
         self.uncordon_if_ours(record).await
+    }
+
+    /// The pods the last drain deleted instead of evicting (`force_after`),
+    /// emptied by the call.
+    pub fn take_forced(&self) -> Vec<String> {
+        std::mem::take(&mut *self.forced.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn nodes(&self) -> Api<Node> {
@@ -606,5 +626,7 @@ impl KubeDrainer {
     }
 }
 
+#[cfg(test)]
+mod kured_tests;
 #[cfg(test)]
 mod tests;
