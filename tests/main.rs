@@ -16,6 +16,7 @@ mod host_agent;
 mod kubernetes_host;
 mod layers;
 mod metrics;
+mod notify;
 mod queue;
 mod security;
 mod storage;

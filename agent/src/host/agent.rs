@@ -19,12 +19,14 @@ use crate::host::hooks;
 use crate::host::kubernetes::KubeDrainer;
 use crate::host::lease_client::{lease_endpoints, machine_id, HostLeaseClient, HostLeaseError};
 use crate::host::metrics::HostMetrics;
+use crate::host::notify::Notifier;
 use crate::host::phase_file::{PhaseFile, PhaseFileError};
 use crate::host::process::display_command;
 use crate::host::reboot::Rebooter;
 use crate::host::service_manager::ServiceManager;
 use crate::host::updates::{self, UpdateSource};
 use crate::log_fields;
+use crate::rules::notify::NotifyEvent;
 use crate::rules::phases::{self, DrainRecord, Event, FailedUpdate, Phase, RememberedLease};
 use crate::rules::window::RebootWindows;
 use crate::transport::http_client::{HttpClient, HttpError};
@@ -37,6 +39,8 @@ pub(super) const RETRY: Duration = Duration::from_secs(1);
 /// How long to wait for the machine to go down after a successful reboot
 /// call before trying again.
 const REBOOT_GRACE: Duration = Duration::from_secs(300);
+/// Longest wait, before the reboot call, for notifications under way.
+const NOTIFY_FLUSH: Duration = Duration::from_secs(2);
 /// Between retries of post-reboot checks and of undrain.
 const CHECK_RETRY: Duration = Duration::from_secs(15);
 /// The shortest wait for a reboot window to open (a guard against a busy
@@ -103,6 +107,10 @@ pub struct HostAgent {
     blocked_after_grant: Option<String>,
     /// Every blocker: commands, Prometheus alerts, pods on the node.
     blockers: Blockers,
+    /// `[[notify.webhook]]`s, told of draining, rebooting, back, failed.
+    notifier: Notifier,
+    /// A failing after-reboot check was notified (once per streak).
+    check_failure_notified: bool,
 }
 
 /// An id that changes at every boot of this host: the kernel's boot id,
@@ -257,9 +265,17 @@ impl HostAgent {
             http.as_ref(),
         )?;
         info!("blockers: {}", blockers.describe());
+        let notifier = Notifier::new(
+            settings.notify.clone(),
+            http,
+            &settings.node.name,
+            &settings.node.group,
+        );
         let metrics = HostMetrics::new(&phase);
         let agent = HostAgent {
             blockers,
+            notifier,
+            check_failure_notified: false,
             phase_file,
             phase,
             lease,
@@ -336,6 +352,7 @@ impl HostAgent {
             _ => {}
         }
         self.recheck_blockers = matches!(event, Event::Granted(_));
+        self.announce(&event);
         let next = phases::next(&self.phase, event)?;
         self.phase_file.save(&next)?;
         // Logged as the new phase, with the lease of either side (a release
@@ -352,6 +369,58 @@ impl HostAgent {
         }
         self.phase = next;
         Ok(())
+    }
+
+    /// The version the current roll is for (the update's reason when the
+    /// source names no version), for notifications.
+    fn roll_version(&self) -> String {
+        match &self.phase {
+            Phase::RebootNeeded { update }
+            | Phase::WaitingForLease { update }
+            | Phase::Draining { update, .. }
+            | Phase::Rebooting { update, .. }
+            | Phase::PostReboot { update, .. } => update
+                .new_version
+                .clone()
+                .unwrap_or_else(|| update.reason.clone()),
+            Phase::Idle | Phase::Undraining { .. } | Phase::Releasing { .. } => String::new(),
+        }
+    }
+
+    /// Tells the webhooks about `event` (fire and forget).
+    fn announce(&mut self, event: &Event) {
+        let (kind, message) = match event {
+            Event::Granted(lease) => (
+                NotifyEvent::Draining,
+                format!("holding the reboot lease (token {}), draining", lease.token),
+            ),
+            Event::Drained { .. } => (NotifyEvent::Rebooting, "drained, rebooting".to_string()),
+            Event::Checked if self.failed => (
+                NotifyEvent::Failed,
+                "back from the reboot, but the update did not take; undraining, not \
+                 rebooting for it again"
+                    .to_string(),
+            ),
+            Event::Checked => (
+                NotifyEvent::Back,
+                "back from the reboot, checks passed; undraining".to_string(),
+            ),
+            Event::DrainFailed { .. } => (
+                NotifyEvent::Failed,
+                "drain or before-reboot hook failed (or the window closed); undoing it and \
+                 giving the lease back"
+                    .to_string(),
+            ),
+            Event::LeaseLost => (
+                NotifyEvent::Failed,
+                "the lease was taken away before the reboot; undoing the drain".to_string(),
+            ),
+            _ => return,
+        };
+        if matches!(event, Event::Checked) {
+            self.check_failure_notified = false;
+        }
+        self.notifier.send(kind, &self.roll_version(), &message);
     }
 
     /// Does the work of the current phase; `Some(event)` when something
@@ -634,6 +703,8 @@ impl HostAgent {
                 );
                 error!("{text}");
                 self.metrics.drain_forced();
+                self.notifier
+                    .send(NotifyEvent::Failed, &self.roll_version(), &text);
                 self.notify.status(&format!(
                     "holding reboot lease (group {}, token {}): {text}",
                     held.group(),
@@ -668,6 +739,9 @@ impl HostAgent {
         remembered: &RememberedLease,
         drain: Option<DrainRecord>,
     ) -> Option<Event> {
+        // Give the "rebooting" notification a moment to leave (bounded),
+        // before the lease check, so that the check stays right before the call.
+        self.notifier.flush(NOTIFY_FLUSH).await;
         // Safety rule: re-check with a linearizable read, right before the
         // call, that we still hold the lease under our token.
         self.held = None;
@@ -766,6 +840,13 @@ impl HostAgent {
                 // stops the roll until an operator looks (baton unlock).
                 error!("post-reboot check failed, holding the lease: {e}");
                 self.metrics.hook_failed();
+                if !std::mem::replace(&mut self.check_failure_notified, true) {
+                    let message = format!(
+                        "post-reboot check failed, holding the lease (the roll stops): {e}"
+                    );
+                    self.notifier
+                        .send(NotifyEvent::Failed, &self.roll_version(), &message);
+                }
                 self.notify.status(&format!(
                     "holding reboot lease (group {}, token {}): post-reboot check failed: {e}",
                     held.group(),

@@ -9,6 +9,7 @@ pub mod kubernetes;
 pub mod lease_client;
 mod lease_wait;
 pub mod metrics;
+pub mod notify;
 pub mod phase_file;
 pub mod process;
 pub mod reboot;

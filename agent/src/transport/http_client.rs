@@ -59,7 +59,6 @@ pub enum HttpError {
 /// A successful answer (2xx): its body, at most the limit asked for.
 #[derive(Debug)]
 pub struct Answer {
-    pub status: StatusCode,
     pub body: Bytes,
 }
 
@@ -183,7 +182,7 @@ impl HttpClient {
                     status,
                 });
             }
-            Ok(Answer { status, body })
+            Ok(Answer { body })
         };
         match tokio::time::timeout(timeout, exchange).await {
             Ok(answer) => answer,
