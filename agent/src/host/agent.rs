@@ -47,6 +47,14 @@ const CHECK_RETRY: Duration = Duration::from_secs(15);
 /// loop should the window rules say "opens now" while not open).
 const MIN_WINDOW_WAIT: Duration = Duration::from_millis(100);
 
+/// What the node is marked with, at each step (`host::kubernetes::node_marks`).
+enum NodeMark<'a> {
+    RebootNeeded,
+    InProgress(&'a HeldLease),
+    Rebooted,
+    Idle,
+}
+
 /// Why the agent could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -111,6 +119,10 @@ pub struct HostAgent {
     notifier: Notifier,
     /// A failing after-reboot check was notified (once per streak).
     check_failure_notified: bool,
+    /// The node is annotated "reboot needed" for the current update.
+    marked_needed: bool,
+    /// Idle: baton's marks on the node are known to be gone.
+    marks_cleared: bool,
 }
 
 /// An id that changes at every boot of this host: the kernel's boot id,
@@ -276,6 +288,8 @@ impl HostAgent {
             blockers,
             notifier,
             check_failure_notified: false,
+            marked_needed: false,
+            marks_cleared: false,
             phase_file,
             phase,
             lease,
@@ -362,6 +376,10 @@ impl HostAgent {
             .in_scope(|| info!("{} -> {}", self.phase.name(), next.name()));
         self.notify.status(&next.describe());
         self.metrics.phase(&next);
+        if next == Phase::Idle {
+            self.marked_needed = false;
+            self.marks_cleared = false;
+        }
         self.last_status = None;
         if !matches!(next, Phase::WaitingForLease { .. }) {
             self.wait_stream = None;
@@ -384,6 +402,35 @@ impl HostAgent {
                 .clone()
                 .unwrap_or_else(|| update.reason.clone()),
             Phase::Idle | Phase::Undraining { .. } | Phase::Releasing { .. } => String::new(),
+        }
+    }
+
+    /// Annotates or labels the node (`[kubernetes]`); informational, so a
+    /// failure is logged and the roll goes on. `true` when done (or nothing
+    /// to do).
+    async fn mark_node(&self, mark: NodeMark<'_>) -> bool {
+        let Some(kube) = &self.kube else {
+            return true;
+        };
+        let result = match mark {
+            NodeMark::RebootNeeded => {
+                let version = self.roll_version();
+                Self::with_watchdog(&self.notify, kube.mark_reboot_needed(&version)).await
+            }
+            NodeMark::InProgress(held) => {
+                Self::with_watchdog(&self.notify, kube.mark_in_progress(held)).await
+            }
+            NodeMark::Rebooted => Self::with_watchdog(&self.notify, kube.mark_rebooted()).await,
+            NodeMark::Idle => Self::with_watchdog(&self.notify, kube.clear_marks())
+                .await
+                .map(|_| ()),
+        };
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                warn!("node annotations/labels not updated (the roll goes on): {e}");
+                false
+            }
         }
     }
 
@@ -433,7 +480,13 @@ impl HostAgent {
             Phase::WaitingForLease { .. } => self.waiting_for_lease().await,
             Phase::Draining { lease, .. } => self.draining(&lease).await,
             Phase::Rebooting { lease, drain, .. } => self.rebooting(&lease, drain).await,
-            Phase::PostReboot { update, lease, .. } => self.post_reboot(&update, &lease).await,
+            Phase::PostReboot { update, lease, .. } => {
+                let event = self.post_reboot(&update, &lease).await;
+                if event == Some(Event::Checked) {
+                    self.mark_node(NodeMark::Rebooted).await;
+                }
+                event
+            }
             Phase::Undraining { lease, drain } => self.undraining(&lease, drain.as_ref()).await,
             Phase::Releasing { lease } => self.releasing(&lease).await,
         })
@@ -509,6 +562,11 @@ impl HostAgent {
                 Ok(None) => self.stray_checked = true,
                 Err(e) => warn!("cannot reach the lease cluster yet: {e}"),
             }
+        }
+        // Annotations and pre-reboot labels of a roll that ended without a
+        // reboot (update gone, blocked, drain failed): gone once idle.
+        if !self.marks_cleared {
+            self.marks_cleared = self.mark_node(NodeMark::Idle).await;
         }
         // A cordon of ours that no drain record remembers (the agent
         // stopped mid-drain): undo it. Once per process; logs its own errors.
@@ -621,6 +679,9 @@ impl HostAgent {
                 return None;
             }
         }
+        if !self.marked_needed {
+            self.marked_needed = self.mark_node(NodeMark::RebootNeeded).await;
+        }
         let now = jiff::Timestamp::now();
         if !self.windows.is_open(now) {
             let opens = self.windows.next_open(now);
@@ -691,6 +752,7 @@ impl HostAgent {
                 return Some(Event::BlockedAfterGrant { reason });
             }
         }
+        self.mark_node(NodeMark::InProgress(&held)).await;
         let mut record: Option<DrainRecord> = None;
         if let Some(kube) = &self.kube {
             let drained = Self::with_watchdog(&self.notify, kube.drain(&held)).await;

@@ -8,7 +8,8 @@
 //! Endpoints:
 //! - `GET /api/v1/nodes/NODE` (each GET takes the next value of the node's
 //!   Ready script, if any), `PATCH /api/v1/nodes/NODE` (merge patch of
-//!   `spec.unschedulable` and `metadata.annotations`, null removing a key);
+//!   `spec.unschedulable`, `metadata.annotations` and `metadata.labels`,
+//!   null removing a key);
 //! - `GET /api/v1/pods?fieldSelector=spec.nodeName=NODE&labelSelector=...`
 //!   (equality selectors `k=v`, `k==v`, `k!=v`, `k`, comma-separated);
 //! - `POST /api/v1/namespaces/NS/pods/NAME/eviction` (scripted answers, 429
@@ -192,6 +193,8 @@ struct Model {
     unschedulable: bool,
     /// The node's annotations.
     annotations: BTreeMap<String, String>,
+    /// The node's labels.
+    labels: BTreeMap<String, String>,
     ready: bool,
     /// Ready values taken by successive node GETs; the last one stays.
     ready_script: VecDeque<bool>,
@@ -221,7 +224,8 @@ impl Model {
                 "name": self.node,
                 "uid": "uid-node",
                 "resourceVersion": "1",
-                "annotations": self.annotations
+                "annotations": self.annotations,
+                "labels": self.labels
             },
             "spec": spec,
             "status": {
@@ -257,6 +261,7 @@ impl FakeApi {
             node: node.to_string(),
             unschedulable: false,
             annotations: BTreeMap::new(),
+            labels: BTreeMap::new(),
             ready: true,
             ready_script: VecDeque::new(),
             pods,
@@ -323,6 +328,20 @@ impl FakeApi {
     /// The node's annotations.
     pub fn node_annotations(&self) -> BTreeMap<String, String> {
         self.lock().annotations.clone()
+    }
+
+    /// Sets (`Some`) or removes (`None`) a node label, as an operator would.
+    pub fn set_node_label(&self, key: &str, value: Option<&str>) {
+        let mut model = self.lock();
+        match value {
+            Some(value) => model.labels.insert(key.to_string(), value.to_string()),
+            None => model.labels.remove(key),
+        };
+    }
+
+    /// The node's labels.
+    pub fn node_labels(&self) -> BTreeMap<String, String> {
+        self.lock().labels.clone()
     }
 
     pub fn set_ready(&self, value: bool) {
@@ -471,28 +490,33 @@ fn route(
                 );
             }
             // JSON merge patch (RFC 7386), applied whole or not at all: an
-            // annotation set to null is removed.
+            // annotation or label set to null is removed.
             let mut annotations = model.annotations.clone();
-            if let Some(Value::Object(changes)) =
-                body.and_then(|b| b.pointer("/metadata/annotations"))
-            {
-                for (key, value) in changes {
-                    match value {
-                        Value::String(v) => {
-                            annotations.insert(key.clone(), v.clone());
-                        }
-                        Value::Null => {
-                            annotations.remove(key);
-                        }
-                        other => {
-                            let message =
-                                format!("annotation {key:?} must be a string, not {other}");
-                            return (400, status_body(400, "BadRequest", &message));
+            let mut labels = model.labels.clone();
+            for (pointer, map) in [
+                ("/metadata/annotations", &mut annotations),
+                ("/metadata/labels", &mut labels),
+            ] {
+                if let Some(Value::Object(changes)) = body.and_then(|b| b.pointer(pointer)) {
+                    for (key, value) in changes {
+                        match value {
+                            Value::String(v) => {
+                                map.insert(key.clone(), v.clone());
+                            }
+                            Value::Null => {
+                                map.remove(key);
+                            }
+                            other => {
+                                let message =
+                                    format!("{pointer} {key:?} must be a string, not {other}");
+                                return (400, status_body(400, "BadRequest", &message));
+                            }
                         }
                     }
                 }
             }
             model.annotations = annotations;
+            model.labels = labels;
             match body.and_then(|b| b.pointer("/spec/unschedulable")) {
                 Some(Value::Bool(v)) => model.unschedulable = *v,
                 Some(Value::Null) => model.unschedulable = false,

@@ -84,3 +84,100 @@ async fn without_force_after_a_pdb_that_never_allows_it_times_the_drain_out() {
     assert!(api.deletions_of("db/postgres-0").is_empty());
     assert!(drainer.take_forced().is_empty());
 }
+
+fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_roll_marks_the_node_needed_in_progress_then_rebooted() {
+    let api = FakeApi::start(NODE, vec![]).await;
+    let mut settings = settings(&api);
+    settings.pre_reboot_labels = labels(&[("baton.io/rebooting", "true")]);
+    settings.post_reboot_labels = labels(&[("baton.io/patched", "true")]);
+    let kube = KubeDrainer::connect(&settings).await.unwrap();
+    // Left from the previous roll.
+    api.set_node_label("baton.io/patched", Some("true"));
+
+    kube.mark_reboot_needed("4152.2.1").await.unwrap();
+    assert_eq!(
+        api.node_annotations()
+            .get(REBOOT_NEEDED)
+            .map(String::as_str),
+        Some("4152.2.1")
+    );
+    kube.mark_in_progress(&lease()).await.unwrap();
+    assert_eq!(
+        api.node_annotations()
+            .get(REBOOT_IN_PROGRESS)
+            .map(String::as_str),
+        Some("node-a token 42")
+    );
+    let l = api.node_labels();
+    assert_eq!(
+        l.get("baton.io/rebooting").map(String::as_str),
+        Some("true")
+    );
+    assert!(!l.contains_key("baton.io/patched"), "{l:?}");
+
+    kube.mark_rebooted().await.unwrap();
+    let a = api.node_annotations();
+    assert!(
+        !a.contains_key(REBOOT_NEEDED) && !a.contains_key(REBOOT_IN_PROGRESS),
+        "{a:?}"
+    );
+    let l = api.node_labels();
+    assert!(!l.contains_key("baton.io/rebooting"), "{l:?}");
+    assert_eq!(l.get("baton.io/patched").map(String::as_str), Some("true"));
+    // Each step was one PATCH.
+    assert_eq!(api.node_patches().len(), 3);
+}
+
+#[tokio::test]
+async fn idle_clears_only_what_is_left_and_patches_nothing_on_a_clean_node() {
+    let api = FakeApi::start(NODE, vec![]).await;
+    let mut settings = settings(&api);
+    settings.pre_reboot_labels = labels(&[("maintenance", "baton")]);
+    settings.post_reboot_labels = labels(&[("patched", "yes")]);
+    let kube = KubeDrainer::connect(&settings).await.unwrap();
+    assert!(!kube.clear_marks().await.unwrap());
+    assert!(api.node_patches().is_empty(), "a clean node is not patched");
+    // A roll given up after the grant: marks left behind.
+    kube.mark_reboot_needed("packages: libc6").await.unwrap();
+    kube.mark_in_progress(&lease()).await.unwrap();
+    api.set_node_label("patched", Some("yes"));
+    assert!(kube.clear_marks().await.unwrap());
+    assert!(
+        api.node_annotations().is_empty(),
+        "{:?}",
+        api.node_annotations()
+    );
+    // Post-reboot labels stay.
+    assert_eq!(
+        api.node_labels().into_iter().collect::<Vec<_>>(),
+        vec![("patched".to_string(), "yes".to_string())]
+    );
+    // An operator's label with the same key but another value stays too.
+    api.set_node_label("maintenance", Some("by-hand"));
+    assert!(!kube.clear_marks().await.unwrap());
+    assert_eq!(
+        api.node_labels().get("maintenance").map(String::as_str),
+        Some("by-hand")
+    );
+}
+
+#[tokio::test]
+async fn with_annotations_off_and_no_labels_the_node_is_left_alone() {
+    let api = FakeApi::start(NODE, vec![]).await;
+    let mut settings = settings(&api);
+    settings.annotate_node = false;
+    let kube = KubeDrainer::connect(&settings).await.unwrap();
+    kube.mark_reboot_needed("x").await.unwrap();
+    kube.mark_in_progress(&lease()).await.unwrap();
+    kube.mark_rebooted().await.unwrap();
+    assert!(!kube.clear_marks().await.unwrap());
+    assert!(api.requests().is_empty(), "{:?}", api.requests());
+}

@@ -31,6 +31,7 @@
 
 mod cordon;
 mod evict;
+mod node_marks;
 mod pods;
 
 use std::path::PathBuf;
@@ -51,6 +52,7 @@ pub use crate::rules::phases::DrainRecord;
 pub use cordon::CORDONED_BY;
 use cordon::{cordon_patch, cordoned_by, is_unschedulable};
 use evict::{skip_reason, PodRef};
+pub use node_marks::{REBOOT_IN_PROGRESS, REBOOT_NEEDED};
 
 /// Longest pause between two polls (pods gone, node Ready). Shorter when
 /// `eviction_retry` is shorter.
@@ -187,6 +189,9 @@ pub struct KubeDrainer {
     ready_timeout: Duration,
     eviction_retry: Duration,
     force_after: Option<Duration>,
+    annotate_node: bool,
+    pre_reboot_labels: Vec<(String, String)>,
+    post_reboot_labels: Vec<(String, String)>,
     /// Pods the last drain deleted instead of evicting (see [`KubeDrainer::take_forced`]).
     forced: std::sync::Mutex<Vec<String>>,
     poll: Duration,
@@ -295,6 +300,9 @@ impl KubeDrainer {
             ready_timeout: settings.ready_timeout,
             eviction_retry: settings.eviction_retry,
             force_after: settings.force_after,
+            annotate_node: settings.annotate_node,
+            pre_reboot_labels: settings.pre_reboot_labels.clone(),
+            post_reboot_labels: settings.post_reboot_labels.clone(),
             forced: std::sync::Mutex::new(Vec::new()),
             poll,
             unrecorded_check: std::sync::Mutex::new(Some(Instant::now())),
