@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use baton_testkit::kubernetes_api::{FakeApi, FakePod};
 
+use super::node_marks::{REBOOT_IN_PROGRESS, REBOOT_NEEDED};
 use super::*;
 
 const NODE: &str = "node-a";

@@ -52,7 +52,6 @@ pub use crate::rules::phases::DrainRecord;
 pub use cordon::CORDONED_BY;
 use cordon::{cordon_patch, cordoned_by, is_unschedulable};
 use evict::{skip_reason, PodRef};
-pub use node_marks::{REBOOT_IN_PROGRESS, REBOOT_NEEDED};
 
 /// Longest pause between two polls (pods gone, node Ready). Shorter when
 /// `eviction_retry` is shorter.
