@@ -461,6 +461,22 @@ async fn handle(State(model): State<Shared>, request: Request) -> Response {
     json_response(status, &answer)
 }
 
+/// A 404 for pod `name`, as the API server words it.
+fn pod_not_found(name: &str) -> (u16, Value) {
+    (
+        404,
+        status_body(404, "NotFound", &format!("pods \"{name}\" not found")),
+    )
+}
+
+/// One pod as a GET (or DELETE) answers it: with apiVersion and kind.
+fn pod_answer(pod: &FakePod) -> Value {
+    let mut answer = pod.to_json();
+    answer["apiVersion"] = json!("v1");
+    answer["kind"] = json!("Pod");
+    answer
+}
+
 fn route(
     model: &mut Model,
     method: &Method,
@@ -599,21 +615,17 @@ fn route(
             }
         }
         ("DELETE", ["api", "v1", "namespaces", namespace, "pods", name]) => {
-            let Some(pod) = model
+            match model
                 .pods
                 .iter_mut()
                 .find(|p| p.namespace == *namespace && p.name == *name)
-            else {
-                return (
-                    404,
-                    status_body(404, "NotFound", &format!("pods \"{name}\" not found")),
-                );
-            };
-            pod.terminating = true;
-            let mut answer = pod.to_json();
-            answer["apiVersion"] = json!("v1");
-            answer["kind"] = json!("Pod");
-            (200, answer)
+            {
+                Some(pod) => {
+                    pod.terminating = true;
+                    (200, pod_answer(pod))
+                }
+                None => pod_not_found(name),
+            }
         }
         ("GET", ["api", "v1", "namespaces", namespace, "pods", name]) => {
             let Some(index) = model
@@ -621,26 +633,17 @@ fn route(
                 .iter()
                 .position(|p| p.namespace == *namespace && p.name == *name)
             else {
-                return (
-                    404,
-                    status_body(404, "NotFound", &format!("pods \"{name}\" not found")),
-                );
+                return pod_not_found(name);
             };
             let pod = &mut model.pods[index];
             if pod.terminating && pod.lingers == 0 {
                 model.pods.remove(index);
-                return (
-                    404,
-                    status_body(404, "NotFound", &format!("pods \"{name}\" not found")),
-                );
+                return pod_not_found(name);
             }
             if pod.terminating {
                 pod.lingers -= 1;
             }
-            let mut answer = pod.to_json();
-            answer["apiVersion"] = json!("v1");
-            answer["kind"] = json!("Pod");
-            (200, answer)
+            (200, pod_answer(pod))
         }
         _ => (
             404,

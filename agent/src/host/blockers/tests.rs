@@ -106,19 +106,7 @@ async fn a_prometheus_that_fails_slow_huge_or_garbled_blocks() {
 }
 
 fn kube_settings(api: &FakeApi) -> KubernetesSettings {
-    KubernetesSettings {
-        kubeconfig: Some(api.kubeconfig()),
-        node_name: "node-a".to_string(),
-        drain_timeout: Duration::from_secs(10),
-        grace_period: None,
-        pod_selector: None,
-        ready_timeout: Duration::from_secs(10),
-        eviction_retry: Duration::from_millis(50),
-        force_after: None,
-        annotate_node: true,
-        pre_reboot_labels: vec![],
-        post_reboot_labels: vec![],
-    }
+    crate::host::kubernetes::test_settings(api.kubeconfig(), "node-a")
 }
 
 #[tokio::test]

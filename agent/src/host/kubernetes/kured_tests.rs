@@ -11,17 +11,10 @@ const NODE: &str = "node-a";
 
 fn settings(api: &FakeApi) -> KubernetesSettings {
     KubernetesSettings {
-        kubeconfig: Some(api.kubeconfig()),
-        node_name: NODE.to_string(),
         drain_timeout: Duration::from_secs(5),
         grace_period: Some(Duration::from_secs(7)),
-        pod_selector: None,
         ready_timeout: Duration::from_secs(5),
-        eviction_retry: Duration::from_millis(50),
-        force_after: None,
-        annotate_node: true,
-        pre_reboot_labels: vec![],
-        post_reboot_labels: vec![],
+        ..test_settings(api.kubeconfig(), NODE)
     }
 }
 

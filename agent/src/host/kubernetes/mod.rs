@@ -635,5 +635,24 @@ impl KubeDrainer {
 
 #[cfg(test)]
 mod kured_tests;
+/// Settings for tests against the fake API at `kubeconfig`: short timeouts,
+/// no forcing, annotations on, no labels.
+#[cfg(test)]
+pub(crate) fn test_settings(kubeconfig: PathBuf, node: &str) -> KubernetesSettings {
+    KubernetesSettings {
+        kubeconfig: Some(kubeconfig),
+        node_name: node.to_string(),
+        drain_timeout: Duration::from_secs(10),
+        grace_period: None,
+        pod_selector: None,
+        ready_timeout: Duration::from_secs(10),
+        eviction_retry: Duration::from_millis(50),
+        force_after: None,
+        annotate_node: true,
+        pre_reboot_labels: vec![],
+        post_reboot_labels: vec![],
+    }
+}
+
 #[cfg(test)]
 mod tests;
