@@ -1,4 +1,4 @@
-//! `[blockers]`: the built-in blockers (Prometheus alerts, pods on the node), and their validation.
+//! `[blockers]`: built-in blockers (Prometheus alerts, pods on the node), and their validation.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! Config tests for the kured-parity keys: `[blockers]`, `[[notify.webhook]]`, and `[kubernetes]` force/annotations/labels.
+//! Config tests for `[blockers]`, `[[notify.webhook]]` and the new `[kubernetes]` keys.
 
 use std::path::PathBuf;
 use std::time::Duration;

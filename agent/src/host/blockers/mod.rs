@@ -1,4 +1,4 @@
-//! Blockers: every reason not to reboot now (commands, Prometheus alerts, pods on the node), checked together.
+//! Blockers: every reason not to reboot now (commands, alerts, pods), checked together.
 //!
 //! Run before the host queues and again right after a grant, before the
 //! drain. The first that blocks is the answer; a built-in blocker that

@@ -1,4 +1,4 @@
-//! Forced drains, node annotations and labels, against the fake API server (`baton_testkit::kubernetes_api`; no API server can run here).
+//! Forced drains, node annotations and labels, against the fake API (no API server here).
 
 use std::time::Duration;
 

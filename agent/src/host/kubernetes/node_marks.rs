@@ -1,4 +1,4 @@
-//! What the node shows while baton works on it: annotations (reboot needed, in progress) and pre/post-reboot labels.
+//! The node's marks while baton works on it: annotations and pre/post-reboot labels.
 //!
 //! Informational (kured's `--annotate-nodes`, `--pre-reboot-node-labels`,
 //! `--post-reboot-node-labels`): a failed PATCH is logged by the agent and
