@@ -64,3 +64,52 @@ fn a_blocker_that_fires_while_queued_gives_the_grant_back_undrained() {
     host.wait_phase("idle", WAIT);
     assert!(cluster.holders("workers").is_empty());
 }
+
+/// `[blockers.prometheus]` against a real HTTP server in the test (our fake
+/// Prometheus: none can be installed here): a firing alert keeps the host
+/// from queueing and is named; once it clears, the host rolls.
+#[test]
+fn a_firing_alert_keeps_the_host_from_queueing_until_it_clears() {
+    use baton_testkit::http_fake::{alerts_json, HttpFake};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let prometheus = runtime.block_on(HttpFake::start());
+    prometheus.answer(
+        "/api/v1/alerts",
+        200,
+        &alerts_json(&[("Watchdog", "firing"), ("KubeNodeNotReady", "firing")]),
+    );
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let extra = format!(
+        "[blockers.prometheus]\nurl = \"{}\"\nalert_filter = \"^Watchdog$\"\nfiring_only = true\n",
+        prometheus.url()
+    );
+    let mut host = AgentHost::new(&cluster, "watched", &extra);
+    host.update_pending();
+    host.start();
+    wait_until("the alert named", &host, || {
+        host.log().contains("Prometheus alerts active")
+    });
+    // The line names the alert that blocks, not the one filtered out.
+    let log = host.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("Prometheus alerts active"))
+        .unwrap_or("");
+    assert!(
+        line.contains("KubeNodeNotReady") && !line.contains("Watchdog"),
+        "{log}"
+    );
+    assert_eq!(host.phase(), "reboot-needed");
+    assert!(cluster.holders("workers").is_empty());
+    // Pending only now: firing_only lets it through.
+    prometheus.answer(
+        "/api/v1/alerts",
+        200,
+        &alerts_json(&[("Watchdog", "firing"), ("KubeNodeNotReady", "pending")]),
+    );
+    host.wait_reboot_calls(1, WAIT);
+    host.reboot(1);
+    host.wait_phase("idle", WAIT);
+    drop(runtime);
+}

@@ -1,4 +1,4 @@
-//! A host agent that drains a Kubernetes node (the fake API of `baton-testkit`), killed mid-drain.
+//! A host agent draining a Kubernetes node (the fake API of `baton-testkit`): killed, forced, marking it.
 //!
 //! The drain's record reaches `agent.json` only when the drain returns; the
 //! cordon's own record is baton's annotation on the node, set in the same
@@ -186,5 +186,35 @@ fn a_rolling_host_annotates_and_labels_its_node() {
         labels.get("baton.io/patched").map(String::as_str),
         Some("true")
     );
+    host.kill();
+}
+
+/// A PodDisruptionBudget that never allows the eviction: with `force_after`
+/// the agent deletes the pod, says so loudly, and reboots.
+#[test]
+fn a_drain_past_force_after_deletes_the_pod_and_says_so() {
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let (_runtime, api) = fake_api(vec![FakePod::new("db", "postgres-0", NODE).pdb_always()]);
+    let section = format!(
+        "[kubernetes]\nkubeconfig = \"{}\"\nnode_name = \"{NODE}\"\ndrain_timeout = \"10s\"\n\
+         force_after = \"500ms\"\neviction_retry = \"100ms\"\nready_timeout = \"5s\"\n",
+        api.kubeconfig().display()
+    );
+    let mut host = AgentHost::new(&cluster, "kube3", &section);
+    host.update_pending();
+    host.start();
+    host.wait_reboot_calls(1, WAIT);
+    assert_eq!(
+        api.deletions_of("db/postgres-0").len(),
+        1,
+        "{:?}",
+        api.requests()
+    );
+    assert!(!api.evictions_of("db/postgres-0").is_empty());
+    let log = host.log();
+    assert!(log.contains("FORCED DRAIN: deleted db/postgres-0"), "{log}");
+    host.reboot(1);
+    host.wait_phase("idle", WAIT);
     host.kill();
 }
