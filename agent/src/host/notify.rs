@@ -14,6 +14,7 @@ use tracing::{debug, warn};
 use crate::config::WebhookSettings;
 use crate::rules::limits::MAX_WEBHOOK_RESPONSE_BYTES;
 use crate::rules::notify::{render, NotifyEvent, NotifyFields};
+use crate::rules::urls::redact_url;
 use crate::transport::http_client::HttpClient;
 
 /// Notifications under way at once, over all webhooks.
@@ -65,7 +66,7 @@ impl Notifier {
             let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
                 warn!(
                     "notification to {} dropped: {MAX_IN_FLIGHT} notifications still under way",
-                    webhook.url
+                    redact_url(&webhook.url)
                 );
                 continue;
             };
@@ -87,8 +88,13 @@ impl Notifier {
                     .post_json(&url, &body, timeout, MAX_WEBHOOK_RESPONSE_BYTES)
                     .await
                 {
-                    Ok(_) => debug!("notified {url}: {}", event.name()),
-                    Err(e) => warn!("notification ({}) not delivered: {e}", event.name()),
+                    Ok(_) => debug!("notified {}: {}", redact_url(&url), event.name()),
+                    // The webhook's path is its secret: not in the journal.
+                    Err(e) => warn!(
+                        "notification ({}) not delivered: {}",
+                        event.name(),
+                        e.to_string().replace(&url, &redact_url(&url))
+                    ),
                 }
             });
         }

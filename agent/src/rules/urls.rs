@@ -49,9 +49,36 @@ pub fn check_http_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `url` as it may be logged: scheme and host only. A chat webhook's path
+/// is its secret (Slack's `/services/T.../B.../XXXX`), so it never reaches
+/// the journal.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (scheme, rest),
+        None => return "(a URL)".to_string(),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.len() == rest.len() {
+        url.to_string()
+    } else {
+        format!("{scheme}://{authority}/...")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redacted_urls_keep_only_scheme_and_host() {
+        assert_eq!(
+            redact_url("https://hooks.slack.com/services/T0/B0/secret"),
+            "https://hooks.slack.com/..."
+        );
+        assert_eq!(redact_url("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
+        assert_eq!(redact_url("http://h:1?token=x"), "http://h:1/...");
+        assert_eq!(redact_url("garbage"), "(a URL)");
+    }
 
     #[test]
     fn http_urls_with_a_host_pass() {
