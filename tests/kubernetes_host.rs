@@ -1,4 +1,4 @@
-//! A host agent that drains a Kubernetes node (the fake API of `baton-testkit`), killed mid-drain.
+//! A host agent draining a Kubernetes node (the fake API of `baton-testkit`): killed, forced, marking it.
 //!
 //! The drain's record reaches `agent.json` only when the drain returns; the
 //! cordon's own record is baton's annotation on the node, set in the same
@@ -27,10 +27,11 @@ fn fake_api(pods: Vec<FakePod>) -> (tokio::runtime::Runtime, FakeApi) {
 }
 
 /// `[kubernetes]` for the fake API: a drain that a PodDisruptionBudget
-/// holds for `drain_timeout`.
+/// holds for `drain_timeout`. Node annotations off: these tests count the
+/// cordon's own PATCHes.
 fn kubernetes_section(api: &FakeApi) -> String {
     format!(
-        "[kubernetes]\nkubeconfig = \"{}\"\nnode_name = \"{NODE}\"\ndrain_timeout = \"3s\"\neviction_retry = \"100ms\"\n",
+        "[kubernetes]\nkubeconfig = \"{}\"\nnode_name = \"{NODE}\"\ndrain_timeout = \"3s\"\neviction_retry = \"100ms\"\nannotate_node = false\n",
         api.kubeconfig().display()
     )
 }
@@ -134,5 +135,86 @@ fn a_node_cordoned_by_a_killed_agent_is_uncordoned_by_the_next() {
         "{:?}",
         api.node_patches()
     );
+    host.kill();
+}
+
+/// A roll through the agent marks the node: "reboot needed" and "in
+/// progress" annotations and the pre-reboot label while it works, then the
+/// post-reboot label once it is back.
+#[test]
+fn a_rolling_host_annotates_and_labels_its_node() {
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let (_runtime, api) = fake_api(vec![FakePod::new("default", "web-1", NODE)]);
+    let section = format!(
+        "[kubernetes]\nkubeconfig = \"{}\"\nnode_name = \"{NODE}\"\nready_timeout = \"5s\"\n\
+         eviction_retry = \"100ms\"\npre_reboot_labels = [\"baton.io/rebooting=true\"]\n\
+         post_reboot_labels = [\"baton.io/patched=true\"]\n",
+        api.kubeconfig().display()
+    );
+    let mut host = AgentHost::new(&cluster, "kube2", &section);
+    host.update_pending();
+    host.start();
+    host.wait_reboot_calls(1, WAIT);
+    let annotations = api.node_annotations();
+    assert!(
+        annotations.contains_key("baton.io/reboot-needed"),
+        "{annotations:?}"
+    );
+    let in_progress = annotations
+        .get("baton.io/reboot-in-progress")
+        .cloned()
+        .unwrap_or_default();
+    assert!(in_progress.starts_with("kube2 token "), "{annotations:?}");
+    assert_eq!(
+        api.node_labels()
+            .get("baton.io/rebooting")
+            .map(String::as_str),
+        Some("true")
+    );
+    host.reboot(1);
+    host.wait_phase("idle", WAIT);
+    let annotations = api.node_annotations();
+    assert!(
+        !annotations.contains_key("baton.io/reboot-needed")
+            && !annotations.contains_key("baton.io/reboot-in-progress"),
+        "{annotations:?}"
+    );
+    let labels = api.node_labels();
+    assert!(!labels.contains_key("baton.io/rebooting"), "{labels:?}");
+    assert_eq!(
+        labels.get("baton.io/patched").map(String::as_str),
+        Some("true")
+    );
+    host.kill();
+}
+
+/// A PodDisruptionBudget that never allows the eviction: with `force_after`
+/// the agent deletes the pod, says so loudly, and reboots.
+#[test]
+fn a_drain_past_force_after_deletes_the_pod_and_says_so() {
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let (_runtime, api) = fake_api(vec![FakePod::new("db", "postgres-0", NODE).pdb_always()]);
+    let section = format!(
+        "[kubernetes]\nkubeconfig = \"{}\"\nnode_name = \"{NODE}\"\ndrain_timeout = \"10s\"\n\
+         force_after = \"500ms\"\neviction_retry = \"100ms\"\nready_timeout = \"5s\"\n",
+        api.kubeconfig().display()
+    );
+    let mut host = AgentHost::new(&cluster, "kube3", &section);
+    host.update_pending();
+    host.start();
+    host.wait_reboot_calls(1, WAIT);
+    assert_eq!(
+        api.deletions_of("db/postgres-0").len(),
+        1,
+        "{:?}",
+        api.requests()
+    );
+    assert!(!api.evictions_of("db/postgres-0").is_empty());
+    let log = host.log();
+    assert!(log.contains("FORCED DRAIN: deleted db/postgres-0"), "{log}");
+    host.reboot(1);
+    host.wait_phase("idle", WAIT);
     host.kill();
 }

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod blockers;
 mod chaos;
 mod cluster;
 mod config_errors;
@@ -18,6 +19,7 @@ mod http_client;
 mod kubernetes_host;
 mod layers;
 mod metrics;
+mod notify;
 mod queue;
 mod security;
 mod storage;

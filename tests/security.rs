@@ -192,10 +192,19 @@ async fn a_forged_snapshot_chunk_cannot_crash_a_voter() {
     let voter = dialer_as(&identity(&cluster, "cp-1", Role::Voter));
     let channel = voter.connect(&cluster.address(1)).await.unwrap();
     let mut raft = pb::raft_client::RaftClient::new(channel);
-    let err = raft
-        .install_snapshot(chunk(1 << 62))
-        .await
-        .expect_err("out-of-range chunk");
+    // A voter that started without state takes raft traffic only once it
+    // knows it may join (`RaftGate`): wait for that first.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let err = loop {
+        let err = raft
+            .install_snapshot(chunk(1 << 62))
+            .await
+            .expect_err("out-of-range chunk");
+        if err.code() != tonic::Code::Unavailable || std::time::Instant::now() > deadline {
+            break err;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
     assert!(
         err.message().contains("snapshot limit") || err.message().contains("gap"),

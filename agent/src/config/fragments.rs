@@ -80,6 +80,8 @@ pub(super) struct Fragment {
     pub(super) tls: Option<FragmentTls>,
     pub(super) metrics: Option<FragmentMetrics>,
     pub(super) fleetlock: Option<FragmentFleetLock>,
+    pub(super) blockers: Option<FragmentBlockers>,
+    pub(super) notify: Option<FragmentNotify>,
 }
 
 /// A string array as written (command line, day list), each element spanned.
@@ -249,6 +251,10 @@ pub(super) struct FragmentKubernetes {
     pub(super) pod_selector: Option<Spanned<String>>,
     pub(super) ready_timeout: Option<Spanned<String>>,
     pub(super) eviction_retry: Option<Spanned<String>>,
+    pub(super) force_after: Option<Spanned<String>>,
+    pub(super) annotate_node: Option<Spanned<bool>>,
+    pub(super) pre_reboot_labels: Option<SpannedStrings>,
+    pub(super) post_reboot_labels: Option<SpannedStrings>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -274,6 +280,43 @@ pub(super) struct FragmentFleetLock {
     pub(super) groups: Option<SpannedStrings>,
     pub(super) allow_networks: Option<SpannedStrings>,
     pub(super) poll_ttl: Option<Spanned<String>>,
+}
+
+/// `[blockers]`: the built-in blockers (kured's), beside `[[reboot.blocker]]` commands.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct FragmentBlockers {
+    pub(super) pod_selectors: Option<SpannedStrings>,
+    pub(super) prometheus: Option<Spanned<FragmentPrometheus>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct FragmentPrometheus {
+    pub(super) url: Option<Spanned<String>>,
+    pub(super) alert_filter: Option<Spanned<String>>,
+    pub(super) alert_filter_match_only: Option<Spanned<bool>>,
+    pub(super) firing_only: Option<Spanned<bool>>,
+    pub(super) timeout: Option<Spanned<String>>,
+}
+
+/// `[notify]`: where the agent tells what it does.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct FragmentNotify {
+    pub(super) webhook: Option<Spanned<Vec<Spanned<FragmentWebhook>>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a webhook table such as { url = \"https://hooks.slack.com/services/...\" }"
+)]
+pub(super) struct FragmentWebhook {
+    pub(super) url: Option<Spanned<String>>,
+    pub(super) template: Option<Spanned<String>>,
+    pub(super) events: Option<SpannedStrings>,
+    pub(super) timeout: Option<Spanned<String>>,
 }
 
 /// Deserializes one fragment, turning parser and serde errors into

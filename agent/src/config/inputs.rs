@@ -4,7 +4,9 @@ use std::ops::Range;
 
 use toml::Spanned;
 
-use super::fragments::{Fragment, FragmentCommand, FragmentFreeze, FragmentVoter, FragmentWindow};
+use super::fragments::{
+    Fragment, FragmentCommand, FragmentFreeze, FragmentVoter, FragmentWebhook, FragmentWindow,
+};
 
 /// A merged value with the fragment (index into the fragment list) and byte
 /// span it came from, so validation can point at the right file and line.
@@ -52,6 +54,8 @@ pub(super) struct Inputs {
     pub(super) tls: TlsInputs,
     pub(super) metrics: MetricsInputs,
     pub(super) fleetlock: FleetLockInputs,
+    pub(super) blockers: BlockersInputs,
+    pub(super) notify: NotifyInputs,
 }
 
 #[derive(Debug, Default)]
@@ -127,6 +131,29 @@ pub(super) struct KubernetesInputs {
     pub(super) pod_selector: Option<Located<String>>,
     pub(super) ready_timeout: Option<Located<String>>,
     pub(super) eviction_retry: Option<Located<String>>,
+    pub(super) force_after: Option<Located<String>>,
+    pub(super) annotate_node: Option<Located<bool>>,
+    pub(super) pre_reboot_labels: Option<LocatedStrings>,
+    pub(super) post_reboot_labels: Option<LocatedStrings>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct BlockersInputs {
+    pub(super) pod_selectors: Option<LocatedStrings>,
+    /// The `[blockers.prometheus]` table of the last fragment that has one:
+    /// where a missing `url` is reported.
+    pub(super) prometheus: Option<Located<()>>,
+    pub(super) url: Option<Located<String>>,
+    pub(super) alert_filter: Option<Located<String>>,
+    pub(super) alert_filter_match_only: Option<Located<bool>>,
+    pub(super) firing_only: Option<Located<bool>>,
+    pub(super) timeout: Option<Located<String>>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct NotifyInputs {
+    /// Arrays replace as a whole; entries keep their own spans.
+    pub(super) webhook: Option<Located<Vec<Spanned<FragmentWebhook>>>>,
 }
 
 #[derive(Debug, Default)]
@@ -229,6 +256,18 @@ impl Inputs {
             overlay(&mut k.pod_selector, kubernetes.pod_selector, index);
             overlay(&mut k.ready_timeout, kubernetes.ready_timeout, index);
             overlay(&mut k.eviction_retry, kubernetes.eviction_retry, index);
+            overlay(&mut k.force_after, kubernetes.force_after, index);
+            overlay(&mut k.annotate_node, kubernetes.annotate_node, index);
+            overlay(
+                &mut k.pre_reboot_labels,
+                kubernetes.pre_reboot_labels,
+                index,
+            );
+            overlay(
+                &mut k.post_reboot_labels,
+                kubernetes.post_reboot_labels,
+                index,
+            );
         }
         if let Some(tls) = fragment.tls {
             let t = &mut self.tls;
@@ -248,6 +287,31 @@ impl Inputs {
             overlay(&mut f.groups, fleetlock.groups, index);
             overlay(&mut f.allow_networks, fleetlock.allow_networks, index);
             overlay(&mut f.poll_ttl, fleetlock.poll_ttl, index);
+        }
+        if let Some(blockers) = fragment.blockers {
+            let b = &mut self.blockers;
+            overlay(&mut b.pod_selectors, blockers.pod_selectors, index);
+            if let Some(prometheus) = blockers.prometheus {
+                let span = prometheus.span();
+                let p = prometheus.into_inner();
+                b.prometheus = Some(Located {
+                    value: (),
+                    fragment: index,
+                    span,
+                });
+                overlay(&mut b.url, p.url, index);
+                overlay(&mut b.alert_filter, p.alert_filter, index);
+                overlay(
+                    &mut b.alert_filter_match_only,
+                    p.alert_filter_match_only,
+                    index,
+                );
+                overlay(&mut b.firing_only, p.firing_only, index);
+                overlay(&mut b.timeout, p.timeout, index);
+            }
+        }
+        if let Some(notify) = fragment.notify {
+            overlay(&mut self.notify.webhook, notify.webhook, index);
         }
     }
 }

@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::inputs::KubernetesInputs;
+use super::inputs::{KubernetesInputs, LocatedStrings};
 use super::validate::{holder_name, Validator};
 use super::ConfigError;
+use crate::rules::node_labels::parse_label;
 
 const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -33,6 +34,20 @@ pub struct KubernetesSettings {
     /// `eviction_retry`: back-off after an eviction is refused with 429
     /// by a PodDisruptionBudget (default 5s).
     pub eviction_retry: Duration,
+    /// `force_after`: when evictions still fail this long after the drain
+    /// began (a PodDisruptionBudget that never allows it), delete the pods
+    /// instead (kured's `--force-reboot` after its drain timeout). `None`
+    /// (the default): never; the drain fails at `drain_timeout`.
+    pub force_after: Option<Duration>,
+    /// `annotate_node`: while baton works on the node, annotate it
+    /// (`baton.io/reboot-needed`, `baton.io/reboot-in-progress`; default true).
+    pub annotate_node: bool,
+    /// `pre_reboot_labels`: `key=value` labels set before the drain (and
+    /// removed after the reboot).
+    pub pre_reboot_labels: Vec<(String, String)>,
+    /// `post_reboot_labels`: `key=value` labels set after the reboot (and
+    /// removed before the next drain).
+    pub post_reboot_labels: Vec<(String, String)>,
 }
 
 impl Validator<'_> {
@@ -82,6 +97,25 @@ impl Validator<'_> {
             "kubernetes.eviction_retry",
             DEFAULT_EVICTION_RETRY,
         )?;
+        let force_after =
+            self.optional_duration(inputs.force_after.as_ref(), "kubernetes.force_after")?;
+        if let (Some(force), Some(at)) = (force_after, &inputs.force_after) {
+            if force >= drain_timeout {
+                return Err(self.error(
+                    at,
+                    "kubernetes.force_after",
+                    format!(
+                        "must be shorter than kubernetes.drain_timeout ({drain_timeout:?}): \
+                         the drain gives up then"
+                    ),
+                ));
+            }
+        }
+        let annotate_node = inputs.annotate_node.as_ref().is_none_or(|at| at.value);
+        let pre_reboot_labels =
+            self.labels(inputs.pre_reboot_labels, "kubernetes.pre_reboot_labels")?;
+        let post_reboot_labels =
+            self.labels(inputs.post_reboot_labels, "kubernetes.post_reboot_labels")?;
         Ok(KubernetesSettings {
             kubeconfig,
             node_name,
@@ -90,6 +124,29 @@ impl Validator<'_> {
             pod_selector,
             ready_timeout,
             eviction_retry,
+            force_after,
+            annotate_node,
+            pre_reboot_labels,
+            post_reboot_labels,
         })
+    }
+
+    /// A list of `key=value` node labels (`rules::node_labels`).
+    fn labels(
+        &self,
+        list: Option<LocatedStrings>,
+        key: &str,
+    ) -> Result<Vec<(String, String)>, ConfigError> {
+        let Some(list) = list else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::with_capacity(list.value.len());
+        for (index, label) in list.value.iter().enumerate() {
+            let parsed = parse_label(label.get_ref()).map_err(|m| {
+                self.error_at(list.fragment, &label.span(), format!("{key}[{index}]"), m)
+            })?;
+            out.push(parsed);
+        }
+        Ok(out)
     }
 }

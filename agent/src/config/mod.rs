@@ -23,26 +23,32 @@
 //! rules: names, durations and windows are checked with `rules`' own
 //! parsers, so a value the config accepts is a value the rules accept.
 
+mod blockers;
 mod cluster;
 mod fleetlock;
 mod fragments;
 mod inputs;
 mod kubernetes;
 mod metrics;
+mod notify;
 mod reboot;
 mod tls;
 mod updates;
 mod validate;
 
 #[cfg(test)]
+mod kured_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};
 
+pub use blockers::{BlockerSettings, PrometheusBlockerSettings};
 pub use cluster::{ClusterSettings, LeaseSettings, NodeSettings, VoterSettings};
 pub use fleetlock::FleetLockSettings;
 pub use kubernetes::KubernetesSettings;
 pub use metrics::MetricsSettings;
+pub use notify::WebhookSettings;
 pub use reboot::{CommandSettings, HookSettings, RebootMethod, RebootSettings, LOCALTIME};
 pub use tls::{TlsFiles, TlsSettings};
 pub use updates::{UpdateSettings, UpdateSourceKind};
@@ -80,6 +86,10 @@ pub struct Settings {
     pub metrics: Option<MetricsSettings>,
     /// The FleetLock endpoint (voters); `None` (the default) when `[fleetlock] listen` is not set.
     pub fleetlock: Option<FleetLockSettings>,
+    /// `[blockers]`: Prometheus alerts and pods on the node that block a reboot.
+    pub blockers: BlockerSettings,
+    /// `[[notify.webhook]]`: told when the host drains, reboots, is back or failed.
+    pub notify: Vec<WebhookSettings>,
     /// Fragments that were read, in merge order.
     pub sources: Vec<PathBuf>,
 }

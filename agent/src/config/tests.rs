@@ -148,6 +148,8 @@ fn example_parses_as_written() {
             tls: TlsSettings::Mutual(TlsFiles::default()),
             metrics: None,
             fleetlock: None,
+            blockers: BlockerSettings::default(),
+            notify: vec![],
             sources: vec![PathBuf::from("/etc/baton/baton.toml")],
         }
     );
@@ -788,6 +790,10 @@ fn full_example_parses_as_written() {
             pod_selector: Some("app!=critical".into()),
             ready_timeout: Duration::from_secs(600),
             eviction_retry: Duration::from_secs(5),
+            force_after: None,
+            annotate_node: true,
+            pre_reboot_labels: vec![],
+            post_reboot_labels: vec![],
         })
     );
 }

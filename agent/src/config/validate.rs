@@ -52,15 +52,16 @@ impl Validator<'_> {
 
     pub(super) fn settings(
         &self,
-        inputs: Inputs,
+        mut inputs: Inputs,
         host_name: impl FnOnce() -> Option<String>,
     ) -> Result<Settings, ConfigError> {
         let node = self.node(inputs.node, host_name)?;
         let cluster = self.cluster(inputs.cluster, &node.name)?;
         let is_voter = cluster.voters.iter().any(|voter| voter.name == node.name);
         let fleetlock = self.fleetlock(inputs.fleetlock, is_voter)?;
-        let kubernetes = if inputs.kubernetes.present {
-            Some(self.kubernetes(inputs.kubernetes, &node.name)?)
+        let kubernetes_present = inputs.kubernetes.present;
+        let kubernetes = if kubernetes_present {
+            Some(self.kubernetes(std::mem::take(&mut inputs.kubernetes), &node.name)?)
         } else {
             None
         };
@@ -74,6 +75,8 @@ impl Validator<'_> {
             tls: self.tls(inputs.tls)?,
             metrics: self.metrics(inputs.metrics)?,
             fleetlock,
+            blockers: self.blockers(inputs.blockers, kubernetes_present)?,
+            notify: self.notify(inputs.notify)?,
             node,
             sources: Vec::new(),
         })

@@ -13,20 +13,24 @@ use tokio::sync::watch;
 use tracing::{error, info, warn, Instrument};
 
 use crate::config::{Settings, UpdateSourceKind, LOCALTIME};
+use crate::host::blockers::Blockers;
 use crate::host::fleet_report::Reporter;
 use crate::host::held_lease::HeldLease;
 use crate::host::hooks;
 use crate::host::kubernetes::KubeDrainer;
 use crate::host::lease_client::{lease_endpoints, machine_id, HostLeaseClient, HostLeaseError};
 use crate::host::metrics::HostMetrics;
+use crate::host::notify::Notifier;
 use crate::host::phase_file::{PhaseFile, PhaseFileError};
 use crate::host::process::display_command;
 use crate::host::reboot::Rebooter;
 use crate::host::service_manager::ServiceManager;
 use crate::host::updates::{self, UpdateSource};
 use crate::log_fields;
+use crate::rules::notify::NotifyEvent;
 use crate::rules::phases::{self, DrainRecord, Event, FailedUpdate, Phase, RememberedLease};
 use crate::rules::window::RebootWindows;
+use crate::transport::http_client::{HttpClient, HttpError};
 use crate::transport::tls::TlsMode;
 use crate::transport::Dialer;
 
@@ -36,11 +40,21 @@ pub(super) const RETRY: Duration = Duration::from_secs(1);
 /// How long to wait for the machine to go down after a successful reboot
 /// call before trying again.
 const REBOOT_GRACE: Duration = Duration::from_secs(300);
+/// Longest wait, before the reboot call, for notifications under way.
+const NOTIFY_FLUSH: Duration = Duration::from_secs(2);
 /// Between retries of post-reboot checks and of undrain.
 const CHECK_RETRY: Duration = Duration::from_secs(15);
 /// The shortest wait for a reboot window to open (a guard against a busy
 /// loop should the window rules say "opens now" while not open).
 const MIN_WINDOW_WAIT: Duration = Duration::from_millis(100);
+
+/// What the node is marked with, at each step (`host::kubernetes::node_marks`).
+enum NodeMark<'a> {
+    RebootNeeded,
+    InProgress(&'a HeldLease),
+    Rebooted,
+    Idle,
+}
 
 /// Why the agent could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +74,8 @@ pub enum AgentError {
     TimeZone { name: String, source: jiff::Error },
     #[error(transparent)]
     Transition(#[from] phases::InvalidTransition),
+    #[error("HTTP client (Prometheus blocker, webhooks): {0}")]
+    Http(#[from] HttpError),
 }
 
 /// Everything the agent works with.
@@ -94,6 +110,22 @@ pub struct HostAgent {
     metrics: HostMetrics,
     /// What the voters show of this agent (`baton hosts`).
     reporter: Reporter,
+    /// Granted in this process and not drained yet: run the blockers again
+    /// before the drain (the host may have waited hours in the queue). Not
+    /// set when resuming a drain after a restart: it may have begun.
+    recheck_blockers: bool,
+    /// Why the last grant was given back undrained, shown while backing off.
+    blocked_after_grant: Option<String>,
+    /// Every blocker: commands, Prometheus alerts, pods on the node.
+    blockers: Blockers,
+    /// `[[notify.webhook]]`s, told of draining, rebooting, back, failed.
+    notifier: Notifier,
+    /// A failing after-reboot check was notified (once per streak).
+    check_failure_notified: bool,
+    /// The node is annotated "reboot needed" for the current update.
+    marked_needed: bool,
+    /// Idle: baton's marks on the node are known to be gone.
+    marks_cleared: bool,
 }
 
 /// An id that changes at every boot of this host: the kernel's boot id,
@@ -244,8 +276,31 @@ impl HostAgent {
             &settings.reboot.method,
             settings.updates.dbus_address.as_deref(),
         );
+        // One HTTP client (one pool) for the alerts blocker and webhooks.
+        let http = if settings.blockers.prometheus.is_some() || !settings.notify.is_empty() {
+            Some(HttpClient::new()?)
+        } else {
+            None
+        };
+        let blockers = Blockers::new(
+            settings.reboot.blockers.clone(),
+            &settings.blockers,
+            http.as_ref(),
+        )?;
+        info!("blockers: {}", blockers.describe());
+        let notifier = Notifier::new(
+            settings.notify.clone(),
+            http,
+            &settings.node.name,
+            &settings.node.group,
+        );
         let metrics = HostMetrics::new(&phase);
         let agent = HostAgent {
+            blockers,
+            notifier,
+            check_failure_notified: false,
+            marked_needed: false,
+            marks_cleared: false,
             phase_file,
             phase,
             lease,
@@ -265,6 +320,8 @@ impl HostAgent {
             last_update_check: None,
             metrics,
             reporter,
+            recheck_blockers: false,
+            blocked_after_grant: None,
             settings,
         };
         agent.notify.status(&agent.phase.describe());
@@ -310,6 +367,10 @@ impl HostAgent {
     fn transition(&mut self, event: Event) -> Result<(), AgentError> {
         match &event {
             Event::DrainFailed { .. } | Event::LeaseLost => self.failed = true,
+            Event::BlockedAfterGrant { reason } => {
+                self.failed = true;
+                self.blocked_after_grant = Some(reason.clone());
+            }
             Event::Released => {
                 self.held = None;
                 if std::mem::take(&mut self.failed) {
@@ -318,6 +379,8 @@ impl HostAgent {
             }
             _ => {}
         }
+        self.recheck_blockers = matches!(event, Event::Granted(_));
+        self.announce(&event);
         let next = phases::next(&self.phase, event)?;
         self.phase_file.save(&next)?;
         // Logged as the new phase, with the lease of either side (a release
@@ -328,6 +391,10 @@ impl HostAgent {
         self.notify.status(&next.describe());
         self.metrics.phase(&next);
         self.reporter.phase(&next);
+        if next == Phase::Idle {
+            self.marked_needed = false;
+            self.marks_cleared = false;
+        }
         self.last_status = None;
         if !matches!(next, Phase::WaitingForLease { .. }) {
             self.wait_stream = None;
@@ -335,6 +402,87 @@ impl HostAgent {
         }
         self.phase = next;
         Ok(())
+    }
+
+    /// The version the current roll is for (the update's reason when the
+    /// source names no version), for notifications.
+    fn roll_version(&self) -> String {
+        match &self.phase {
+            Phase::RebootNeeded { update }
+            | Phase::WaitingForLease { update }
+            | Phase::Draining { update, .. }
+            | Phase::Rebooting { update, .. }
+            | Phase::PostReboot { update, .. } => update
+                .new_version
+                .clone()
+                .unwrap_or_else(|| update.reason.clone()),
+            Phase::Idle | Phase::Undraining { .. } | Phase::Releasing { .. } => String::new(),
+        }
+    }
+
+    /// Annotates or labels the node (`[kubernetes]`); informational, so a
+    /// failure is logged and the roll goes on. `true` when done (or nothing
+    /// to do).
+    async fn mark_node(&self, mark: NodeMark<'_>) -> bool {
+        let Some(kube) = &self.kube else {
+            return true;
+        };
+        let result = match mark {
+            NodeMark::RebootNeeded => {
+                let version = self.roll_version();
+                Self::with_watchdog(&self.notify, kube.mark_reboot_needed(&version)).await
+            }
+            NodeMark::InProgress(held) => {
+                Self::with_watchdog(&self.notify, kube.mark_in_progress(held)).await
+            }
+            NodeMark::Rebooted => Self::with_watchdog(&self.notify, kube.mark_rebooted()).await,
+            NodeMark::Idle => Self::with_watchdog(&self.notify, kube.clear_marks())
+                .await
+                .map(|_| ()),
+        };
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                warn!("node annotations/labels not updated (the roll goes on): {e}");
+                false
+            }
+        }
+    }
+
+    /// Tells the webhooks about `event` (fire and forget).
+    fn announce(&mut self, event: &Event) {
+        let (kind, message) = match event {
+            Event::Granted(lease) => (
+                NotifyEvent::Draining,
+                format!("holding the reboot lease (token {}), draining", lease.token),
+            ),
+            Event::Drained { .. } => (NotifyEvent::Rebooting, "drained, rebooting".to_string()),
+            Event::Checked if self.failed => (
+                NotifyEvent::Failed,
+                "back from the reboot, but the update did not take; undraining, not \
+                 rebooting for it again"
+                    .to_string(),
+            ),
+            Event::Checked => (
+                NotifyEvent::Back,
+                "back from the reboot, checks passed; undraining".to_string(),
+            ),
+            Event::DrainFailed { .. } => (
+                NotifyEvent::Failed,
+                "drain or before-reboot hook failed (or the window closed); undoing it and \
+                 giving the lease back"
+                    .to_string(),
+            ),
+            Event::LeaseLost => (
+                NotifyEvent::Failed,
+                "the lease was taken away before the reboot; undoing the drain".to_string(),
+            ),
+            _ => return,
+        };
+        if matches!(event, Event::Checked) {
+            self.check_failure_notified = false;
+        }
+        self.notifier.send(kind, &self.roll_version(), &message);
     }
 
     /// Does the work of the current phase; `Some(event)` when something
@@ -347,7 +495,13 @@ impl HostAgent {
             Phase::WaitingForLease { .. } => self.waiting_for_lease().await,
             Phase::Draining { lease, .. } => self.draining(&lease).await,
             Phase::Rebooting { lease, drain, .. } => self.rebooting(&lease, drain).await,
-            Phase::PostReboot { update, lease, .. } => self.post_reboot(&update, &lease).await,
+            Phase::PostReboot { update, lease, .. } => {
+                let event = self.post_reboot(&update, &lease).await;
+                if event == Some(Event::Checked) {
+                    self.mark_node(NodeMark::Rebooted).await;
+                }
+                event
+            }
             Phase::Undraining { lease, drain } => self.undraining(&lease, drain.as_ref()).await,
             Phase::Releasing { lease } => self.releasing(&lease).await,
         })
@@ -424,6 +578,11 @@ impl HostAgent {
                 Err(e) => warn!("cannot reach the lease cluster yet: {e}"),
             }
         }
+        // Annotations and pre-reboot labels of a roll that ended without a
+        // reboot (update gone, blocked, drain failed): gone once idle.
+        if !self.marks_cleared {
+            self.marks_cleared = self.mark_node(NodeMark::Idle).await;
+        }
         // A cordon of ours that no drain record remembers (the agent
         // stopped mid-drain): undo it. Once per process; logs its own errors.
         if let Some(kube) = &self.kube {
@@ -432,10 +591,19 @@ impl HostAgent {
         if let Some(until) = self.retry_after {
             let now = Instant::now();
             if now < until {
+                if let Some(reason) = &self.blocked_after_grant {
+                    let text = format!(
+                        "reboot needed: blocked after the grant ({reason}); lease given back \
+                         undrained, trying again in {:?}",
+                        until - now
+                    );
+                    self.say(text);
+                }
                 self.wait(until - now).await;
                 return None;
             }
             self.retry_after = None;
+            self.blocked_after_grant = None;
         }
         let pending = Self::with_watchdog(&self.notify, self.updates.pending()).await;
         match pending {
@@ -526,6 +694,9 @@ impl HostAgent {
                 return None;
             }
         }
+        if !self.marked_needed {
+            self.marked_needed = self.mark_node(NodeMark::RebootNeeded).await;
+        }
         let now = jiff::Timestamp::now();
         if !self.windows.is_open(now) {
             let opens = self.windows.next_open(now);
@@ -557,16 +728,23 @@ impl HostAgent {
             self.wait(until_open.max(MIN_WINDOW_WAIT)).await;
             return None;
         }
-        let blockers = self.settings.reboot.blockers.clone();
-        let checked = Self::with_watchdog(&self.notify, hooks::check_blockers(&blockers)).await;
-        if let Err(e) = checked {
-            warn!("blocker says not now: {e}");
-            self.notify.status(&format!("reboot needed: blocked: {e}"));
+        if let Some(reason) = self.blocked_now().await {
+            warn!("blocker says not now: {reason}");
+            self.notify
+                .status(&format!("reboot needed: blocked: {reason}"));
             self.last_status = None;
             self.wait(self.settings.reboot.blocker_retry).await;
             return None;
         }
         Some(Event::ClearedToQueue)
+    }
+
+    /// Runs every blocker, before queueing and again after a grant: why
+    /// not now, or `None` when all pass.
+    async fn blocked_now(&self) -> Option<String> {
+        let checked =
+            Self::with_watchdog(&self.notify, self.blockers.check(self.kube.as_ref())).await;
+        checked.err().map(|e| e.to_string())
     }
 
     async fn draining(&mut self, remembered: &RememberedLease) -> Option<Event> {
@@ -591,9 +769,43 @@ impl HostAgent {
             }
             return Some(Event::DrainFailed { drain: None });
         }
+        if std::mem::take(&mut self.recheck_blockers) {
+            if let Some(reason) = self.blocked_now().await {
+                warn!(
+                    "a blocker says not now after the grant ({reason}); giving the lease back \
+                     without draining, queueing again in {:?}",
+                    self.settings.reboot.blocker_retry
+                );
+                self.notify.status(&format!(
+                    "holding reboot lease (group {}, token {}): blocked after the grant \
+                     ({reason}); giving it back undrained",
+                    held.group(),
+                    held.token()
+                ));
+                return Some(Event::BlockedAfterGrant { reason });
+            }
+        }
+        self.mark_node(NodeMark::InProgress(&held)).await;
         let mut record: Option<DrainRecord> = None;
         if let Some(kube) = &self.kube {
             let drained = Self::with_watchdog(&self.notify, kube.drain(&held)).await;
+            let forced = kube.take_forced();
+            if !forced.is_empty() {
+                let text = format!(
+                    "FORCED DRAIN: deleted {} instead of evicting (kubernetes.force_after passed; \
+                     their PodDisruptionBudget was bypassed)",
+                    forced.join(", ")
+                );
+                error!("{text}");
+                self.metrics.drain_forced();
+                self.notifier
+                    .send(NotifyEvent::Failed, &self.roll_version(), &text);
+                self.notify.status(&format!(
+                    "holding reboot lease (group {}, token {}): {text}",
+                    held.group(),
+                    held.token()
+                ));
+            }
             match drained {
                 Ok(r) => record = Some(r),
                 Err(e) => {
@@ -622,6 +834,9 @@ impl HostAgent {
         remembered: &RememberedLease,
         drain: Option<DrainRecord>,
     ) -> Option<Event> {
+        // Give the "rebooting" notification a moment to leave (bounded),
+        // before the lease check, so that the check stays right before the call.
+        self.notifier.flush(NOTIFY_FLUSH).await;
         // Safety rule: re-check with a linearizable read, right before the
         // call, that we still hold the lease under our token.
         self.held = None;
@@ -722,6 +937,13 @@ impl HostAgent {
                 // stops the roll until an operator looks (baton unlock).
                 error!("post-reboot check failed, holding the lease: {e}");
                 self.metrics.hook_failed();
+                if !std::mem::replace(&mut self.check_failure_notified, true) {
+                    let message = format!(
+                        "post-reboot check failed, holding the lease (the roll stops): {e}"
+                    );
+                    self.notifier
+                        .send(NotifyEvent::Failed, &self.roll_version(), &message);
+                }
                 self.notify.status(&format!(
                     "holding reboot lease (group {}, token {}): post-reboot check failed: {e}",
                     held.group(),

@@ -45,6 +45,7 @@ pub struct HostMetrics {
     seen: Arc<Mutex<Seen>>,
     drain_failures: Counter,
     hook_failures: Counter,
+    forced_drains: Counter,
 }
 
 /// The update waiting for a reboot, in the phases before the reboot.
@@ -65,6 +66,7 @@ impl HostMetrics {
             })),
             drain_failures: Counter::default(),
             hook_failures: Counter::default(),
+            forced_drains: Counter::default(),
         }
     }
 
@@ -93,6 +95,11 @@ impl HostMetrics {
     /// A Kubernetes drain failed.
     pub fn drain_failed(&self) {
         self.drain_failures.inc();
+    }
+
+    /// A drain deleted pods instead of evicting them (`force_after`).
+    pub fn drain_forced(&self) {
+        self.forced_drains.inc();
     }
 
     /// A before- or after-reboot hook failed.
@@ -176,6 +183,11 @@ impl HostMetrics {
             "baton_host_hook_failures",
             "Before- and after-reboot hooks that failed, since the agent started",
             self.hook_failures.clone(),
+        );
+        registry.register(
+            "baton_host_forced_drains",
+            "Kubernetes drains that deleted pods a PodDisruptionBudget kept (kubernetes.force_after), since the agent started",
+            self.forced_drains.clone(),
         );
     }
 }

@@ -100,3 +100,19 @@ pub const MAX_REPORT_WORD_LEN: usize = 64;
 /// milliseconds (`[updates] report_interval`).
 pub const MIN_REPORT_INTERVAL_MS: u64 = 1_000;
 pub const MAX_REPORT_INTERVAL_MS: u64 = 3_600_000;
+
+/// Largest answer read from Prometheus's `/api/v1/alerts` (the alerts
+/// blocker): thousands of alerts with their labels fit; more is an error
+/// (the blocker then blocks), never an allocation of whatever size is sent.
+pub const MAX_ALERTS_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Largest answer read from a notification webhook (it is not used; read
+/// only so that the connection ends cleanly).
+pub const MAX_WEBHOOK_RESPONSE_BYTES: usize = 16 * 1024;
+
+/// Longest notification text sent to a webhook, after the template is
+/// filled in (Slack cuts messages at 40,000 characters).
+pub const MAX_NOTIFICATION_BYTES: usize = 4 * 1024;
+
+/// Longest URL accepted in the config (Prometheus, webhooks).
+pub const MAX_URL_BYTES: usize = 2048;

@@ -127,6 +127,10 @@ pub enum Event {
     WindowClosed,
     /// The cluster granted the lease.
     Granted(RememberedLease),
+    /// Granted, but a blocker re-checked before the drain says not now (the
+    /// host may have waited hours in the queue): give the lease back
+    /// without draining, and queue again later.
+    BlockedAfterGrant { reason: String },
     /// Drained (hooks ran, node cordoned and evicted).
     Drained {
         drain: Option<DrainRecord>,
@@ -237,6 +241,7 @@ fn event_name(event: &Event) -> String {
         Event::ClearedToQueue => "cleared-to-queue".into(),
         Event::WindowClosed => "window-closed".into(),
         Event::Granted(l) => format!("granted(token {})", l.token),
+        Event::BlockedAfterGrant { .. } => "blocked-after-grant".into(),
         Event::Drained { .. } => "drained".into(),
         Event::DrainFailed { .. } => "drain-failed".into(),
         Event::LeaseLost => "lease-lost".into(),
@@ -263,6 +268,12 @@ pub fn next(phase: &Phase, event: Event) -> Result<Phase, InvalidTransition> {
         (P::WaitingForLease { update }, E::Granted(lease)) => P::Draining {
             update: update.clone(),
             lease,
+        },
+        // Nothing drained yet: straight to giving the lease back; the
+        // update is still pending, so the agent comes back through Idle
+        // (after its back-off) and queues again.
+        (P::Draining { lease, .. }, E::BlockedAfterGrant { .. }) => P::Releasing {
+            lease: lease.clone(),
         },
         (P::Draining { update, lease }, E::Drained { drain, boot_id }) => P::Rebooting {
             update: update.clone(),
@@ -443,6 +454,38 @@ mod tests {
         };
         let phase = next(&draining, Event::DrainFailed { drain: None }).unwrap();
         assert_eq!(phase.name(), "undraining");
+    }
+
+    #[test]
+    fn a_blocker_after_the_grant_gives_the_lease_back_without_draining() {
+        let draining = Phase::Draining {
+            update: update(),
+            lease: lease(),
+        };
+        let blocked = Event::BlockedAfterGrant {
+            reason: "alert NodeDown firing".into(),
+        };
+        let phase = next(&draining, blocked.clone()).unwrap();
+        assert_eq!(phase, Phase::Releasing { lease: lease() });
+        // Only from draining: before a grant there is nothing to give back,
+        // and once drained the way back is undraining.
+        for other in [
+            Phase::Idle,
+            Phase::RebootNeeded { update: update() },
+            Phase::WaitingForLease { update: update() },
+            Phase::Rebooting {
+                update: update(),
+                lease: lease(),
+                drain: None,
+                boot_id: "b".into(),
+            },
+            Phase::Undraining {
+                lease: lease(),
+                drain: None,
+            },
+        ] {
+            assert!(next(&other, blocked.clone()).is_err(), "{}", other.name());
+        }
     }
 
     #[test]

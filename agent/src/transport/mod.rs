@@ -7,6 +7,7 @@
 pub mod certs;
 mod conn;
 pub mod http;
+pub mod http_client;
 pub mod metrics;
 pub mod tls;
 

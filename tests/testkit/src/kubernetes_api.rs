@@ -8,13 +8,16 @@
 //! Endpoints:
 //! - `GET /api/v1/nodes/NODE` (each GET takes the next value of the node's
 //!   Ready script, if any), `PATCH /api/v1/nodes/NODE` (merge patch of
-//!   `spec.unschedulable` and `metadata.annotations`, null removing a key);
+//!   `spec.unschedulable`, `metadata.annotations` and `metadata.labels`,
+//!   null removing a key);
 //! - `GET /api/v1/pods?fieldSelector=spec.nodeName=NODE&labelSelector=...`
 //!   (equality selectors `k=v`, `k==v`, `k!=v`, `k`, comma-separated);
 //! - `POST /api/v1/namespaces/NS/pods/NAME/eviction` (scripted answers, 429
 //!   with a PodDisruptionBudget message, 201 marks the pod terminating);
 //! - `GET /api/v1/namespaces/NS/pods/NAME` (an evicted pod lingers for a
-//!   set number of GETs, then answers 404).
+//!   set number of GETs, then answers 404);
+//! - `DELETE /api/v1/namespaces/NS/pods/NAME` (a forced drain: no
+//!   PodDisruptionBudget applies; marks the pod terminating, answers it).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -190,6 +193,8 @@ struct Model {
     unschedulable: bool,
     /// The node's annotations.
     annotations: BTreeMap<String, String>,
+    /// The node's labels.
+    labels: BTreeMap<String, String>,
     ready: bool,
     /// Ready values taken by successive node GETs; the last one stays.
     ready_script: VecDeque<bool>,
@@ -219,7 +224,8 @@ impl Model {
                 "name": self.node,
                 "uid": "uid-node",
                 "resourceVersion": "1",
-                "annotations": self.annotations
+                "annotations": self.annotations,
+                "labels": self.labels
             },
             "spec": spec,
             "status": {
@@ -255,6 +261,7 @@ impl FakeApi {
             node: node.to_string(),
             unschedulable: false,
             annotations: BTreeMap::new(),
+            labels: BTreeMap::new(),
             ready: true,
             ready_script: VecDeque::new(),
             pods,
@@ -323,6 +330,20 @@ impl FakeApi {
         self.lock().annotations.clone()
     }
 
+    /// Sets (`Some`) or removes (`None`) a node label, as an operator would.
+    pub fn set_node_label(&self, key: &str, value: Option<&str>) {
+        let mut model = self.lock();
+        match value {
+            Some(value) => model.labels.insert(key.to_string(), value.to_string()),
+            None => model.labels.remove(key),
+        };
+    }
+
+    /// The node's labels.
+    pub fn node_labels(&self) -> BTreeMap<String, String> {
+        self.lock().labels.clone()
+    }
+
     pub fn set_ready(&self, value: bool) {
         let mut model = self.lock();
         model.ready = value;
@@ -350,6 +371,16 @@ impl FakeApi {
         self.requests()
             .into_iter()
             .filter(|r| r.method == Method::POST && r.path == path)
+            .collect()
+    }
+
+    /// DELETEs of pod `ns/name`, in order.
+    pub fn deletions_of(&self, key: &str) -> Vec<Recorded> {
+        let (namespace, name) = key.split_once('/').unwrap_or(("", key));
+        let path = format!("/api/v1/namespaces/{namespace}/pods/{name}");
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == Method::DELETE && r.path == path)
             .collect()
     }
 
@@ -430,6 +461,22 @@ async fn handle(State(model): State<Shared>, request: Request) -> Response {
     json_response(status, &answer)
 }
 
+/// A 404 for pod `name`, as the API server words it.
+fn pod_not_found(name: &str) -> (u16, Value) {
+    (
+        404,
+        status_body(404, "NotFound", &format!("pods \"{name}\" not found")),
+    )
+}
+
+/// One pod as a GET (or DELETE) answers it: with apiVersion and kind.
+fn pod_answer(pod: &FakePod) -> Value {
+    let mut answer = pod.to_json();
+    answer["apiVersion"] = json!("v1");
+    answer["kind"] = json!("Pod");
+    answer
+}
+
 fn route(
     model: &mut Model,
     method: &Method,
@@ -459,28 +506,33 @@ fn route(
                 );
             }
             // JSON merge patch (RFC 7386), applied whole or not at all: an
-            // annotation set to null is removed.
+            // annotation or label set to null is removed.
             let mut annotations = model.annotations.clone();
-            if let Some(Value::Object(changes)) =
-                body.and_then(|b| b.pointer("/metadata/annotations"))
-            {
-                for (key, value) in changes {
-                    match value {
-                        Value::String(v) => {
-                            annotations.insert(key.clone(), v.clone());
-                        }
-                        Value::Null => {
-                            annotations.remove(key);
-                        }
-                        other => {
-                            let message =
-                                format!("annotation {key:?} must be a string, not {other}");
-                            return (400, status_body(400, "BadRequest", &message));
+            let mut labels = model.labels.clone();
+            for (pointer, map) in [
+                ("/metadata/annotations", &mut annotations),
+                ("/metadata/labels", &mut labels),
+            ] {
+                if let Some(Value::Object(changes)) = body.and_then(|b| b.pointer(pointer)) {
+                    for (key, value) in changes {
+                        match value {
+                            Value::String(v) => {
+                                map.insert(key.clone(), v.clone());
+                            }
+                            Value::Null => {
+                                map.remove(key);
+                            }
+                            other => {
+                                let message =
+                                    format!("{pointer} {key:?} must be a string, not {other}");
+                                return (400, status_body(400, "BadRequest", &message));
+                            }
                         }
                     }
                 }
             }
             model.annotations = annotations;
+            model.labels = labels;
             match body.and_then(|b| b.pointer("/spec/unschedulable")) {
                 Some(Value::Bool(v)) => model.unschedulable = *v,
                 Some(Value::Null) => model.unschedulable = false,
@@ -562,32 +614,36 @@ fn route(
                 ),
             }
         }
+        ("DELETE", ["api", "v1", "namespaces", namespace, "pods", name]) => {
+            match model
+                .pods
+                .iter_mut()
+                .find(|p| p.namespace == *namespace && p.name == *name)
+            {
+                Some(pod) => {
+                    pod.terminating = true;
+                    (200, pod_answer(pod))
+                }
+                None => pod_not_found(name),
+            }
+        }
         ("GET", ["api", "v1", "namespaces", namespace, "pods", name]) => {
             let Some(index) = model
                 .pods
                 .iter()
                 .position(|p| p.namespace == *namespace && p.name == *name)
             else {
-                return (
-                    404,
-                    status_body(404, "NotFound", &format!("pods \"{name}\" not found")),
-                );
+                return pod_not_found(name);
             };
             let pod = &mut model.pods[index];
             if pod.terminating && pod.lingers == 0 {
                 model.pods.remove(index);
-                return (
-                    404,
-                    status_body(404, "NotFound", &format!("pods \"{name}\" not found")),
-                );
+                return pod_not_found(name);
             }
             if pod.terminating {
                 pod.lingers -= 1;
             }
-            let mut answer = pod.to_json();
-            answer["apiVersion"] = json!("v1");
-            answer["kind"] = json!("Pod");
-            (200, answer)
+            (200, pod_answer(pod))
         }
         _ => (
             404,

@@ -6,8 +6,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::Eviction;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, ObjectMeta};
-use kube::api::PostParams;
-use tracing::{debug, info, warn, Instrument};
+use kube::api::{DeleteParams, PostParams};
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn, Instrument};
 
 use super::{is_transient, status_code, DrainError, KubeDrainer, Progress};
 
@@ -66,6 +67,10 @@ impl KubeDrainer {
         let node = self.node.as_str();
         let mut attempts: HashMap<String, u32> = HashMap::new();
         while !progress.to_evict.is_empty() {
+            if progress.force_at.is_some_and(|at| Instant::now() >= at) {
+                self.delete_all(progress).await?;
+                continue;
+            }
             for pod in progress.to_evict.clone() {
                 let key = pod.key();
                 let attempt = {
@@ -114,6 +119,48 @@ impl KubeDrainer {
                 self.check_gone(progress).await?;
                 tokio::time::sleep(self.eviction_retry).await;
             }
+        }
+        Ok(())
+    }
+
+    /// `force_after` has passed with pods still not evicted (a
+    /// PodDisruptionBudget that does not allow it): delete them, bypassing
+    /// the budget, loudly (kured's `--force-reboot`).
+    async fn delete_all(&self, progress: &mut Progress) -> Result<(), DrainError> {
+        let node = self.node.as_str();
+        let mut params = DeleteParams::default();
+        if let Some(grace) = self.grace_period {
+            params.grace_period_seconds = u32::try_from(grace_seconds(grace)).ok();
+        }
+        for pod in progress.to_evict.clone() {
+            let key = pod.key();
+            error!(
+                BATON_POD = %key,
+                BATON_FORCED = true,
+                "FORCED: kubernetes.force_after ({:?}) passed and pod {key} still cannot be \
+                 evicted; deleting it, bypassing its PodDisruptionBudget",
+                self.force_after.unwrap_or_default()
+            );
+            match self.pods(&pod.namespace).delete(&pod.name, &params).await {
+                Ok(_) => {
+                    progress.to_evict.retain(|p| *p != pod);
+                    progress.evicted.push(key.clone());
+                    progress.forced.push(key);
+                    progress.terminating.push(pod);
+                }
+                Err(e) if status_code(&e) == Some(404) => {
+                    info!(BATON_POD = %key, "pod {key} is already gone");
+                    progress.to_evict.retain(|p| *p != pod);
+                }
+                Err(e) if is_transient(&e) => {
+                    warn!(BATON_POD = %key, "deleting pod {key} failed, retrying: {e}");
+                    progress.last_error = Some(format!("delete pod {key}: {e}"));
+                }
+                Err(e) => return Err(self.api_error(format!("delete pod {key}"), node, e)),
+            }
+        }
+        if !progress.to_evict.is_empty() {
+            tokio::time::sleep(self.eviction_retry).await;
         }
         Ok(())
     }

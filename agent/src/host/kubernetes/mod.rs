@@ -31,6 +31,8 @@
 
 mod cordon;
 mod evict;
+mod node_marks;
+mod pods;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -54,6 +56,10 @@ use evict::{skip_reason, PodRef};
 /// Longest pause between two polls (pods gone, node Ready). Shorter when
 /// `eviction_retry` is shorter.
 const MAX_POLL: Duration = Duration::from_secs(2);
+
+/// Longest wait for one API call outside a drain (the pod blocker, node
+/// annotations and labels).
+const API_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Shortest pause between two polls, so that a zero setting cannot spin.
 const MIN_POLL: Duration = Duration::from_millis(10);
@@ -181,6 +187,12 @@ pub struct KubeDrainer {
     pod_selector: Option<String>,
     ready_timeout: Duration,
     eviction_retry: Duration,
+    force_after: Option<Duration>,
+    annotate_node: bool,
+    pre_reboot_labels: Vec<(String, String)>,
+    post_reboot_labels: Vec<(String, String)>,
+    /// Pods the last drain deleted instead of evicting (see [`KubeDrainer::take_forced`]).
+    forced: std::sync::Mutex<Vec<String>>,
     poll: Duration,
     /// [`KubeDrainer::undo_unrecorded_cordon`]: done (`None`), or not
     /// before this instant.
@@ -213,6 +225,10 @@ struct Progress {
     to_evict: Vec<PodRef>,
     terminating: Vec<PodRef>,
     last_error: Option<String>,
+    /// `force_after`: from then on, pods that evictions do not move are deleted.
+    force_at: Option<Instant>,
+    /// Pods deleted instead of evicted (`namespace/name`).
+    forced: Vec<String>,
 }
 
 impl Progress {
@@ -282,6 +298,11 @@ impl KubeDrainer {
             pod_selector: settings.pod_selector.clone(),
             ready_timeout: settings.ready_timeout,
             eviction_retry: settings.eviction_retry,
+            force_after: settings.force_after,
+            annotate_node: settings.annotate_node,
+            pre_reboot_labels: settings.pre_reboot_labels.clone(),
+            post_reboot_labels: settings.post_reboot_labels.clone(),
+            forced: std::sync::Mutex::new(Vec::new()),
             poll,
             unrecorded_check: std::sync::Mutex::new(Some(Instant::now())),
         })
@@ -359,11 +380,16 @@ impl KubeDrainer {
             "draining node {node} holding the lease ({lease}; timeout {:?})",
             self.drain_timeout
         );
-        let deadline = Instant::now() + self.drain_timeout;
-        let mut progress = Progress::default();
+        let started = Instant::now();
+        let deadline = started + self.drain_timeout;
+        let mut progress = Progress {
+            force_at: self.force_after.map(|after| started + after),
+            ..Progress::default()
+        };
         let outcome =
             tokio::time::timeout_at(deadline, self.drain_steps(lease.holder(), &mut progress))
                 .await;
+        *self.forced.lock().unwrap_or_else(|p| p.into_inner()) = progress.forced.clone();
         match outcome {
             Ok(Ok(())) => {
                 info!(
@@ -447,6 +473,12 @@ impl KubeDrainer {
             record.node
         );
         self.uncordon_if_ours(record).await
+    }
+
+    /// The pods the last drain deleted instead of evicting (`force_after`),
+    /// emptied by the call.
+    pub fn take_forced(&self) -> Vec<String> {
+        std::mem::take(&mut *self.forced.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn nodes(&self) -> Api<Node> {
@@ -598,6 +630,27 @@ impl KubeDrainer {
             attempt += 1;
             tokio::time::sleep(self.poll).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod kured_tests;
+/// Settings for tests against the fake API at `kubeconfig`: short timeouts,
+/// no forcing, annotations on, no labels.
+#[cfg(test)]
+pub(crate) fn test_settings(kubeconfig: PathBuf, node: &str) -> KubernetesSettings {
+    KubernetesSettings {
+        kubeconfig: Some(kubeconfig),
+        node_name: node.to_string(),
+        drain_timeout: Duration::from_secs(10),
+        grace_period: None,
+        pod_selector: None,
+        ready_timeout: Duration::from_secs(10),
+        eviction_retry: Duration::from_millis(50),
+        force_after: None,
+        annotate_node: true,
+        pre_reboot_labels: vec![],
+        post_reboot_labels: vec![],
     }
 }
 

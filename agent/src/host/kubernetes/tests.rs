@@ -12,15 +12,7 @@ use std::time::Instant as StdInstant;
 const NODE: &str = "node-a";
 
 fn settings(api: &FakeApi) -> KubernetesSettings {
-    KubernetesSettings {
-        kubeconfig: Some(api.kubeconfig()),
-        node_name: NODE.to_string(),
-        drain_timeout: Duration::from_secs(10),
-        grace_period: None,
-        pod_selector: None,
-        ready_timeout: Duration::from_secs(10),
-        eviction_retry: Duration::from_millis(50),
-    }
+    test_settings(api.kubeconfig(), NODE)
 }
 
 fn lease() -> HeldLease {
@@ -85,6 +77,10 @@ async fn connect_errors_name_the_kubeconfig() {
             pod_selector: None,
             ready_timeout: Duration::from_secs(1),
             eviction_retry: Duration::from_secs(1),
+            force_after: None,
+            annotate_node: true,
+            pre_reboot_labels: vec![],
+            post_reboot_labels: vec![],
         };
         match KubeDrainer::connect(&settings).await {
             Err(e @ DrainError::Kubeconfig { .. }) => {
