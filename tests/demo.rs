@@ -25,6 +25,16 @@ fn demo_with_five_hosts_rolls_them_all_one_at_a_time() {
     assert_eq!(summary["max_concurrent_holders"], 1, "{summary}");
     assert!(summary["total_seconds"].as_f64().unwrap() > 0.0);
     assert!(summary["handoff_ms"]["p50"].is_number() && summary["handoff_ms"]["p99"].is_number());
+    // The timeline shows the settle time between hosts ([lease] settle_time).
+    assert_eq!(summary["settle_seconds"], 2, "{summary}");
+    assert!(text.contains("the slot settles 2s"), "{text}");
+    let settled: Vec<f64> = text
+        .lines()
+        .filter_map(|l| l.split("after the slot settled ").nth(1))
+        .filter_map(|rest| rest.split('s').next()?.parse().ok())
+        .collect();
+    assert_eq!(settled.len(), 4, "{text}");
+    assert!(settled.iter().all(|&s| s >= 2.0), "{settled:?}\n{text}");
     // The timeline shows every host rebooting.
     for i in 1..=5 {
         assert!(text.contains(&format!("host-{i} reboots")), "{text}");

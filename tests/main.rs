@@ -8,6 +8,7 @@ mod support;
 mod chaos;
 mod cluster;
 mod config_errors;
+mod control;
 mod dbus;
 mod demo;
 mod flatcar_host;

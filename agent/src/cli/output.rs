@@ -44,6 +44,7 @@ pub fn status_json(status: &pb::StatusResponse) -> Value {
                 "paused": g.paused,
                 "paused_by": g.paused_by,
                 "paused_at": g.paused_at_ms.map(timestamp),
+                "settling_until": g.settling_until_ms.iter().map(|&t| timestamp(t)).collect::<Vec<_>>(),
                 "holders": g.holders.iter().map(|h| json!({
                     "holder": h.holder,
                     "token": h.token,
@@ -74,6 +75,7 @@ pub fn status_json(status: &pb::StatusResponse) -> Value {
         "served_by": status.served_by,
         "snapshot": status.snapshot,
         "purged": status.purged,
+        "settle_ms": status.settle_ms,
     })
 }
 
@@ -113,6 +115,15 @@ fn paused_by(by: Option<&str>, at_ms: Option<u64>) -> String {
     text
 }
 
+/// A settle time in words: "300s", "1.5s".
+fn settle_words(ms: u64) -> String {
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{}s", ms as f64 / 1000.0)
+    }
+}
+
 /// The status as tables for people.
 pub fn status_text(status: &pb::StatusResponse) -> String {
     let mut out = String::new();
@@ -133,6 +144,13 @@ pub fn status_text(status: &pb::StatusResponse) -> String {
             "ALL GROUPS PAUSED{}: {}",
             paused_by(status.paused_all_by.as_deref(), status.paused_all_at_ms),
             printable(reason)
+        );
+    }
+    if status.settle_ms > 0 {
+        let _ = writeln!(
+            out,
+            "settle time between hosts: {}",
+            settle_words(status.settle_ms)
         );
     }
     out.push('\n');
@@ -202,6 +220,14 @@ pub fn status_text(status: &pb::StatusResponse) -> String {
                 timestamp(w.since_ms),
             ]);
         }
+        for &until in &g.settling_until_ms {
+            rows.push(vec![
+                "settling".to_string(),
+                "(free slot)".to_string(),
+                "-".to_string(),
+                format!("opens {}", timestamp(until)),
+            ]);
+        }
         if rows.len() > 1 {
             out.push_str(&table(&rows));
         }
@@ -231,6 +257,7 @@ mod tests {
                 paused: None,
                 paused_by: None,
                 paused_at_ms: None,
+                settling_until_ms: vec![90_000],
                 holders: vec![pb::Holder {
                     holder: "h1".into(),
                     token: 12,
@@ -253,6 +280,7 @@ mod tests {
             insecure: false,
             paused_all_by: None,
             paused_all_at_ms: None,
+            settle_ms: 300_000,
         }
     }
 
@@ -269,6 +297,8 @@ mod tests {
         assert_eq!(g["holders"][0]["token"], 12);
         assert_eq!(g["holders"][0]["since"], "1970-01-01T00:00:00Z");
         assert_eq!(g["queue"][0]["position"], 1);
+        assert_eq!(g["settling_until"][0], "1970-01-01T00:01:30Z");
+        assert_eq!(v["settle_ms"], 300_000);
     }
 
     #[test]
@@ -277,5 +307,10 @@ mod tests {
         assert!(text.contains("leader: 2"), "{text}");
         assert!(text.contains("group workers: 1 of 1 held"), "{text}");
         assert!(text.contains("queued #1"), "{text}");
+        assert!(text.contains("settle time between hosts: 300s"), "{text}");
+        assert!(
+            text.contains("settling") && text.contains("opens 1970-01-01T00:01:30Z"),
+            "{text}"
+        );
     }
 }

@@ -386,6 +386,7 @@ impl Cluster {
             paused_all: state.lease.paused_all.clone(),
             paused_all_by: state.lease.paused_all_by.clone(),
             paused_all_at_ms: state.lease.paused_all_at,
+            settle_ms: state.lease.settle_ms,
             insecure: self.tls.is_insecure(),
             last_applied: state.last_applied.map(|l| l.index).unwrap_or(0),
             served_by: self.id,

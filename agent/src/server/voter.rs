@@ -12,7 +12,7 @@ use openraft::{Config, SnapshotPolicy};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::config::{Settings, VoterSettings};
+use crate::config::{LeaseSettings, Settings, VoterSettings};
 use crate::log_fields::lease_span;
 use crate::raft::election::{self, ElectionTiming};
 use crate::raft::log_store::LogStore;
@@ -274,7 +274,7 @@ impl Voter {
 
         let background = vec![
             tokio::spawn(election::run(raft.clone(), cluster.dialer.clone(), timing)),
-            tokio::spawn(expire_loop(cluster.clone(), settings.lease.hold_timeout)),
+            tokio::spawn(expire_loop(cluster.clone(), settings.lease.clone())),
             tokio::spawn(session_loops::dispatch_changes(cluster.clone())),
             tokio::spawn(session_loops::keep_alive(cluster.clone())),
             tokio::spawn(session_loops::drop_lapsed(cluster.clone())),
@@ -445,10 +445,14 @@ async fn form_cluster(raft: &Raft, voters: &[VoterSettings]) -> Result<(), NodeE
     }
 }
 
-/// On the leader: proposes `Expire` whenever a hold timeout has run out.
-/// (Waiters are dropped by their sessions, see `sessions::drop_lapsed`.)
-async fn expire_loop(cluster: Cluster, hold_timeout: Option<Duration>) {
-    let hold_timeout_ms = hold_timeout.map(|d| d.as_millis() as u64);
+/// On the leader: proposes `Expire` whenever a hold timeout has run out or a
+/// settling slot opens again (its apply hands the slot to the queue), and
+/// `SetSettleTime` when the state's settle time is not this leader's
+/// `[lease] settle_time`. (Waiters are dropped by their sessions, see
+/// `sessions::drop_lapsed`.)
+async fn expire_loop(cluster: Cluster, lease: LeaseSettings) {
+    let hold_timeout_ms = lease.hold_timeout.map(millis);
+    let settle_ms = lease.settle_time.map_or(0, millis);
     let mut tick = tokio::time::interval(EXPIRY_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -458,7 +462,35 @@ async fn expire_loop(cluster: Cluster, hold_timeout: Option<Duration>) {
             continue;
         }
         let Ok(now) = now_ms() else { continue };
-        let due = cluster.view.read().lease.next_expiry(hold_timeout_ms);
+        let (due, settle_in_state) = {
+            let view = cluster.view.read();
+            let expiry = view.lease.next_expiry(hold_timeout_ms);
+            let settled = view.lease.next_settle_end();
+            let due = match (expiry, settled) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            (due, view.lease.settle_ms)
+        };
+        if settle_in_state != settle_ms {
+            let set = Command::SetSettleTime { settle_ms, now };
+            if let crate::server::routing::Attempt::Fail(status) = cluster.propose(set).await {
+                warn!("could not set the settle time: {}", status.message());
+            }
+            continue;
+        }
+        // Due before the next tick: wait for it, so a settled slot is handed
+        // over on time rather than up to a tick late.
+        let mut now = now;
+        if let Some(wait) = due
+            .filter(|&at| at > now)
+            .map(|at| Duration::from_millis(at - now))
+            .filter(|&wait| wait < EXPIRY_CHECK)
+        {
+            tokio::time::sleep(wait).await;
+            let Ok(later) = now_ms() else { continue };
+            now = later;
+        }
         if due.is_some_and(|at| at <= now) {
             let expire = Command::Expire {
                 now,
@@ -469,6 +501,11 @@ async fn expire_loop(cluster: Cluster, hold_timeout: Option<Duration>) {
             }
         }
     }
+}
+
+/// A configured duration in milliseconds (saturating: config durations are far below).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Logs each change of leader (`BATON_LEADER`), as this voter learns it.

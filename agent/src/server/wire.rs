@@ -47,6 +47,7 @@ pub fn group_status(lease: &LeaseState, name: &str, group: &Group) -> pb::GroupS
         paused: lease.pause_reason(name).map(str::to_string),
         paused_by: group.paused_by.clone(),
         paused_at_ms: group.paused_at,
+        settling_until_ms: lease.settling_until(name),
         holders: group
             .holders
             .iter()
@@ -83,6 +84,7 @@ pub fn group_status_or_empty(lease: &LeaseState, name: &str, default_max: u32) -
             paused: lease.pause_reason(name).map(str::to_string),
             paused_by: None,
             paused_at_ms: None,
+            settling_until_ms: lease.settling_until(name),
             holders: Vec::new(),
             queue: Vec::new(),
         },

@@ -99,6 +99,10 @@ pub enum Command {
         /// `SetMax` gets `max_holders` directly.
         default_max_holders: u32,
     },
+    /// Sets the settle time between hosts (`[lease] settle_time`, 0 = off): a slot freed
+    /// by a holder that ends a claimed grant is not granted again until this long after.
+    /// The leader proposes it when its configuration differs from the state.
+    SetSettleTime { settle_ms: u64, now: UnixMillis },
 }
 
 /// A held lease: one slot of a group.
@@ -208,6 +212,14 @@ pub struct LeaseState {
     /// when one entry grants several slots).
     #[serde(default)]
     pub last_token: u64,
+    /// Settle time between hosts in milliseconds (0 = off), as `SetSettleTime` set it.
+    #[serde(default)]
+    pub settle_ms: u64,
+    /// Per group, when claimed grants ended while a settle time was set: each such
+    /// slot stays closed until `freed_at + settle_ms` (oldest first; settled entries
+    /// are dropped by the next apply).
+    #[serde(default)]
+    pub settling: BTreeMap<String, Vec<UnixMillis>>,
 }
 
 /// What applying a command means for its caller.
@@ -389,6 +401,7 @@ impl Command {
                 | Command::ForceRelease { .. }
                 | Command::SetMax { .. }
                 | Command::Resume { .. }
+                | Command::SetSettleTime { .. }
         )
     }
 
@@ -402,7 +415,8 @@ impl Command {
             | Command::Pause { now, .. }
             | Command::Resume { now, .. }
             | Command::ForceRelease { now, .. }
-            | Command::SetMax { now, .. } => *now,
+            | Command::SetMax { now, .. }
+            | Command::SetSettleTime { now, .. } => *now,
         }
     }
 
@@ -433,7 +447,7 @@ impl Command {
                 validate_group_name(group)?;
                 validate_holder(holder)
             }
-            Command::Expire { .. } => Ok(()),
+            Command::Expire { .. } | Command::SetSettleTime { .. } => Ok(()),
             Command::DropWaiters { waiters, .. } => waiters.iter().try_for_each(|w| {
                 validate_group_name(&w.group)?;
                 validate_holder(&w.holder)
@@ -480,6 +494,13 @@ impl LeaseState {
         // Validate first: a rejected command changes nothing at all.
         cmd.validate()?;
         let mut events = Vec::new();
+        // Before an Acquire, slots whose settle time has passed go to the queue
+        // at once, so a newcomer queues behind the waiters that were there
+        // first. After any other command `promote` opens and hands them over
+        // (with the settle time the command may have just set).
+        if matches!(cmd, Command::Acquire { .. }) && self.drop_settled(cmd.now()) {
+            self.promote(index, cmd.now(), &mut events);
+        }
         let outcome = match cmd {
             Command::Acquire {
                 group,
@@ -502,8 +523,8 @@ impl LeaseState {
                 group,
                 holder,
                 token,
-                ..
-            } => self.release(group, holder, *token, &mut events),
+                now,
+            } => self.release(group, holder, (*token, *now), &mut events),
             Command::Expire {
                 now,
                 hold_timeout_ms,
@@ -527,12 +548,13 @@ impl LeaseState {
             Command::Resume {
                 group: Some(group), ..
             } => self.resume_group(group, &mut events),
-            Command::ForceRelease { group, holder, .. } => {
-                self.force_release(group, holder, &mut events)
-            }
+            Command::ForceRelease {
+                group, holder, now, ..
+            } => self.force_release(group, holder, *now, &mut events),
             Command::SetMax {
                 group, max_holders, ..
             } => self.set_max(group, *max_holders, &mut events),
+            Command::SetSettleTime { settle_ms, .. } => self.set_settle_time(*settle_ms),
         };
         self.promote(index, cmd.now(), &mut events);
         Ok((outcome, events))
@@ -547,6 +569,33 @@ impl LeaseState {
             .flat_map(|g| g.holders.iter())
             .map(|grant| grant.granted_at.saturating_add(timeout))
             .min()
+    }
+
+    /// The earliest time at which a settling slot opens again (see
+    /// [`Command::SetSettleTime`]); None when nothing settles. The leader
+    /// proposes an `Expire` then, whose apply hands the slot to the queue.
+    pub fn next_settle_end(&self) -> Option<UnixMillis> {
+        if self.settle_ms == 0 {
+            return None;
+        }
+        self.settling
+            .values()
+            .flat_map(|freed| freed.iter())
+            .map(|at| at.saturating_add(self.settle_ms))
+            .min()
+    }
+
+    /// When the settling slots of `group` open again, earliest first.
+    pub fn settling_until(&self, group: &str) -> Vec<UnixMillis> {
+        if self.settle_ms == 0 {
+            return Vec::new();
+        }
+        self.settling.get(group).map_or_else(Vec::new, |freed| {
+            freed
+                .iter()
+                .map(|at| at.saturating_add(self.settle_ms))
+                .collect()
+        })
     }
 
     /// Everyone whose place lives on a session, as `DropWaiters` names them:

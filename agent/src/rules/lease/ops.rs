@@ -32,12 +32,16 @@ impl LeaseState {
             return done("nothing expired".to_owned());
         };
         let mut timed_out = 0;
+        let mut freed = Vec::new();
         for (name, group) in &mut self.groups {
             group.holders.retain(|grant| {
                 if grant.granted_at.saturating_add(timeout) > now {
                     return true;
                 }
                 timed_out += 1;
+                if grant.claimed {
+                    freed.push(name.clone());
+                }
                 events.push(Event {
                     group: name.clone(),
                     kind: EventKind::Released {
@@ -48,6 +52,9 @@ impl LeaseState {
                 });
                 false
             });
+        }
+        for name in freed {
+            self.settle_slot(&name, now);
         }
         if timed_out == 0 {
             return done("nothing expired".to_owned());
@@ -105,6 +112,7 @@ impl LeaseState {
     /// order, unless the group or all groups are paused. Run after every
     /// command, so the entry that frees a slot is the one that hands it over.
     pub(super) fn promote(&mut self, index: u64, now: UnixMillis, events: &mut Vec<Event>) {
+        let _ = self.drop_settled(now);
         if self.paused_all.is_some() {
             return;
         }
@@ -114,7 +122,8 @@ impl LeaseState {
             if group.paused.is_some() {
                 continue;
             }
-            while group.holders.len() < group.max_holders as usize {
+            let settling = self.settling.get(name).map_or(0, Vec::len);
+            while group.holders.len() + settling < group.max_holders as usize {
                 let Some(waiter) = group.queue.pop_front() else {
                     break;
                 };
@@ -183,6 +192,7 @@ impl LeaseState {
     ) -> Outcome {
         let token = self.next_token(index);
         let paused_all = self.paused_all.clone();
+        let settling = self.settling.get(req.group).map_or(0, Vec::len);
         let group = match self.ensure_group(req.group, req.default_max_holders, events) {
             Ok(group) => group,
             Err(refusal) => return Outcome::Refused(refusal),
@@ -220,7 +230,7 @@ impl LeaseState {
                 reason: pause.map_or(QueueReason::Full, QueueReason::Paused),
             };
         }
-        let free = group.holders.len() < group.max_holders as usize;
+        let free = group.holders.len() + settling < group.max_holders as usize;
         // After every apply a free slot has no one waiting for it (unless paused), so a
         // newcomer is granted exactly when nobody is ahead of it.
         if pause.is_none() && free && group.queue.is_empty() {
@@ -271,10 +281,11 @@ impl LeaseState {
         &mut self,
         group_name: &str,
         holder: &str,
-        token: Option<u64>,
+        (token, now): (Option<u64>, UnixMillis),
         events: &mut Vec<Event>,
     ) -> Outcome {
         let (mut released, mut left_queue, mut token_mismatch) = (false, false, false);
+        let mut settle = false;
         // Releasing in an unknown group changes nothing; in particular it must not create it.
         if let Some(group) = self.groups.get_mut(group_name) {
             if let Some(i) = group.holder_index(holder) {
@@ -283,7 +294,7 @@ impl LeaseState {
                     // A stale release (from before a re-grant) must not free the new grant.
                     token_mismatch = true;
                 } else {
-                    group.holders.remove(i);
+                    settle = group.holders.remove(i).claimed;
                     released = true;
                     events.push(Event {
                         group: group_name.to_owned(),
@@ -305,6 +316,9 @@ impl LeaseState {
                     },
                 });
             }
+        }
+        if settle {
+            self.settle_slot(group_name, now);
         }
         Outcome::Released {
             released,
@@ -404,6 +418,7 @@ impl LeaseState {
         &mut self,
         name: &str,
         holder: &str,
+        now: UnixMillis,
         events: &mut Vec<Event>,
     ) -> Outcome {
         let Some(group) = self.groups.get_mut(name) else {
@@ -421,6 +436,9 @@ impl LeaseState {
                 cause: ReleaseCause::Forced,
             },
         });
+        if grant.claimed {
+            self.settle_slot(name, now);
+        }
         done(format!(
             "force-released {holder} from group {name} (token {})",
             grant.token
@@ -461,6 +479,50 @@ impl LeaseState {
             ));
         }
         done(message)
+    }
+}
+
+impl LeaseState {
+    /// Sets the settle time; 0 ends every settle at once.
+    pub(super) fn set_settle_time(&mut self, settle_ms: u64) -> Outcome {
+        if self.settle_ms == settle_ms {
+            return done(format!("settle time already {settle_ms} ms"));
+        }
+        let old = self.settle_ms;
+        self.settle_ms = settle_ms;
+        if settle_ms == 0 {
+            self.settling.clear();
+        }
+        done(format!("settle time: {old} ms -> {settle_ms} ms"))
+    }
+
+    /// A claimed grant in `group` ended at `now`: with a settle time set, its
+    /// slot stays closed until `now + settle_ms`. A group keeps at most
+    /// `max_holders` settling slots (the latest), so the count never blocks
+    /// more than the group has.
+    pub(super) fn settle_slot(&mut self, group: &str, now: UnixMillis) {
+        if self.settle_ms == 0 {
+            return;
+        }
+        let max = self.groups.get(group).map_or(1, |g| g.max_holders as usize);
+        let freed = self.settling.entry(group.to_owned()).or_default();
+        freed.push(now);
+        freed.sort_unstable();
+        let excess = freed.len().saturating_sub(max);
+        freed.drain(..excess);
+    }
+
+    /// Forgets settling slots whose settle time has passed at `now`; true if any did.
+    pub(super) fn drop_settled(&mut self, now: UnixMillis) -> bool {
+        let settle_ms = self.settle_ms;
+        let mut opened = false;
+        self.settling.retain(|_, freed| {
+            let before = freed.len();
+            freed.retain(|at| at.saturating_add(settle_ms) > now);
+            opened |= freed.len() != before;
+            !freed.is_empty()
+        });
+        opened
     }
 }
 
