@@ -22,12 +22,14 @@ pub fn grant(grant: &Grant) -> pb::Grant {
 /// name two machines share is FailedPrecondition.
 pub fn refusal_status(refusal: &Refusal) -> tonic::Status {
     match refusal {
-        Refusal::QueueFull { .. } | Refusal::TooManyGroups { .. } => {
+        Refusal::QueueFull { .. }
+        | Refusal::TooManyGroups { .. }
+        | Refusal::TooManyHostControls { .. } => {
             tonic::Status::resource_exhausted(refusal.to_string())
         }
-        Refusal::OtherMachine { .. } | Refusal::QueuedByOtherMachine { .. } => {
-            tonic::Status::failed_precondition(refusal.to_string())
-        }
+        Refusal::OtherMachine { .. }
+        | Refusal::QueuedByOtherMachine { .. }
+        | Refusal::Held { .. } => tonic::Status::failed_precondition(refusal.to_string()),
     }
 }
 

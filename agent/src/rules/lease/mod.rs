@@ -103,7 +103,51 @@ pub enum Command {
     /// by a holder that ends a claimed grant is not granted again until this long after.
     /// The leader proposes it when its configuration differs from the state.
     SetSettleTime { settle_ms: u64, now: UnixMillis },
+    /// Hold a host (`baton hold`): it may not queue in any group until
+    /// `Unhold`; it leaves every queue and an unclaimed slot handed to it goes
+    /// back. A grant it has taken stays (the host may be rebooting).
+    Hold {
+        holder: String,
+        reason: String,
+        by: String,
+        now: UnixMillis,
+    },
+    /// Lift a hold (`baton unhold`).
+    Unhold {
+        holder: String,
+        by: String,
+        now: UnixMillis,
+    },
+    /// Ask a host to reboot outside its window (`baton reboot-now`), or
+    /// withdraw that (`cancel`). Cleared when the host gives back a lease it
+    /// took (it rebooted) or is force-released.
+    RebootNow {
+        holder: String,
+        cancel: bool,
+        by: String,
+        now: UnixMillis,
+    },
 }
+
+/// A host an admin holds (`baton hold`): it does not queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostHold {
+    pub reason: String,
+    /// Who held it (the admin's name).
+    pub by: String,
+    pub at: UnixMillis,
+}
+
+/// A reboot an admin asked for (`baton reboot-now`): the host skips its window once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebootRequest {
+    /// Who asked (the admin's name).
+    pub by: String,
+    pub at: UnixMillis,
+}
+
+/// Most hosts held, and most reboot-now requests, the cluster keeps at once.
+pub const MAX_HOST_CONTROLS: usize = MAX_QUEUE;
 
 /// A held lease: one slot of a group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,6 +264,12 @@ pub struct LeaseState {
     /// are dropped by the next apply).
     #[serde(default)]
     pub settling: BTreeMap<String, Vec<UnixMillis>>,
+    /// Hosts held by an admin (`Hold`), by holder name.
+    #[serde(default)]
+    pub held: BTreeMap<String, HostHold>,
+    /// Reboots asked for outside the window (`RebootNow`), by holder name.
+    #[serde(default)]
+    pub reboot_now: BTreeMap<String, RebootRequest>,
 }
 
 /// What applying a command means for its caller.
@@ -276,6 +326,20 @@ pub enum Refusal {
     /// The cluster has [`MAX_GROUPS`] groups.
     #[error("cannot create group {group}: the cluster has the most groups it keeps ({max})")]
     TooManyGroups { group: String, max: usize },
+    /// An admin holds the host (`baton hold`): it may not queue.
+    #[error("{holder} is held by {by}: {reason} (baton unhold {holder} lets it queue again)")]
+    Held {
+        holder: String,
+        reason: String,
+        by: String,
+    },
+    /// The cluster keeps [`MAX_HOST_CONTROLS`] holds or reboot-now requests.
+    #[error("cannot {what} {holder}: the cluster keeps at most {max}")]
+    TooManyHostControls {
+        what: String,
+        holder: String,
+        max: usize,
+    },
 }
 
 /// Why an `Acquire` was queued rather than granted.
@@ -360,7 +424,7 @@ pub enum LeaseError {
     #[error("invalid machine id {id:?}: {reason}")]
     MachineId { id: String, reason: NameError },
     /// The pause reason breaks the rule (`rules::names::check_reason`).
-    #[error("invalid pause reason: {0}")]
+    #[error("invalid reason: {0}")]
     Reason(NameError),
 }
 
@@ -402,6 +466,7 @@ impl Command {
                 | Command::SetMax { .. }
                 | Command::Resume { .. }
                 | Command::SetSettleTime { .. }
+                | Command::Hold { .. }
         )
     }
 
@@ -416,7 +481,10 @@ impl Command {
             | Command::Resume { now, .. }
             | Command::ForceRelease { now, .. }
             | Command::SetMax { now, .. }
-            | Command::SetSettleTime { now, .. } => *now,
+            | Command::SetSettleTime { now, .. }
+            | Command::Hold { now, .. }
+            | Command::Unhold { now, .. }
+            | Command::RebootNow { now, .. } => *now,
         }
     }
 
@@ -448,6 +516,13 @@ impl Command {
                 validate_holder(holder)
             }
             Command::Expire { .. } | Command::SetSettleTime { .. } => Ok(()),
+            Command::Hold { holder, reason, .. } => {
+                validate_holder(holder)?;
+                check_reason(reason).map_err(LeaseError::Reason)
+            }
+            Command::Unhold { holder, .. } | Command::RebootNow { holder, .. } => {
+                validate_holder(holder)
+            }
             Command::DropWaiters { waiters, .. } => waiters.iter().try_for_each(|w| {
                 validate_group_name(&w.group)?;
                 validate_holder(&w.holder)
@@ -555,6 +630,19 @@ impl LeaseState {
                 group, max_holders, ..
             } => self.set_max(group, *max_holders, &mut events),
             Command::SetSettleTime { settle_ms, .. } => self.set_settle_time(*settle_ms),
+            Command::Hold {
+                holder,
+                reason,
+                by,
+                now,
+            } => self.hold(holder, (reason, by, *now), &mut events),
+            Command::Unhold { holder, .. } => self.unhold(holder),
+            Command::RebootNow {
+                holder,
+                cancel,
+                by,
+                now,
+            } => self.reboot_now(holder, *cancel, by, *now),
         };
         self.promote(index, cmd.now(), &mut events);
         Ok((outcome, events))

@@ -1,8 +1,9 @@
 //! How each lease command changes the state: the bodies behind [`LeaseState::apply`].
 
 use super::{
-    count, Event, EventKind, Grant, Group, LeaseState, Outcome, QueueReason, Refusal, ReleaseCause,
-    UnixMillis, Waiter, WaiterRef, MAX_GROUPS, MAX_QUEUE,
+    count, Event, EventKind, Grant, Group, HostHold, LeaseState, Outcome, QueueReason,
+    RebootRequest, Refusal, ReleaseCause, UnixMillis, Waiter, WaiterRef, MAX_GROUPS,
+    MAX_HOST_CONTROLS, MAX_QUEUE,
 };
 
 /// The fields of an `Acquire` command.
@@ -193,6 +194,20 @@ impl LeaseState {
         let token = self.next_token(index);
         let paused_all = self.paused_all.clone();
         let settling = self.settling.get(req.group).map_or(0, Vec::len);
+        if let Some(hold) = self.held.get(req.holder) {
+            // A held host gets back a grant it has (reentrant), nothing new.
+            let holds = self
+                .groups
+                .get(req.group)
+                .is_some_and(|g| g.grant(req.holder).is_some());
+            if !holds {
+                return Outcome::Refused(Refusal::Held {
+                    holder: req.holder.to_owned(),
+                    reason: hold.reason.clone(),
+                    by: hold.by.clone(),
+                });
+            }
+        }
         let group = match self.ensure_group(req.group, req.default_max_holders, events) {
             Ok(group) => group,
             Err(refusal) => return Outcome::Refused(refusal),
@@ -319,6 +334,8 @@ impl LeaseState {
         }
         if settle {
             self.settle_slot(group_name, now);
+            // It took the lease and gives it back: it rebooted (or gave up).
+            self.reboot_now.remove(holder);
         }
         Outcome::Released {
             released,
@@ -439,6 +456,7 @@ impl LeaseState {
         if grant.claimed {
             self.settle_slot(name, now);
         }
+        self.reboot_now.remove(holder);
         done(format!(
             "force-released {holder} from group {name} (token {})",
             grant.token
@@ -483,6 +501,113 @@ impl LeaseState {
 }
 
 impl LeaseState {
+    /// `hold`: the reason, who asked, and when. The host leaves every queue
+    /// and gives back slots handed to it but not taken; a grant it took stays.
+    pub(super) fn hold(
+        &mut self,
+        holder: &str,
+        (reason, by, now): (&str, &str, UnixMillis),
+        events: &mut Vec<Event>,
+    ) -> Outcome {
+        if !self.held.contains_key(holder) && self.held.len() >= MAX_HOST_CONTROLS {
+            return Outcome::Refused(Refusal::TooManyHostControls {
+                what: "hold".to_owned(),
+                holder: holder.to_owned(),
+                max: MAX_HOST_CONTROLS,
+            });
+        }
+        self.held.insert(
+            holder.to_owned(),
+            HostHold {
+                reason: reason.to_owned(),
+                by: by.to_owned(),
+                at: now,
+            },
+        );
+        let mut notes = Vec::new();
+        for (name, group) in &mut self.groups {
+            if let Some(i) = group.queue_index(holder) {
+                group.queue.remove(i);
+                notes.push(format!("left the queue of {name}"));
+                events.push(Event {
+                    group: name.clone(),
+                    kind: EventKind::LeftQueue {
+                        holder: holder.to_owned(),
+                    },
+                });
+            }
+            if let Some(i) = group.holder_index(holder) {
+                if group.holders[i].claimed {
+                    notes.push(format!(
+                        "keeps its lease in {name} (token {}): a hold does not take a lease \
+                         away, `baton unlock {name} {holder}` does",
+                        group.holders[i].token
+                    ));
+                } else {
+                    let grant = group.holders.remove(i);
+                    notes.push(format!("gave back the slot of {name} handed to it"));
+                    events.push(Event {
+                        group: name.clone(),
+                        kind: EventKind::Released {
+                            holder: grant.holder,
+                            token: grant.token,
+                            cause: ReleaseCause::Forced,
+                        },
+                    });
+                }
+            }
+        }
+        let mut message = format!("held {holder}: {reason}");
+        if !notes.is_empty() {
+            message.push_str(&format!(" ({})", notes.join("; ")));
+        }
+        done(message)
+    }
+
+    pub(super) fn unhold(&mut self, holder: &str) -> Outcome {
+        match self.held.remove(holder) {
+            Some(_) => done(format!("unheld {holder}: it may queue again")),
+            None => done(format!("{holder} was not held")),
+        }
+    }
+
+    pub(super) fn reboot_now(
+        &mut self,
+        holder: &str,
+        cancel: bool,
+        by: &str,
+        now: UnixMillis,
+    ) -> Outcome {
+        if cancel {
+            return match self.reboot_now.remove(holder) {
+                Some(_) => done(format!("withdrew the reboot asked of {holder}")),
+                None => done(format!("no reboot was asked of {holder}")),
+            };
+        }
+        if !self.reboot_now.contains_key(holder) && self.reboot_now.len() >= MAX_HOST_CONTROLS {
+            return Outcome::Refused(Refusal::TooManyHostControls {
+                what: "ask a reboot of".to_owned(),
+                holder: holder.to_owned(),
+                max: MAX_HOST_CONTROLS,
+            });
+        }
+        self.reboot_now.insert(
+            holder.to_owned(),
+            RebootRequest {
+                by: by.to_owned(),
+                at: now,
+            },
+        );
+        let note = match self.held.get(holder) {
+            Some(hold) => format!(" (it is held: {}; it reboots once unheld)", hold.reason),
+            None => String::new(),
+        };
+        done(format!(
+            "asked {holder} to reboot outside its window: it queues for the lease at its next \
+             check{note}"
+        ))
+    }
+
     /// Sets the settle time; 0 ends every settle at once.
     pub(super) fn set_settle_time(&mut self, settle_ms: u64) -> Outcome {
         if self.settle_ms == settle_ms {

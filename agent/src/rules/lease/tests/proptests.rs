@@ -62,6 +62,11 @@ enum Op {
     Settle {
         ms: u64,
     },
+    /// Holds, unholds or asks a reboot of a host.
+    Control {
+        h: usize,
+        which: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -82,6 +87,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (g, 0u32..5).prop_map(|(g, max)| Op::SetMax { g, max }),
         1 => (0u8..5).prop_map(|which| Op::Invalid { which }),
         1 => prop_oneof![Just(0u64), 1u64..120].prop_map(|ms| Op::Settle { ms }),
+        2 => (0..HOLDERS.len(), 0u8..4).prop_map(|(h, which)| Op::Control { h, which }),
     ]
 }
 
@@ -186,6 +192,24 @@ fn build(op: &Op, state: &LeaseState, now: UnixMillis) -> Command {
             default_max_holders: DEFAULT_MAX,
         },
         &Op::Settle { ms } => Command::SetSettleTime { settle_ms: ms, now },
+        &Op::Control { h, which } => {
+            let (holder, by) = (HOLDERS[h].to_owned(), "ops".to_owned());
+            match which {
+                0 => Command::Hold {
+                    holder,
+                    reason: REASONS[h % REASONS.len()].into(),
+                    by,
+                    now,
+                },
+                1 => Command::Unhold { holder, by, now },
+                c => Command::RebootNow {
+                    holder,
+                    cancel: c == 3,
+                    by,
+                    now,
+                },
+            }
+        }
         &Op::Invalid { which } => match which {
             0 => acquire_cmd("no spaces allowed", "h0", String::new(), now),
             1 => Command::Release {
@@ -396,6 +420,17 @@ fn check_invariants(state: &LeaseState) -> Result<(), TestCaseError> {
         prop_assert!(state.settle_ms > 0 && !freed.is_empty());
         prop_assert!(state.groups.contains_key(name));
     }
+    // A held host waits nowhere and holds no slot it has not taken.
+    for holder in state.held.keys() {
+        for g in state.groups.values() {
+            prop_assert!(g.queue_position(holder).is_none(), "held {} queued", holder);
+            prop_assert!(
+                g.grant(holder).is_none_or(|x| x.claimed),
+                "held {} handed a slot",
+                holder
+            );
+        }
+    }
     let earliest = state.settling.values().flatten().min();
     prop_assert_eq!(
         state.next_settle_end(),
@@ -505,7 +540,9 @@ fn check_apply(
         let ok = match &event.kind {
             EventKind::Released { cause, .. } => match cause {
                 ReleaseCause::Released => matches!(cmd, Command::Release { .. }),
-                ReleaseCause::Forced => matches!(cmd, Command::ForceRelease { .. }),
+                ReleaseCause::Forced => {
+                    matches!(cmd, Command::ForceRelease { .. } | Command::Hold { .. })
+                }
                 ReleaseCause::HoldTimeout => matches!(cmd, Command::Expire { .. }),
                 ReleaseCause::SessionLost => matches!(cmd, Command::DropWaiters { .. }),
             },
