@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use baton_proto::v1::admin_client::AdminClient;
+use baton_proto::v1::control_client::ControlClient;
 use baton_proto::v1::lease_client::LeaseClient;
 use tonic::transport::Channel;
 
@@ -115,6 +116,11 @@ impl Client {
 
     pub fn admin(&self) -> AdminClient<Channel> {
         AdminClient::new(self.channel.clone())
+    }
+
+    /// Per-host control: hold, unhold, reboot-now.
+    pub fn control(&self) -> ControlClient<Channel> {
+        ControlClient::new(self.channel.clone())
     }
 
     /// Turns a failed call into a [`ClientError`].

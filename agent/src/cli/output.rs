@@ -76,6 +76,17 @@ pub fn status_json(status: &pb::StatusResponse) -> Value {
         "snapshot": status.snapshot,
         "purged": status.purged,
         "settle_ms": status.settle_ms,
+        "held_hosts": status.held_hosts.iter().map(|h| json!({
+            "holder": h.holder,
+            "reason": h.reason,
+            "by": h.by,
+            "at": timestamp(h.at_ms),
+        })).collect::<Vec<_>>(),
+        "reboot_now": status.reboot_now.iter().map(|r| json!({
+            "holder": r.holder,
+            "by": r.by,
+            "at": timestamp(r.at_ms),
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -178,6 +189,25 @@ pub fn status_text(status: &pb::StatusResponse) -> String {
         ]);
     }
     out.push_str(&table(&voters));
+    for h in &status.held_hosts {
+        let _ = writeln!(
+            out,
+            "HELD {} by {} at {}: {} (does not queue; baton unhold {0})",
+            printable(&h.holder),
+            printable(&h.by),
+            timestamp(h.at_ms),
+            printable(&h.reason)
+        );
+    }
+    for r in &status.reboot_now {
+        let _ = writeln!(
+            out,
+            "REBOOT NOW {} (asked by {} at {}; outside its window, at its next check)",
+            printable(&r.holder),
+            printable(&r.by),
+            timestamp(r.at_ms)
+        );
+    }
     if status.groups.is_empty() {
         out.push_str("\nno lease groups yet (a group appears on first use)\n");
         return out;
@@ -281,6 +311,17 @@ mod tests {
             paused_all_by: None,
             paused_all_at_ms: None,
             settle_ms: 300_000,
+            held_hosts: vec![pb::HostHold {
+                holder: "h3".into(),
+                reason: "disk".into(),
+                by: "ops".into(),
+                at_ms: 0,
+            }],
+            reboot_now: vec![pb::RebootNowEntry {
+                holder: "h4".into(),
+                by: "ops".into(),
+                at_ms: 0,
+            }],
         }
     }
 
@@ -299,6 +340,8 @@ mod tests {
         assert_eq!(g["queue"][0]["position"], 1);
         assert_eq!(g["settling_until"][0], "1970-01-01T00:01:30Z");
         assert_eq!(v["settle_ms"], 300_000);
+        assert_eq!(v["held_hosts"][0]["reason"], "disk");
+        assert_eq!(v["reboot_now"][0]["holder"], "h4");
     }
 
     #[test]
@@ -308,6 +351,11 @@ mod tests {
         assert!(text.contains("group workers: 1 of 1 held"), "{text}");
         assert!(text.contains("queued #1"), "{text}");
         assert!(text.contains("settle time between hosts: 300s"), "{text}");
+        assert!(
+            text.contains("HELD h3 by ops at 1970-01-01T00:00:00Z: disk"),
+            "{text}"
+        );
+        assert!(text.contains("REBOOT NOW h4 (asked by ops"), "{text}");
         assert!(
             text.contains("settling") && text.contains("opens 1970-01-01T00:01:30Z"),
             "{text}"

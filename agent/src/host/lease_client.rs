@@ -3,6 +3,7 @@
 use std::future::Future;
 
 use baton_proto::v1 as pb;
+use baton_proto::v1::control_client::ControlClient;
 use baton_proto::v1::lease_client::LeaseClient;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -97,6 +98,44 @@ impl HostLeaseClient {
         F: Fn(LeaseClient<Channel>) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
+        self.call_on(|channel| {
+            call(LeaseClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES))
+        })
+        .await
+    }
+
+    /// What an admin asked of this host (`baton hold`, `baton reboot-now`),
+    /// read from a voter's applied state: one call.
+    pub async fn orders(&mut self) -> Result<HostOrders, HostLeaseError> {
+        let request = pb::HostControlRequest {
+            holder: self.holder.clone(),
+        };
+        let reply = self
+            .call_on(|channel| {
+                let request = request.clone();
+                async move {
+                    ControlClient::new(channel)
+                        .host_control(request)
+                        .await
+                        .map(|r| r.into_inner())
+                }
+            })
+            .await?;
+        Ok(HostOrders {
+            held: reply
+                .held
+                .map(|h| format!("{} (held by {})", h.reason, h.by)),
+            reboot_now_at: reply.reboot_now.as_ref().map(|r| r.at_ms),
+            reboot_now_by: reply.reboot_now.map(|r| r.by),
+        })
+    }
+
+    /// [`HostLeaseClient::call`] on a bare channel, for any service.
+    async fn call_on<T, F, Fut>(&mut self, call: F) -> Result<T, HostLeaseError>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
         let mut last = String::from("no voters configured");
         for attempt in 0..self.endpoints.len() {
             let index = (self.current + attempt) % self.endpoints.len();
@@ -108,9 +147,7 @@ impl HostLeaseClient {
                     continue;
                 }
             };
-            match call(LeaseClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES))
-                .await
-            {
+            match call(channel).await {
                 Ok(value) => {
                     self.current = index;
                     return Ok(value);
@@ -247,6 +284,17 @@ impl HostLeaseClient {
             self.current = (self.current + 1) % self.endpoints.len();
         }
     }
+}
+
+/// What an admin asked of this host, as its agent learns it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostOrders {
+    /// Held (`baton hold`): the reason and who held it; the host does not queue.
+    pub held: Option<String>,
+    /// `baton reboot-now`: who asked; the host reboots outside its window.
+    pub reboot_now_by: Option<String>,
+    /// When it was asked (unix ms): tells one request from the next.
+    pub reboot_now_at: Option<u64>,
 }
 
 /// This host's machine id (/etc/machine-id), recorded with its grants; empty

@@ -12,8 +12,12 @@ use crate::rules::phases::{Event, RememberedLease};
 impl HostAgent {
     pub(super) async fn waiting_for_lease(&mut self) -> Option<Event> {
         let now = jiff::Timestamp::now();
-        if !self.windows.is_open(now) {
-            info!("reboot window closed before a grant; leaving the queue");
+        if self.orders.held.is_some() || !self.may_reboot_now(now) {
+            if let Some(held) = &self.orders.held {
+                info!("held by admin: {held}; leaving the queue");
+            } else {
+                info!("reboot window closed before a grant; leaving the queue");
+            }
             if let Err(e) = self.lease.release(None).await {
                 warn!("could not leave the queue (the waiter TTL will drop us): {e}");
             }
@@ -24,6 +28,8 @@ impl HostAgent {
                 Ok(stream) => self.wait_stream = Some(stream),
                 Err(e) => {
                     warn!("cannot queue for the lease: {e}");
+                    // Perhaps an admin held this host: the next round leaves.
+                    self.learn_orders().await;
                     self.wait(RETRY).await;
                     return None;
                 }
@@ -31,10 +37,14 @@ impl HostAgent {
         }
         // The next message on the stream (a new place, or the grant), or the
         // window closing, whichever comes first; the watchdog is fed meanwhile.
-        let closes = self
-            .windows
-            .closes_at(now)
-            .and_then(|t| Duration::try_from(t.duration_since(now)).ok());
+        // A host asked to reboot now waits regardless of its window.
+        let closes = if self.orders.reboot_now_by.is_some() {
+            None
+        } else {
+            self.windows
+                .closes_at(now)
+                .and_then(|t| Duration::try_from(t.duration_since(now)).ok())
+        };
         let stream = self.wait_stream.as_mut()?;
         let next = Self::with_watchdog(&self.notify, async {
             match closes {
@@ -74,7 +84,12 @@ impl HostAgent {
                 warn!("the wait stream broke: {}", status.message());
                 self.wait_stream = None;
                 self.lease.stream_broke();
-                self.wait(RETRY).await;
+                // A hold ends the stream (the host left the queue, and may
+                // not queue again): learn it, and the next round leaves.
+                self.learn_orders().await;
+                if self.orders.held.is_none() {
+                    self.wait(RETRY).await;
+                }
                 None
             }
             Ok(None) => {

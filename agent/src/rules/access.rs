@@ -110,6 +110,11 @@ pub enum Rpc {
     SetMax,
     AddVoter,
     RemoveVoter,
+    // Per-host control (the Control service).
+    Hold,
+    Unhold,
+    RebootNow,
+    HostControl,
 }
 
 /// Who may make an RPC at all.
@@ -140,7 +145,7 @@ impl Allowed {
 
 impl Rpc {
     /// Every RPC, for tests that go through all of them.
-    pub const ALL: [Rpc; 16] = [
+    pub const ALL: [Rpc; 20] = [
         Rpc::RaftAppendEntries,
         Rpc::RaftVote,
         Rpc::RaftInstallSnapshot,
@@ -157,6 +162,10 @@ impl Rpc {
         Rpc::SetMax,
         Rpc::AddVoter,
         Rpc::RemoveVoter,
+        Rpc::Hold,
+        Rpc::Unhold,
+        Rpc::RebootNow,
+        Rpc::HostControl,
     ];
 
     /// The gRPC path of this RPC (`/baton.v1.Lease/Acquire`).
@@ -178,6 +187,10 @@ impl Rpc {
             Rpc::SetMax => "/baton.v1.Admin/SetMax",
             Rpc::AddVoter => "/baton.v1.Admin/AddVoter",
             Rpc::RemoveVoter => "/baton.v1.Admin/RemoveVoter",
+            Rpc::Hold => "/baton.v1.Control/Hold",
+            Rpc::Unhold => "/baton.v1.Control/Unhold",
+            Rpc::RebootNow => "/baton.v1.Control/RebootNow",
+            Rpc::HostControl => "/baton.v1.Control/HostControl",
         }
     }
 
@@ -208,6 +221,9 @@ impl Rpc {
             | Rpc::SetMax
             | Rpc::AddVoter
             | Rpc::RemoveVoter => Allowed::Admins,
+            // Per-host control: admins change it, any host may read it.
+            Rpc::Hold | Rpc::Unhold | Rpc::RebootNow => Allowed::Admins,
+            Rpc::HostControl => Allowed::Anyone,
         }
     }
 }

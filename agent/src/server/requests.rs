@@ -182,6 +182,47 @@ pub fn force_release_command(req: &pb::ForceReleaseRequest, by: &str, now: UnixM
     }
 }
 
+/// `Control.Hold`: a holder and a reason.
+pub fn check_hold(req: &pb::HoldRequest) -> Result<(), Status> {
+    validate_holder(&req.holder).map_err(invalid)?;
+    check_reason(&req.reason)
+        .map_err(|e| Status::invalid_argument(format!("a hold needs a reason: {e}")))
+}
+
+/// `Control.Unhold`, `Control.RebootNow`, `Control.HostControl`: a holder.
+pub fn check_host(holder: &str) -> Result<(), Status> {
+    validate_holder(holder).map_err(invalid)
+}
+
+/// The command a checked Hold becomes; `by` is the caller's name.
+pub fn hold_command(req: &pb::HoldRequest, by: &str, now: UnixMillis) -> Command {
+    Command::Hold {
+        holder: req.holder.clone(),
+        reason: req.reason.clone(),
+        by: by.to_string(),
+        now,
+    }
+}
+
+/// The command a checked Unhold becomes.
+pub fn unhold_command(req: &pb::UnholdRequest, by: &str, now: UnixMillis) -> Command {
+    Command::Unhold {
+        holder: req.holder.clone(),
+        by: by.to_string(),
+        now,
+    }
+}
+
+/// The command a checked RebootNow becomes.
+pub fn reboot_now_command(req: &pb::RebootNowRequest, by: &str, now: UnixMillis) -> Command {
+    Command::RebootNow {
+        holder: req.holder.clone(),
+        cancel: req.cancel,
+        by: by.to_string(),
+        now,
+    }
+}
+
 /// The command a checked SetMax becomes.
 pub fn set_max_command(
     req: &pb::SetMaxRequest,

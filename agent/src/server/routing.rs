@@ -387,6 +387,8 @@ impl Cluster {
             paused_all_by: state.lease.paused_all_by.clone(),
             paused_all_at_ms: state.lease.paused_all_at,
             settle_ms: state.lease.settle_ms,
+            held_hosts: crate::server::control_service::held_hosts(&state.lease),
+            reboot_now: crate::server::control_service::reboot_requests(&state.lease),
             insecure: self.tls.is_insecure(),
             last_applied: state.last_applied.map(|l| l.index).unwrap_or(0),
             served_by: self.id,

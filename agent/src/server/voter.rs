@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_proto::v1::admin_server::AdminServer;
+use baton_proto::v1::control_server::ControlServer;
 use baton_proto::v1::lease_server::LeaseServer;
 use baton_proto::v1::raft_server::RaftServer;
 use openraft::error::{InitializeError, RaftError};
@@ -30,6 +31,7 @@ use crate::server::admin_service::AdminService;
 use crate::server::auth::{AuthLayer, VoterNames};
 use crate::server::bootstrap::{self, Start};
 use crate::server::call_latency::CallLatency;
+use crate::server::control_service::ControlService;
 use crate::server::lease_service::LeaseService;
 use crate::server::routing::{now_ms, Cluster};
 use crate::server::session_loops;
@@ -231,6 +233,10 @@ impl Voter {
             )
             .add_service(
                 AdminServer::new(AdminService::new(cluster.clone()))
+                    .max_decoding_message_size(MAX_API_MESSAGE_BYTES),
+            )
+            .add_service(
+                ControlServer::new(ControlService::new(cluster.clone()))
                     .max_decoding_message_size(MAX_API_MESSAGE_BYTES),
             );
         let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
