@@ -363,4 +363,22 @@ mod tests {
             "{refused}"
         );
     }
+
+    #[test]
+    fn only_admins_hold_unhold_and_ask_reboots_any_host_reads_its_orders() {
+        let voters = vec!["cp-1".to_string()];
+        let host = certified("h1", Role::Host);
+        let voter = certified("cp-1", Role::Voter);
+        let admin = certified("ops", Role::Admin);
+        for rpc in [Rpc::Hold, Rpc::Unhold, Rpc::RebootNow] {
+            let refused = permit(&host, rpc, &voters).unwrap_err().to_string();
+            assert!(refused.contains("only admin certificates"), "{refused}");
+            assert!(permit(&voter, rpc, &voters).is_err());
+            assert!(permit(&admin, rpc, &voters).is_ok());
+        }
+        assert_eq!(Rpc::Hold.name(), "Control.Hold");
+        for caller in [&host, &voter, &admin] {
+            assert!(permit(caller, Rpc::HostControl, &voters).is_ok());
+        }
+    }
 }

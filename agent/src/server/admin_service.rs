@@ -112,7 +112,7 @@ where
                     pb::AdminResponse { message, index: 0 }
                 })
             },
-            |channel, forwarded| remote(channel, forwarded),
+            remote,
         )
         .await?;
     Ok(Response::new(answered(&request.caller, answer)))
