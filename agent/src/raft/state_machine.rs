@@ -32,8 +32,9 @@ pub struct AppliedState {
 }
 
 /// A snapshot's state: the current shape, or the shape before issue 11 added
-/// the settle time at the end of `LeaseState` (postcard is positional, so an
-/// older snapshot simply ends early; JSON ones fill the new fields by default).
+/// the settle time and per-host control at the end of `LeaseState`
+/// (postcard is positional, so an older snapshot simply ends early; JSON
+/// ones fill the new fields by default).
 fn decode_state(data: &[u8]) -> Result<AppliedState, redb::Error> {
     match decode::<AppliedState>(data) {
         Ok(state) => Ok(state),
@@ -360,6 +361,21 @@ mod tests {
             .lease
             .settling
             .insert("workers".into(), vec![10, 20]);
+        current.lease.held.insert(
+            "h2".into(),
+            crate::rules::lease::HostHold {
+                reason: "disk".into(),
+                by: "ops".into(),
+                at: 7,
+            },
+        );
+        current.lease.reboot_now.insert(
+            "h3".into(),
+            crate::rules::lease::RebootRequest {
+                by: "ops".into(),
+                at: 8,
+            },
+        );
         let bytes = encode(&current).expect("encode");
         assert_eq!(decode_state(&bytes).expect("current loads"), current);
         assert!(decode_state(&[1, 0xff, 0xff]).is_err());

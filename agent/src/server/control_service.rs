@@ -5,7 +5,7 @@ use baton_proto::v1::control_client::ControlClient;
 use baton_proto::v1::control_server::Control;
 use tonic::{Request, Response, Status};
 
-use crate::rules::lease::LeaseState;
+use crate::rules::lease::{HostHold, LeaseState, RebootRequest};
 use crate::server::admin_service::propose_admin;
 use crate::server::requests;
 use crate::server::routing::Cluster;
@@ -21,17 +21,29 @@ impl ControlService {
     }
 }
 
+fn hold_entry(holder: &str, hold: &HostHold) -> pb::HostHold {
+    pb::HostHold {
+        holder: holder.to_string(),
+        reason: hold.reason.clone(),
+        by: hold.by.clone(),
+        at_ms: hold.at,
+    }
+}
+
+fn reboot_entry(holder: &str, request: &RebootRequest) -> pb::RebootNowEntry {
+    pb::RebootNowEntry {
+        holder: holder.to_string(),
+        by: request.by.clone(),
+        at_ms: request.at,
+    }
+}
+
 /// The holds in `lease`, as status lists them.
 pub fn held_hosts(lease: &LeaseState) -> Vec<pb::HostHold> {
     lease
         .held
         .iter()
-        .map(|(holder, hold)| pb::HostHold {
-            holder: holder.clone(),
-            reason: hold.reason.clone(),
-            by: hold.by.clone(),
-            at_ms: hold.at,
-        })
+        .map(|(h, hold)| hold_entry(h, hold))
         .collect()
 }
 
@@ -40,11 +52,7 @@ pub fn reboot_requests(lease: &LeaseState) -> Vec<pb::RebootNowEntry> {
     lease
         .reboot_now
         .iter()
-        .map(|(holder, request)| pb::RebootNowEntry {
-            holder: holder.clone(),
-            by: request.by.clone(),
-            at_ms: request.at,
-        })
+        .map(|(h, request)| reboot_entry(h, request))
         .collect()
 }
 
@@ -103,17 +111,11 @@ impl Control for ControlService {
         let state = self.cluster.view.read();
         let lease = &state.lease;
         Ok(Response::new(pb::HostControlResponse {
-            held: lease.held.get(holder).map(|hold| pb::HostHold {
-                holder: holder.clone(),
-                reason: hold.reason.clone(),
-                by: hold.by.clone(),
-                at_ms: hold.at,
-            }),
-            reboot_now: lease.reboot_now.get(holder).map(|r| pb::RebootNowEntry {
-                holder: holder.clone(),
-                by: r.by.clone(),
-                at_ms: r.at,
-            }),
+            held: lease.held.get(holder).map(|hold| hold_entry(holder, hold)),
+            reboot_now: lease
+                .reboot_now
+                .get(holder)
+                .map(|request| reboot_entry(holder, request)),
         }))
     }
 }
