@@ -1,14 +1,14 @@
-//! The public Control service: hold, unhold and reboot-now per host (admin log entries), and what applies to one host.
+//! The public Control service: hold, unhold and reboot-now per host, and one host's orders.
 
 use baton_proto::v1 as pb;
 use baton_proto::v1::control_client::ControlClient;
 use baton_proto::v1::control_server::Control;
 use tonic::{Request, Response, Status};
 
-use crate::rules::lease::{HostHold, LeaseState, RebootRequest};
 use crate::server::admin_service::propose_admin;
 use crate::server::requests;
 use crate::server::routing::Cluster;
+use crate::server::wire::{hold_entry, reboot_entry};
 
 /// gRPC `Control` service of a voter.
 pub struct ControlService {
@@ -19,41 +19,6 @@ impl ControlService {
     pub fn new(cluster: Cluster) -> Self {
         Self { cluster }
     }
-}
-
-fn hold_entry(holder: &str, hold: &HostHold) -> pb::HostHold {
-    pb::HostHold {
-        holder: holder.to_string(),
-        reason: hold.reason.clone(),
-        by: hold.by.clone(),
-        at_ms: hold.at,
-    }
-}
-
-fn reboot_entry(holder: &str, request: &RebootRequest) -> pb::RebootNowEntry {
-    pb::RebootNowEntry {
-        holder: holder.to_string(),
-        by: request.by.clone(),
-        at_ms: request.at,
-    }
-}
-
-/// The holds in `lease`, as status lists them.
-pub fn held_hosts(lease: &LeaseState) -> Vec<pb::HostHold> {
-    lease
-        .held
-        .iter()
-        .map(|(h, hold)| hold_entry(h, hold))
-        .collect()
-}
-
-/// The reboot-now requests in `lease`, as status lists them.
-pub fn reboot_requests(lease: &LeaseState) -> Vec<pb::RebootNowEntry> {
-    lease
-        .reboot_now
-        .iter()
-        .map(|(h, request)| reboot_entry(h, request))
-        .collect()
 }
 
 #[tonic::async_trait]
