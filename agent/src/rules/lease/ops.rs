@@ -622,19 +622,17 @@ impl LeaseState {
     }
 
     /// A claimed grant in `group` ended at `now`: with a settle time set, its
-    /// slot stays closed until `now + settle_ms`. A group keeps at most
-    /// `max_holders` settling slots (the latest), so the count never blocks
-    /// more than the group has.
+    /// slot stays closed until `now + settle_ms`. (Bounded: a grant is made
+    /// only while holders plus settling slots are below `max_holders`, and
+    /// an ending grant turns a holder into a settling slot, so the two
+    /// together never pass [`super::MAX_HOLDERS_CAP`].)
     pub(super) fn settle_slot(&mut self, group: &str, now: UnixMillis) {
         if self.settle_ms == 0 {
             return;
         }
-        let max = self.groups.get(group).map_or(1, |g| g.max_holders as usize);
         let freed = self.settling.entry(group.to_owned()).or_default();
         freed.push(now);
         freed.sort_unstable();
-        let excess = freed.len().saturating_sub(max);
-        freed.drain(..excess);
     }
 
     /// Forgets settling slots whose settle time has passed at `now`; true if any did.

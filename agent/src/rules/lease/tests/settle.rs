@@ -137,7 +137,7 @@ fn a_paused_group_keeps_its_settle_and_resume_respects_it() {
 }
 
 #[test]
-fn settling_slots_never_exceed_the_group_size() {
+fn every_release_settles_also_above_a_lowered_size() {
     let mut s = settled_group(3);
     for (i, h) in ["h2", "h3"].iter().enumerate() {
         ok(&mut s, 3 + i as u64, &acquire_max("w", h, 20, 3));
@@ -146,9 +146,11 @@ fn settling_slots_never_exceed_the_group_size() {
     for (i, h) in ["h1", "h2", "h3"].iter().enumerate() {
         ok(&mut s, 6 + i as u64, &release("w", h, None, 100 + i as u64));
     }
-    assert_eq!(
-        s.settling_until("w"),
-        [1_102],
-        "only the latest of one slot"
-    );
+    assert_eq!(s.settling_until("w"), [1_100, 1_101, 1_102]);
+    // Raised again, the group still waits for its hosts to settle.
+    ok(&mut s, 9, &set_max("w", 3, 200));
+    let (outcome, _) = ok(&mut s, 10, &acquire("w", "h4", 300));
+    assert_eq!(position_of(&outcome), (1, 1));
+    let (_, events) = ok(&mut s, 11, &expire(1_100, None));
+    assert_eq!(events, promoted("w", "h4", 11, 1_100));
 }
