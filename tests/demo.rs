@@ -34,7 +34,16 @@ fn demo_with_five_hosts_rolls_them_all_one_at_a_time() {
         .filter_map(|rest| rest.split('s').next()?.parse().ok())
         .collect();
     assert_eq!(settled.len(), 4, "{text}");
-    assert!(settled.iter().all(|&s| s >= 2.0), "{settled:?}\n{text}");
+    // Measured by the demo's watcher from when it saw the release, which on a
+    // busy machine can be a little after the release committed; the leader's
+    // own times are checked in control.rs.
+    assert!(settled.iter().all(|&s| s >= 1.5), "{settled:?}\n{text}");
+    let median = {
+        let mut sorted = settled.clone();
+        sorted.sort_by(f64::total_cmp);
+        sorted[sorted.len() / 2]
+    };
+    assert!(median >= 2.0, "{settled:?}\n{text}");
     // The timeline shows every host rebooting.
     for i in 1..=5 {
         assert!(text.contains(&format!("host-{i} reboots")), "{text}");
