@@ -9,6 +9,7 @@ mod blockers;
 mod chaos;
 mod cluster;
 mod config_errors;
+mod control;
 mod dbus;
 mod demo;
 mod flatcar_host;

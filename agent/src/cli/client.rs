@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use baton_proto::v1::admin_client::AdminClient;
+use baton_proto::v1::control_client::ControlClient;
 use baton_proto::v1::fleet_client::FleetClient;
 use baton_proto::v1::lease_client::LeaseClient;
 use tonic::transport::Channel;
@@ -121,6 +122,11 @@ impl Client {
     /// The fleet view (`baton hosts`): as large as a fleet of 20,000 hosts.
     pub fn fleet(&self) -> FleetClient<Channel> {
         FleetClient::new(self.channel.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES)
+    }
+
+    /// Per-host control: hold, unhold, reboot-now.
+    pub fn control(&self) -> ControlClient<Channel> {
+        ControlClient::new(self.channel.clone())
     }
 
     /// Turns a failed call into a [`ClientError`].

@@ -167,6 +167,26 @@ pub(super) async fn run_client_command(cli: &Cli) -> Result<ExitCode, CliError> 
                 .await,
         ),
         Command::Watch { group } => watch(&client, group.clone().unwrap_or_default()).await,
+        Command::Hold { host, reason } => {
+            let request = pb::HoldRequest {
+                holder: host.clone(),
+                reason: reason.clone(),
+            };
+            admin_done(&client, client.control().hold(request).await)
+        }
+        Command::Unhold { host } => {
+            let request = pb::UnholdRequest {
+                holder: host.clone(),
+            };
+            admin_done(&client, client.control().unhold(request).await)
+        }
+        Command::RebootNow { host, cancel } => {
+            let request = pb::RebootNowRequest {
+                holder: host.clone(),
+                cancel: *cancel,
+            };
+            admin_done(&client, client.control().reboot_now(request).await)
+        }
     }
 }
 

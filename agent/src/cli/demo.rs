@@ -28,6 +28,9 @@ use crate::transport::Dialer;
 const GROUP: &str = "demo";
 /// How long a simulated machine stays down.
 const BOOT_TIME: Duration = Duration::from_millis(300);
+/// The demo fleet's `[lease] settle_time`: after a host releases, the next one
+/// waits this long, so one host is back a while before the next goes down.
+const SETTLE_TIME: Duration = Duration::from_secs(2);
 
 /// Why the demo could not run.
 #[derive(Debug, thiserror::Error)]
@@ -147,7 +150,9 @@ impl Fleet {
             let metrics = format!("127.0.0.1:{}", prepare(&dir, free_port())?);
             let sections = format!(
                 "[metrics]\nlisten = \"{metrics}\"\n\n[updates]\nsource = \"sentinel\"\nsentinel_file = \"{sentinel}\"\npoll_interval = \"100ms\"\n\n\
-                 [reboot]\nmethod = \"command\"\ncommand = [\"touch\", \"{marker}\"]\nboot_id_path = \"{boot_id}\"\n",
+                 [reboot]\nmethod = \"command\"\ncommand = [\"touch\", \"{marker}\"]\nboot_id_path = \"{boot_id}\"\n\n\
+                 [lease]\nsettle_time = \"{settle}s\"\n",
+                settle = SETTLE_TIME.as_secs(),
                 sentinel = sentinel.display(),
                 marker = marker.display(),
                 boot_id = boot_id.display(),
@@ -243,18 +248,26 @@ impl Observed {
             }
             Some(Kind::Granted(grant)) => {
                 self.holders.insert(grant.holder.clone());
+                let mut settled = String::new();
                 if let Some(released) = self.last_release.take() {
-                    self.handoffs.push(released.elapsed());
+                    let gap = released.elapsed();
+                    // The hand-off's own cost: what it took beyond the settle time.
+                    self.handoffs.push(gap.saturating_sub(SETTLE_TIME));
+                    settled = format!(" after the slot settled {:.1}s", gap.as_secs_f64());
                 }
                 clock.line(&format!(
-                    "{} holds the lease (token {}); {} waiting",
+                    "{} holds the lease (token {}){settled}; {} waiting",
                     grant.holder, grant.token, self.waiting
                 ));
             }
             Some(Kind::Released(released)) => {
                 self.holders.remove(&released.holder);
                 self.last_release = Some(Instant::now());
-                clock.line(&format!("{} released the lease", released.holder));
+                clock.line(&format!(
+                    "{} released the lease; the slot settles {}s before the next host may go down",
+                    released.holder,
+                    SETTLE_TIME.as_secs()
+                ));
             }
             Some(Kind::Queued(queued)) => {
                 self.waiting += 1;
@@ -421,11 +434,12 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     }
     println!(
         "rolled {rolled} of {} hosts in {:.1} s; at most {} held the lease at once; \
-         {} hand-offs, {:.1} ms lost between them in all (p50 {:.1} ms, p99 {:.1} ms)",
+         {} hand-offs, each after a {}s settle time, {:.1} ms lost beyond it in all (p50 {:.1} ms, p99 {:.1} ms)",
         fleet.hosts.len(),
         total.as_secs_f64(),
         observed.max_holders,
         observed.handoffs.len(),
+        SETTLE_TIME.as_secs(),
         lost.as_secs_f64() * 1000.0,
         percentile(&observed.handoffs, 0.5),
         percentile(&observed.handoffs, 0.99),
@@ -439,6 +453,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
                 "max_concurrent_holders": observed.max_holders,
                 "total_seconds": total.as_secs_f64(),
                 "metrics": fleet.hosts.iter().map(|h| json!({"host": h.host.name, "url": format!("http://{}/metrics", h.metrics)})).collect::<Vec<_>>(),
+                "settle_seconds": SETTLE_TIME.as_secs(),
                 "handoff_ms": {
                     "p50": percentile(&observed.handoffs, 0.5),
                     "p99": percentile(&observed.handoffs, 0.99),

@@ -110,6 +110,25 @@ pub enum Command {
     Unlock { group: String, holder: String },
     /// Set how many hosts of a group may hold the lease at once.
     SetMax { group: String, max_holders: u32 },
+    /// Hold a host: it does not queue for the lease until unheld (a lease it
+    /// holds already is not taken away; `baton unlock` does that).
+    Hold {
+        host: String,
+        /// Why (shown in status, in the host's STATUS= and its refusals).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Let a held host queue again.
+    Unhold { host: String },
+    /// Make a host reboot at its next check, outside its reboot window and
+    /// even with no update pending; it still takes the lease and runs its
+    /// blockers and hooks.
+    RebootNow {
+        host: String,
+        /// Withdraw a reboot asked for earlier.
+        #[arg(long)]
+        cancel: bool,
+    },
     /// Print lease changes as they happen.
     Watch {
         /// Only this group.

@@ -44,6 +44,7 @@ pub fn status_json(status: &pb::StatusResponse) -> Value {
                 "paused": g.paused,
                 "paused_by": g.paused_by,
                 "paused_at": g.paused_at_ms.map(timestamp),
+                "settling_until": g.settling_until_ms.iter().map(|&t| timestamp(t)).collect::<Vec<_>>(),
                 "holders": g.holders.iter().map(|h| json!({
                     "holder": h.holder,
                     "token": h.token,
@@ -75,6 +76,18 @@ pub fn status_json(status: &pb::StatusResponse) -> Value {
         "snapshot": status.snapshot,
         "purged": status.purged,
         "reporting_hosts": status.reporting_hosts,
+        "settle_ms": status.settle_ms,
+        "held_hosts": status.held_hosts.iter().map(|h| json!({
+            "holder": h.holder,
+            "reason": h.reason,
+            "by": h.by,
+            "at": timestamp(h.at_ms),
+        })).collect::<Vec<_>>(),
+        "reboot_now": status.reboot_now.iter().map(|r| json!({
+            "holder": r.holder,
+            "by": r.by,
+            "at": timestamp(r.at_ms),
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -114,6 +127,15 @@ fn paused_by(by: Option<&str>, at_ms: Option<u64>) -> String {
     text
 }
 
+/// A settle time in words: "300s", "1.5s".
+fn settle_words(ms: u64) -> String {
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{}s", ms as f64 / 1000.0)
+    }
+}
+
 /// The status as tables for people.
 pub fn status_text(status: &pb::StatusResponse) -> String {
     let mut out = String::new();
@@ -134,6 +156,13 @@ pub fn status_text(status: &pb::StatusResponse) -> String {
             "ALL GROUPS PAUSED{}: {}",
             paused_by(status.paused_all_by.as_deref(), status.paused_all_at_ms),
             printable(reason)
+        );
+    }
+    if status.settle_ms > 0 {
+        let _ = writeln!(
+            out,
+            "settle time between hosts: {}",
+            settle_words(status.settle_ms)
         );
     }
     out.push('\n');
@@ -167,6 +196,25 @@ pub fn status_text(status: &pb::StatusResponse) -> String {
             let _ = writeln!(out, "\nhosts: {n} reporting (baton hosts lists them)");
         }
         None => out.push_str("\nhosts: baton hosts lists them\n"),
+    }
+    for h in &status.held_hosts {
+        let _ = writeln!(
+            out,
+            "HELD {} by {} at {}: {} (does not queue; baton unhold {0})",
+            printable(&h.holder),
+            printable(&h.by),
+            timestamp(h.at_ms),
+            printable(&h.reason)
+        );
+    }
+    for r in &status.reboot_now {
+        let _ = writeln!(
+            out,
+            "REBOOT NOW {} (asked by {} at {}; outside its window, at its next check)",
+            printable(&r.holder),
+            printable(&r.by),
+            timestamp(r.at_ms)
+        );
     }
     if status.groups.is_empty() {
         out.push_str("\nno lease groups yet (a group appears on first use)\n");
@@ -210,6 +258,14 @@ pub fn status_text(status: &pb::StatusResponse) -> String {
                 timestamp(w.since_ms),
             ]);
         }
+        for &until in &g.settling_until_ms {
+            rows.push(vec![
+                "settling".to_string(),
+                "(free slot)".to_string(),
+                "-".to_string(),
+                format!("opens {}", timestamp(until)),
+            ]);
+        }
         if rows.len() > 1 {
             out.push_str(&table(&rows));
         }
@@ -240,6 +296,7 @@ mod tests {
                 paused: None,
                 paused_by: None,
                 paused_at_ms: None,
+                settling_until_ms: vec![90_000],
                 holders: vec![pb::Holder {
                     holder: "h1".into(),
                     token: 12,
@@ -263,6 +320,18 @@ mod tests {
             paused_all_by: None,
             paused_all_at_ms: None,
             reporting_hosts: Some(2),
+            settle_ms: 300_000,
+            held_hosts: vec![pb::HostHold {
+                holder: "h3".into(),
+                reason: "disk".into(),
+                by: "ops".into(),
+                at_ms: 0,
+            }],
+            reboot_now: vec![pb::RebootNowEntry {
+                holder: "h4".into(),
+                by: "ops".into(),
+                at_ms: 0,
+            }],
         }
     }
 
@@ -279,6 +348,10 @@ mod tests {
         assert_eq!(g["holders"][0]["token"], 12);
         assert_eq!(g["holders"][0]["since"], "1970-01-01T00:00:00Z");
         assert_eq!(g["queue"][0]["position"], 1);
+        assert_eq!(g["settling_until"][0], "1970-01-01T00:01:30Z");
+        assert_eq!(v["settle_ms"], 300_000);
+        assert_eq!(v["held_hosts"][0]["reason"], "disk");
+        assert_eq!(v["reboot_now"][0]["holder"], "h4");
     }
 
     #[test]
@@ -292,5 +365,15 @@ mod tests {
             "{text}"
         );
         assert_eq!(status_json(&sample())["reporting_hosts"], 2);
+        assert!(text.contains("settle time between hosts: 300s"), "{text}");
+        assert!(
+            text.contains("HELD h3 by ops at 1970-01-01T00:00:00Z: disk"),
+            "{text}"
+        );
+        assert!(text.contains("REBOOT NOW h4 (asked by ops"), "{text}");
+        assert!(
+            text.contains("settling") && text.contains("opens 1970-01-01T00:01:30Z"),
+            "{text}"
+        );
     }
 }

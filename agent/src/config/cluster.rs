@@ -75,6 +75,9 @@ pub struct LeaseSettings {
     pub waiter_ttl: Duration,
     /// Longest a holder may keep a lease; `None` means no limit.
     pub hold_timeout: Option<Duration>,
+    /// After a holder releases, how long its slot stays closed before the next
+    /// host is granted (kured's reboot delay); `None` means no settle time.
+    pub settle_time: Option<Duration>,
 }
 
 impl Validator<'_> {
@@ -294,10 +297,13 @@ impl Validator<'_> {
         )?;
         let hold_timeout =
             self.optional_duration(inputs.hold_timeout.as_ref(), "lease.hold_timeout")?;
+        let settle_time =
+            self.optional_duration(inputs.settle_time.as_ref(), "lease.settle_time")?;
         Ok(LeaseSettings {
             default_max_holders,
             waiter_ttl,
             hold_timeout,
+            settle_time,
         })
     }
 }

@@ -126,6 +126,7 @@ pub(super) struct FragmentLease {
     pub(super) default_max_holders: Option<Spanned<u32>>,
     pub(super) waiter_ttl: Option<Spanned<String>>,
     pub(super) hold_timeout: Option<Spanned<String>>,
+    pub(super) settle_time: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -85,6 +85,7 @@ pub(super) struct LeaseInputs {
     pub(super) default_max_holders: Option<Located<u32>>,
     pub(super) waiter_ttl: Option<Located<String>>,
     pub(super) hold_timeout: Option<Located<String>>,
+    pub(super) settle_time: Option<Located<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -215,6 +216,7 @@ impl Inputs {
             overlay(&mut l.default_max_holders, lease.default_max_holders, index);
             overlay(&mut l.waiter_ttl, lease.waiter_ttl, index);
             overlay(&mut l.hold_timeout, lease.hold_timeout, index);
+            overlay(&mut l.settle_time, lease.settle_time, index);
         }
         if let Some(updates) = fragment.updates {
             let u = &mut self.updates;

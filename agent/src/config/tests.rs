@@ -113,6 +113,7 @@ fn example_parses_as_written() {
                 default_max_holders: 1,
                 waiter_ttl: Duration::from_secs(30),
                 hold_timeout: None,
+                settle_time: None,
             },
             updates: UpdateSettings {
                 source: UpdateSourceKind::Auto,
@@ -178,6 +179,7 @@ fn defaults_fill_unset_keys() {
     assert_eq!(settings.lease.default_max_holders, 1);
     assert_eq!(settings.lease.waiter_ttl, Duration::from_secs(30));
     assert_eq!(settings.lease.hold_timeout, None);
+    assert_eq!(settings.lease.settle_time, None);
     assert_eq!(settings.this_voter(), None);
 }
 
@@ -217,7 +219,8 @@ fn durations_use_friendly_format() {
     let text = format!(
         "{MINIMAL}heartbeat_interval = \"50ms\"\nelection_timeout = \"1s\"\n\
          connect_timeout = \"1m\"\nrequest_timeout = \"1h30m\"\nsnapshot_every = 5\n\
-         [lease]\nwaiter_ttl = \"2h\"\nhold_timeout = \"500ms\"\ndefault_max_holders = 3\n"
+         [lease]\nwaiter_ttl = \"2h\"\nhold_timeout = \"500ms\"\ndefault_max_holders = 3\n\
+         settle_time = \"5m\"\n"
     );
     let settings = load_one(&text).unwrap();
     let c = &settings.cluster;
@@ -232,6 +235,7 @@ fn durations_use_friendly_format() {
         Some(Duration::from_millis(500))
     );
     assert_eq!(settings.lease.default_max_holders, 3);
+    assert_eq!(settings.lease.settle_time, Some(Duration::from_secs(300)));
 }
 
 #[test]
@@ -515,6 +519,8 @@ fn durations_must_parse_and_be_positive() {
     }
     let text = format!("{MINIMAL}[lease]\nhold_timeout = \"never\"\n");
     assert_invalid_one(&text, "lease.hold_timeout", 6);
+    let text = format!("{MINIMAL}[lease]\nsettle_time = \"0s\"\n");
+    assert_invalid_one(&text, "lease.settle_time", 6);
 }
 
 #[test]

@@ -18,7 +18,9 @@ use crate::host::fleet_report::Reporter;
 use crate::host::held_lease::HeldLease;
 use crate::host::hooks;
 use crate::host::kubernetes::KubeDrainer;
-use crate::host::lease_client::{lease_endpoints, machine_id, HostLeaseClient, HostLeaseError};
+use crate::host::lease_client::{
+    lease_endpoints, machine_id, HostLeaseClient, HostLeaseError, HostOrders,
+};
 use crate::host::metrics::HostMetrics;
 use crate::host::notify::Notifier;
 use crate::host::phase_file::{PhaseFile, PhaseFileError};
@@ -47,6 +49,9 @@ const CHECK_RETRY: Duration = Duration::from_secs(15);
 /// The shortest wait for a reboot window to open (a guard against a busy
 /// loop should the window rules say "opens now" while not open).
 const MIN_WINDOW_WAIT: Duration = Duration::from_millis(100);
+/// The update source of a reboot an admin asked for (`baton reboot-now`)
+/// while the host's own update source reported nothing.
+pub(super) const REBOOT_NOW_SOURCE: &str = "reboot-now";
 
 /// What the node is marked with, at each step (`host::kubernetes::node_marks`).
 enum NodeMark<'a> {
@@ -126,6 +131,11 @@ pub struct HostAgent {
     marked_needed: bool,
     /// Idle: baton's marks on the node are known to be gone.
     marks_cleared: bool,
+    /// What an admin asked of this host, as last learnt (once per poll
+    /// while idle or waiting for a window, and when a Wait stream fails).
+    pub(super) orders: HostOrders,
+    /// The reboot-now request (its time) this host rebooted for and released.
+    served_reboot_now: Option<u64>,
 }
 
 /// An id that changes at every boot of this host: the kernel's boot id,
@@ -322,6 +332,8 @@ impl HostAgent {
             reporter,
             recheck_blockers: false,
             blocked_after_grant: None,
+            orders: HostOrders::default(),
+            served_reboot_now: None,
             settings,
         };
         agent.notify.status(&agent.phase.describe());
@@ -605,7 +617,19 @@ impl HostAgent {
             self.retry_after = None;
             self.blocked_after_grant = None;
         }
+        self.learn_orders().await;
         let pending = Self::with_watchdog(&self.notify, self.updates.pending()).await;
+        if let (Ok(None), Some(by)) = (&pending, &self.orders.reboot_now_by) {
+            // Like kured's sentinel: an admin's reboot-now reboots the host
+            // even when its update source reports nothing.
+            let update = phases::PendingUpdate {
+                source: REBOOT_NOW_SOURCE.to_string(),
+                reason: format!("reboot asked by {by} (baton reboot-now)"),
+                new_version: None,
+            };
+            info!("{}", update.reason);
+            return Some(Event::UpdatePending(update));
+        }
         match pending {
             Ok(Some(update)) => match self.phase_file.failed_update() {
                 Ok(Some(failed)) if failed.blocks(&update) => self.warn_once(
@@ -683,11 +707,65 @@ impl HostAgent {
         }
     }
 
+    /// Asks the cluster what an admin asked of this host; on failure keeps
+    /// what it knew (the lease calls that follow fail loudly on their own).
+    pub(super) async fn learn_orders(&mut self) {
+        match self.lease.orders().await {
+            Ok(mut orders) => {
+                if orders.reboot_now_at.is_some() && orders.reboot_now_at == self.served_reboot_now
+                {
+                    // Done already; this voter has not applied our release yet.
+                    orders.reboot_now_by = None;
+                    orders.reboot_now_at = None;
+                }
+                if orders != self.orders {
+                    if let Some(by) = &orders.reboot_now_by {
+                        warn!("{by} asked this host to reboot now (baton reboot-now): skipping the reboot window");
+                    }
+                    if let Some(held) = &orders.held {
+                        warn!("held by admin: {held}: not queueing for the lease");
+                    }
+                }
+                self.orders = orders;
+            }
+            Err(e) => tracing::debug!("cannot learn what an admin asked of this host: {e}"),
+        }
+    }
+
+    /// Whether this host may hold the lease now: its window is open, or an
+    /// admin asked it to reboot now.
+    pub(super) fn may_reboot_now(&self, now: jiff::Timestamp) -> bool {
+        self.orders.reboot_now_by.is_some()
+            || self.phase_update_source() == Some(REBOOT_NOW_SOURCE)
+            || self.windows.is_open(now)
+    }
+
+    /// The update source of the phase's pending update, if it has one.
+    fn phase_update_source(&self) -> Option<&str> {
+        match &self.phase {
+            Phase::RebootNeeded { update }
+            | Phase::WaitingForLease { update }
+            | Phase::Draining { update, .. }
+            | Phase::Rebooting { update, .. }
+            | Phase::PostReboot { update, .. } => Some(update.source.as_str()),
+            _ => None,
+        }
+    }
+
     async fn reboot_needed(&mut self) -> Option<Event> {
-        let pending = Self::with_watchdog(&self.notify, self.updates.pending()).await;
+        self.learn_orders().await;
+        let forced = self.orders.reboot_now_by.is_some();
+        let pending = if self.phase_update_source() == Some(REBOOT_NOW_SOURCE) && forced {
+            // The admin's reboot, with nothing from the update source.
+            Ok(Some(()))
+        } else {
+            Self::with_watchdog(&self.notify, self.updates.pending())
+                .await
+                .map(|p| p.map(|_| ()))
+        };
         match pending {
-            Ok(None) => return Some(Event::UpdateGone),
-            Ok(Some(_)) => {}
+            Ok(None) if !forced => return Some(Event::UpdateGone),
+            Ok(_) => {}
             Err(e) => {
                 warn!("update source: {e}");
                 self.wait_for_update_news().await;
@@ -697,8 +775,13 @@ impl HostAgent {
         if !self.marked_needed {
             self.marked_needed = self.mark_node(NodeMark::RebootNeeded).await;
         }
+        if let Some(held) = &self.orders.held {
+            self.say(format!("reboot needed: held by admin: {held}"));
+            self.wait(self.settings.updates.poll_interval).await;
+            return None;
+        }
         let now = jiff::Timestamp::now();
-        if !self.windows.is_open(now) {
+        if !self.may_reboot_now(now) {
             let opens = self.windows.next_open(now);
             if let Some((until, reason)) = self.windows.frozen_at(now) {
                 // A freeze: no reboot starts, windows or not.
@@ -761,7 +844,7 @@ impl HostAgent {
             }
         };
         let now = jiff::Timestamp::now();
-        if !self.windows.is_open(now) {
+        if !self.may_reboot_now(now) {
             if self.windows.frozen_at(now).is_some() {
                 warn!("a freeze began before the drain; giving the lease back");
             } else {
@@ -856,8 +939,10 @@ impl HostAgent {
             }
         };
         // Only the window, not freezes: a host that began draining before a freeze started
-        // is already on its way down, and a freeze does not stop it.
-        if !self.windows.in_window(jiff::Timestamp::now()) {
+        // is already on its way down, and a freeze does not stop it. An admin's
+        // reboot-now skips the window.
+        let now = jiff::Timestamp::now();
+        if !self.windows.in_window(now) && !self.may_reboot_now(now) {
             warn!("reboot window closed before the reboot call; undoing the drain");
             return Some(Event::DrainFailed { drain });
         }
@@ -877,8 +962,12 @@ impl HostAgent {
         update: &phases::PendingUpdate,
         remembered: &RememberedLease,
     ) -> Option<Event> {
-        let verified =
-            Self::with_watchdog(&self.notify, self.updates.verify_after_boot(update)).await;
+        let verified = if update.source == REBOOT_NOW_SOURCE {
+            // An admin's reboot with no update: nothing to find active.
+            Ok(())
+        } else {
+            Self::with_watchdog(&self.notify, self.updates.verify_after_boot(update)).await
+        };
         match verified {
             Ok(()) => self.forget_failed_update(update),
             // Right after boot the updater may not be up yet: ask again.
@@ -1006,8 +1095,17 @@ impl HostAgent {
     }
 
     async fn releasing(&mut self, remembered: &RememberedLease) -> Option<Event> {
+        // The release clears a reboot-now request: remember which one, so a
+        // voter that applies the release a moment later does not ask again.
+        self.learn_orders().await;
+        let served = self.orders.reboot_now_at;
         match self.lease.release(Some(remembered.token)).await {
-            Ok(()) => Some(Event::Released),
+            Ok(()) => {
+                self.served_reboot_now = served.or(self.served_reboot_now);
+                self.orders.reboot_now_by = None;
+                self.orders.reboot_now_at = None;
+                Some(Event::Released)
+            }
             // Another token holds it now (force-released and re-granted to
             // us?): nothing of ours to give back.
             Err(HostLeaseError::Refused(why)) => {

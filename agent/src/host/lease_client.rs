@@ -3,6 +3,7 @@
 use std::future::Future;
 
 use baton_proto::v1 as pb;
+use baton_proto::v1::control_client::ControlClient;
 use baton_proto::v1::fleet_client::FleetClient;
 use baton_proto::v1::lease_client::LeaseClient;
 use tonic::transport::Channel;
@@ -113,6 +114,27 @@ impl HostLeaseClient {
             async move { c.report(report).await.map(drop) }
         })
         .await
+    }
+
+    /// What an admin asked of this host (`baton hold`, `baton reboot-now`),
+    /// read from a voter's applied state: one call.
+    pub async fn orders(&mut self) -> Result<HostOrders, HostLeaseError> {
+        let request = pb::HostControlRequest {
+            holder: self.holder.clone(),
+        };
+        let reply = self
+            .call_on(ControlClient::new, |mut client| {
+                let request = request.clone();
+                async move { client.host_control(request).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        Ok(HostOrders {
+            held: reply
+                .held
+                .map(|h| format!("{} (held by {})", h.reason, h.by)),
+            reboot_now_at: reply.reboot_now.as_ref().map(|r| r.at_ms),
+            reboot_now_by: reply.reboot_now.map(|r| r.by),
+        })
     }
 
     /// [`Self::call`] with any service's client, made by `client` from a channel.
@@ -273,6 +295,17 @@ impl HostLeaseClient {
             self.current = (self.current + 1) % self.endpoints.len();
         }
     }
+}
+
+/// What an admin asked of this host, as its agent learns it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostOrders {
+    /// Held (`baton hold`): the reason and who held it; the host does not queue.
+    pub held: Option<String>,
+    /// `baton reboot-now`: who asked; the host reboots outside its window.
+    pub reboot_now_by: Option<String>,
+    /// When it was asked (unix ms): tells one request from the next.
+    pub reboot_now_at: Option<u64>,
 }
 
 /// This host's machine id (/etc/machine-id), recorded with its grants; empty

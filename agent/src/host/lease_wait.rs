@@ -12,8 +12,10 @@ use crate::rules::phases::{Event, RememberedLease};
 impl HostAgent {
     pub(super) async fn waiting_for_lease(&mut self) -> Option<Event> {
         let now = jiff::Timestamp::now();
-        if !self.windows.is_open(now) {
-            if let Some((until, _)) = self.windows.frozen_at(now) {
+        if self.orders.held.is_some() || !self.may_reboot_now(now) {
+            if let Some(held) = &self.orders.held {
+                info!("held by admin: {held}; leaving the queue");
+            } else if let Some((until, _)) = self.windows.frozen_at(now) {
                 let until = self.windows.local_time(until);
                 info!("a freeze began before a grant (until {until}); leaving the queue");
             } else {
@@ -29,6 +31,8 @@ impl HostAgent {
                 Ok(stream) => self.wait_stream = Some(stream),
                 Err(e) => {
                     warn!("cannot queue for the lease: {e}");
+                    // Perhaps an admin held this host: the next round leaves.
+                    self.learn_orders().await;
                     self.wait(RETRY).await;
                     return None;
                 }
@@ -36,11 +40,15 @@ impl HostAgent {
         }
         // The next message on the stream (a new place, or the grant), or the
         // window closing or a freeze starting, whichever comes first; the
-        // watchdog is fed meanwhile.
-        let closes = self
-            .windows
-            .closes_at(now)
-            .and_then(|t| Duration::try_from(t.duration_since(now)).ok());
+        // watchdog is fed meanwhile. A host asked to reboot now waits
+        // regardless of its window.
+        let closes = if self.orders.reboot_now_by.is_some() {
+            None
+        } else {
+            self.windows
+                .closes_at(now)
+                .and_then(|t| Duration::try_from(t.duration_since(now)).ok())
+        };
         let stream = self.wait_stream.as_mut()?;
         let next = Self::with_watchdog(&self.notify, async {
             match closes {
@@ -80,7 +88,12 @@ impl HostAgent {
                 warn!("the wait stream broke: {}", status.message());
                 self.wait_stream = None;
                 self.lease.stream_broke();
-                self.wait(RETRY).await;
+                // A hold ends the stream (the host left the queue, and may
+                // not queue again): learn it, and the next round leaves.
+                self.learn_orders().await;
+                if self.orders.held.is_none() {
+                    self.wait(RETRY).await;
+                }
                 None
             }
             Ok(None) => {

@@ -36,6 +36,51 @@ pub struct AppliedState {
     pub stored_voters: BTreeSet<NodeId>,
 }
 
+/// A snapshot's state: the current shape, or the shape before issue 11 added
+/// the settle time and per-host control at the end of `LeaseState`
+/// (postcard is positional, so an older snapshot simply ends early; JSON
+/// ones fill the new fields by default).
+fn decode_state(data: &[u8]) -> Result<AppliedState, redb::Error> {
+    match decode::<AppliedState>(data) {
+        Ok(state) => Ok(state),
+        Err(current) => match decode::<AppliedStateBefore11>(data) {
+            Ok(old) => Ok(AppliedState {
+                last_applied: old.last_applied,
+                membership: old.membership,
+                lease: LeaseState {
+                    groups: old.lease.groups,
+                    paused_all: old.lease.paused_all,
+                    paused_all_by: old.lease.paused_all_by,
+                    paused_all_at: old.lease.paused_all_at,
+                    last_token: old.lease.last_token,
+                    ..LeaseState::default()
+                },
+                // The leader records every voter again within a moment.
+                stored_voters: BTreeSet::new(),
+            }),
+            Err(_) => Err(current),
+        },
+    }
+}
+
+/// `AppliedState` as snapshots stored it before issue 11.
+#[derive(Debug, Serialize, Deserialize)]
+struct AppliedStateBefore11 {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    lease: LeaseStateBefore11,
+}
+
+/// `LeaseState` as snapshots stored it before issue 11.
+#[derive(Debug, Serialize, Deserialize)]
+struct LeaseStateBefore11 {
+    groups: std::collections::BTreeMap<String, crate::rules::lease::Group>,
+    paused_all: Option<String>,
+    paused_all_by: Option<String>,
+    paused_all_at: Option<u64>,
+    last_token: u64,
+}
+
 /// What watchers receive: one lease change as applied at a log index, or
 /// word that the whole state was replaced (snapshot installed) and must be re-read.
 #[derive(Debug, Clone)]
@@ -79,8 +124,9 @@ impl StateMachine {
     pub fn open(db: Arc<Database>) -> Result<Self, StorageError> {
         let stored = read_snapshot(&db).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
         let state = match stored {
-            Some((_, data)) => decode::<AppliedState>(&data)
-                .map_err(|e| StorageIOError::read_snapshot(None, &e))?,
+            Some((_, data)) => {
+                decode_state(&data).map_err(|e| StorageIOError::read_snapshot(None, &e))?
+            }
             None => AppliedState::default(),
         };
         let (changes, _) = broadcast::channel(EVENT_BUFFER);
@@ -245,8 +291,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let mut incoming: AppliedState =
-            decode(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        let mut incoming: AppliedState = decode_state(&data)
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         // The meta is authoritative for what the snapshot covers.
         incoming.last_applied = meta.last_log_id;
         incoming.membership = meta.last_membership.clone();
@@ -286,5 +332,65 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_from_before_the_settle_time_still_load() {
+        let mut lease = LeaseState::default();
+        let acquire = crate::rules::lease::Command::Acquire {
+            group: "workers".into(),
+            holder: "h1".into(),
+            machine_id: "m1".into(),
+            now: 5,
+            default_max_holders: 1,
+        };
+        lease.apply(3, &acquire).expect("apply");
+        let old = AppliedStateBefore11 {
+            last_applied: None,
+            membership: StoredMembership::default(),
+            lease: LeaseStateBefore11 {
+                groups: lease.groups.clone(),
+                paused_all: Some("freeze".into()),
+                paused_all_by: Some("ops".into()),
+                paused_all_at: Some(4),
+                last_token: lease.last_token,
+            },
+        };
+        let bytes = encode(&old).expect("encode");
+        let state = decode_state(&bytes).expect("old snapshot loads");
+        assert_eq!(state.lease.groups, lease.groups);
+        assert_eq!(state.lease.paused_all.as_deref(), Some("freeze"));
+        assert_eq!(state.lease.last_token, 3);
+        assert_eq!(state.lease.settle_ms, 0);
+
+        let mut current = state.clone();
+        current.lease.settle_ms = 2_000;
+        current
+            .lease
+            .settling
+            .insert("workers".into(), vec![10, 20]);
+        current.lease.held.insert(
+            "h2".into(),
+            crate::rules::lease::HostHold {
+                reason: "disk".into(),
+                by: "ops".into(),
+                at: 7,
+            },
+        );
+        current.lease.reboot_now.insert(
+            "h3".into(),
+            crate::rules::lease::RebootRequest {
+                by: "ops".into(),
+                at: 8,
+            },
+        );
+        let bytes = encode(&current).expect("encode");
+        assert_eq!(decode_state(&bytes).expect("current loads"), current);
+        assert!(decode_state(&[1, 0xff, 0xff]).is_err());
     }
 }

@@ -118,6 +118,11 @@ pub enum Rpc {
     FleetReport,
     FleetForward,
     FleetHosts,
+    // Per-host control (the Control service).
+    Hold,
+    Unhold,
+    RebootNow,
+    HostControl,
 }
 
 /// Who may make an RPC at all.
@@ -152,7 +157,7 @@ impl Allowed {
 
 impl Rpc {
     /// Every RPC, for tests that go through all of them.
-    pub const ALL: [Rpc; 19] = [
+    pub const ALL: [Rpc; 23] = [
         Rpc::RaftAppendEntries,
         Rpc::RaftVote,
         Rpc::RaftInstallSnapshot,
@@ -172,6 +177,10 @@ impl Rpc {
         Rpc::FleetReport,
         Rpc::FleetForward,
         Rpc::FleetHosts,
+        Rpc::Hold,
+        Rpc::Unhold,
+        Rpc::RebootNow,
+        Rpc::HostControl,
     ];
 
     /// The gRPC path of this RPC (`/baton.v1.Lease/Acquire`).
@@ -196,6 +205,10 @@ impl Rpc {
             Rpc::FleetReport => "/baton.v1.Fleet/Report",
             Rpc::FleetForward => "/baton.v1.Fleet/Forward",
             Rpc::FleetHosts => "/baton.v1.Fleet/Hosts",
+            Rpc::Hold => "/baton.v1.Control/Hold",
+            Rpc::Unhold => "/baton.v1.Control/Unhold",
+            Rpc::RebootNow => "/baton.v1.Control/RebootNow",
+            Rpc::HostControl => "/baton.v1.Control/HostControl",
         }
     }
 
@@ -231,6 +244,9 @@ impl Rpc {
             Rpc::FleetReport => Allowed::LeaseTakers,
             Rpc::FleetForward => Allowed::Voters,
             Rpc::FleetHosts => Allowed::FleetReaders,
+            // Per-host control: admins change it, any host may read it.
+            Rpc::Hold | Rpc::Unhold | Rpc::RebootNow => Allowed::Admins,
+            Rpc::HostControl => Allowed::Anyone,
         }
     }
 }
@@ -569,5 +585,23 @@ mod tests {
         assert!(permit(&certified("cp-1", Role::Voter), Rpc::FleetForward, &voters).is_ok());
         assert!(permit(&certified("cp-1", Role::Voter), Rpc::FleetHosts, &voters).is_err());
         assert!(permit(&certified("ops", Role::Admin), Rpc::FleetHosts, &voters).is_ok());
+    }
+
+    #[test]
+    fn only_admins_hold_unhold_and_ask_reboots_any_host_reads_its_orders() {
+        let voters = vec!["cp-1".to_string()];
+        let host = certified("h1", Role::Host);
+        let voter = certified("cp-1", Role::Voter);
+        let admin = certified("ops", Role::Admin);
+        for rpc in [Rpc::Hold, Rpc::Unhold, Rpc::RebootNow] {
+            let refused = permit(&host, rpc, &voters).unwrap_err().to_string();
+            assert!(refused.contains("only admin certificates"), "{refused}");
+            assert!(permit(&voter, rpc, &voters).is_err());
+            assert!(permit(&admin, rpc, &voters).is_ok());
+        }
+        assert_eq!(Rpc::Hold.name(), "Control.Hold");
+        for caller in [&host, &voter, &admin] {
+            assert!(permit(caller, Rpc::HostControl, &voters).is_ok());
+        }
     }
 }

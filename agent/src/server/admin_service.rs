@@ -43,26 +43,10 @@ impl AdminService {
         Req: Clone,
         RF: Future<Output = Result<Response<pb::AdminResponse>, Status>>,
     {
-        let request = Routed::new(request)?;
-        let cluster = &self.cluster;
-        let by = request.caller.name();
-        let answer = cluster
-            .route(
-                &request,
-                || async {
-                    let make = |now| make(&request.message, by, now);
-                    cluster.propose_stamped(make).await.map(|outcome| {
-                        let message = match outcome {
-                            Outcome::Done { message } => message,
-                            other => format!("{other:?}"),
-                        };
-                        pb::AdminResponse { message, index: 0 }
-                    })
-                },
-                |channel, forwarded| remote(AdminClient::new(channel), forwarded),
-            )
-            .await?;
-        Ok(Response::new(answered(&request.caller, answer)))
+        propose_admin(&self.cluster, request, make, |channel, forwarded| {
+            remote(AdminClient::new(channel), forwarded)
+        })
+        .await
     }
 
     /// Runs a membership change on the leader (or forwards it there).
@@ -98,6 +82,40 @@ impl AdminService {
             .await?;
         Ok(Response::new(answered(&request.caller, answer)))
     }
+}
+
+/// Proposes the command `make(request, caller, now)` on the leader (or
+/// forwards the request there with `remote`) and reports what changed: the
+/// Admin and Control services' admin calls.
+pub(super) async fn propose_admin<Req, RF>(
+    cluster: &Cluster,
+    request: Request<Req>,
+    make: impl Fn(&Req, &str, UnixMillis) -> Command,
+    remote: impl Fn(Channel, Request<Req>) -> RF,
+) -> Result<Response<pb::AdminResponse>, Status>
+where
+    Req: Clone,
+    RF: Future<Output = Result<Response<pb::AdminResponse>, Status>>,
+{
+    let request = Routed::new(request)?;
+    let by = request.caller.name();
+    let answer = cluster
+        .route(
+            &request,
+            || async {
+                let make = |now| make(&request.message, by, now);
+                cluster.propose_stamped(make).await.map(|outcome| {
+                    let message = match outcome {
+                        Outcome::Done { message } => message,
+                        other => format!("{other:?}"),
+                    };
+                    pb::AdminResponse { message, index: 0 }
+                })
+            },
+            remote,
+        )
+        .await?;
+    Ok(Response::new(answered(&request.caller, answer)))
 }
 
 /// The admin response, wherever it was made; logged, with its caller,

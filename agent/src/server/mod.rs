@@ -4,6 +4,7 @@ pub mod admin_service;
 pub mod auth;
 pub mod bootstrap;
 pub mod call_latency;
+pub mod control_service;
 pub mod fleet_state;
 pub mod fleet_view;
 pub mod fleetlock;

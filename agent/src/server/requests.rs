@@ -1,4 +1,4 @@
-//! What each Lease and Admin request must satisfy, and the lease command it becomes.
+//! What each Lease, Admin and Control request must satisfy, and the lease command it becomes.
 //!
 //! Pure: no cluster, no clock, no caller. The services run the check first
 //! (InvalidArgument otherwise), then the holder check (`auth::permit_holder`),
@@ -182,6 +182,47 @@ pub fn force_release_command(req: &pb::ForceReleaseRequest, by: &str, now: UnixM
     }
 }
 
+/// `Control.Hold`: a holder and a reason.
+pub fn check_hold(req: &pb::HoldRequest) -> Result<(), Status> {
+    validate_holder(&req.holder).map_err(invalid)?;
+    check_reason(&req.reason)
+        .map_err(|e| Status::invalid_argument(format!("a hold needs a reason: {e}")))
+}
+
+/// `Control.Unhold`, `Control.RebootNow`, `Control.HostControl`: a holder.
+pub fn check_host(holder: &str) -> Result<(), Status> {
+    validate_holder(holder).map_err(invalid)
+}
+
+/// The command a checked Hold becomes; `by` is the caller's name.
+pub fn hold_command(req: &pb::HoldRequest, by: &str, now: UnixMillis) -> Command {
+    Command::Hold {
+        holder: req.holder.clone(),
+        reason: req.reason.clone(),
+        by: by.to_string(),
+        now,
+    }
+}
+
+/// The command a checked Unhold becomes.
+pub fn unhold_command(req: &pb::UnholdRequest, by: &str, now: UnixMillis) -> Command {
+    Command::Unhold {
+        holder: req.holder.clone(),
+        by: by.to_string(),
+        now,
+    }
+}
+
+/// The command a checked RebootNow becomes.
+pub fn reboot_now_command(req: &pb::RebootNowRequest, by: &str, now: UnixMillis) -> Command {
+    Command::RebootNow {
+        holder: req.holder.clone(),
+        cancel: req.cancel,
+        by: by.to_string(),
+        now,
+    }
+}
+
 /// The command a checked SetMax becomes.
 pub fn set_max_command(
     req: &pb::SetMaxRequest,
@@ -265,5 +306,44 @@ mod tests {
         assert!(check_add_voter(&voter(4, "10.0.0.4:7421")).is_ok());
         assert!(check_add_voter(&voter(0, "10.0.0.4:7421")).is_err());
         assert!(check_add_voter(&voter(4, "10.0.0.4")).is_err());
+    }
+
+    #[test]
+    fn host_control_requests_are_checked_and_record_the_caller() {
+        let hold = pb::HoldRequest {
+            holder: "h1".into(),
+            reason: "disk swap".into(),
+        };
+        check_hold(&hold).unwrap();
+        let command = hold_command(&hold, "ops", 9);
+        command.validate().unwrap();
+        assert!(matches!(&command, Command::Hold { by, now: 9, .. } if by == "ops"));
+        let no_reason = pb::HoldRequest {
+            holder: "h1".into(),
+            reason: String::new(),
+        };
+        assert!(check_hold(&no_reason)
+            .unwrap_err()
+            .message()
+            .contains("a hold needs a reason"));
+        assert!(check_hold(&pb::HoldRequest {
+            holder: "two words".into(),
+            reason: "r".into(),
+        })
+        .is_err());
+        assert!(check_host("").is_err());
+        let reboot = pb::RebootNowRequest {
+            holder: "h1".into(),
+            cancel: true,
+        };
+        check_host(&reboot.holder).unwrap();
+        assert!(matches!(
+            reboot_now_command(&reboot, "ops", 1),
+            Command::RebootNow { cancel: true, .. }
+        ));
+        let unhold = pb::UnholdRequest {
+            holder: "h1".into(),
+        };
+        unhold_command(&unhold, "ops", 2).validate().unwrap();
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_proto::v1::admin_server::AdminServer;
+use baton_proto::v1::control_server::ControlServer;
 use baton_proto::v1::fleet_server::FleetServer;
 use baton_proto::v1::lease_server::LeaseServer;
 use baton_proto::v1::raft_server::RaftServer;
@@ -13,7 +14,7 @@ use openraft::{Config, SnapshotPolicy};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::config::{Settings, VoterSettings};
+use crate::config::{LeaseSettings, Settings, VoterSettings};
 use crate::log_fields::lease_span;
 use crate::raft::election::{self, ElectionTiming};
 use crate::raft::log_store::LogStore;
@@ -31,6 +32,7 @@ use crate::server::admin_service::AdminService;
 use crate::server::auth::{AuthLayer, VoterNames};
 use crate::server::bootstrap::{self, Start};
 use crate::server::call_latency::CallLatency;
+use crate::server::control_service::ControlService;
 use crate::server::fleet_state::FleetView;
 use crate::server::fleet_view::{self, FleetService};
 use crate::server::lease_service::LeaseService;
@@ -245,6 +247,10 @@ impl Voter {
             .add_service(
                 FleetServer::new(FleetService::new(cluster.clone()))
                     .max_decoding_message_size(MAX_API_MESSAGE_BYTES),
+            )
+            .add_service(
+                ControlServer::new(ControlService::new(cluster.clone()))
+                    .max_decoding_message_size(MAX_API_MESSAGE_BYTES),
             );
         let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
@@ -290,7 +296,7 @@ impl Voter {
 
         let background = vec![
             tokio::spawn(election::run(raft.clone(), cluster.dialer.clone(), timing)),
-            tokio::spawn(expire_loop(cluster.clone(), settings.lease.hold_timeout)),
+            tokio::spawn(expire_loop(cluster.clone(), settings.lease.clone())),
             tokio::spawn(record_voters(cluster.clone())),
             tokio::spawn(session_loops::dispatch_changes(cluster.clone())),
             tokio::spawn(session_loops::keep_alive(cluster.clone())),
@@ -458,10 +464,14 @@ async fn form_cluster(raft: &Raft, voters: &[VoterSettings]) -> Result<(), NodeE
     }
 }
 
-/// On the leader: proposes `Expire` whenever a hold timeout has run out.
-/// (Waiters are dropped by their sessions, see `sessions::drop_lapsed`.)
-async fn expire_loop(cluster: Cluster, hold_timeout: Option<Duration>) {
-    let hold_timeout_ms = hold_timeout.map(|d| d.as_millis() as u64);
+/// On the leader: proposes `Expire` whenever a hold timeout has run out or a
+/// settling slot opens again (its apply hands the slot to the queue), and
+/// `SetSettleTime` when the state's settle time is not this leader's
+/// `[lease] settle_time`. (Waiters are dropped by their sessions, see
+/// `sessions::drop_lapsed`.)
+async fn expire_loop(cluster: Cluster, lease: LeaseSettings) {
+    let hold_timeout_ms = lease.hold_timeout.map(millis);
+    let settle_ms = lease.settle_time.map_or(0, millis);
     let mut tick = tokio::time::interval(EXPIRY_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -471,7 +481,35 @@ async fn expire_loop(cluster: Cluster, hold_timeout: Option<Duration>) {
             continue;
         }
         let Ok(now) = now_ms() else { continue };
-        let due = cluster.view.read().lease.next_expiry(hold_timeout_ms);
+        let (due, settle_in_state) = {
+            let view = cluster.view.read();
+            let expiry = view.lease.next_expiry(hold_timeout_ms);
+            let settled = view.lease.next_settle_end();
+            let due = match (expiry, settled) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            (due, view.lease.settle_ms)
+        };
+        if settle_in_state != settle_ms {
+            let set = Command::SetSettleTime { settle_ms, now };
+            if let crate::server::routing::Attempt::Fail(status) = cluster.propose(set).await {
+                warn!("could not set the settle time: {}", status.message());
+            }
+            continue;
+        }
+        // Due before the next tick: wait for it, so a settled slot is handed
+        // over on time rather than up to a tick late.
+        let mut now = now;
+        if let Some(wait) = due
+            .filter(|&at| at > now)
+            .map(|at| Duration::from_millis(at - now))
+            .filter(|&wait| wait < EXPIRY_CHECK)
+        {
+            tokio::time::sleep(wait).await;
+            let Ok(later) = now_ms() else { continue };
+            now = later;
+        }
         if due.is_some_and(|at| at <= now) {
             let expire = Command::Expire {
                 now,
@@ -525,6 +563,11 @@ async fn record_voters(cluster: Cluster) {
 
 /// How often the leader looks for voters to record as having stored entries.
 const RECORD_VOTERS_CHECK: Duration = Duration::from_millis(250);
+
+/// A configured duration in milliseconds (saturating: config durations are far below).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
 
 /// Logs each change of leader (`BATON_LEADER`), as this voter learns it.
 async fn log_leader_changes(raft: Raft) {

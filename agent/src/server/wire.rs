@@ -3,7 +3,8 @@
 use baton_proto::v1 as pb;
 
 use crate::rules::lease::{
-    EventKind, Grant, Group, LeaseState, QueueReason, Refusal, ReleaseCause,
+    EventKind, Grant, Group, HostHold, LeaseState, QueueReason, RebootRequest, Refusal,
+    ReleaseCause,
 };
 
 /// A grant as sent on the wire.
@@ -22,12 +23,14 @@ pub fn grant(grant: &Grant) -> pb::Grant {
 /// name two machines share is FailedPrecondition.
 pub fn refusal_status(refusal: &Refusal) -> tonic::Status {
     match refusal {
-        Refusal::QueueFull { .. } | Refusal::TooManyGroups { .. } => {
+        Refusal::QueueFull { .. }
+        | Refusal::TooManyGroups { .. }
+        | Refusal::TooManyHostControls { .. } => {
             tonic::Status::resource_exhausted(refusal.to_string())
         }
-        Refusal::OtherMachine { .. } | Refusal::QueuedByOtherMachine { .. } => {
-            tonic::Status::failed_precondition(refusal.to_string())
-        }
+        Refusal::OtherMachine { .. }
+        | Refusal::QueuedByOtherMachine { .. }
+        | Refusal::Held { .. } => tonic::Status::failed_precondition(refusal.to_string()),
     }
 }
 
@@ -47,6 +50,7 @@ pub fn group_status(lease: &LeaseState, name: &str, group: &Group) -> pb::GroupS
         paused: lease.pause_reason(name).map(str::to_string),
         paused_by: group.paused_by.clone(),
         paused_at_ms: group.paused_at,
+        settling_until_ms: lease.settling_until(name),
         holders: group
             .holders
             .iter()
@@ -83,6 +87,7 @@ pub fn group_status_or_empty(lease: &LeaseState, name: &str, default_max: u32) -
             paused: lease.pause_reason(name).map(str::to_string),
             paused_by: None,
             paused_at_ms: None,
+            settling_until_ms: lease.settling_until(name),
             holders: Vec::new(),
             queue: Vec::new(),
         },
@@ -128,4 +133,41 @@ pub fn event_kind(kind: &EventKind) -> pb::watch_event::Kind {
         EventKind::ResumedAll => Kind::ResumedAll(true),
         EventKind::MaxChanged { max_holders } => Kind::MaxChanged(*max_holders),
     }
+}
+
+/// One hold, as the Control service and status send it.
+pub fn hold_entry(holder: &str, hold: &HostHold) -> pb::HostHold {
+    pb::HostHold {
+        holder: holder.to_string(),
+        reason: hold.reason.clone(),
+        by: hold.by.clone(),
+        at_ms: hold.at,
+    }
+}
+
+/// One reboot-now request, as the Control service and status send it.
+pub fn reboot_entry(holder: &str, request: &RebootRequest) -> pb::RebootNowEntry {
+    pb::RebootNowEntry {
+        holder: holder.to_string(),
+        by: request.by.clone(),
+        at_ms: request.at,
+    }
+}
+
+/// The holds in `lease`, as status lists them.
+pub fn held_hosts(lease: &LeaseState) -> Vec<pb::HostHold> {
+    lease
+        .held
+        .iter()
+        .map(|(h, hold)| hold_entry(h, hold))
+        .collect()
+}
+
+/// The reboot-now requests in `lease`, as status lists them.
+pub fn reboot_requests(lease: &LeaseState) -> Vec<pb::RebootNowEntry> {
+    lease
+        .reboot_now
+        .iter()
+        .map(|(h, request)| reboot_entry(h, request))
+        .collect()
 }

@@ -106,7 +106,55 @@ pub enum Command {
     /// forgotten its vote, is refused even by a leader that has just
     /// restarted and knows no matched index yet (`server::bootstrap`).
     RecordVoter { voter: u64, now: UnixMillis },
+    /// Sets the settle time between hosts (`[lease] settle_time`, 0 = off): a slot freed
+    /// by a holder that ends a claimed grant is not granted again until this long after.
+    /// The leader proposes it when its configuration differs from the state.
+    SetSettleTime { settle_ms: u64, now: UnixMillis },
+    /// Hold a host (`baton hold`): it may not queue in any group until
+    /// `Unhold`; it leaves every queue and an unclaimed slot handed to it goes
+    /// back. A grant it has taken stays (the host may be rebooting).
+    Hold {
+        holder: String,
+        reason: String,
+        by: String,
+        now: UnixMillis,
+    },
+    /// Lift a hold (`baton unhold`).
+    Unhold {
+        holder: String,
+        by: String,
+        now: UnixMillis,
+    },
+    /// Ask a host to reboot outside its window (`baton reboot-now`), or
+    /// withdraw that (`cancel`). Cleared when the host gives back a lease it
+    /// took (it rebooted) or is force-released.
+    RebootNow {
+        holder: String,
+        cancel: bool,
+        by: String,
+        now: UnixMillis,
+    },
 }
+
+/// A host an admin holds (`baton hold`): it does not queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostHold {
+    pub reason: String,
+    /// Who held it (the admin's name).
+    pub by: String,
+    pub at: UnixMillis,
+}
+
+/// A reboot an admin asked for (`baton reboot-now`): the host skips its window once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebootRequest {
+    /// Who asked (the admin's name).
+    pub by: String,
+    pub at: UnixMillis,
+}
+
+/// Most hosts held, and most reboot-now requests, the cluster keeps at once.
+pub const MAX_HOST_CONTROLS: usize = MAX_QUEUE;
 
 /// A held lease: one slot of a group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,6 +263,20 @@ pub struct LeaseState {
     /// when one entry grants several slots).
     #[serde(default)]
     pub last_token: u64,
+    /// Settle time between hosts in milliseconds (0 = off), as `SetSettleTime` set it.
+    #[serde(default)]
+    pub settle_ms: u64,
+    /// Per group, when claimed grants ended while a settle time was set: each such
+    /// slot stays closed until `freed_at + settle_ms` (oldest first; settled entries
+    /// are dropped by the next apply).
+    #[serde(default)]
+    pub settling: BTreeMap<String, Vec<UnixMillis>>,
+    /// Hosts held by an admin (`Hold`), by holder name.
+    #[serde(default)]
+    pub held: BTreeMap<String, HostHold>,
+    /// Reboots asked for outside the window (`RebootNow`), by holder name.
+    #[serde(default)]
+    pub reboot_now: BTreeMap<String, RebootRequest>,
 }
 
 /// What applying a command means for its caller.
@@ -271,6 +333,20 @@ pub enum Refusal {
     /// The cluster has [`MAX_GROUPS`] groups.
     #[error("cannot create group {group}: the cluster has the most groups it keeps ({max})")]
     TooManyGroups { group: String, max: usize },
+    /// An admin holds the host (`baton hold`): it may not queue.
+    #[error("{holder} is held by {by}: {reason} (baton unhold {holder} lets it queue again)")]
+    Held {
+        holder: String,
+        reason: String,
+        by: String,
+    },
+    /// The cluster keeps [`MAX_HOST_CONTROLS`] holds or reboot-now requests.
+    #[error("cannot {what} {holder}: the cluster keeps at most {max}")]
+    TooManyHostControls {
+        what: String,
+        holder: String,
+        max: usize,
+    },
 }
 
 /// Why an `Acquire` was queued rather than granted.
@@ -355,7 +431,7 @@ pub enum LeaseError {
     #[error("invalid machine id {id:?}: {reason}")]
     MachineId { id: String, reason: NameError },
     /// The pause reason breaks the rule (`rules::names::check_reason`).
-    #[error("invalid pause reason: {0}")]
+    #[error("invalid reason: {0}")]
     Reason(NameError),
 }
 
@@ -396,6 +472,8 @@ impl Command {
                 | Command::ForceRelease { .. }
                 | Command::SetMax { .. }
                 | Command::Resume { .. }
+                | Command::SetSettleTime { .. }
+                | Command::Hold { .. }
         )
     }
 
@@ -410,7 +488,11 @@ impl Command {
             | Command::Resume { now, .. }
             | Command::ForceRelease { now, .. }
             | Command::SetMax { now, .. }
-            | Command::RecordVoter { now, .. } => *now,
+            | Command::RecordVoter { now, .. }
+            | Command::SetSettleTime { now, .. }
+            | Command::Hold { now, .. }
+            | Command::Unhold { now, .. }
+            | Command::RebootNow { now, .. } => *now,
         }
     }
 
@@ -441,7 +523,16 @@ impl Command {
                 validate_group_name(group)?;
                 validate_holder(holder)
             }
-            Command::Expire { .. } | Command::RecordVoter { .. } => Ok(()),
+            Command::Expire { .. }
+            | Command::SetSettleTime { .. }
+            | Command::RecordVoter { .. } => Ok(()),
+            Command::Hold { holder, reason, .. } => {
+                validate_holder(holder)?;
+                check_reason(reason).map_err(LeaseError::Reason)
+            }
+            Command::Unhold { holder, .. } | Command::RebootNow { holder, .. } => {
+                validate_holder(holder)
+            }
             Command::DropWaiters { waiters, .. } => waiters.iter().try_for_each(|w| {
                 validate_group_name(&w.group)?;
                 validate_holder(&w.holder)
@@ -488,6 +579,13 @@ impl LeaseState {
         // Validate first: a rejected command changes nothing at all.
         cmd.validate()?;
         let mut events = Vec::new();
+        // Before an Acquire, slots whose settle time has passed go to the queue
+        // at once, so a newcomer queues behind the waiters that were there
+        // first. After any other command `promote` opens and hands them over
+        // (with the settle time the command may have just set).
+        if matches!(cmd, Command::Acquire { .. }) && self.drop_settled(cmd.now()) {
+            self.promote(index, cmd.now(), &mut events);
+        }
         let outcome = match cmd {
             Command::Acquire {
                 group,
@@ -510,8 +608,8 @@ impl LeaseState {
                 group,
                 holder,
                 token,
-                ..
-            } => self.release(group, holder, *token, &mut events),
+                now,
+            } => self.release(group, holder, (*token, *now), &mut events),
             Command::Expire {
                 now,
                 hold_timeout_ms,
@@ -535,9 +633,9 @@ impl LeaseState {
             Command::Resume {
                 group: Some(group), ..
             } => self.resume_group(group, &mut events),
-            Command::ForceRelease { group, holder, .. } => {
-                self.force_release(group, holder, &mut events)
-            }
+            Command::ForceRelease {
+                group, holder, now, ..
+            } => self.force_release(group, holder, *now, &mut events),
             Command::SetMax {
                 group, max_holders, ..
             } => self.set_max(group, *max_holders, &mut events),
@@ -545,6 +643,20 @@ impl LeaseState {
             Command::RecordVoter { voter, .. } => Outcome::Done {
                 message: format!("voter {voter} recorded as having stored entries"),
             },
+            Command::SetSettleTime { settle_ms, .. } => self.set_settle_time(*settle_ms),
+            Command::Hold {
+                holder,
+                reason,
+                by,
+                now,
+            } => self.hold(holder, (reason, by, *now), &mut events),
+            Command::Unhold { holder, .. } => self.unhold(holder),
+            Command::RebootNow {
+                holder,
+                cancel,
+                by,
+                now,
+            } => self.reboot_now(holder, *cancel, by, *now),
         };
         self.promote(index, cmd.now(), &mut events);
         Ok((outcome, events))
@@ -559,6 +671,33 @@ impl LeaseState {
             .flat_map(|g| g.holders.iter())
             .map(|grant| grant.granted_at.saturating_add(timeout))
             .min()
+    }
+
+    /// The earliest time at which a settling slot opens again (see
+    /// [`Command::SetSettleTime`]); None when nothing settles. The leader
+    /// proposes an `Expire` then, whose apply hands the slot to the queue.
+    pub fn next_settle_end(&self) -> Option<UnixMillis> {
+        if self.settle_ms == 0 {
+            return None;
+        }
+        self.settling
+            .values()
+            .flat_map(|freed| freed.iter())
+            .map(|at| at.saturating_add(self.settle_ms))
+            .min()
+    }
+
+    /// When the settling slots of `group` open again, earliest first.
+    pub fn settling_until(&self, group: &str) -> Vec<UnixMillis> {
+        if self.settle_ms == 0 {
+            return Vec::new();
+        }
+        self.settling.get(group).map_or_else(Vec::new, |freed| {
+            freed
+                .iter()
+                .map(|at| at.saturating_add(self.settle_ms))
+                .collect()
+        })
     }
 
     /// Everyone whose place lives on a session, as `DropWaiters` names them:

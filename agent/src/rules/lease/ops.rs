@@ -1,8 +1,9 @@
 //! How each lease command changes the state: the bodies behind [`LeaseState::apply`].
 
 use super::{
-    count, Event, EventKind, Grant, Group, LeaseState, Outcome, QueueReason, Refusal, ReleaseCause,
-    UnixMillis, Waiter, WaiterRef, MAX_GROUPS, MAX_QUEUE,
+    count, Event, EventKind, Grant, Group, HostHold, LeaseState, Outcome, QueueReason,
+    RebootRequest, Refusal, ReleaseCause, UnixMillis, Waiter, WaiterRef, MAX_GROUPS,
+    MAX_HOST_CONTROLS, MAX_QUEUE,
 };
 
 /// The fields of an `Acquire` command.
@@ -32,12 +33,16 @@ impl LeaseState {
             return done("nothing expired".to_owned());
         };
         let mut timed_out = 0;
+        let mut freed = Vec::new();
         for (name, group) in &mut self.groups {
             group.holders.retain(|grant| {
                 if grant.granted_at.saturating_add(timeout) > now {
                     return true;
                 }
                 timed_out += 1;
+                if grant.claimed {
+                    freed.push(name.clone());
+                }
                 events.push(Event {
                     group: name.clone(),
                     kind: EventKind::Released {
@@ -48,6 +53,9 @@ impl LeaseState {
                 });
                 false
             });
+        }
+        for name in freed {
+            self.settle_slot(&name, now);
         }
         if timed_out == 0 {
             return done("nothing expired".to_owned());
@@ -105,6 +113,7 @@ impl LeaseState {
     /// order, unless the group or all groups are paused. Run after every
     /// command, so the entry that frees a slot is the one that hands it over.
     pub(super) fn promote(&mut self, index: u64, now: UnixMillis, events: &mut Vec<Event>) {
+        let _ = self.drop_settled(now);
         if self.paused_all.is_some() {
             return;
         }
@@ -114,7 +123,8 @@ impl LeaseState {
             if group.paused.is_some() {
                 continue;
             }
-            while group.holders.len() < group.max_holders as usize {
+            let settling = self.settling.get(name).map_or(0, Vec::len);
+            while group.holders.len() + settling < group.max_holders as usize {
                 let Some(waiter) = group.queue.pop_front() else {
                     break;
                 };
@@ -183,6 +193,21 @@ impl LeaseState {
     ) -> Outcome {
         let token = self.next_token(index);
         let paused_all = self.paused_all.clone();
+        let settling = self.settling.get(req.group).map_or(0, Vec::len);
+        if let Some(hold) = self.held.get(req.holder) {
+            // A held host gets back a grant it has (reentrant), nothing new.
+            let holds = self
+                .groups
+                .get(req.group)
+                .is_some_and(|g| g.grant(req.holder).is_some());
+            if !holds {
+                return Outcome::Refused(Refusal::Held {
+                    holder: req.holder.to_owned(),
+                    reason: hold.reason.clone(),
+                    by: hold.by.clone(),
+                });
+            }
+        }
         let group = match self.ensure_group(req.group, req.default_max_holders, events) {
             Ok(group) => group,
             Err(refusal) => return Outcome::Refused(refusal),
@@ -220,7 +245,7 @@ impl LeaseState {
                 reason: pause.map_or(QueueReason::Full, QueueReason::Paused),
             };
         }
-        let free = group.holders.len() < group.max_holders as usize;
+        let free = group.holders.len() + settling < group.max_holders as usize;
         // After every apply a free slot has no one waiting for it (unless paused), so a
         // newcomer is granted exactly when nobody is ahead of it.
         if pause.is_none() && free && group.queue.is_empty() {
@@ -271,10 +296,11 @@ impl LeaseState {
         &mut self,
         group_name: &str,
         holder: &str,
-        token: Option<u64>,
+        (token, now): (Option<u64>, UnixMillis),
         events: &mut Vec<Event>,
     ) -> Outcome {
         let (mut released, mut left_queue, mut token_mismatch) = (false, false, false);
+        let mut settle = false;
         // Releasing in an unknown group changes nothing; in particular it must not create it.
         if let Some(group) = self.groups.get_mut(group_name) {
             if let Some(i) = group.holder_index(holder) {
@@ -283,7 +309,7 @@ impl LeaseState {
                     // A stale release (from before a re-grant) must not free the new grant.
                     token_mismatch = true;
                 } else {
-                    group.holders.remove(i);
+                    settle = group.holders.remove(i).claimed;
                     released = true;
                     events.push(Event {
                         group: group_name.to_owned(),
@@ -305,6 +331,11 @@ impl LeaseState {
                     },
                 });
             }
+        }
+        if settle {
+            self.settle_slot(group_name, now);
+            // It took the lease and gives it back: it rebooted (or gave up).
+            self.reboot_now.remove(holder);
         }
         Outcome::Released {
             released,
@@ -404,6 +435,7 @@ impl LeaseState {
         &mut self,
         name: &str,
         holder: &str,
+        now: UnixMillis,
         events: &mut Vec<Event>,
     ) -> Outcome {
         let Some(group) = self.groups.get_mut(name) else {
@@ -421,6 +453,10 @@ impl LeaseState {
                 cause: ReleaseCause::Forced,
             },
         });
+        if grant.claimed {
+            self.settle_slot(name, now);
+        }
+        self.reboot_now.remove(holder);
         done(format!(
             "force-released {holder} from group {name} (token {})",
             grant.token
@@ -461,6 +497,155 @@ impl LeaseState {
             ));
         }
         done(message)
+    }
+}
+
+impl LeaseState {
+    /// `hold`: the reason, who asked, and when. The host leaves every queue
+    /// and gives back slots handed to it but not taken; a grant it took stays.
+    pub(super) fn hold(
+        &mut self,
+        holder: &str,
+        (reason, by, now): (&str, &str, UnixMillis),
+        events: &mut Vec<Event>,
+    ) -> Outcome {
+        if !self.held.contains_key(holder) && self.held.len() >= MAX_HOST_CONTROLS {
+            return Outcome::Refused(Refusal::TooManyHostControls {
+                what: "hold".to_owned(),
+                holder: holder.to_owned(),
+                max: MAX_HOST_CONTROLS,
+            });
+        }
+        self.held.insert(
+            holder.to_owned(),
+            HostHold {
+                reason: reason.to_owned(),
+                by: by.to_owned(),
+                at: now,
+            },
+        );
+        let mut notes = Vec::new();
+        for (name, group) in &mut self.groups {
+            if let Some(i) = group.queue_index(holder) {
+                group.queue.remove(i);
+                notes.push(format!("left the queue of {name}"));
+                events.push(Event {
+                    group: name.clone(),
+                    kind: EventKind::LeftQueue {
+                        holder: holder.to_owned(),
+                    },
+                });
+            }
+            if let Some(i) = group.holder_index(holder) {
+                if group.holders[i].claimed {
+                    notes.push(format!(
+                        "keeps its lease in {name} (token {}): a hold does not take a lease \
+                         away, `baton unlock {name} {holder}` does",
+                        group.holders[i].token
+                    ));
+                } else {
+                    let grant = group.holders.remove(i);
+                    notes.push(format!("gave back the slot of {name} handed to it"));
+                    events.push(Event {
+                        group: name.clone(),
+                        kind: EventKind::Released {
+                            holder: grant.holder,
+                            token: grant.token,
+                            cause: ReleaseCause::Forced,
+                        },
+                    });
+                }
+            }
+        }
+        let mut message = format!("held {holder}: {reason}");
+        if !notes.is_empty() {
+            message.push_str(&format!(" ({})", notes.join("; ")));
+        }
+        done(message)
+    }
+
+    pub(super) fn unhold(&mut self, holder: &str) -> Outcome {
+        match self.held.remove(holder) {
+            Some(_) => done(format!("unheld {holder}: it may queue again")),
+            None => done(format!("{holder} was not held")),
+        }
+    }
+
+    pub(super) fn reboot_now(
+        &mut self,
+        holder: &str,
+        cancel: bool,
+        by: &str,
+        now: UnixMillis,
+    ) -> Outcome {
+        if cancel {
+            return match self.reboot_now.remove(holder) {
+                Some(_) => done(format!("withdrew the reboot asked of {holder}")),
+                None => done(format!("no reboot was asked of {holder}")),
+            };
+        }
+        if !self.reboot_now.contains_key(holder) && self.reboot_now.len() >= MAX_HOST_CONTROLS {
+            return Outcome::Refused(Refusal::TooManyHostControls {
+                what: "ask a reboot of".to_owned(),
+                holder: holder.to_owned(),
+                max: MAX_HOST_CONTROLS,
+            });
+        }
+        self.reboot_now.insert(
+            holder.to_owned(),
+            RebootRequest {
+                by: by.to_owned(),
+                at: now,
+            },
+        );
+        let note = match self.held.get(holder) {
+            Some(hold) => format!(" (it is held: {}; it reboots once unheld)", hold.reason),
+            None => String::new(),
+        };
+        done(format!(
+            "asked {holder} to reboot outside its window: it queues for the lease at its next \
+             check{note}"
+        ))
+    }
+
+    /// Sets the settle time; 0 ends every settle at once.
+    pub(super) fn set_settle_time(&mut self, settle_ms: u64) -> Outcome {
+        if self.settle_ms == settle_ms {
+            return done(format!("settle time already {settle_ms} ms"));
+        }
+        let old = self.settle_ms;
+        self.settle_ms = settle_ms;
+        if settle_ms == 0 {
+            self.settling.clear();
+        }
+        done(format!("settle time: {old} ms -> {settle_ms} ms"))
+    }
+
+    /// A claimed grant in `group` ended at `now`: with a settle time set, its
+    /// slot stays closed until `now + settle_ms`. (Bounded: a grant is made
+    /// only while holders plus settling slots are below `max_holders`, and
+    /// an ending grant turns a holder into a settling slot, so the two
+    /// together never pass [`super::MAX_HOLDERS_CAP`].)
+    pub(super) fn settle_slot(&mut self, group: &str, now: UnixMillis) {
+        if self.settle_ms == 0 {
+            return;
+        }
+        let freed = self.settling.entry(group.to_owned()).or_default();
+        freed.push(now);
+        freed.sort_unstable();
+    }
+
+    /// Forgets settling slots whose settle time has passed at `now`; true if any did.
+    pub(super) fn drop_settled(&mut self, now: UnixMillis) -> bool {
+        let settle_ms = self.settle_ms;
+        let mut opened = false;
+        self.settling.retain(|_, freed| {
+            let before = freed.len();
+            freed.retain(|at| at.saturating_add(settle_ms) > now);
+            opened |= freed.len() != before;
+            !freed.is_empty()
+        });
+        opened
     }
 }
 

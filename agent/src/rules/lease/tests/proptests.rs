@@ -58,6 +58,15 @@ enum Op {
     Invalid {
         which: u8,
     },
+    /// Sets the settle time (0: off).
+    Settle {
+        ms: u64,
+    },
+    /// Holds, unholds or asks a reboot of a host.
+    Control {
+        h: usize,
+        which: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -77,6 +86,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (g.clone(), h).prop_map(|(g, h)| Op::Force { g, h }),
         2 => (g, 0u32..5).prop_map(|(g, max)| Op::SetMax { g, max }),
         1 => (0u8..5).prop_map(|which| Op::Invalid { which }),
+        1 => prop_oneof![Just(0u64), 1u64..120].prop_map(|ms| Op::Settle { ms }),
+        2 => (0..HOLDERS.len(), 0u8..4).prop_map(|(h, which)| Op::Control { h, which }),
     ]
 }
 
@@ -180,6 +191,25 @@ fn build(op: &Op, state: &LeaseState, now: UnixMillis) -> Command {
             now,
             default_max_holders: DEFAULT_MAX,
         },
+        &Op::Settle { ms } => Command::SetSettleTime { settle_ms: ms, now },
+        &Op::Control { h, which } => {
+            let (holder, by) = (HOLDERS[h].to_owned(), "ops".to_owned());
+            match which {
+                0 => Command::Hold {
+                    holder,
+                    reason: REASONS[h % REASONS.len()].into(),
+                    by,
+                    now,
+                },
+                1 => Command::Unhold { holder, by, now },
+                c => Command::RebootNow {
+                    holder,
+                    cancel: c == 3,
+                    by,
+                    now,
+                },
+            }
+        }
         &Op::Invalid { which } => match which {
             0 => acquire_cmd("no spaces allowed", "h0", String::new(), now),
             1 => Command::Release {
@@ -327,8 +357,9 @@ fn check_invariants(state: &LeaseState) -> Result<(), TestCaseError> {
         prop_assert!(g.max_holders >= 1, "group {} has max 0", name);
         // Grant on release: a group that is not paused has no free slot beside a waiter.
         if state.pause_reason(name).is_none() {
+            let settling = state.settling_until(name).len();
             prop_assert!(
-                g.queue.is_empty() || g.holders.len() >= g.max_holders as usize,
+                g.queue.is_empty() || g.holders.len() + settling >= g.max_holders as usize,
                 "{} has a free slot and waiters",
                 name
             );
@@ -383,7 +414,41 @@ fn check_invariants(state: &LeaseState) -> Result<(), TestCaseError> {
         .min();
     prop_assert_eq!(state.next_expiry(Some(7)), start.map(|t| t + 7));
     prop_assert_eq!(state.next_expiry(None), None);
+    // Settling slots: only with a settle time, in known groups; the earliest
+    // end is next_settle_end.
+    for (name, freed) in &state.settling {
+        prop_assert!(state.settle_ms > 0 && !freed.is_empty());
+        prop_assert!(state.groups.contains_key(name));
+    }
+    // A held host waits nowhere and holds no slot it has not taken.
+    for holder in state.held.keys() {
+        for g in state.groups.values() {
+            prop_assert!(g.queue_position(holder).is_none(), "held {} queued", holder);
+            prop_assert!(
+                g.grant(holder).is_none_or(|x| x.claimed),
+                "held {} handed a slot",
+                holder
+            );
+        }
+    }
+    let earliest = state.settling.values().flatten().min();
+    prop_assert_eq!(
+        state.next_settle_end(),
+        earliest.map(|at| at + state.settle_ms)
+    );
     Ok(())
+}
+
+/// `state` with the slots that settled by `now` opened and handed to their
+/// queues, as every apply does first.
+fn settled(state: &LeaseState, index: u64, now: UnixMillis) -> LeaseState {
+    let mut state = state.clone();
+    if state.drop_settled(now) {
+        state.promote(index, now, &mut Vec::new());
+    }
+    state
+    // (Only Acquire hands settled slots over before it acts; these helpers are
+    // used for Acquire only.)
 }
 
 /// Checks one accepted apply against the state before it.
@@ -441,6 +506,7 @@ fn check_apply(
             "only acquire grants directly"
         );
         prop_assert_eq!(outcome, &Outcome::Granted((*grant).clone()));
+        let before = &settled(before, index, cmd.now());
         if let Some(g) = before.groups.get(&grant.group) {
             prop_assert!(
                 g.holders.len() < g.max_holders as usize,
@@ -452,9 +518,15 @@ fn check_apply(
         prop_assert!(before.paused_all.is_none(), "granted while paused");
     }
     // Slots handed over (FIFO is checked by the watcher): only by a command that
-    // may free a slot, never while paused, to the machine that queued.
+    // may free a slot (or by any command once a settling slot has settled),
+    // never while paused, to the machine that queued.
     for grant in grants.iter().filter(|g| !g.claimed) {
-        prop_assert!(cmd.may_free_slot(), "{:?} handed over a slot", cmd);
+        let settled_here = before.settling.contains_key(&grant.group);
+        prop_assert!(
+            cmd.may_free_slot() || settled_here,
+            "{:?} handed over a slot",
+            cmd
+        );
         prop_assert!(after.pause_reason(&grant.group).is_none());
         let waiter = before
             .groups
@@ -468,7 +540,9 @@ fn check_apply(
         let ok = match &event.kind {
             EventKind::Released { cause, .. } => match cause {
                 ReleaseCause::Released => matches!(cmd, Command::Release { .. }),
-                ReleaseCause::Forced => matches!(cmd, Command::ForceRelease { .. }),
+                ReleaseCause::Forced => {
+                    matches!(cmd, Command::ForceRelease { .. } | Command::Hold { .. })
+                }
                 ReleaseCause::HoldTimeout => matches!(cmd, Command::Expire { .. }),
                 ReleaseCause::SessionLost => matches!(cmd, Command::DropWaiters { .. }),
             },
@@ -527,7 +601,7 @@ fn check_apply(
                     Some((grant.token, grant.granted_at))
                 );
                 prop_assert!(events.is_empty());
-                let mut expected = before.clone();
+                let mut expected = settled(before, index, cmd.now());
                 let g = expected.groups.get_mut(group).expect("group");
                 g.holders
                     .iter_mut()
@@ -548,24 +622,89 @@ fn check_apply(
             prop_assert_eq!(*waiters as usize, g.queue.len());
             prop_assert_eq!(reason, &after.queue_reason(group));
             if *reason == QueueReason::Full {
-                prop_assert!(g.holders.len() >= g.max_holders as usize);
+                let settling = after.settling_until(group).len();
+                prop_assert!(g.holders.len() + settling >= g.max_holders as usize);
             }
             if before
                 .groups
                 .get(group)
                 .is_some_and(|g| g.queue_position(holder).is_some())
             {
-                // Asking again while queued changes nothing.
-                prop_assert!(events.is_empty());
-                prop_assert_eq!(after, before);
+                // Asking again while queued changes nothing (unless a settled
+                // slot went to the queue's head in the same apply).
+                if events.is_empty() {
+                    prop_assert_eq!(after, &settled(before, index, cmd.now()));
+                }
             }
         }
         (Command::Acquire { .. }, Outcome::Refused(_)) => {
-            prop_assert!(events.is_empty());
-            prop_assert_eq!(after, before);
+            if events.is_empty() {
+                prop_assert_eq!(after, &settled(before, index, cmd.now()));
+            } else {
+                // Only a settled slot handed to the queue's head.
+                prop_assert!(before.settling.values().any(|f| !f.is_empty()));
+            }
         }
         (Command::Acquire { .. }, other) => prop_assert!(false, "acquire answered {:?}", other),
         _ => {}
+    }
+    Ok(())
+}
+
+/// The settle time, against a model kept from the events alone: a group never
+/// has more holders plus slots freed less than `settle_ms` ago (counted up to
+/// its size) than its size, when a grant is made. So no host is granted a slot
+/// before `released_at + settle_ms`.
+fn check_settle(
+    before: &LeaseState,
+    after: &LeaseState,
+    (cmd, events): (&Command, &[Event]),
+    freed: &mut Vec<(String, UnixMillis)>,
+) -> Result<(), TestCaseError> {
+    let now = cmd.now();
+    if after.settle_ms == 0 {
+        freed.clear();
+    }
+    for event in events {
+        if let EventKind::Released { holder, token, .. } = &event.kind {
+            let was_claimed = before
+                .holder_grant(&event.group, holder)
+                .is_some_and(|g| g.claimed && g.token == *token);
+            if was_claimed && after.settle_ms > 0 {
+                freed.push((event.group.clone(), now));
+            }
+        }
+    }
+    let settle = after.settle_ms;
+    freed.retain(|(_, at)| at + settle > now);
+    for event in events {
+        if let EventKind::Granted(grant) = &event.kind {
+            let g = &after.groups[&grant.group];
+            let max = g.max_holders as usize;
+            let settling = freed.iter().filter(|(n, _)| *n == grant.group).count();
+            prop_assert!(
+                g.holders.len() + settling.min(max) <= max,
+                "granted {} in {} at {} while {} slot(s) settle",
+                grant.holder,
+                grant.group,
+                now,
+                settling
+            );
+        }
+    }
+    // Every slot the state keeps closed was freed by a claimed grant less than
+    // `settle_ms` ago (the state keeps at most a group's size of them).
+    for name in after.groups.keys() {
+        let opens = after.settling_until(name);
+        let model = freed.iter().filter(|(n, _)| n == name).count();
+        prop_assert!(
+            opens.len() <= model,
+            "{} settles {:?}, model {}",
+            name,
+            opens,
+            model
+        );
+        prop_assert!(opens.iter().all(|&t| t > now));
     }
     Ok(())
 }
@@ -583,6 +722,8 @@ proptest! {
         let mut index = 0;
         let mut last_token = 0;
         let mut log = Vec::new();
+        // The settle model: when claimed grants ended while a settle time was set.
+        let mut freed: Vec<(String, UnixMillis)> = Vec::new();
 
         for (op, dt, gap) in &steps {
             now += dt;
@@ -601,6 +742,7 @@ proptest! {
                     watcher.replay(events)?;
                     prop_assert_eq!(&watcher, &Watcher::of(&state));
                     check_invariants(&state)?;
+                    check_settle(&before, &state, (&cmd, events), &mut freed)?;
                 }
             }
             let json = serde_json::to_string(&state).expect("serialize");
