@@ -120,12 +120,8 @@ enum Ev {
         token: u64,
     },
     /// The client sent its release (no longer a holder from now on).
-    ReleaseSent {
-        token: u64,
-    },
-    ReleaseAcked {
-        token: u64,
-    },
+    ReleaseSent,
+    ReleaseAcked,
     /// The client saw something that must never happen.
     Broken(String),
     /// The client is waiting for the lease (after the heal: liveness).
@@ -237,6 +233,7 @@ async fn client_process(
     log: SharedLog,
     phase: Arc<Mutex<Phase>>,
     bound: Duration,
+    sabotage: bool,
 ) -> turmoil::Result {
     let mut rng = Rng(seed ^ (index as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
     let dialer = Dialer::new(
@@ -255,7 +252,7 @@ async fn client_process(
     loop {
         // Wait for, then take, the lease.
         record(&log, index, Ev::Waiting);
-        let lease = loop {
+        let token = loop {
             if let Some(at) = healed(&phase) {
                 if now() > at + bound {
                     // The checker sees a wait with no grant: a liveness failure.
@@ -263,7 +260,12 @@ async fn client_process(
                 }
             }
             match client.acquire().await {
-                Ok(Acquired::Granted(lease)) => break lease,
+                Ok(Acquired::Granted(lease)) => break lease.token(),
+                Ok(Acquired::Queued { .. }) if sabotage => {
+                    // --sabotage: this client goes ahead without the lease,
+                    // claiming a token of its own; the checkers must catch it.
+                    break 1 << 40;
+                }
                 Ok(Acquired::Queued { .. }) => tokio::time::sleep(rng.ms(50, 250)).await,
                 Err(HostLeaseError::Unavailable { .. }) => {
                     tokio::time::sleep(rng.ms(100, 300)).await
@@ -278,7 +280,6 @@ async fn client_process(
                 }
             }
         };
-        let token = lease.token();
         record(&log, index, Ev::Granted { token });
 
         // "Reboot": only with proof, from a linearizable read, that the
@@ -313,7 +314,7 @@ async fn client_process(
         tokio::time::sleep(rng.ms(0, HOLD_MAX_MS)).await;
 
         // Release, until acknowledged.
-        record(&log, index, Ev::ReleaseSent { token });
+        record(&log, index, Ev::ReleaseSent);
         loop {
             match client.release(Some(token)).await {
                 Ok(()) => break,
@@ -323,7 +324,7 @@ async fn client_process(
                 Err(HostLeaseError::Refused(_)) => tokio::time::sleep(rng.ms(100, 300)).await,
             }
         }
-        record(&log, index, Ev::ReleaseAcked { token });
+        record(&log, index, Ev::ReleaseAcked);
         // The release must stick: a linearizable read must not show it held.
         for _ in 0..50 {
             match client.held_token().await {
@@ -359,6 +360,8 @@ async fn client_process(
 
 #[derive(Debug, Clone)]
 enum Action {
+    /// Counts one isolation (the partitions that make it follow).
+    Isolate,
     Partition(String, String),
     Repair(String, String),
     PartitionOneway(String, String),
@@ -376,7 +379,8 @@ enum Action {
 }
 
 /// Fault kinds counted in the JSON line.
-const KINDS: [&str; 9] = [
+const KINDS: [&str; 10] = [
+    "isolate",
     "partition",
     "partition_oneway",
     "hold",
@@ -424,6 +428,7 @@ fn schedule(rng: &mut Rng, clients: usize) -> Schedule {
             }
             1 => {
                 // A whole voter cut off from everybody.
+                actions.push((t, Action::Isolate));
                 for other in hosts.iter().filter(|h| **h != x) {
                     actions.push((t, Action::Partition(x.clone(), other.clone())));
                     actions.push((end, Action::Repair(x.clone(), other.clone())));
@@ -480,7 +485,7 @@ struct SeedResult {
     faults: BTreeMap<&'static str, u64>,
 }
 
-fn run_seed(seed: u64, verbose: bool) -> SeedResult {
+fn run_seed(seed: u64, verbose: bool, sabotage: bool) -> SeedResult {
     CURRENT_SEED.store(seed, Ordering::SeqCst);
     let mut rng = Rng(seed);
     let max_holders = if rng.pick(3) == 0 { 2 } else { 1 };
@@ -545,7 +550,14 @@ fn run_seed(seed: u64, verbose: bool) -> SeedResult {
     for c in 0..clients {
         sim.client(
             format!("h{}", c + 1),
-            client_process(c, seed, log.clone(), phase.clone(), bound),
+            client_process(
+                c,
+                seed,
+                log.clone(),
+                phase.clone(),
+                bound,
+                sabotage && c == 0,
+            ),
         );
     }
 
@@ -563,6 +575,7 @@ fn run_seed(seed: u64, verbose: bool) -> SeedResult {
                 eprintln!("{:>8.3}s fault: {action:?}", elapsed.as_secs_f64());
             }
             match action {
+                Action::Isolate => *faults.entry("isolate").or_default() += 1,
                 Action::Partition(a, b) => {
                     sim.partition(a.as_str(), b.as_str());
                     *faults.entry("partition").or_default() += 1;
@@ -769,11 +782,11 @@ fn check(
                     ));
                 }
             }
-            Ev::ReleaseSent { .. } => {
+            Ev::ReleaseSent => {
                 holding.remove(client);
             }
             Ev::Broken(why) => violations.push(format!("{at:?}: h{}: {why}", client + 1)),
-            Ev::ReleaseAcked { .. } | Ev::Waiting => {}
+            Ev::ReleaseAcked | Ev::Waiting => {}
         }
     }
     // Liveness: after the heal, every client is granted within the bound.
@@ -807,6 +820,7 @@ struct Args {
     first: u64,
     json: bool,
     verbose: bool,
+    sabotage: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -815,6 +829,7 @@ fn parse_args() -> Result<Args, String> {
         first: 0,
         json: false,
         verbose: false,
+        sabotage: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -832,9 +847,10 @@ fn parse_args() -> Result<Args, String> {
             }
             "--json" => args.json = true,
             "-v" | "--verbose" => args.verbose = true,
+            "--sabotage" => args.sabotage = true,
             other => {
                 return Err(format!(
-                    "unknown argument {other:?}; usage: simulate [--seeds N] [--first S] [--seed S] [--json] [-v]"
+                    "unknown argument {other:?}; usage: simulate [--seeds N] [--first S] [--seed S] [--json] [-v] [--sabotage]"
                 ))
             }
         }
@@ -866,7 +882,7 @@ fn main() {
     let mut liveness_failures = 0u64;
     let mut faults: BTreeMap<&'static str, u64> = KINDS.iter().map(|k| (*k, 0)).collect();
     for seed in args.first..args.first + args.seeds {
-        let result = run_seed(seed, args.verbose);
+        let result = run_seed(seed, args.verbose, args.sabotage);
         for (kind, n) in &result.faults {
             *faults.entry(kind).or_default() += n;
         }
