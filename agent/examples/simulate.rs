@@ -83,8 +83,19 @@ struct TurmoilNet;
 impl Links for TurmoilNet {
     fn connect(&self, host: String, port: u16) -> BoxFuture<'static, std::io::Result<BoxedIo>> {
         Box::pin(async move {
-            let stream = turmoil::net::TcpStream::connect((host, port)).await?;
-            Ok(Box::new(stream) as BoxedIo)
+            let asked = now();
+            match turmoil::net::TcpStream::connect((host, port)).await {
+                Ok(stream) => Ok(Box::new(stream) as BoxedIo),
+                // turmoil refuses a connect across a partition at once (it
+                // drops the SYN and with it the reply channel). A real
+                // partition loses the SYN: the connect hangs until the
+                // dialer's connect timeout. Only a refusal that took a round
+                // trip (no listener at the far end: a RST) is passed on.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused && now() == asked => {
+                    std::future::pending().await
+                }
+                Err(e) => Err(e),
+            }
         })
     }
 
@@ -126,6 +137,8 @@ enum Ev {
     Broken(String),
     /// The client is waiting for the lease (after the heal: liveness).
     Waiting,
+    /// What an acquire answered, when it changed (for `-v`).
+    Answer(String),
 }
 
 #[derive(Default)]
@@ -252,6 +265,7 @@ async fn client_process(
     loop {
         // Wait for, then take, the lease.
         record(&log, index, Ev::Waiting);
+        let mut last_answer = String::new();
         let token = loop {
             if let Some(at) = healed(&phase) {
                 if now() > at + bound {
@@ -259,7 +273,23 @@ async fn client_process(
                     return Ok(());
                 }
             }
-            match client.acquire().await {
+            let answer = client.acquire().await;
+            let said = match &answer {
+                Ok(Acquired::Granted(_)) => String::new(),
+                Ok(Acquired::Queued {
+                    position,
+                    waiters,
+                    reason,
+                }) => {
+                    format!("queued {position}/{waiters}: {reason}")
+                }
+                Err(e) => e.to_string(),
+            };
+            if !said.is_empty() && said != last_answer {
+                record(&log, index, Ev::Answer(said.clone()));
+                last_answer = said;
+            }
+            match answer {
                 Ok(Acquired::Granted(lease)) => break lease.token(),
                 Ok(Acquired::Queued { .. }) if sabotage => {
                     // --sabotage: this client goes ahead without the lease,
@@ -498,6 +528,9 @@ fn run_seed(seed: u64, verbose: bool, sabotage: bool) -> SeedResult {
         .tick_duration(Duration::from_millis(1))
         .min_message_latency(Duration::from_millis(rng.range(0, 2)))
         .max_message_latency(Duration::from_millis(rng.range(2, 20)))
+        // Every port, not only the 16k ephemeral range: turmoil keeps a
+        // socket whose connect was refused or timed out bound until the end.
+        .ephemeral_ports(1024..=65535)
         .rng_seed(seed)
         .build();
 
@@ -665,7 +698,16 @@ fn run_seed(seed: u64, verbose: bool, sabotage: bool) -> SeedResult {
     let events = std::mem::take(&mut log.lock().unwrap_or_else(|p| p.into_inner()).events);
     if verbose {
         for (at, client, ev) in &events {
-            eprintln!("{:>8.3}s h{}: {ev:?}", at.as_secs_f64(), client + 1);
+            match ev {
+                Ev::Answer(text) => {
+                    eprintln!(
+                        "{:>8.3}s h{}: acquire: {text}",
+                        at.as_secs_f64(),
+                        client + 1
+                    )
+                }
+                ev => eprintln!("{:>8.3}s h{}: {ev:?}", at.as_secs_f64(), client + 1),
+            }
         }
     }
     let healed_at = phase.lock().unwrap_or_else(|p| p.into_inner()).healed_at;
@@ -786,7 +828,7 @@ fn check(
                 holding.remove(client);
             }
             Ev::Broken(why) => violations.push(format!("{at:?}: h{}: {why}", client + 1)),
-            Ev::ReleaseAcked | Ev::Waiting => {}
+            Ev::ReleaseAcked | Ev::Waiting | Ev::Answer(_) => {}
         }
     }
     // Liveness: after the heal, every client is granted within the bound.
