@@ -30,8 +30,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use baton::simulation::{
-    open_in_memory, Acquired, BoxedIo, Dialer, HostLeaseClient, HostLeaseError, Incoming, Links,
-    Network, Parts, RememberedLease, Settings, SimDisk, StateMachine, Voter,
+    lease_dialer, open_in_memory, Acquired, BoxedIo, HostLeaseClient, HostLeaseError, Incoming,
+    Links, Network, Parts, RememberedLease, Settings, SimDisk, StateMachine, Voter,
 };
 use baton::TlsMode;
 use futures::future::BoxFuture;
@@ -249,7 +249,8 @@ async fn client_process(
     sabotage: bool,
 ) -> turmoil::Result {
     let mut rng = Rng(seed ^ (index as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
-    let dialer = Dialer::new(
+    // The host agent's own dialer (lease_dialer), on the simulated network.
+    let dialer = lease_dialer(
         Duration::from_secs(1),
         Duration::from_secs(3),
         TlsMode::Insecure,

@@ -83,7 +83,7 @@ pub mod fuzzing {
 pub mod simulation {
     pub use crate::config::Settings;
     pub use crate::host::held_lease::HeldLease;
-    pub use crate::host::lease_client::{Acquired, HostLeaseClient, HostLeaseError};
+    pub use crate::host::lease_client::{lease_dialer, Acquired, HostLeaseClient, HostLeaseError};
     pub use crate::raft::sim_store::{SimDisk, SimLogStore};
     pub use crate::raft::state_machine::StateMachine;
     pub use crate::raft::storage::open_in_memory;

@@ -16,7 +16,9 @@ use crate::config::{Settings, UpdateSourceKind, LOCALTIME};
 use crate::host::held_lease::HeldLease;
 use crate::host::hooks;
 use crate::host::kubernetes::KubeDrainer;
-use crate::host::lease_client::{lease_endpoints, machine_id, HostLeaseClient, HostLeaseError};
+use crate::host::lease_client::{
+    lease_dialer, lease_endpoints, machine_id, HostLeaseClient, HostLeaseError,
+};
 use crate::host::metrics::HostMetrics;
 use crate::host::phase_file::{PhaseFile, PhaseFileError};
 use crate::host::process::display_command;
@@ -27,7 +29,6 @@ use crate::log_fields;
 use crate::rules::phases::{self, DrainRecord, Event, FailedUpdate, Phase, RememberedLease};
 use crate::rules::window::RebootWindows;
 use crate::transport::tls::TlsMode;
-use crate::transport::Dialer;
 
 /// Between retries after a call that failed and may well work in a moment
 /// (the lease cluster unreachable, update_engine not up yet after boot).
@@ -205,7 +206,7 @@ impl HostAgent {
             Some(k) => Some(KubeDrainer::connect(k).await?),
             None => None,
         };
-        let dialer = Dialer::new(
+        let dialer = lease_dialer(
             settings.cluster.connect_timeout,
             settings.cluster.request_timeout,
             tls,

@@ -1,4 +1,4 @@
-//! A simulated raft log disk for the deterministic simulation: written is not durable until a (seeded, slow or fast) fsync, and a crash loses the rest.
+//! The simulated raft log disk: durable only after a seeded fsync; a crash loses the rest.
 //!
 //! This is a MOCK of the disk, on purpose: no real disk can be crashed
 //! deterministically between a write and its fsync, and the production

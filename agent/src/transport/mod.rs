@@ -90,6 +90,8 @@ pub struct Dialer {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     /// HTTP/2 pings on the shared channels: (interval, timeout).
     keep_alive: Option<(Duration, Duration)>,
+    /// Whether those pings also run while no call is in flight.
+    ping_while_idle: bool,
 }
 
 impl Dialer {
@@ -104,6 +106,7 @@ impl Dialer {
             },
             channels: Arc::default(),
             keep_alive: None,
+            ping_while_idle: false,
         }
     }
 
@@ -114,6 +117,21 @@ impl Dialer {
     /// do without.
     pub fn with_keep_alive(mut self, interval: Duration, timeout: Duration) -> Self {
         self.keep_alive = Some((interval, timeout));
+        self.ping_while_idle = true;
+        self
+    }
+
+    /// Pings a shared channel's connection only while calls are in flight
+    /// on it (nothing while idle: free for thousands of hosts), and drops
+    /// it when a ping goes unanswered for `timeout`: a connection whose
+    /// packets vanish (a flow a firewall or NAT forgot, segments lost in a
+    /// partition) is replaced by the next call instead of timing out every
+    /// call on it until TCP gives up. For the host agent's lease channels;
+    /// found by the simulation (`examples/simulate.rs`), where such a host
+    /// held a handed-over slot unclaimed and its whole group waited.
+    pub fn with_call_pings(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.keep_alive = Some((interval, timeout));
+        self.ping_while_idle = false;
         self
     }
 
@@ -147,7 +165,7 @@ impl Dialer {
             endpoint = endpoint
                 .http2_keep_alive_interval(interval)
                 .keep_alive_timeout(timeout)
-                .keep_alive_while_idle(true);
+                .keep_alive_while_idle(self.ping_while_idle);
         }
         let channel = endpoint.connect_with_connector_lazy(self.connector.clone());
         channels.insert(address.to_string(), channel.clone());
