@@ -598,6 +598,8 @@ fn run_seed(seed: u64, verbose: bool, sabotage: bool) -> SeedResult {
     let mut down = [false; VOTERS];
     let mut actions = plan.actions.into_iter().peekable();
     let mut healed = false;
+    // The seed's faults and events, printed with -v or when the seed fails.
+    let mut trace = Vec::new();
     let give_up = plan.heal_at + bound + Duration::from_secs(30);
     loop {
         let elapsed = sim.elapsed();
@@ -605,9 +607,7 @@ fn run_seed(seed: u64, verbose: bool, sabotage: bool) -> SeedResult {
             let Some((_, action)) = actions.next() else {
                 break;
             };
-            if verbose {
-                eprintln!("{:>8.3}s fault: {action:?}", elapsed.as_secs_f64());
-            }
+            trace.push(format!("{:>8.3}s fault: {action:?}", elapsed.as_secs_f64()));
             match action {
                 Action::Isolate => *faults.entry("isolate").or_default() += 1,
                 Action::Partition(a, b) => {
@@ -678,9 +678,7 @@ fn run_seed(seed: u64, verbose: bool, sabotage: bool) -> SeedResult {
             heal(&mut sim, &disks, &mut down, clients);
             healed = true;
             phase.lock().unwrap_or_else(|p| p.into_inner()).healed_at = Some(elapsed);
-            if verbose {
-                eprintln!("{:>8.3}s healed", elapsed.as_secs_f64());
-            }
+            trace.push(format!("{:>8.3}s healed", elapsed.as_secs_f64()));
         }
         match sim.step() {
             Ok(true) => break,
@@ -697,19 +695,15 @@ fn run_seed(seed: u64, verbose: bool, sabotage: bool) -> SeedResult {
     }
 
     let events = std::mem::take(&mut log.lock().unwrap_or_else(|p| p.into_inner()).events);
-    if verbose {
-        for (at, client, ev) in &events {
-            match ev {
-                Ev::Answer(text) => {
-                    eprintln!(
-                        "{:>8.3}s h{}: acquire: {text}",
-                        at.as_secs_f64(),
-                        client + 1
-                    )
-                }
-                ev => eprintln!("{:>8.3}s h{}: {ev:?}", at.as_secs_f64(), client + 1),
-            }
-        }
+    for (at, client, ev) in &events {
+        trace.push(match ev {
+            Ev::Answer(text) => format!(
+                "{:>8.3}s h{}: acquire: {text}",
+                at.as_secs_f64(),
+                client + 1
+            ),
+            ev => format!("{:>8.3}s h{}: {ev:?}", at.as_secs_f64(), client + 1),
+        });
     }
     let healed_at = phase.lock().unwrap_or_else(|p| p.into_inner()).healed_at;
     check(
@@ -721,6 +715,24 @@ fn run_seed(seed: u64, verbose: bool, sabotage: bool) -> SeedResult {
         &mut violations,
         &mut liveness,
     );
+    // A failing seed's own run may not come again (replays repeat the
+    // faults, not every interleaving): print what it did now.
+    if verbose || !violations.is_empty() || !liveness.is_empty() {
+        trace.sort_by(|a, b| {
+            let at = |line: &str| {
+                line.trim_start()
+                    .split('s')
+                    .next()
+                    .and_then(|t| t.parse::<f64>().ok())
+            };
+            at(a)
+                .partial_cmp(&at(b))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        for line in &trace {
+            eprintln!("seed {seed}: {line}");
+        }
+    }
     SeedResult {
         violations,
         liveness,
