@@ -1,5 +1,6 @@
 //! openraft's own storage conformance suite, run against baton's redb log store and state machine.
 
+use baton::simulation::{open_in_memory, SimDisk, SimLogStore};
 use baton::{open_database, LogStore, StateMachine, StorageError, TypeConfig};
 use openraft::testing::{StoreBuilder, Suite};
 
@@ -20,6 +21,26 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Red
 #[test]
 fn redb_store_passes_openraft_conformance_suite() {
     if let Err(e) = Suite::test_all(RedbBuilder) {
+        panic!("storage conformance failed: {e}");
+    }
+}
+
+/// The simulation's disk (raft::sim_store) keeps the same contract with
+/// openraft: each test gets a fresh simulated disk.
+struct SimBuilder;
+
+impl StoreBuilder<TypeConfig, SimLogStore, StateMachine, SimDisk> for SimBuilder {
+    async fn build(&self) -> Result<(SimDisk, SimLogStore, StateMachine), StorageError> {
+        let disk = SimDisk::new(1);
+        let db = open_in_memory().map_err(|e| openraft::StorageIOError::write(&e))?;
+        let state_machine = StateMachine::open(db)?;
+        Ok((disk.clone(), disk.open(), state_machine))
+    }
+}
+
+#[test]
+fn simulated_disk_passes_openraft_conformance_suite() {
+    if let Err(e) = Suite::test_all(SimBuilder) {
         panic!("storage conformance failed: {e}");
     }
 }

@@ -74,3 +74,20 @@ pub mod fuzzing {
     pub use crate::rules::phases::{resume, Phase};
     pub use crate::server::requests;
 }
+
+/// What the deterministic simulation (`examples/simulate.rs`) drives, and
+/// only that: the real voter (raft, state machine, gRPC services, auth
+/// layer) started on a simulated disk and network, and the real host-agent
+/// lease client. Not an API: hidden from the docs.
+#[doc(hidden)]
+pub mod simulation {
+    pub use crate::config::Settings;
+    pub use crate::host::held_lease::HeldLease;
+    pub use crate::host::lease_client::{lease_dialer, Acquired, HostLeaseClient, HostLeaseError};
+    pub use crate::raft::sim_store::{SimDisk, SimLogStore};
+    pub use crate::raft::state_machine::StateMachine;
+    pub use crate::raft::storage::open_in_memory;
+    pub use crate::rules::phases::RememberedLease;
+    pub use crate::server::voter::{NodeError, Parts, Voter};
+    pub use crate::transport::{BoxedIo, Dialer, Incoming, Links, Network};
+}

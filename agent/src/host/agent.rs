@@ -19,7 +19,7 @@ use crate::host::held_lease::HeldLease;
 use crate::host::hooks;
 use crate::host::kubernetes::KubeDrainer;
 use crate::host::lease_client::{
-    lease_endpoints, machine_id, HostLeaseClient, HostLeaseError, HostOrders,
+    lease_dialer, lease_endpoints, machine_id, HostLeaseClient, HostLeaseError, HostOrders,
 };
 use crate::host::metrics::HostMetrics;
 use crate::host::notify::Notifier;
@@ -34,7 +34,6 @@ use crate::rules::phases::{self, DrainRecord, Event, FailedUpdate, Phase, Rememb
 use crate::rules::window::RebootWindows;
 use crate::transport::http_client::{HttpClient, HttpError};
 use crate::transport::tls::TlsMode;
-use crate::transport::Dialer;
 
 /// Between retries after a call that failed and may well work in a moment
 /// (the lease cluster unreachable, update_engine not up yet after boot).
@@ -251,7 +250,7 @@ impl HostAgent {
             Some(k) => Some(KubeDrainer::connect(k).await?),
             None => None,
         };
-        let dialer = Dialer::new(
+        let dialer = lease_dialer(
             settings.cluster.connect_timeout,
             settings.cluster.request_timeout,
             tls,

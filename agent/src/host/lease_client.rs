@@ -1,6 +1,7 @@
 //! The host agent's client of the Lease service: any voter, failing over; grants as `HeldLease`.
 
 use std::future::Future;
+use std::time::Duration;
 
 use baton_proto::v1 as pb;
 use baton_proto::v1::control_client::ControlClient;
@@ -13,6 +14,7 @@ use crate::config::Settings;
 use crate::host::held_lease::HeldLease;
 use crate::rules::limits::MAX_RESPONSE_BYTES;
 use crate::rules::phases::RememberedLease;
+use crate::transport::tls::TlsMode;
 use crate::transport::Dialer;
 
 /// Where the agent sends lease calls: the local voter first when this host
@@ -33,6 +35,17 @@ pub fn lease_endpoints(settings: &Settings) -> Vec<String> {
         }
     }
     endpoints
+}
+
+/// The host agent's lease channels ping their connection this often while
+/// a call is in flight, and replace it when a ping goes unanswered this long.
+const CALL_PING_INTERVAL: Duration = Duration::from_secs(1);
+const CALL_PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The dialer of the host agent's lease calls (see [`Dialer::with_call_pings`]).
+pub fn lease_dialer(connect_timeout: Duration, request_timeout: Duration, tls: TlsMode) -> Dialer {
+    Dialer::new(connect_timeout, request_timeout, tls)
+        .with_call_pings(CALL_PING_INTERVAL, CALL_PING_TIMEOUT)
 }
 
 /// Why a lease call failed.

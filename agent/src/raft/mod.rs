@@ -6,6 +6,7 @@ pub mod log_store;
 pub mod log_writer;
 pub mod network;
 pub mod service;
+pub mod sim_store;
 pub mod state_machine;
 pub mod storage;
 pub mod types;

@@ -58,20 +58,33 @@ pub fn open_database(state_dir: &Path) -> Result<Arc<Database>, OpenError> {
             path: path.clone(),
             source: Box::new(e.into()),
         })?;
-    // Create the tables up front so that readers never see "table missing".
-    let init = || -> Result<(), redb::Error> {
-        let txn = db.begin_write()?;
-        txn.open_table(LOG)?;
-        txn.open_table(META)?;
-        txn.open_table(SNAPSHOT)?;
-        txn.commit()?;
-        Ok(())
-    };
-    init().map_err(|e| OpenError::Database {
+    create_tables(&db).map_err(|e| OpenError::Database {
         path,
         source: Box::new(e),
     })?;
     Ok(Arc::new(db))
+}
+
+/// A raft database in memory, nothing on disk: for the deterministic
+/// simulation (`examples/simulate.rs`), whose voters keep it across their
+/// simulated crashes for the state machine's snapshots (which production
+/// commits durably, so a crash keeps them too).
+pub fn open_in_memory() -> Result<Arc<Database>, redb::Error> {
+    let db = Database::builder()
+        .create_with_backend(redb::backends::InMemoryBackend::new())
+        .map_err(redb::Error::from)?;
+    create_tables(&db)?;
+    Ok(Arc::new(db))
+}
+
+/// Creates the tables up front so that readers never see "table missing".
+fn create_tables(db: &Database) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    txn.open_table(LOG)?;
+    txn.open_table(META)?;
+    txn.open_table(SNAPSHOT)?;
+    txn.commit()?;
+    Ok(())
 }
 
 /// `value` as a stored record (see `codec`), with redb's error type.

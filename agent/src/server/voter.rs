@@ -10,6 +10,7 @@ use baton_proto::v1::fleet_server::FleetServer;
 use baton_proto::v1::lease_server::LeaseServer;
 use baton_proto::v1::raft_server::RaftServer;
 use openraft::error::{InitializeError, RaftError};
+use openraft::storage::RaftLogStorage;
 use openraft::{Config, SnapshotPolicy};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -22,7 +23,7 @@ use crate::raft::network::{NetworkFactory, PeerHealth};
 use crate::raft::service::{RaftGate, RaftService};
 use crate::raft::state_machine::{Change, StateMachine};
 use crate::raft::storage::{open_database, OpenError};
-use crate::raft::types::{NodeId, Raft, StorageError, VoterNode};
+use crate::raft::types::{NodeId, Raft, StorageError, TypeConfig, VoterNode};
 use crate::rules::lease::{Command, EventKind, ReleaseCause};
 use crate::rules::limits::{
     MAX_API_MESSAGE_BYTES, MAX_CONCURRENT_REQUESTS_PER_CONNECTION, MAX_FORWARDED_IN_FLIGHT,
@@ -40,7 +41,7 @@ use crate::server::routing::{now_ms, Cluster};
 use crate::server::session_loops;
 use crate::server::sessions::Sessions;
 use crate::transport::tls::TlsMode;
-use crate::transport::{self, Dialer, TransportError};
+use crate::transport::{self, Dialer, Network, TransportError};
 
 /// How often the leader looks for holds that ran out of time.
 const EXPIRY_CHECK: Duration = Duration::from_millis(250);
@@ -117,6 +118,15 @@ pub struct Voter {
     latency: CallLatency,
 }
 
+/// What a voter runs on: its network, its raft log store (and whether it
+/// is pristine: no vote, no log) and its state machine.
+pub struct Parts<L> {
+    pub network: Network,
+    pub log_store: L,
+    pub pristine: bool,
+    pub state_machine: StateMachine,
+}
+
 /// The raft tuning from the settings.
 fn raft_config(settings: &Settings) -> Result<Config, openraft::ConfigError> {
     let cluster = &settings.cluster;
@@ -162,16 +172,52 @@ impl Voter {
     /// Opens storage, starts raft, listens, and bootstraps the cluster from
     /// the configured voters when this voter has no state yet.
     pub async fn start(settings: &Settings, tls: TlsMode) -> Result<Voter, NodeError> {
+        if settings.this_voter().is_none() {
+            return Err(NodeError::NotAVoter {
+                name: settings.node.name.clone(),
+            });
+        }
+        let db = open_database(&settings.node.state_dir)?;
+        let log_store = LogStore::new(db.clone()).map_err(NodeError::LogWriter)?;
+        let pristine = log_store.is_pristine()?;
+        let state_machine = StateMachine::open(db)?;
+        Self::start_with(
+            settings,
+            tls,
+            Parts {
+                network: Network::Tcp,
+                log_store,
+                pristine,
+                state_machine,
+            },
+        )
+        .await
+    }
+
+    /// [`Voter::start`] with the storage and network given: production
+    /// passes the redb log store and the host's TCP stack; the
+    /// deterministic simulation (`examples/simulate.rs`) a simulated disk
+    /// (`raft::sim_store`) and a simulated network.
+    pub async fn start_with<L>(
+        settings: &Settings,
+        tls: TlsMode,
+        parts: Parts<L>,
+    ) -> Result<Voter, NodeError>
+    where
+        L: RaftLogStorage<TypeConfig>,
+    {
+        let Parts {
+            network: net,
+            log_store,
+            pristine,
+            state_machine,
+        } = parts;
         let me = settings
             .this_voter()
             .ok_or_else(|| NodeError::NotAVoter {
                 name: settings.node.name.clone(),
             })?
             .clone();
-        let db = open_database(&settings.node.state_dir)?;
-        let log_store = LogStore::new(db.clone()).map_err(NodeError::LogWriter)?;
-        let pristine = log_store.is_pristine()?;
-        let state_machine = StateMachine::open(db)?;
         let view = state_machine.view();
 
         let dialer = Dialer::new(
@@ -179,6 +225,7 @@ impl Voter {
             settings.cluster.request_timeout,
             tls.clone(),
         )
+        .over(net.clone())
         .with_keep_alive(PEER_PING_INTERVAL, PEER_PING_TIMEOUT);
         let health = PeerHealth::default();
         let network = NetworkFactory::new(dialer.clone(), health.clone());
@@ -211,7 +258,7 @@ impl Voter {
             .cluster
             .listen
             .ok_or_else(|| NodeError::RaftStart("a voter needs [cluster] listen".into()))?;
-        let incoming = transport::listen(listen, tls).await?;
+        let incoming = transport::listen(&net, listen, tls).await?;
         let timing = ElectionTiming::new(settings.cluster.election_timeout);
         let (stop_server, mut stop_rx) = watch::channel(false);
         let voters = VoterNames::new(

@@ -87,6 +87,8 @@ impl Connected for ServerConn {
 pub enum Stream<T> {
     Plain(TcpStream),
     Tls(Box<T>),
+    /// A connection of a [`super::Network::Custom`] network (plaintext).
+    Other(super::BoxedIo),
 }
 
 /// Calls `$method` on the inner stream, plain or TLS.
@@ -95,6 +97,7 @@ macro_rules! delegate {
         match $self.get_mut() {
             Stream::Plain(s) => Pin::new(s).$method($($arg),*),
             Stream::Tls(s) => Pin::new(&mut **s).$method($($arg),*),
+            Stream::Other(s) => Pin::new(s).$method($($arg),*),
         }
     };
 }
@@ -138,6 +141,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Stream<T> {
         match self {
             Stream::Plain(s) => s.is_write_vectored(),
             Stream::Tls(s) => s.is_write_vectored(),
+            Stream::Other(s) => s.is_write_vectored(),
         }
     }
 }
@@ -248,6 +252,41 @@ pub(super) fn client_identity(connection: &rustls::ServerConnection) -> Option<I
         .and_then(|summary| summary.identity())
 }
 
+/// Accepts the connections of a [`super::Network::Custom`] listener for
+/// the gRPC server: plaintext, no identities. Ends when the server drops
+/// the stream or the listener ends.
+pub fn accept_other(
+    mut incoming: super::Incoming,
+) -> ReceiverStream<Result<ServerConn, io::Error>> {
+    use futures::StreamExt;
+    let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                accepted = incoming.next() => accepted,
+                () = tx.closed() => return,
+            };
+            let conn = match accepted {
+                Some(Ok((stream, remote))) => ServerConn {
+                    stream: Stream::Other(stream),
+                    info: PeerInfo {
+                        remote: Some(remote),
+                        identity: None,
+                        tls: false,
+                    },
+                },
+                Some(Err(e)) => {
+                    tracing::warn!("cannot accept a connection: {e}");
+                    continue;
+                }
+                None => return,
+            };
+            let _ = tx.send(Ok(conn)).await;
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
 /// A failed server handshake in one line that says what probably happened.
 fn explain_server_handshake(error: &io::Error) -> String {
     let text = error.to_string();
@@ -290,6 +329,7 @@ impl PeerCerts {
 pub struct Connector {
     pub(super) tls: TlsMode,
     pub(super) peers: PeerCerts,
+    pub(super) network: super::Network,
 }
 
 type ClientStream = Stream<tokio_rustls::client::TlsStream<TcpStream>>;
@@ -313,6 +353,16 @@ impl tower::Service<Uri> for Connector {
                 .trim_start_matches('[')
                 .trim_end_matches(']')
                 .to_string();
+            if let super::Network::Custom(links) = &this.network {
+                if !this.tls.is_insecure() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "TLS is not offered over a custom (simulated) network",
+                    ));
+                }
+                let stream = links.connect(bare, port).await?;
+                return Ok(TokioIo::new(Stream::Other(stream)));
+            }
             let tcp = TcpStream::connect((bare.as_str(), port)).await?;
             let _ = tcp.set_nodelay(true);
             let stream = match &this.tls {

@@ -2,7 +2,9 @@
 //!
 //! Everything else receives `tonic` channels from a [`Dialer`] and serves on
 //! what [`listen`] returns, so a deterministic simulation can swap both for a
-//! simulated network without touching the services or raft.
+//! simulated network without touching the services or raft: a [`Network`]
+//! other than [`Network::Tcp`] (given to [`Dialer::over`] and
+//! [`listen`]) dials and listens instead of the host's TCP stack.
 
 pub mod certs;
 mod conn;
@@ -16,6 +18,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
@@ -45,6 +50,35 @@ pub enum TransportError {
     },
 }
 
+/// A byte stream of a [`Network::Custom`] network.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// A connection of a [`Network::Custom`] network.
+pub type BoxedIo = Box<dyn Io>;
+
+/// The connections a [`Network::Custom`] listener accepts, with their peers.
+pub type Incoming = BoxStream<'static, std::io::Result<(BoxedIo, SocketAddr)>>;
+
+/// A network other than the host's TCP stack: the deterministic
+/// simulation's (`examples/simulate.rs`). Plaintext only.
+pub trait Links: Send + Sync + 'static {
+    /// A connection to `host:port`.
+    fn connect(&self, host: String, port: u16) -> BoxFuture<'static, std::io::Result<BoxedIo>>;
+    /// Listens on `address`.
+    fn listen(&self, address: SocketAddr) -> BoxFuture<'static, std::io::Result<Incoming>>;
+}
+
+/// Where connections come from.
+#[derive(Clone, Default)]
+pub enum Network {
+    /// The host's TCP stack (with TLS when the [`TlsMode`] says so): production.
+    #[default]
+    Tcp,
+    /// Another network, in plaintext (a simulated one).
+    Custom(Arc<dyn Links>),
+}
+
 /// Makes long-lived gRPC channels to `host:port` addresses and reuses them.
 ///
 /// Channels connect lazily and reconnect by themselves (with the TLS
@@ -58,6 +92,8 @@ pub struct Dialer {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     /// HTTP/2 pings on the shared channels: (interval, timeout).
     keep_alive: Option<(Duration, Duration)>,
+    /// Whether those pings also run while no call is in flight.
+    ping_while_idle: bool,
 }
 
 impl Dialer {
@@ -68,9 +104,11 @@ impl Dialer {
             connector: Connector {
                 tls,
                 peers: PeerCerts::default(),
+                network: Network::Tcp,
             },
             channels: Arc::default(),
             keep_alive: None,
+            ping_while_idle: false,
         }
     }
 
@@ -81,6 +119,27 @@ impl Dialer {
     /// do without.
     pub fn with_keep_alive(mut self, interval: Duration, timeout: Duration) -> Self {
         self.keep_alive = Some((interval, timeout));
+        self.ping_while_idle = true;
+        self
+    }
+
+    /// Pings a shared channel's connection only while calls are in flight
+    /// on it (nothing while idle: free for thousands of hosts), and drops
+    /// it when a ping goes unanswered for `timeout`: a connection whose
+    /// packets vanish (a flow a firewall or NAT forgot, segments lost in a
+    /// partition) is replaced by the next call instead of timing out every
+    /// call on it until TCP gives up. For the host agent's lease channels;
+    /// found by the simulation (`examples/simulate.rs`), where such a host
+    /// held a handed-over slot unclaimed and its whole group waited.
+    pub fn with_call_pings(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.keep_alive = Some((interval, timeout));
+        self.ping_while_idle = false;
+        self
+    }
+
+    /// Dials through `network` instead of the host's TCP stack.
+    pub fn over(mut self, network: Network) -> Self {
+        self.connector.network = network;
         self
     }
 
@@ -108,7 +167,7 @@ impl Dialer {
             endpoint = endpoint
                 .http2_keep_alive_interval(interval)
                 .keep_alive_timeout(timeout)
-                .keep_alive_while_idle(true);
+                .keep_alive_while_idle(self.ping_while_idle);
         }
         let channel = endpoint.connect_with_connector_lazy(self.connector.clone());
         channels.insert(address.to_string(), channel.clone());
@@ -156,13 +215,35 @@ impl Dialer {
     }
 }
 
-/// Binds the gRPC listener and accepts on it (with TLS when `tls` says so).
+/// Binds the gRPC listener on `network` and accepts on it (with TLS when
+/// `tls` says so; a [`Network::Custom`] network is plaintext only).
 pub async fn listen(
+    network: &Network,
     address: SocketAddr,
     tls: TlsMode,
 ) -> Result<ReceiverStream<Result<ServerConn, std::io::Error>>, TransportError> {
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(|source| TransportError::Listen { address, source })?;
-    Ok(conn::accept(listener, tls))
+    match network {
+        Network::Tcp => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|source| TransportError::Listen { address, source })?;
+            Ok(conn::accept(listener, tls))
+        }
+        Network::Custom(links) => {
+            if !tls.is_insecure() {
+                return Err(TransportError::Listen {
+                    address,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::Unsupported,
+                        "TLS is not offered over a custom (simulated) network",
+                    ),
+                });
+            }
+            let incoming = links
+                .listen(address)
+                .await
+                .map_err(|source| TransportError::Listen { address, source })?;
+            Ok(conn::accept_other(incoming))
+        }
+    }
 }
