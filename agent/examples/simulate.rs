@@ -346,13 +346,21 @@ async fn client_process(
 
         // Release, until acknowledged.
         record(&log, index, Ev::ReleaseSent);
+        let mut last_failure = String::new();
         loop {
             match client.release(Some(token)).await {
                 Ok(()) => break,
-                Err(HostLeaseError::Unavailable { .. }) => {
+                // Each new reason a release failed goes into the seed's log:
+                // a release stuck for long is what a liveness failure
+                // looks like from the other hosts.
+                Err(failed) => {
+                    let why = failed.to_string();
+                    if why != last_failure {
+                        record(&log, index, Ev::Answer(format!("release: {why}")));
+                        last_failure = why;
+                    }
                     tokio::time::sleep(rng.ms(100, 300)).await
                 }
-                Err(HostLeaseError::Refused(_)) => tokio::time::sleep(rng.ms(100, 300)).await,
             }
         }
         record(&log, index, Ev::ReleaseAcked);
