@@ -1,4 +1,4 @@
-//! How long Lease, Admin, Fleet and Control calls take on this voter: histograms the auth layer fills.
+//! How long the Lease, Admin, Fleet and Control calls take here: histograms the auth layer fills.
 //!
 //! Measured from the call's arrival to its response (for the streams Wait
 //! and Watch: to the stream's opening). A call forwarded to the leader is
