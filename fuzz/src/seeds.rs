@@ -204,8 +204,8 @@ fn requests() -> Vec<Seed> {
         ("control", control),
     ]
     .into_iter()
-        .map(|(name, script)| ("requests", format!("seed-{name}"), script.encode_to_vec()))
-        .collect()
+    .map(|(name, script)| ("requests", format!("seed-{name}"), script.encode_to_vec()))
+    .collect()
 }
 
 fn log_id(index: u64) -> LogId {
@@ -668,7 +668,12 @@ fn fleet_reports() -> Vec<Seed> {
     const HOST: u32 = 1;
     const ADMIN: u32 = 2;
     let report = |now, name: &str, phase: &str| {
-        fleet_step(now, name, HOST, FleetAction::Report(host_report(name, phase)))
+        fleet_step(
+            now,
+            name,
+            HOST,
+            FleetAction::Report(host_report(name, phase)),
+        )
     };
     let roll = FleetScript {
         capacity: 2,
@@ -712,8 +717,18 @@ fn fleet_reports() -> Vec<Seed> {
             report(1, "node-1", "sleeping"),
             fleet_step(2, "node-1", HOST, FleetAction::Report(long_reason)),
             fleet_step(3, "node-1", HOST, FleetAction::Report(bad_interval)),
-            fleet_step(4, "node-2", HOST, FleetAction::Report(host_report("node-1", "idle"))),
-            fleet_step(5, "ops", ADMIN, FleetAction::Report(host_report("node-1", "idle"))),
+            fleet_step(
+                4,
+                "node-2",
+                HOST,
+                FleetAction::Report(host_report("node-1", "idle")),
+            ),
+            fleet_step(
+                5,
+                "ops",
+                ADMIN,
+                FleetAction::Report(host_report("node-1", "idle")),
+            ),
             report(6, "node-2", "idle"),
             fleet_step(7, "", 0, FleetAction::Lead(1)),
             fleet_step(
@@ -729,7 +744,13 @@ fn fleet_reports() -> Vec<Seed> {
     };
     [("roll", roll), ("refusals", refusals)]
         .into_iter()
-        .map(|(name, script)| ("fleet_reports", format!("seed-{name}"), script.encode_to_vec()))
+        .map(|(name, script)| {
+            (
+                "fleet_reports",
+                format!("seed-{name}"),
+                script.encode_to_vec(),
+            )
+        })
         .collect()
 }
 
