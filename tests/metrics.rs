@@ -196,6 +196,42 @@ fn voters_serve_lease_and_raft_metrics() {
             && value(text, "baton_lease_releases_total{group=\"workers\"}") == Some(1.0)
     });
 
+    // The Control service: a held host and a reboot asked for show on every
+    // voter (applied state), and the calls are timed; unheld, the gauge is 0.
+    assert_eq!(value(text, "baton_control_held_hosts"), Some(0.0), "{text}");
+    assert_eq!(
+        value(text, "baton_control_reboot_now_pending"),
+        Some(0.0),
+        "{text}"
+    );
+    let out = cluster.cli(&["hold", "h2", "--reason", "disk swap"]);
+    assert!(out.status.success(), "hold: {}", stderr(&out));
+    let out = cluster.cli(&["reboot-now", "h3"]);
+    assert!(out.status.success(), "reboot-now: {}", stderr(&out));
+    let texts: Vec<String> = ports
+        .iter()
+        .map(|&port| {
+            scrape_until(&client, port, "h2 held, h3 asked to reboot", |text| {
+                value(text, "baton_control_held_hosts") == Some(1.0)
+                    && value(text, "baton_control_reboot_now_pending") == Some(1.0)
+            })
+        })
+        .collect();
+    for call in ["Control/Hold", "Control/RebootNow"] {
+        let series = format!("baton_grpc_call_duration_seconds_count{{call=\"{call}\"}}");
+        assert!(
+            texts
+                .iter()
+                .any(|t| value(t, &series).is_some_and(|n| n >= 1.0)),
+            "{series} not counted: {texts:#?}"
+        );
+    }
+    let out = cluster.cli(&["unhold", "h2"]);
+    assert!(out.status.success(), "unhold: {}", stderr(&out));
+    scrape_until(&client, ports[0], "h2 unheld", |text| {
+        value(text, "baton_control_held_hosts") == Some(0.0)
+    });
+
     // Only GET /metrics.
     let (status, _) = http(
         &client,

@@ -56,10 +56,11 @@ pub use raft::storage::open_database;
 pub use raft::types::{StorageError, TypeConfig};
 
 /// What the fuzz targets in `fuzz/` call, and only that: the code that reads
-/// bytes from outside (config files, Lease and Admin requests, raft records
-/// and RPCs, snapshot chunks, `agent.json`). The modules stay private; this
-/// names the entry points the targets drive, so a target tests what the
-/// daemon runs rather than a copy of it. Not an API: hidden from the docs.
+/// bytes from outside (config files, Lease, Admin and Control requests,
+/// FleetLock requests, Fleet reports, raft records and RPCs, snapshot
+/// chunks, `agent.json`). The modules stay private; this names the entry
+/// points the targets drive, so a target tests what the daemon runs rather
+/// than a copy of it. Not an API: hidden from the docs.
 #[doc(hidden)]
 pub mod fuzzing {
     pub use crate::config::{ConfigError, Settings};
@@ -68,11 +69,28 @@ pub mod fuzzing {
     pub use crate::raft::election::{PreVoteRequest, PreVoteResponse};
     pub use crate::raft::service::{check_chunk, taken};
     pub use crate::raft::state_machine::AppliedState;
-    pub use crate::raft::types::{from_payload, NodeId, TypeConfig, VoterNode};
-    pub use crate::rules::lease::{Command, LeaseError, LeaseState, WaiterRef, MAX_HOLDERS_CAP};
+    pub use crate::raft::types::{from_payload, Applied, NodeId, TypeConfig, VoterNode};
+    pub use crate::rules::access::{Caller, HttpCaller, HttpEndpoint, Identity, Role};
+    pub use crate::rules::lease::{
+        Command, LeaseError, LeaseState, Outcome, QueueReason, WaiterRef, MAX_HOLDERS_CAP,
+        MAX_HOST_CONTROLS,
+    };
     pub use crate::rules::limits::MAX_SNAPSHOT_BYTES;
-    pub use crate::rules::phases::{resume, Phase};
-    pub use crate::server::requests;
+    pub use crate::rules::phases::{resume, Phase, PHASE_NAMES};
+    pub use crate::rules::{limits, names};
+    pub use crate::server::control_service::host_control;
+    pub use crate::server::fleet_state::FleetView;
+    pub use crate::server::fleet_view::{batches, check_forward, check_report_call};
+    pub use crate::server::lease_service::{acquire_response, release_response};
+    pub use crate::server::routing::applied;
+    pub use crate::server::{fleetlock, requests, wire};
+    pub use tonic::{Code, Status};
+    /// The HTTP types a FleetLock request and answer are made of (hyper's).
+    pub mod http {
+        pub use hyper::body::Bytes;
+        pub use hyper::header::{HeaderName, HeaderValue, ALLOW, CONTENT_TYPE};
+        pub use hyper::{Method, Request, Response, StatusCode};
+    }
 }
 
 /// What the deterministic simulation (`examples/simulate.rs`) drives, and

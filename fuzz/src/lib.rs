@@ -7,7 +7,9 @@
 
 use std::collections::BTreeSet;
 
-use baton::fuzzing::{decode, encode, LeaseState};
+use baton::fuzzing::{
+    decode, encode, requests, Command, LeaseError, LeaseState, WaiterRef, MAX_HOST_CONTROLS,
+};
 use baton_proto::v1 as pb;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -121,13 +123,13 @@ pub struct Call {
     pub by: String,
     #[prost(
         oneof = "Request",
-        tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15"
+        tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19"
     )]
     pub request: Option<Request>,
 }
 
-/// Every Lease and Admin request, as the generated code decodes it; and the
-/// leader's own `Expire`, which moves time for held leases.
+/// Every Lease, Admin and Control request, as the generated code decodes
+/// it; and the leader's own `Expire`, which moves time for held leases.
 #[derive(Clone, PartialEq, prost::Oneof)]
 pub enum Request {
     #[prost(message, tag = "3")]
@@ -156,6 +158,110 @@ pub enum Request {
     RemoveVoter(pb::RemoveVoterRequest),
     #[prost(message, tag = "15")]
     Expire(Expire),
+    #[prost(message, tag = "16")]
+    Hold(pb::HoldRequest),
+    #[prost(message, tag = "17")]
+    Unhold(pb::UnholdRequest),
+    #[prost(message, tag = "18")]
+    RebootNow(pb::RebootNowRequest),
+    #[prost(message, tag = "19")]
+    HostControl(pb::HostControlRequest),
+}
+
+/// The command `call` becomes on the leader, if it passes the service's
+/// checks (`server::requests`, as the Lease, Admin and Control services
+/// run them) and makes one (Status, Watch, HostControl and the voter calls
+/// make none).
+pub fn command(call: &Call, default_max: u32) -> Option<Command> {
+    let (now, by) = (call.now, call.by.as_str());
+    match call.request.as_ref()? {
+        Request::Acquire(req) => {
+            requests::check_acquire(req).ok()?;
+            Some(requests::acquire_command(req, now, default_max))
+        }
+        Request::Wait(req) => {
+            requests::check_wait(req).ok()?;
+            let acquire = requests::wait_as_acquire(req);
+            Some(requests::acquire_command(&acquire, now, default_max))
+        }
+        // The sessions a keepalive names are the ones the leader drops
+        // with one entry when they lapse.
+        Request::KeepAlive(req) => {
+            let waiters: Vec<WaiterRef> = requests::check_keep_alive(req).ok()?;
+            Some(Command::DropWaiters { waiters, now })
+        }
+        Request::Release(req) => {
+            requests::check_release(req).ok()?;
+            Some(requests::release_command(req, now))
+        }
+        Request::Status(_) | Request::RemoveVoter(_) | Request::HostControl(_) => None,
+        Request::Watch(req) => {
+            let _ = requests::check_watch(req);
+            None
+        }
+        Request::Pause(req) => {
+            requests::check_pause(req).ok()?;
+            Some(requests::pause_command(req, by, now, default_max))
+        }
+        Request::Resume(req) => {
+            requests::check_resume(req).ok()?;
+            Some(requests::resume_command(req, by, now))
+        }
+        Request::ForceRelease(req) => {
+            requests::check_force_release(req).ok()?;
+            Some(requests::force_release_command(req, by, now))
+        }
+        Request::SetMax(req) => {
+            requests::check_set_max(req).ok()?;
+            Some(requests::set_max_command(req, by, now, default_max))
+        }
+        Request::AddVoter(req) => {
+            let _ = requests::check_add_voter(req);
+            None
+        }
+        Request::Expire(expire) => Some(Command::Expire {
+            now,
+            hold_timeout_ms: expire.hold_timeout_ms,
+        }),
+        // The Control service's checks (`server::control_service`).
+        Request::Hold(req) => {
+            requests::check_hold(req).ok()?;
+            Some(requests::hold_command(req, by, now))
+        }
+        Request::Unhold(req) => {
+            requests::check_host(&req.holder).ok()?;
+            Some(requests::unhold_command(req, by, now))
+        }
+        Request::RebootNow(req) => {
+            requests::check_host(&req.holder).ok()?;
+            Some(requests::reboot_now_command(req, by, now))
+        }
+    }
+}
+
+/// What `propose` does with a command a service made, then the log and
+/// `apply`: it validates (the services leave an Acquire's machine id to
+/// `propose`; everything else they accept, it must accept), round-trips
+/// through the log encoding, and applies as entry `index`; a rejected apply
+/// changes nothing, an accepted one keeps the invariants. The applied result.
+pub fn propose_and_apply(
+    state: &mut LeaseState,
+    index: u64,
+    cmd: &Command,
+) -> baton::fuzzing::Applied {
+    match cmd.validate() {
+        Ok(()) => {}
+        Err(LeaseError::MachineId { .. }) if matches!(cmd, Command::Acquire { .. }) => {}
+        Err(e) => panic!("the service accepted what propose refuses: {e} ({cmd:?})"),
+    }
+    assert_round_trip(cmd);
+    let before = state.clone();
+    let applied = state.apply(index, cmd);
+    match &applied {
+        Ok(_) => assert_lease_invariants(&before, state),
+        Err(_) => assert_eq!(*state, before, "a rejected command changed the state"),
+    }
+    applied.map(|(outcome, _)| outcome)
 }
 
 /// The leader's `Expire` entry (hold timeout), not a request.
@@ -163,6 +269,99 @@ pub enum Request {
 pub struct Expire {
     #[prost(uint64, optional, tag = "1")]
     pub hold_timeout_ms: Option<u64>,
+}
+
+/// `fleetlock`: what reaches the FleetLock front, in order, on one
+/// leader's state: HTTP requests (as `transport::http` hands them on) and,
+/// between them, Lease/Admin/Control calls (pauses, holds, other hosts).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct FleetLockScript {
+    /// `[fleetlock] groups` (those that pass the group rule, as the config keeps them).
+    #[prost(string, repeated, tag = "1")]
+    pub groups: Vec<String>,
+    #[prost(uint32, tag = "2")]
+    pub default_max_holders: u32,
+    #[prost(message, repeated, tag = "3")]
+    pub steps: Vec<FleetLockStep>,
+}
+
+/// One step: a FleetLock request, a call through the gRPC services, or both (in that order).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct FleetLockStep {
+    #[prost(message, optional, tag = "1")]
+    pub http: Option<HttpCall>,
+    #[prost(message, optional, tag = "2")]
+    pub call: Option<Call>,
+}
+
+/// A FleetLock request: endpoint, method, headers and body as raw bytes.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HttpCall {
+    /// The leader's clock when it proposes.
+    #[prost(uint64, tag = "1")]
+    pub now: u64,
+    /// `POST /v1/steady-state`; otherwise `POST /v1/pre-reboot`.
+    #[prost(bool, tag = "2")]
+    pub steady_state: bool,
+    /// The method's bytes; empty means POST.
+    #[prost(bytes = "vec", tag = "3")]
+    pub method: Vec<u8>,
+    #[prost(message, repeated, tag = "4")]
+    pub headers: Vec<Header>,
+    #[prost(bytes = "vec", tag = "5")]
+    pub body: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Header {
+    #[prost(bytes = "vec", tag = "1")]
+    pub name: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub value: Vec<u8>,
+}
+
+/// `fleet_reports`: what reaches one voter's Fleet service and its loops, in order.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct FleetScript {
+    /// The table's and the inbox's host limit, `1 + capacity % 64` (the
+    /// daemon's is `MAX_FLEET_HOSTS`; small, so the limit is reached).
+    #[prost(uint32, tag = "1")]
+    pub capacity: u32,
+    #[prost(message, repeated, tag = "2")]
+    pub steps: Vec<FleetStep>,
+}
+
+/// One step at `now` (unix ms), by a caller (`role`: 0 insecure cluster,
+/// 1 host, 2 admin, 3 voter, 4 monitor; named `name`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct FleetStep {
+    #[prost(uint64, tag = "1")]
+    pub now: u64,
+    #[prost(string, tag = "2")]
+    pub name: String,
+    #[prost(uint32, tag = "3")]
+    pub role: u32,
+    #[prost(oneof = "FleetAction", tags = "4, 5, 6, 7, 8")]
+    pub action: Option<FleetAction>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum FleetAction {
+    /// `Fleet.Report` from a host agent.
+    #[prost(message, tag = "4")]
+    Report(pb::HostReport),
+    /// `Fleet.Forward` from another voter, to this one as the leader.
+    #[prost(message, tag = "5")]
+    Forward(pb::ReportBatch),
+    /// `pass_on`: the inbox in batches to the leader (this voter when it leads).
+    #[prost(bool, tag = "6")]
+    PassOn(bool),
+    /// This voter leads in the term given (`track_leadership`); 0: it follows.
+    #[prost(uint64, tag = "7")]
+    Lead(u64),
+    /// `Fleet.Hosts`, answered by the leader.
+    #[prost(bool, tag = "8")]
+    Hosts(bool),
 }
 
 /// `snapshot_chunks`: InstallSnapshot payloads as one voter receives them, in order.
@@ -233,4 +432,32 @@ pub fn assert_lease_invariants(before: &LeaseState, after: &LeaseState) {
     let listed: BTreeSet<(String, String)> =
         after.sessions().map(|w| (w.group, w.holder)).collect();
     assert_eq!(listed, sessions, "sessions() disagrees with the state");
+    assert_host_control_invariants(before, after);
+}
+
+/// The per-host orders (the Control service's): bounded, and a held host
+/// never waits in a queue, never has a slot handed to it unclaimed, and
+/// never gets a grant it did not have before the apply.
+fn assert_host_control_invariants(before: &LeaseState, after: &LeaseState) {
+    assert!(after.held.len() <= MAX_HOST_CONTROLS, "too many holds");
+    assert!(
+        after.reboot_now.len() <= MAX_HOST_CONTROLS,
+        "too many reboot-now requests"
+    );
+    for holder in after.held.keys() {
+        for (name, g) in &after.groups {
+            assert!(
+                g.queue.iter().all(|w| &w.holder != holder),
+                "held {holder} waits in {name}"
+            );
+            if let Some(grant) = g.grant(holder) {
+                assert!(grant.claimed, "held {holder} was handed a slot of {name}");
+                assert_eq!(
+                    before.holder_grant(name, holder).map(|b| b.token),
+                    Some(grant.token),
+                    "held {holder} got a new grant in {name}"
+                );
+            }
+        }
+    }
 }

@@ -19,7 +19,10 @@ use crate::raft::{
     AppendEntriesReply, AppendEntriesRequest, Entry, InstallSnapshotReply, InstallSnapshotRequest,
     LogId, SnapshotMeta, Vote, VoteReply, VoteRequest,
 };
-use crate::{Call, Chunks, Expire, RaftKind, Request, Script};
+use crate::{
+    Call, Chunks, Expire, FleetAction, FleetLockScript, FleetLockStep, FleetScript, FleetStep,
+    Header, HttpCall, RaftKind, Request, Script,
+};
 
 /// One seed: target, file name (`seed-*`, or `crash-*` for an input that
 /// once failed), bytes.
@@ -48,6 +51,20 @@ fn release(group: &str, holder: &str, token: Option<u64>) -> Request {
         group: group.into(),
         holder: holder.into(),
         token,
+    })
+}
+
+fn hold(holder: &str, reason: &str) -> Request {
+    Request::Hold(pb::HoldRequest {
+        holder: holder.into(),
+        reason: reason.into(),
+    })
+}
+
+fn reboot_now(holder: &str, cancel: bool) -> Request {
+    Request::RebootNow(pb::RebootNowRequest {
+        holder: holder.into(),
+        cancel,
     })
 }
 
@@ -154,10 +171,41 @@ fn requests() -> Vec<Seed> {
             call(4, Request::RemoveVoter(pb::RemoveVoterRequest { id: 4 })),
         ],
     };
-    [("roll", roll), ("admin", admin), ("others", others)]
-        .into_iter()
-        .map(|(name, script)| ("requests", format!("seed-{name}"), script.encode_to_vec()))
-        .collect()
+    let control = Script {
+        default_max_holders: 1,
+        calls: vec![
+            call(1, acquire("workers", "node-1")),
+            call(2, acquire("workers", "node-2")),
+            call(3, hold("node-2", "disk swap")),
+            call(4, hold("node-1", "look first")),
+            call(
+                5,
+                Request::HostControl(pb::HostControlRequest {
+                    holder: "node-2".into(),
+                }),
+            ),
+            call(6, reboot_now("node-3", false)),
+            call(7, acquire("workers", "node-2")),
+            call(
+                8,
+                Request::Unhold(pb::UnholdRequest {
+                    holder: "node-2".into(),
+                }),
+            ),
+            call(9, release("workers", "node-1", None)),
+            call(10, acquire("workers", "node-3")),
+            call(11, reboot_now("node-3", true)),
+        ],
+    };
+    [
+        ("roll", roll),
+        ("admin", admin),
+        ("others", others),
+        ("control", control),
+    ]
+    .into_iter()
+    .map(|(name, script)| ("requests", format!("seed-{name}"), script.encode_to_vec()))
+    .collect()
 }
 
 fn log_id(index: u64) -> LogId {
@@ -488,12 +536,232 @@ fn agent_state() -> Vec<Seed> {
         .collect()
 }
 
+/// A FleetLock request as Zincati sends it.
+fn zincati(now: u64, steady_state: bool, id: &str, group: &str) -> HttpCall {
+    HttpCall {
+        now,
+        steady_state,
+        method: b"POST".to_vec(),
+        headers: vec![
+            header("fleet-lock-protocol", "true"),
+            header("content-type", "application/json"),
+        ],
+        body: format!(r#"{{"client_params":{{"id":"{id}","group":"{group}"}}}}"#).into_bytes(),
+    }
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header {
+        name: name.into(),
+        value: value.into(),
+    }
+}
+
+fn http_step(http: HttpCall) -> FleetLockStep {
+    FleetLockStep {
+        http: Some(http),
+        call: None,
+    }
+}
+
+/// `fleetlock`: two machines take turns; every refusal once; a pause and a hold.
+fn fleetlock() -> Vec<Seed> {
+    let roll = FleetLockScript {
+        groups: vec!["workers".into(), "controllers".into()],
+        default_max_holders: 1,
+        steps: [
+            zincati(1, false, "node-1", "workers"),
+            zincati(2, false, "node-2", "workers"),
+            zincati(3, false, "node-1", "workers"),
+            zincati(4, true, "node-1", "workers"),
+            zincati(5, false, "node-2", "workers"),
+            zincati(6, true, "node-2", "workers"),
+            zincati(7, true, "node-9", "workers"),
+        ]
+        .into_iter()
+        .map(http_step)
+        .collect(),
+    };
+    let mut get = zincati(1, false, "node-1", "workers");
+    get.method = b"GET".to_vec();
+    let mut no_header = zincati(2, false, "node-1", "workers");
+    no_header.headers.remove(0);
+    let mut not_json = zincati(3, false, "node-1", "workers");
+    not_json.body = br#"{"client_params":{"id":"node-1"}"#.to_vec();
+    let refusals = FleetLockScript {
+        groups: vec!["workers".into()],
+        default_max_holders: 1,
+        steps: [
+            get,
+            no_header,
+            not_json,
+            zincati(4, false, "node-1", "databases"),
+            zincati(5, false, "localhost", "workers"),
+            zincati(6, true, "two words", "workers"),
+        ]
+        .into_iter()
+        .map(http_step)
+        .collect(),
+    };
+    let paused = FleetLockScript {
+        groups: vec!["workers".into()],
+        default_max_holders: 2,
+        steps: vec![
+            FleetLockStep {
+                http: None,
+                call: Some(call(
+                    1,
+                    Request::Pause(pb::PauseRequest {
+                        group: "workers".into(),
+                        reason: "incident 42".into(),
+                    }),
+                )),
+            },
+            http_step(zincati(2, false, "node-1", "workers")),
+            FleetLockStep {
+                http: Some(zincati(3, false, "node-1", "workers")),
+                call: Some(call(4, Request::Resume(pb::ResumeRequest::default()))),
+            },
+            FleetLockStep {
+                http: Some(zincati(5, false, "node-1", "workers")),
+                call: Some(call(6, hold("node-2", "vendor check"))),
+            },
+            http_step(zincati(7, false, "node-2", "workers")),
+        ],
+    };
+    [("roll", roll), ("refusals", refusals), ("paused", paused)]
+        .into_iter()
+        .map(|(name, script)| ("fleetlock", format!("seed-{name}"), script.encode_to_vec()))
+        .collect()
+}
+
+/// A report as a host agent sends it.
+fn host_report(name: &str, phase: &str) -> pb::HostReport {
+    pb::HostReport {
+        name: name.into(),
+        group: "workers".into(),
+        phase: phase.into(),
+        pending: (phase != "idle").then(|| pb::PendingReboot {
+            source: "apt".into(),
+            reason: "packages: linux-image-6.1.0-28-amd64, libc6".into(),
+            version: Some("6.1.0-28".into()),
+        }),
+        last_boot_s: Some(1_764_000_000),
+        agent_version: "0.1.0".into(),
+        report_interval_ms: 30_000,
+        phase_since_ms: Some(1_764_000_000_000),
+    }
+}
+
+fn fleet_step(now: u64, name: &str, role: u32, action: FleetAction) -> FleetStep {
+    FleetStep {
+        now,
+        name: name.into(),
+        role,
+        action: Some(action),
+    }
+}
+
+/// `fleet_reports`: hosts report to a follower and to the leader, the table
+/// fills past its limit, leadership moves; and a refusal of each kind.
+fn fleet_reports() -> Vec<Seed> {
+    const HOST: u32 = 1;
+    const ADMIN: u32 = 2;
+    let report = |now, name: &str, phase: &str| {
+        fleet_step(
+            now,
+            name,
+            HOST,
+            FleetAction::Report(host_report(name, phase)),
+        )
+    };
+    let roll = FleetScript {
+        capacity: 2,
+        steps: vec![
+            report(1_000, "node-1", "idle"),
+            report(1_001, "node-2", "reboot-needed"),
+            fleet_step(1_200, "", 0, FleetAction::PassOn(false)),
+            fleet_step(1_300, "", 0, FleetAction::Lead(3)),
+            fleet_step(1_400, "", 0, FleetAction::PassOn(true)),
+            report(1_500, "node-3", "draining"),
+            report(1_501, "node-4", "rebooting"),
+            report(1_502, "node-1", "waiting-for-lease"),
+            fleet_step(1_600, "", 0, FleetAction::PassOn(true)),
+            fleet_step(
+                1_700,
+                "cp-2",
+                3,
+                FleetAction::Forward(pb::ReportBatch {
+                    reports: vec![host_report("node-5", "idle"), host_report("node-2", "idle")],
+                }),
+            ),
+            fleet_step(1_800, "ops", ADMIN, FleetAction::Hosts(true)),
+            fleet_step(200_000, "ops", ADMIN, FleetAction::Hosts(true)),
+            fleet_step(200_001, "", 0, FleetAction::Lead(0)),
+            fleet_step(200_002, "ops", ADMIN, FleetAction::Hosts(true)),
+            fleet_step(200_003, "", 0, FleetAction::Lead(4)),
+            report(200_004, "node-1", "idle"),
+            fleet_step(200_200, "", 0, FleetAction::PassOn(true)),
+            fleet_step(200_300, "ops", ADMIN, FleetAction::Hosts(true)),
+        ],
+    };
+    let mut long_reason = host_report("node-1", "reboot-needed");
+    if let Some(pending) = long_reason.pending.as_mut() {
+        pending.reason = "x".repeat(2_000);
+    }
+    let mut bad_interval = host_report("node-1", "idle");
+    bad_interval.report_interval_ms = 10;
+    let refusals = FleetScript {
+        capacity: 0,
+        steps: vec![
+            report(1, "node-1", "sleeping"),
+            fleet_step(2, "node-1", HOST, FleetAction::Report(long_reason)),
+            fleet_step(3, "node-1", HOST, FleetAction::Report(bad_interval)),
+            fleet_step(
+                4,
+                "node-2",
+                HOST,
+                FleetAction::Report(host_report("node-1", "idle")),
+            ),
+            fleet_step(
+                5,
+                "ops",
+                ADMIN,
+                FleetAction::Report(host_report("node-1", "idle")),
+            ),
+            report(6, "node-2", "idle"),
+            fleet_step(7, "", 0, FleetAction::Lead(1)),
+            fleet_step(
+                8,
+                "cp-2",
+                3,
+                FleetAction::Forward(pb::ReportBatch {
+                    reports: vec![host_report("node-3", "idle"), host_report("", "idle")],
+                }),
+            ),
+            fleet_step(9, "ops", ADMIN, FleetAction::Hosts(true)),
+        ],
+    };
+    [("roll", roll), ("refusals", refusals)]
+        .into_iter()
+        .map(|(name, script)| {
+            (
+                "fleet_reports",
+                format!("seed-{name}"),
+                script.encode_to_vec(),
+            )
+        })
+        .collect()
+}
+
 /// Every seed.
 pub fn all() -> Vec<Seed> {
     let mut seeds = requests();
     seeds.extend(raft_payloads());
     seeds.extend(snapshot_chunks());
     seeds.extend(agent_state());
+    seeds.extend(fleetlock());
+    seeds.extend(fleet_reports());
     seeds
 }
 

@@ -3,7 +3,7 @@
 //! Every host agent reports what it does (phase, pending update, last boot,
 //! version) on every phase change and at least once per report interval.
 //! The leader keeps the latest report of each host in memory, not in the
-//! raft log: a [`FleetTable`]. It holds at most [`MAX_FLEET_HOSTS`] hosts;
+//! raft log: a [`FleetTable`]. It holds at most `MAX_FLEET_HOSTS` hosts;
 //! a new host over that makes the host heard from least recently be
 //! forgotten (a live host comes back at its next report, a dead one stays
 //! out). A host is stale when it has not been heard from for
@@ -15,8 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use crate::rules::limits::{
-    MAX_FLEET_HOSTS, MAX_REPORT_INTERVAL_MS, MAX_REPORT_REASON_LEN, MAX_REPORT_WORD_LEN,
-    MIN_REPORT_INTERVAL_MS,
+    MAX_REPORT_INTERVAL_MS, MAX_REPORT_REASON_LEN, MAX_REPORT_WORD_LEN, MIN_REPORT_INTERVAL_MS,
 };
 use crate::rules::names::{check_group, check_holder, check_text, NameError};
 use crate::rules::phases::PHASE_NAMES;
@@ -160,12 +159,8 @@ pub struct FleetTable<R> {
 }
 
 impl<R> FleetTable<R> {
-    /// An empty table of at most [`MAX_FLEET_HOSTS`] hosts, collecting from `since_ms`.
-    pub fn new(since_ms: u64) -> Self {
-        Self::with_capacity(since_ms, MAX_FLEET_HOSTS)
-    }
-
-    /// An empty table of at most `max_hosts` hosts (at least one).
+    /// An empty table of at most `max_hosts` hosts (at least one; the
+    /// daemon's is `MAX_FLEET_HOSTS`), collecting from `since_ms`.
     pub fn with_capacity(since_ms: u64, max_hosts: usize) -> Self {
         FleetTable {
             hosts: HashMap::new(),
@@ -321,7 +316,7 @@ mod tests {
 
     #[test]
     fn latest_report_wins_and_staleness_follows_each_hosts_interval() {
-        let mut table = FleetTable::new(1_000);
+        let mut table = FleetTable::with_capacity(1_000, crate::rules::limits::MAX_FLEET_HOSTS);
         table.record("h1", 1_000, "idle", 2_000);
         table.record("h2", 30_000, "idle", 2_000);
         table.record("h1", 1_000, "draining", 2_500);

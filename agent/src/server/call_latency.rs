@@ -1,4 +1,4 @@
-//! How long Lease, Admin and Fleet calls take on this voter: histograms the auth layer fills.
+//! How long the Lease, Admin, Fleet and Control calls take here: histograms the auth layer fills.
 //!
 //! Measured from the call's arrival to its response (for the streams Wait
 //! and Watch: to the stream's opening). A call forwarded to the leader is
@@ -38,11 +38,13 @@ impl Default for CallLatency {
 }
 
 impl CallLatency {
-    /// The label of a Lease, Admin or Fleet call; `None` for raft's calls.
+    /// The label of a Lease, Admin, Fleet or Control call; `None` for raft's calls.
     fn label(rpc: Rpc) -> Option<CallLabel> {
-        let call = rpc.path().strip_prefix("/baton.v1.").filter(|call| {
-            call.starts_with("Lease/") || call.starts_with("Admin/") || call.starts_with("Fleet/")
-        })?;
+        const MEASURED: [&str; 4] = ["Lease/", "Admin/", "Fleet/", "Control/"];
+        let call = rpc
+            .path()
+            .strip_prefix("/baton.v1.")
+            .filter(|call| MEASURED.iter().any(|service| call.starts_with(service)))?;
         Some(CallLabel {
             call: call.to_string(),
         })
@@ -73,13 +75,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lease_and_admin_calls_are_measured_raft_is_not() {
+    fn lease_admin_fleet_and_control_calls_are_measured_raft_is_not() {
         assert!(CallLatency::measures(Rpc::Acquire));
         assert!(CallLatency::measures(Rpc::SetMax));
         assert!(CallLatency::measures(Rpc::FleetReport));
+        for rpc in [Rpc::Hold, Rpc::Unhold, Rpc::RebootNow, Rpc::HostControl] {
+            assert!(CallLatency::measures(rpc), "{rpc:?}");
+        }
         assert!(!CallLatency::measures(Rpc::RaftAppendEntries));
         let latency = CallLatency::default();
         latency.observe(Rpc::Acquire, Duration::from_millis(3));
+        latency.observe(Rpc::Hold, Duration::from_millis(3));
         latency.observe(Rpc::RaftVote, Duration::from_millis(3));
         let mut registry = prometheus_client::registry::Registry::default();
         registry.register(
@@ -91,6 +97,10 @@ mod tests {
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap_or_default();
         assert!(
             text.contains("baton_grpc_call_duration_seconds_count{call=\"Lease/Acquire\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("baton_grpc_call_duration_seconds_count{call=\"Control/Hold\"} 1"),
             "{text}"
         );
         assert!(!text.contains("Raft/"), "{text}");

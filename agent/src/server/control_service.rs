@@ -5,6 +5,7 @@ use baton_proto::v1::control_client::ControlClient;
 use baton_proto::v1::control_server::Control;
 use tonic::{Request, Response, Status};
 
+use crate::rules::lease::LeaseState;
 use crate::server::admin_service::propose_admin;
 use crate::server::requests;
 use crate::server::routing::Cluster;
@@ -74,13 +75,17 @@ impl Control for ControlService {
         let holder = &request.get_ref().holder;
         requests::check_host(holder)?;
         let state = self.cluster.view.read();
-        let lease = &state.lease;
-        Ok(Response::new(pb::HostControlResponse {
-            held: lease.held.get(holder).map(|hold| hold_entry(holder, hold)),
-            reboot_now: lease
-                .reboot_now
-                .get(holder)
-                .map(|request| reboot_entry(holder, request)),
-        }))
+        Ok(Response::new(host_control(&state.lease, holder)))
+    }
+}
+
+/// `holder`'s orders in `lease`: its hold and its reboot-now request, if any.
+pub fn host_control(lease: &LeaseState, holder: &str) -> pb::HostControlResponse {
+    pb::HostControlResponse {
+        held: lease.held.get(holder).map(|hold| hold_entry(holder, hold)),
+        reboot_now: lease
+            .reboot_now
+            .get(holder)
+            .map(|request| reboot_entry(holder, request)),
     }
 }

@@ -17,8 +17,9 @@ use crate::rules::limits::MAX_FLEET_HOSTS;
 use crate::server::requests::invalid;
 
 /// What the leader knows of the fleet, and what this voter has yet to pass on.
-#[derive(Default)]
 struct State {
+    /// Most hosts the table and the inbox keep ([`MAX_FLEET_HOSTS`]).
+    max_hosts: usize,
     /// The term this voter leads in and keeps the table for; None while it follows.
     term: Option<u64>,
     table: Option<FleetTable<pb::HostReport>>,
@@ -27,9 +28,15 @@ struct State {
 }
 
 /// The fleet view of this voter; cheap to clone (shared).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct FleetView {
     state: Arc<Mutex<State>>,
+}
+
+impl Default for FleetView {
+    fn default() -> Self {
+        FleetView::with_capacity(MAX_FLEET_HOSTS)
+    }
 }
 
 /// A report's fields as the rules check them.
@@ -53,6 +60,19 @@ pub fn check(report: &pb::HostReport) -> Result<(), Status> {
 }
 
 impl FleetView {
+    /// A view whose table and inbox keep at most `max_hosts` hosts (at least
+    /// one); the daemon's keeps [`MAX_FLEET_HOSTS`] (`Default`).
+    pub fn with_capacity(max_hosts: usize) -> Self {
+        FleetView {
+            state: Arc::new(Mutex::new(State {
+                max_hosts: max_hosts.max(1),
+                term: None,
+                table: None,
+                inbox: HashMap::new(),
+            })),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -61,9 +81,10 @@ impl FleetView {
     /// inbox is refused (it comes again at its next report).
     pub fn receive(&self, report: pb::HostReport) -> Result<(), Status> {
         let mut state = self.lock();
-        if state.inbox.len() >= MAX_FLEET_HOSTS && !state.inbox.contains_key(&report.name) {
+        if state.inbox.len() >= state.max_hosts && !state.inbox.contains_key(&report.name) {
             return Err(Status::resource_exhausted(format!(
-                "this voter holds {MAX_FLEET_HOSTS} reports not yet passed on to the leader; report again later"
+                "this voter holds {} reports not yet passed on to the leader; report again later",
+                state.max_hosts
             )));
         }
         state.inbox.insert(report.name.clone(), report);
@@ -83,7 +104,7 @@ impl FleetView {
     pub fn put_back(&self, reports: Vec<pb::HostReport>) {
         let mut state = self.lock();
         for report in reports {
-            if state.inbox.len() >= MAX_FLEET_HOSTS {
+            if state.inbox.len() >= state.max_hosts {
                 return;
             }
             state.inbox.entry(report.name.clone()).or_insert(report);
@@ -95,7 +116,7 @@ impl FleetView {
         let mut state = self.lock();
         if state.term != Some(term) {
             state.term = Some(term);
-            state.table = Some(FleetTable::new(now));
+            state.table = Some(FleetTable::with_capacity(now, state.max_hosts));
         }
     }
 
@@ -187,6 +208,21 @@ pub(crate) mod tests {
         view.record(5, vec![report("h2", "idle")], 20_000);
         let hosts = view.hosts(1, 20_000).unwrap();
         assert_eq!((hosts.hosts.len(), hosts.since_ms), (1, 20_000));
+    }
+
+    #[test]
+    fn the_host_limit_bounds_the_inbox_and_the_table() {
+        let view = FleetView::with_capacity(2);
+        view.receive(report("h1", "idle")).unwrap();
+        view.receive(report("h2", "idle")).unwrap();
+        let full = view.receive(report("h3", "idle")).unwrap_err();
+        assert_eq!(full.code(), tonic::Code::ResourceExhausted);
+        view.receive(report("h1", "draining")).unwrap();
+        let mut reports = view.take_inbox();
+        reports.push(report("h3", "idle"));
+        view.record(1, reports, 1_000);
+        let hosts = view.hosts(1, 1_000).unwrap();
+        assert_eq!((hosts.hosts.len(), hosts.dropped), (2, 1));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
-use crate::rules::access::Rpc;
+use crate::rules::access::{Caller, Rpc};
 use crate::rules::limits::{MAX_API_MESSAGE_BYTES, MAX_REPORTS_PER_BATCH, MAX_RESPONSE_BYTES};
 use crate::server::auth;
 use crate::server::fleet_state::check;
@@ -86,7 +86,7 @@ pub async fn pass_on(cluster: Cluster) {
 }
 
 /// Batches of at most [`MAX_REPORTS_PER_BATCH`] reports and [`BATCH_BYTES`].
-fn batches(reports: Vec<pb::HostReport>) -> Vec<pb::ReportBatch> {
+pub fn batches(reports: Vec<pb::HostReport>) -> Vec<pb::ReportBatch> {
     let mut batches = Vec::new();
     let mut current = pb::ReportBatch::default();
     let mut bytes = 0;
@@ -136,6 +136,24 @@ async fn send_to_leader(
     Ok(())
 }
 
+/// `Fleet.Report`'s checks: every field (`rules::fleet::check_report`), and
+/// a host reports as itself (admins and an insecure cluster for anyone).
+pub fn check_report_call(caller: &Caller, report: &pb::HostReport) -> Result<(), Status> {
+    check(report)?;
+    auth::permit_holder(caller, Rpc::FleetReport, &report.name)
+}
+
+/// `Fleet.Forward`'s checks: at most [`MAX_REPORTS_PER_BATCH`] reports, each as `Fleet.Report` checks it.
+pub fn check_forward(batch: &pb::ReportBatch) -> Result<(), Status> {
+    if batch.reports.len() > MAX_REPORTS_PER_BATCH {
+        return Err(invalid(format!(
+            "{} reports in one batch; at most {MAX_REPORTS_PER_BATCH}",
+            batch.reports.len()
+        )));
+    }
+    batch.reports.iter().try_for_each(check)
+}
+
 /// gRPC `Fleet` service of a voter.
 pub struct FleetService {
     cluster: Cluster,
@@ -155,8 +173,7 @@ impl Fleet for FleetService {
     ) -> Result<Response<pb::ReportResponse>, Status> {
         let caller = auth::caller(&request)?;
         let report = request.into_inner();
-        check(&report)?;
-        auth::permit_holder(&caller, Rpc::FleetReport, &report.name)?;
+        check_report_call(&caller, &report)?;
         self.cluster.fleet.receive(report)?;
         Ok(Response::new(pb::ReportResponse { accepted: 1 }))
     }
@@ -166,15 +183,7 @@ impl Fleet for FleetService {
         request: Request<pb::ReportBatch>,
     ) -> Result<Response<pb::ReportResponse>, Status> {
         let batch = request.into_inner();
-        if batch.reports.len() > MAX_REPORTS_PER_BATCH {
-            return Err(invalid(format!(
-                "{} reports in one batch; at most {MAX_REPORTS_PER_BATCH}",
-                batch.reports.len()
-            )));
-        }
-        for report in &batch.reports {
-            check(report)?;
-        }
+        check_forward(&batch)?;
         let Some(term) = leading_term(&self.cluster) else {
             return Err(Status::failed_precondition(format!(
                 "voter {} does not lead; pass reports on to the leader",

@@ -159,19 +159,44 @@ async fn sweep(front: Arc<Front>) {
     }
 }
 
-/// A FleetLock answer: `{"kind":..,"value":..}` with `status`.
-fn json(status: StatusCode, kind: &str, value: &str) -> Response<Body> {
-    let text = serde_json::json!({ "kind": kind, "value": value }).to_string();
-    let mut response = Response::new(Body::new(Bytes::from(text)));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
+/// A FleetLock answer before it is sent: the status, and the
+/// `{"kind":..,"value":..}` body the protocol words every answer in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub value: String,
+}
+
+impl Reply {
+    pub fn new(status: StatusCode, kind: &'static str, value: impl Into<String>) -> Reply {
+        Reply {
+            status,
+            kind,
+            value: value.into(),
+        }
+    }
+
+    /// The body: `{"kind":..,"value":..}`.
+    pub fn body(&self) -> String {
+        serde_json::json!({ "kind": self.kind, "value": self.value }).to_string()
+    }
+
+    /// The HTTP response: JSON, and `Allow: POST` with a 405.
+    pub fn response(&self) -> Response<Body> {
+        let mut response = Response::new(Body::new(Bytes::from(self.body())));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if self.status == StatusCode::METHOD_NOT_ALLOWED {
+            headers.insert(ALLOW, HeaderValue::from_static("POST"));
+        }
+        response
+    }
 }
 
 /// A failed call to the cluster, as a FleetLock error (a small, fixed set of kinds).
-fn failed(status: &Status) -> Response<Body> {
+pub fn failed(status: &Status) -> Reply {
     let (code, kind) = match status.code() {
         Code::InvalidArgument => (StatusCode::BAD_REQUEST, "invalid_client_params"),
         Code::PermissionDenied => (StatusCode::FORBIDDEN, "forbidden"),
@@ -182,25 +207,128 @@ fn failed(status: &Status) -> Response<Body> {
         }
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
-    json(code, kind, status.message())
+    Reply::new(code, kind, status.message())
 }
 
 /// 409 for a client that waits: the semaphore is full (or paused), and where it stands.
-fn queued(group: &str, position: u32, waiters: u32, reason: &QueueReason) -> Response<Body> {
+pub fn queued(group: &str, position: u32, waiters: u32, reason: &QueueReason) -> Reply {
     match reason {
-        QueueReason::Full => json(
+        QueueReason::Full => Reply::new(
             StatusCode::CONFLICT,
             "failed_lock_semaphore_full",
-            &format!(
+            format!(
                 "all reboot slots of group {group:?} are taken; queued at {position} of {waiters}; \
                  keep polling to keep the place"
             ),
         ),
-        QueueReason::Paused(why) => json(
+        QueueReason::Paused(why) => Reply::new(
             StatusCode::CONFLICT,
             "failed_lock_paused",
-            &format!("group {group:?} is paused ({why}); queued at {position} of {waiters}"),
+            format!("group {group:?} is paused ({why}); queued at {position} of {waiters}"),
         ),
+    }
+}
+
+/// The checks every request goes through, in order: method, header, body,
+/// names (`server::requests`, so `rules::names`), group
+/// (`permit_fleetlock_group` against the configured `groups`). Accepted:
+/// the client's place (group, holder = id).
+pub fn check_request(
+    endpoint: HttpEndpoint,
+    request: &Request<Bytes>,
+    caller: &HttpCaller,
+    groups: &[String],
+) -> Result<WaiterRef, Reply> {
+    if request.method() != Method::POST {
+        return Err(Reply::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "FleetLock requests are POST",
+        ));
+    }
+    let header = request
+        .headers()
+        .get(PROTOCOL_HEADER)
+        .and_then(|value| value.to_str().ok());
+    if header != Some("true") {
+        return Err(Reply::new(
+            StatusCode::BAD_REQUEST,
+            "missing_fleet_lock_header",
+            "the header 'fleet-lock-protocol: true' is required",
+        ));
+    }
+    let params: Params = serde_json::from_slice(request.body()).map_err(|e| {
+        Reply::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_client_params",
+            format!("the body is not {{\"client_params\":{{\"id\":..,\"group\":..}}}}: {e}"),
+        )
+    })?;
+    let ClientParams { id, group } = params.client_params;
+    let acquire = pb::AcquireRequest {
+        group: group.clone(),
+        holder: id.clone(),
+        machine_id: String::new(),
+    };
+    requests::check_acquire(&acquire).map_err(|status| {
+        Reply::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_client_params",
+            status.message(),
+        )
+    })?;
+    permit_fleetlock_group(caller, endpoint, &group, groups).map_err(|denied| {
+        Reply::new(
+            StatusCode::FORBIDDEN,
+            "group_not_allowed",
+            denied.to_string(),
+        )
+    })?;
+    Ok(WaiterRef { group, holder: id })
+}
+
+/// The answer to a `pre-reboot` the cluster answered (`acquire_routed`):
+/// granted 200, queued 409, failed as [`failed`].
+pub fn pre_reboot_reply(key: &WaiterRef, answer: &Result<pb::AcquireResponse, Status>) -> Reply {
+    let outcome = match answer {
+        Ok(response) => response.outcome.as_ref(),
+        Err(status) => return failed(status),
+    };
+    match outcome {
+        Some(pb::acquire_response::Outcome::Granted(grant)) => Reply::new(
+            StatusCode::OK,
+            "lock_held",
+            format!(
+                "reboot slot of group {:?} held, token {}",
+                key.group, grant.token
+            ),
+        ),
+        Some(pb::acquire_response::Outcome::Queued(q)) => {
+            // The reason as `wire::queue_reason` words it: "full" or "paused: WHY".
+            let reason = match q.reason.strip_prefix("paused: ") {
+                Some(why) => QueueReason::Paused(why.to_string()),
+                None => QueueReason::Full,
+            };
+            queued(&key.group, q.position, q.waiters, &reason)
+        }
+        None => Reply::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the cluster answered without an outcome",
+        ),
+    }
+}
+
+/// The answer to a `steady-state` the cluster answered (`release_routed`):
+/// 200 whether or not a slot was held.
+pub fn steady_state_reply(key: &WaiterRef, answer: &Result<pb::ReleaseResponse, Status>) -> Reply {
+    match answer {
+        Ok(_) => Reply::new(
+            StatusCode::OK,
+            "lock_released",
+            format!("no reboot slot of group {:?} held", key.group),
+        ),
+        Err(status) => failed(status),
     }
 }
 
@@ -256,6 +384,7 @@ impl Front {
                 waiters,
                 &state.lease.queue_reason(&key.group),
             )
+            .response()
         };
         self.keep(key);
         Some(answer)
@@ -276,11 +405,12 @@ impl Front {
         // Keep the session before asking (as a Wait stream registers first):
         // a place taken now must not lapse before the answer arrives.
         if !self.keep(&key) {
-            return json(
+            return Reply::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too_many_clients",
-                &format!("this voter keeps the places of {MAX_FLEETLOCK_CLIENTS} FleetLock clients already"),
-            );
+                format!("this voter keeps the places of {MAX_FLEETLOCK_CLIENTS} FleetLock clients already"),
+            )
+            .response();
         }
         let request = Routed::on_behalf(
             pb::AcquireRequest {
@@ -290,45 +420,23 @@ impl Front {
             },
             Self::caller(&key.holder),
         );
-        let outcome = match acquire_routed(&self.cluster, &request).await {
-            Ok(response) => response.outcome,
-            Err(status) => return failed(&status),
-        };
-        match outcome {
-            Some(pb::acquire_response::Outcome::Granted(grant)) => {
-                // A claimed grant is never taken by a session: no place to keep.
-                self.forget(&key);
-                info!(
-                    BATON_GROUP = %key.group,
-                    BATON_HOLDER = %key.holder,
-                    BATON_TOKEN = grant.token,
-                    "fleetlock: {} holds a reboot slot of {}",
-                    key.holder,
-                    key.group
-                );
-                json(
-                    StatusCode::OK,
-                    "lock_held",
-                    &format!(
-                        "reboot slot of group {:?} held, token {}",
-                        key.group, grant.token
-                    ),
-                )
-            }
-            Some(pb::acquire_response::Outcome::Queued(q)) => {
-                // The reason as `wire::queue_reason` words it: "full" or "paused: WHY".
-                let reason = match q.reason.strip_prefix("paused: ") {
-                    Some(why) => QueueReason::Paused(why.to_string()),
-                    None => QueueReason::Full,
-                };
-                queued(&key.group, q.position, q.waiters, &reason)
-            }
-            None => json(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the cluster answered without an outcome",
-            ),
+        let answer = acquire_routed(&self.cluster, &request).await;
+        if let Ok(pb::AcquireResponse {
+            outcome: Some(pb::acquire_response::Outcome::Granted(grant)),
+        }) = &answer
+        {
+            // A claimed grant is never taken by a session: no place to keep.
+            self.forget(&key);
+            info!(
+                BATON_GROUP = %key.group,
+                BATON_HOLDER = %key.holder,
+                BATON_TOKEN = grant.token,
+                "fleetlock: {} holds a reboot slot of {}",
+                key.holder,
+                key.group
+            );
         }
+        pre_reboot_reply(&key, &answer).response()
     }
 
     async fn steady_state(&self, key: WaiterRef) -> Response<Body> {
@@ -341,85 +449,20 @@ impl Front {
             },
             Self::caller(&key.holder),
         );
-        match release_routed(&self.cluster, &request).await {
-            Ok(response) => {
-                if response.released || response.left_queue {
-                    info!(
-                        BATON_GROUP = %key.group,
-                        BATON_HOLDER = %key.holder,
-                        "fleetlock: {} is steady: {} of {}",
-                        key.holder,
-                        if response.released { "released its slot" } else { "left the queue" },
-                        key.group
-                    );
-                }
-                json(
-                    StatusCode::OK,
-                    "lock_released",
-                    &format!("no reboot slot of group {:?} held", key.group),
-                )
+        let answer = release_routed(&self.cluster, &request).await;
+        if let Ok(response) = &answer {
+            if response.released || response.left_queue {
+                info!(
+                    BATON_GROUP = %key.group,
+                    BATON_HOLDER = %key.holder,
+                    "fleetlock: {} is steady: {} of {}",
+                    key.holder,
+                    if response.released { "released its slot" } else { "left the queue" },
+                    key.group
+                );
             }
-            Err(status) => failed(&status),
         }
-    }
-
-    /// The checks every request goes through: method, header, body, names, group.
-    fn check(
-        &self,
-        endpoint: HttpEndpoint,
-        request: &Request<Bytes>,
-        caller: &HttpCaller,
-    ) -> Result<WaiterRef, Response<Body>> {
-        if request.method() != Method::POST {
-            let mut response = json(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "FleetLock requests are POST",
-            );
-            response
-                .headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("POST"));
-            return Err(response);
-        }
-        let header = request
-            .headers()
-            .get(PROTOCOL_HEADER)
-            .and_then(|value| value.to_str().ok());
-        if header != Some("true") {
-            return Err(json(
-                StatusCode::BAD_REQUEST,
-                "missing_fleet_lock_header",
-                "the header 'fleet-lock-protocol: true' is required",
-            ));
-        }
-        let params: Params = serde_json::from_slice(request.body()).map_err(|e| {
-            json(
-                StatusCode::BAD_REQUEST,
-                "invalid_client_params",
-                &format!("the body is not {{\"client_params\":{{\"id\":..,\"group\":..}}}}: {e}"),
-            )
-        })?;
-        let ClientParams { id, group } = params.client_params;
-        let acquire = pb::AcquireRequest {
-            group: group.clone(),
-            holder: id.clone(),
-            machine_id: String::new(),
-        };
-        requests::check_acquire(&acquire).map_err(|status| {
-            json(
-                StatusCode::BAD_REQUEST,
-                "invalid_client_params",
-                status.message(),
-            )
-        })?;
-        permit_fleetlock_group(caller, endpoint, &group, &self.groups).map_err(|denied| {
-            json(
-                StatusCode::FORBIDDEN,
-                "group_not_allowed",
-                &denied.to_string(),
-            )
-        })?;
-        Ok(WaiterRef { group, holder: id })
+        steady_state_reply(&key, &answer).response()
     }
 }
 
@@ -442,21 +485,118 @@ impl Endpoints for Front {
         caller: HttpCaller,
     ) -> Answer {
         Box::pin(async move {
-            let key = match self.check(endpoint, &request, &caller) {
+            let key = match check_request(endpoint, &request, &caller, &self.groups) {
                 Ok(key) => key,
-                Err(response) => return response,
+                Err(reply) => return reply.response(),
             };
             match endpoint {
                 HttpEndpoint::FleetLockPreReboot => self.pre_reboot(key).await,
                 HttpEndpoint::FleetLockSteadyState => self.steady_state(key).await,
                 HttpEndpoint::Metrics => {
-                    json(StatusCode::NOT_FOUND, "not_found", "not served here")
+                    Reply::new(StatusCode::NOT_FOUND, "not_found", "not served here").response()
                 }
             }
         })
     }
 
     fn error(&self, status: StatusCode, kind: &'static str, message: String) -> Response<Body> {
-        json(status, kind, &message)
+        Reply::new(status, kind, message).response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CALLER: HttpCaller = HttpCaller {
+        identity: None,
+        insecure: false,
+        network_allowed: true,
+    };
+
+    fn request(method: Method, header: Option<&str>, body: &str) -> Request<Bytes> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(HttpEndpoint::FleetLockPreReboot.path());
+        if let Some(value) = header {
+            request = request.header(PROTOCOL_HEADER, value);
+        }
+        request.body(Bytes::from(body.to_string())).unwrap()
+    }
+
+    fn check(request: &Request<Bytes>) -> Result<WaiterRef, Reply> {
+        let groups = ["workers".to_string()];
+        check_request(HttpEndpoint::FleetLockPreReboot, request, &CALLER, &groups)
+    }
+
+    fn refused_kind(request: &Request<Bytes>) -> &'static str {
+        check(request).expect_err("refused").kind
+    }
+
+    #[test]
+    fn the_checks_refuse_in_order_and_answer_in_the_protocols_json() {
+        let body = r#"{"client_params":{"id":"node-1","group":"workers"}}"#;
+        let key = check(&request(Method::POST, Some("true"), body)).unwrap();
+        assert_eq!(
+            (key.group.as_str(), key.holder.as_str()),
+            ("workers", "node-1")
+        );
+        // The method first, then the header, then the body, names and group.
+        assert_eq!(
+            refused_kind(&request(Method::GET, None, "")),
+            "method_not_allowed"
+        );
+        assert_eq!(
+            refused_kind(&request(Method::POST, Some("yes"), body)),
+            "missing_fleet_lock_header"
+        );
+        assert_eq!(
+            refused_kind(&request(Method::POST, Some("true"), "{}")),
+            "invalid_client_params"
+        );
+        let other = r#"{"client_params":{"id":"node-1","group":"db"}}"#;
+        assert_eq!(
+            refused_kind(&request(Method::POST, Some("true"), other)),
+            "group_not_allowed"
+        );
+        let reply = check(&request(Method::PUT, Some("true"), body)).unwrap_err();
+        let response = reply.response();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers()[ALLOW], "POST");
+        let json: serde_json::Value = serde_json::from_str(&reply.body()).unwrap();
+        assert_eq!(json["kind"], "method_not_allowed");
+        assert_eq!(json["value"], "FleetLock requests are POST");
+    }
+
+    #[test]
+    fn the_clusters_answers_in_fleetlock_words() {
+        let key = WaiterRef {
+            group: "workers".into(),
+            holder: "node-1".into(),
+        };
+        let queued = pb::AcquireResponse {
+            outcome: Some(pb::acquire_response::Outcome::Queued(pb::Queued {
+                position: 2,
+                waiters: 3,
+                reason: "paused: incident".into(),
+                waiter_ttl_ms: 30_000,
+                holder: "node-1".into(),
+            })),
+        };
+        let reply = pre_reboot_reply(&key, &Ok(queued));
+        assert_eq!(
+            (reply.status, reply.kind),
+            (StatusCode::CONFLICT, "failed_lock_paused")
+        );
+        let held = pre_reboot_reply(&key, &Err(Status::failed_precondition("node-1 is held")));
+        assert_eq!(
+            (held.status, held.kind),
+            (StatusCode::CONFLICT, "failed_precondition")
+        );
+        let released = steady_state_reply(&key, &Ok(pb::ReleaseResponse::default()));
+        assert_eq!(
+            (released.status, released.kind),
+            (StatusCode::OK, "lock_released")
+        );
     }
 }

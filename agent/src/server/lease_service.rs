@@ -114,27 +114,38 @@ pub(crate) async fn acquire_routed(
         .await?;
     let outcome = match answer {
         Answered::ByLeader(response) => return Ok(response),
-        Answered::Here(Outcome::Granted(grant)) => {
-            pb::acquire_response::Outcome::Granted(wire::grant(&grant))
-        }
-        Answered::Here(Outcome::Queued {
+        Answered::Here(outcome) => outcome,
+    };
+    if let Outcome::Queued { .. } = outcome {
+        cluster.sessions.touch([WaiterRef {
+            group: req.group.clone(),
+            holder: req.holder.clone(),
+        }]);
+    }
+    acquire_response(req, outcome, cluster.sessions.ttl().as_millis() as u64)
+}
+
+/// The answer to `req` applied on the leader with `outcome`: granted or
+/// queued (with the waiter TTL the caller's session has).
+pub fn acquire_response(
+    req: &pb::AcquireRequest,
+    outcome: Outcome,
+    waiter_ttl_ms: u64,
+) -> Result<pb::AcquireResponse, Status> {
+    let outcome = match outcome {
+        Outcome::Granted(grant) => pb::acquire_response::Outcome::Granted(wire::grant(&grant)),
+        Outcome::Queued {
             position,
             waiters,
             reason,
-        }) => {
-            cluster.sessions.touch([WaiterRef {
-                group: req.group.clone(),
-                holder: req.holder.clone(),
-            }]);
-            pb::acquire_response::Outcome::Queued(pb::Queued {
-                position,
-                waiters,
-                reason: wire::queue_reason(&reason),
-                waiter_ttl_ms: cluster.sessions.ttl().as_millis() as u64,
-                holder: req.holder.clone(),
-            })
-        }
-        Answered::Here(other) => return Err(unexpected(&other)),
+        } => pb::acquire_response::Outcome::Queued(pb::Queued {
+            position,
+            waiters,
+            reason: wire::queue_reason(&reason),
+            waiter_ttl_ms,
+            holder: req.holder.clone(),
+        }),
+        other => return Err(unexpected(&other)),
     };
     Ok(pb::AcquireResponse {
         outcome: Some(outcome),
@@ -157,22 +168,33 @@ pub(crate) async fn release_routed(
         .await?;
     match answer {
         Answered::ByLeader(response) => Ok(response),
-        Answered::Here(Outcome::Released {
+        Answered::Here(outcome) => release_response(req, outcome),
+    }
+}
+
+/// The answer to `req` applied on the leader with `outcome`: released, left
+/// the queue, or neither (idempotent); another token than the grant's fails.
+pub fn release_response(
+    req: &pb::ReleaseRequest,
+    outcome: Outcome,
+) -> Result<pb::ReleaseResponse, Status> {
+    match outcome {
+        Outcome::Released {
             token_mismatch: true,
             ..
-        }) => Err(Status::failed_precondition(format!(
+        } => Err(Status::failed_precondition(format!(
             "{} holds {} under another token than {:?}",
             req.holder, req.group, req.token
         ))),
-        Answered::Here(Outcome::Released {
+        Outcome::Released {
             released,
             left_queue,
             ..
-        }) => Ok(pb::ReleaseResponse {
+        } => Ok(pb::ReleaseResponse {
             released,
             left_queue,
         }),
-        Answered::Here(other) => Err(unexpected(&other)),
+        other => Err(unexpected(&other)),
     }
 }
 

@@ -91,7 +91,7 @@ impl VoterMetrics {
             register(registry, &cluster, &counters);
             registry.register(
                 "baton_grpc_call_duration_seconds",
-                "How long Lease, Admin and Fleet calls took on this voter, to the response (streams: to their opening)",
+                "How long Lease, Admin, Fleet and Control calls took on this voter, to the response (streams: to their opening)",
                 latency.family(),
             );
         });
@@ -180,6 +180,21 @@ fn register_lease(registry: &mut Registry, lease: &LeaseState, now: f64) {
         "How long the longest-held slot has been held (0 when none is held)",
         oldest,
     );
+    register_host_control(registry, lease);
+}
+
+/// The per-host orders of the applied state (the Control service's).
+fn register_host_control(registry: &mut Registry, lease: &LeaseState) {
+    registry.register(
+        "baton_control_held_hosts",
+        "Hosts held by an admin (baton hold): they do not queue until unheld",
+        gauge(lease.held.len() as u64),
+    );
+    registry.register(
+        "baton_control_reboot_now_pending",
+        "Hosts asked to reboot outside their window (baton reboot-now) that have not rebooted yet",
+        gauge(lease.reboot_now.len() as u64),
+    );
 }
 
 fn gauge(value: u64) -> Gauge {
@@ -247,7 +262,7 @@ fn register_raft(registry: &mut Registry, cluster: &Cluster) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::lease::{Grant, Group, Waiter};
+    use crate::rules::lease::{Grant, Group, HostHold, RebootRequest, Waiter};
 
     fn text(lease: &LeaseState, now: f64) -> String {
         let mut registry = Registry::default();
@@ -298,6 +313,32 @@ mod tests {
             "baton_lease_paused{group=\"workers\"} 0",
             "baton_lease_oldest_hold_seconds{group=\"workers\"} 900.0",
             "baton_lease_oldest_hold_seconds{group=\"cp\"} 0.0",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} not in:\n{out}");
+        }
+        assert!(
+            out.lines().any(|l| l == "baton_control_held_hosts 0"),
+            "{out}"
+        );
+        lease.held.insert(
+            "h3".into(),
+            HostHold {
+                reason: "disk swap".into(),
+                by: "ops".into(),
+                at: 5,
+            },
+        );
+        lease.reboot_now.insert(
+            "h4".into(),
+            RebootRequest {
+                by: "ops".into(),
+                at: 6,
+            },
+        );
+        let out = text(&lease, 1000.0);
+        for line in [
+            "baton_control_held_hosts 1",
+            "baton_control_reboot_now_pending 1",
         ] {
             assert!(out.lines().any(|l| l == line), "{line} not in:\n{out}");
         }

@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 use crate::config::LeaseSettings;
 use crate::raft::network::PeerHealth;
 use crate::raft::state_machine::StateView;
-use crate::raft::types::{NodeId, Raft, VoterNode};
+use crate::raft::types::{Applied, NodeId, Raft, VoterNode};
 use crate::rules::access::Caller;
 use crate::rules::lease::{Command, Outcome, UnixMillis};
 use crate::server::auth;
@@ -142,6 +142,16 @@ pub struct Cluster {
     pub forward_slots: Arc<Semaphore>,
     /// Host reports: the inbox of this voter, and the leader's fleet view.
     pub fleet: FleetView,
+}
+
+/// What an applied command answers its caller: the outcome, or the
+/// refusal (`wire::refusal_status`) or rejection (InvalidArgument) as a status.
+pub fn applied(result: Applied) -> Result<Outcome, Status> {
+    match result {
+        Ok(Outcome::Refused(refusal)) => Err(wire::refusal_status(&refusal)),
+        Ok(outcome) => Ok(outcome),
+        Err(rejected) => Err(Status::invalid_argument(rejected.to_string())),
+    }
 }
 
 /// Now, in unix milliseconds, as the leader stamps it into commands.
@@ -317,10 +327,9 @@ impl Cluster {
                     // next heartbeat tick.
                     let _ = self.raft.trigger().heartbeat().await;
                 }
-                match response.data {
-                    Ok(Outcome::Refused(refusal)) => Attempt::Fail(wire::refusal_status(&refusal)),
+                match applied(response.data) {
                     Ok(outcome) => Attempt::Done(outcome),
-                    Err(rejected) => Attempt::Fail(Status::invalid_argument(rejected.to_string())),
+                    Err(status) => Attempt::Fail(status),
                 }
             }
             Err(e) => write_failed(e),
