@@ -257,7 +257,7 @@ async fn hosts_report_only_as_themselves_within_limits_and_only_admins_list_the_
         pb::HostReport {
             pending: Some(pb::PendingReboot {
                 source: "apt".into(),
-                reason: "x".repeat(1_025),
+                reason: "x".repeat(257),
                 version: None,
             }),
             ..report("h1")

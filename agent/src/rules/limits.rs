@@ -89,8 +89,10 @@ pub const MAX_FLEET_HOSTS: usize = 20_000;
 pub const MAX_REPORTS_PER_BATCH: usize = 1_000;
 
 /// Longest pending-update reason in a report, in characters (an apt package
-/// list is cut to this by the agent before it reports).
-pub const MAX_REPORT_REASON_LEN: usize = 1_024;
+/// list is cut to this by the agent before it reports). With it, a table of
+/// `MAX_FLEET_HOSTS` reports at every limit still fits one `Hosts` answer
+/// (`MAX_RESPONSE_BYTES`); at 1,024 it took 122 MB.
+pub const MAX_REPORT_REASON_LEN: usize = 256;
 
 /// Longest short text in a report: the update source, its version, the
 /// agent's version.

@@ -238,7 +238,7 @@ mod tests {
         let mut big = report("h", "reboot-needed");
         big.pending = Some(pb::PendingReboot {
             source: "apt".into(),
-            reason: "é".repeat(1_024),
+            reason: "é".repeat(crate::rules::limits::MAX_REPORT_REASON_LEN),
             version: None,
         });
         let reports: Vec<pb::HostReport> = (0..2_500)
@@ -261,5 +261,46 @@ mod tests {
             assert!(batch.encoded_len() <= MAX_API_MESSAGE_BYTES);
         }
         assert!(check(&big).is_ok());
+    }
+
+    /// A full table of reports at every field's limit (4-byte characters
+    /// where a limit counts characters) still fits in one `Hosts` answer.
+    #[test]
+    fn a_full_table_of_the_largest_reports_fits_one_answer() {
+        use crate::rules::limits::{MAX_FLEET_HOSTS, MAX_REPORT_REASON_LEN, MAX_REPORT_WORD_LEN};
+        use crate::rules::names::{MAX_GROUP_LEN, MAX_HOLDER_LEN};
+        let wide = |n: usize| "𝄞".repeat(n);
+        let largest = pb::HostEntry {
+            report: Some(pb::HostReport {
+                name: wide(MAX_HOLDER_LEN),
+                group: "g".repeat(MAX_GROUP_LEN),
+                phase: "reboot-needed".into(),
+                pending: Some(pb::PendingReboot {
+                    source: wide(MAX_REPORT_WORD_LEN),
+                    reason: wide(MAX_REPORT_REASON_LEN),
+                    version: Some(wide(MAX_REPORT_WORD_LEN)),
+                }),
+                last_boot_s: Some(u64::MAX),
+                agent_version: wide(MAX_REPORT_WORD_LEN),
+                report_interval_ms: u64::MAX,
+                phase_since_ms: Some(u64::MAX),
+            }),
+            last_seen_ms: u64::MAX,
+            stale: true,
+        };
+        let one = pb::HostsResponse {
+            hosts: vec![largest],
+            leader: u64::MAX,
+            since_ms: u64::MAX,
+            now_ms: u64::MAX,
+            dropped: u64::MAX,
+        };
+        let per_host = one.hosts[0].encoded_len() + 4; // its tag and length
+        let answer = one.encoded_len() + per_host * (MAX_FLEET_HOSTS - 1);
+        assert!(
+            answer <= MAX_RESPONSE_BYTES,
+            "{MAX_FLEET_HOSTS} hosts of {per_host} bytes make a {answer}-byte answer, \
+             over the {MAX_RESPONSE_BYTES}-byte limit"
+        );
     }
 }
