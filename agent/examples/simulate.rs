@@ -942,7 +942,10 @@ fn main() {
     }));
     let started = Instant::now();
     let mut violations = 0u64;
+    // Hosts not granted in time, and the seeds they were in (one seed can
+    // leave every host of its group waiting).
     let mut liveness_failures = 0u64;
+    let mut liveness_failed_seeds = 0u64;
     let mut faults: BTreeMap<&'static str, u64> = KINDS.iter().map(|k| (*k, 0)).collect();
     for seed in args.first..args.first + args.seeds {
         let result = run_seed(seed, args.verbose, args.sabotage);
@@ -960,6 +963,7 @@ fn main() {
         }
         violations += result.violations.len() as u64;
         liveness_failures += result.liveness.len() as u64;
+        liveness_failed_seeds += u64::from(!result.liveness.is_empty());
         if !args.json {
             eprintln!(
                 "seed {seed}: {} violations, {} liveness failures, faults {:?}",
@@ -971,7 +975,7 @@ fn main() {
     }
     let faults_json: Vec<String> = faults.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
     let line = format!(
-        "{{\"seeds\":{},\"violations\":{violations},\"liveness_failures\":{liveness_failures},\"seconds\":{:.1},\"faults\":{{{}}}}}",
+        "{{\"seeds\":{},\"violations\":{violations},\"liveness_failures\":{liveness_failures},\"liveness_failed_seeds\":{liveness_failed_seeds},\"seconds\":{:.1},\"faults\":{{{}}}}}",
         args.seeds,
         started.elapsed().as_secs_f64(),
         faults_json.join(",")
