@@ -607,6 +607,44 @@ fn a_voter_whose_raft_store_was_lost_refuses_even_when_nobody_answers() {
 /// knows no matched index for it: the cluster's replicated record of voters
 /// that stored entries says it was one.
 #[test]
+fn a_voter_waiting_for_a_majority_stops_at_once_on_sigterm() {
+    // A first start waits until a majority answers, however long the
+    // operator takes to start the others; `systemctl stop` must not hang
+    // meanwhile (it did: SIGTERM was only read once the voter had started).
+    let mut cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    for i in 0..3 {
+        cluster.kill(i);
+        std::fs::remove_dir_all(cluster.state_dir(i)).unwrap();
+    }
+    // The log file goes on across starts: look only past the old one.
+    let before = cluster.log(0).len();
+    cluster.start_voter(0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let full = cluster.log(0);
+        let log = full.get(before..).unwrap_or_default();
+        if log.contains("waiting for a majority") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never waited: {log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let asked = Instant::now();
+    let status = cluster.terminate(0);
+    let took = asked.elapsed();
+    assert!(status.success(), "{status:?}\n{}", cluster.log(0));
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(
+        cluster
+            .log(0)
+            .contains("SIGTERM while the voter was starting"),
+        "{}",
+        cluster.log(0)
+    );
+}
+
+#[test]
 fn a_wiped_voter_alone_waits_instead_of_forming_a_second_cluster() {
     let mut cluster = TestCluster::start(3, "");
     cluster.wait_for_leader(Duration::from_secs(10));

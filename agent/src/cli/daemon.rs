@@ -71,7 +71,10 @@ pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCo
     let (stop, stopped) = tokio::sync::watch::channel(false);
 
     let mut voter = match settings.this_voter() {
-        Some(_) => Some(Voter::start(&settings, tls.clone()).await?),
+        Some(_) => match start_voter(&settings, &tls, &notify, &mut term).await? {
+            Some(voter) => Some(voter),
+            None => return Ok(ExitCode::SUCCESS),
+        },
         None => None,
     };
     // What this host does besides serving the lease, in words for STATUS=.
@@ -218,6 +221,52 @@ pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCo
         voter.stop().await;
     }
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// How often a voter still starting tells systemd so (and extends its start
+/// timeout by twice this).
+const START_PROGRESS: Duration = Duration::from_secs(10);
+
+/// Starts the voter. A voter without state waits, for as long as it takes,
+/// until a majority of the voters answer (the operator may start them one
+/// by one): meanwhile SIGTERM/SIGINT stop it at once (`None`), and systemd
+/// hears that it is still starting, so it neither hangs a `systemctl stop`
+/// nor is killed by `TimeoutStartSec=`.
+async fn start_voter(
+    settings: &Settings,
+    tls: &TlsMode,
+    notify: &ServiceManager,
+    term: &mut tokio::signal::unix::Signal,
+) -> Result<Option<Voter>, CliError> {
+    let started = tokio::time::Instant::now();
+    let start = Voter::start(settings, tls.clone());
+    tokio::pin!(start);
+    let mut progress = tokio::time::interval_at(started + START_PROGRESS, START_PROGRESS);
+    loop {
+        tokio::select! {
+            voter = &mut start => return Ok(Some(voter?)),
+            _ = term.recv() => {
+                tracing::info!("SIGTERM while the voter was starting: stopping");
+                break;
+            }
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("SIGINT while the voter was starting: stopping");
+                break;
+            }
+            _ = progress.tick() => {
+                notify.extend_start(START_PROGRESS * 2);
+                notify.status(&format!(
+                    "voter starting for {}s: a voter without state waits until a majority of the configured voters answer (see the log)",
+                    started.elapsed().as_secs()
+                ));
+            }
+        }
+    }
+    // Dropping the half-started voter ends its tasks with the runtime: no
+    // worse than a crash, which the store survives (writes are fsynced
+    // before they are acknowledged).
+    notify.stopping();
+    Ok(None)
 }
 
 /// Why the daemon's main loop ended.

@@ -100,6 +100,16 @@ impl ServiceManager {
         self.send("STATUS", &[NotifyState::Status(&text)]);
     }
 
+    /// EXTEND_TIMEOUT_USEC=: still starting, give it `by` more than
+    /// `TimeoutStartSec=` (sent while a voter waits for a majority).
+    pub fn extend_start(&self, by: Duration) {
+        let usec = u32::try_from(by.as_micros()).unwrap_or(u32::MAX);
+        self.send(
+            "EXTEND_TIMEOUT_USEC",
+            &[NotifyState::ExtendTimeoutUsec(usec)],
+        );
+    }
+
     /// STOPPING=1: shutting down (systemd shows "deactivating").
     pub fn stopping(&self) {
         self.send("STOPPING=1", &[NotifyState::Stopping]);
