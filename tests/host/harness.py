@@ -939,6 +939,65 @@ class Suite:
                 f"systemctl status and journal show: {line}")
 
 
+    # -- 8 -------------------------------------------------------------------
+
+    def waiting_voter(self) -> str:
+        """A voter started before a majority of its voters answer waits for
+        them, however long the operator takes: systemd keeps it starting
+        (EXTEND_TIMEOUT_USEC) past TimeoutStartSec= instead of killing and
+        restarting it, shows why in STATUS=, and `systemctl stop` ends it at
+        once (it hung until SIGKILL before)."""
+        h = self.h[BAD]
+        timeout_start = 12
+        # h5 alone: the other two voters are addresses nobody answers on.
+        h.write("/etc/baton/baton.toml", f"""# written by tests/host/harness.py: a voter whose peers are down
+[node]
+name = "{h.name}"
+
+[cluster]
+listen = "{h.ip}:{PORT}"
+voters = [
+  {{ id = 1, name = "{h.name}", address = "{h.ip}:{PORT}" }},
+  {{ id = 2, name = "absent-2", address = "{SUBNET}.98:{PORT}" }},
+  {{ id = 3, name = "absent-3", address = "{SUBNET}.99:{PORT}" }},
+]
+
+[tls]
+insecure = true
+
+[updates]
+source = "none"
+""")
+        h.write("/etc/systemd/system/baton.service.d/95-start-timeout.conf",
+                f"# tests/host/harness.py check 8\n[Service]\nTimeoutStartSec={timeout_start}s\n")
+        h.sh("systemctl daemon-reload && systemctl reset-failed baton; rm -rf /var/lib/baton/*", check=True)
+        h.sh("systemctl start --no-block baton", check=True)
+        wait = timeout_start * 2 + 6
+        time.sleep(wait)
+        props = h.show("ActiveState", "SubState", "NRestarts", "MainPID")
+        status = status_line(h)
+        expect(props["ActiveState"] == "activating" and props["NRestarts"] == "0",
+               f"{h.name} {wait}s after start with TimeoutStartSec={timeout_start}s: "
+               f"{' '.join(f'{k}={v}' for k, v in props.items())} (expected activating, NRestarts=0)")
+        expect(status.startswith("voter starting for "),
+               f"{h.name}: systemctl status shows {status!r}, expected 'voter starting for ...'")
+        journal = h.out("journalctl --no-pager -b -u baton -o cat")
+        expect("waiting for a majority" in journal, f"{h.name}: the journal does not say it waits for a majority")
+        t = time.monotonic()
+        p = h.sh("systemctl stop baton", timeout=60)
+        dt = time.monotonic() - t
+        after = h.show("ActiveState", "Result")
+        h.sh("rm -f /etc/systemd/system/baton.service.d/95-start-timeout.conf && systemctl daemon-reload")
+        expect(p.returncode == 0 and dt < 5,
+               f"{h.name}: systemctl stop exited {p.returncode} after {dt:.1f}s (expected 0 within 5s)")
+        expect(after["ActiveState"] == "inactive" and after["Result"] == "success",
+               f"{h.name} after stop: {after} (expected inactive, success)")
+        expect("SIGTERM while the voter was starting" in h.out("journalctl --no-pager -b -u baton -o cat"),
+               f"{h.name}: the journal does not say the stop came while starting")
+        return (f"still activating {wait}s after start (TimeoutStartSec={timeout_start}s), NRestarts=0, "
+                f"STATUS {status!r}; systemctl stop took {dt:.1f}s, then inactive/success")
+
+
 class RebootLoop(Exception):
     """The host rebooted again right after coming back (not a CheckFailed:
     wait_for must not retry it)."""
@@ -1080,6 +1139,7 @@ def main() -> int:
         suite.check("5 3-voter cluster forms, elects, grants", suite.cluster)
         suite.check("6 reboot through logind, agent finishes the roll", suite.reboot)
         suite.check("7 bad config: fails fast, no restart loop", suite.bad_config)
+        suite.check("8 a voter waiting for a majority keeps starting and stops at once", suite.waiting_voter)
         if args.hold:
             hold(hosts)
     except KeyboardInterrupt as e:
