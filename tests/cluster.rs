@@ -607,6 +607,48 @@ fn a_voter_whose_raft_store_was_lost_refuses_even_when_nobody_answers() {
 /// knows no matched index for it: the cluster's replicated record of voters
 /// that stored entries says it was one.
 #[test]
+fn a_late_first_voter_restores_a_lost_quorum_at_once() {
+    // Voters 1 and 2 form the cluster; voter 3 was never started. Then
+    // voter 2 dies: the leader has no quorum and can confirm no read.
+    // Voter 3's first start asks the leader for its view of the cluster;
+    // it takes the leader's own view when no confirmed one can be had,
+    // instead of waiting out its whole budget (connect + request timeout,
+    // 4 s at the defaults) while the cluster is down.
+    let mut cluster = TestCluster::start_all_but(3, 2);
+    let status = cluster.wait_for_leader(Duration::from_secs(10));
+    let leader = status["leader"].as_u64().unwrap() as usize - 1;
+    // The follower dies; the leader stays leader, without a quorum.
+    cluster.kill(1 - leader);
+    let started = Instant::now();
+    cluster.start_voter(2);
+    let deadline = started + Duration::from_secs(10);
+    loop {
+        let out = cluster.cli_at(&cluster.address(2), &["status", "--stale", "--json"]);
+        let status: Option<serde_json::Value> = serde_json::from_slice(&out.stdout).ok();
+        if status.is_some_and(|s| s["last_applied"].as_u64().is_some_and(|a| a > 0)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "voter 3 never joined: {}",
+            cluster.log(2)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let joined = started.elapsed();
+    assert!(
+        cluster.log(2).contains("joining the cluster led by voter"),
+        "{}",
+        cluster.log(2)
+    );
+    assert!(
+        joined < Duration::from_millis(2500),
+        "voter 3 joined {joined:?} after its start"
+    );
+    assert!(acquire(&cluster, "workers", "h1").status.success());
+}
+
+#[test]
 fn a_voter_waiting_for_a_majority_stops_at_once_on_sigterm() {
     // A first start waits until a majority answers, however long the
     // operator takes to start the others; `systemctl stop` must not hang

@@ -58,6 +58,13 @@ impl TestCluster {
         Self::start_with(n, extra, false, &|_| None)
     }
 
+    /// Writes configs for `n` voters with TLS and starts all but voter
+    /// `down` (an index; start it later with [`TestCluster::start_voter`]),
+    /// as an operator who brings the voters up one by one.
+    pub fn start_all_but(n: usize, down: usize) -> TestCluster {
+        Self::start_some(n, "", true, &|_| None, &|i| i != down)
+    }
+
     /// Plaintext, with a drop-in per voter as [`TestCluster::start_with_drop_ins`].
     pub fn insecure_with_drop_ins(
         n: usize,
@@ -72,6 +79,16 @@ impl TestCluster {
         extra: &str,
         tls: bool,
         drop_in: &dyn Fn(usize) -> Option<String>,
+    ) -> TestCluster {
+        Self::start_some(n, extra, tls, drop_in, &|_| true)
+    }
+
+    fn start_some(
+        n: usize,
+        extra: &str,
+        tls: bool,
+        drop_in: &dyn Fn(usize) -> Option<String>,
+        started: &dyn Fn(usize) -> bool,
     ) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let names: Vec<String> = (1..=n).map(|i| format!("cp-{i}")).collect();
@@ -101,10 +118,43 @@ impl TestCluster {
             }
             cluster.voters.push(voter);
         }
-        for i in 0..n {
+        for i in (0..n).filter(|&i| started(i)) {
             cluster.start_voter(i);
         }
+        cluster.wait_all_joined(Duration::from_secs(20));
         cluster
+    }
+
+    /// Waits until every voter has joined: its own (stale) status names a
+    /// leader and has applied entries. A voter that started before the
+    /// others asks them what to do first (`server::bootstrap`) and joins
+    /// a moment after the rest elected a leader; a test that kills, wipes
+    /// or watches a voter in that moment tests the start-up race, not what
+    /// it means to.
+    fn wait_all_joined(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        for i in 0..self.voters.len() {
+            if !self.voters[i].is_running() {
+                continue;
+            }
+            loop {
+                let out = self.cli_at(&self.address(i), &["status", "--stale", "--json"]);
+                let status: Option<Value> = serde_json::from_slice(&out.stdout).ok();
+                let joined = status.as_ref().is_some_and(|s| {
+                    s["leader"].is_u64() && s["last_applied"].as_u64().is_some_and(|a| a > 0)
+                });
+                if joined {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "voter {} did not join within {within:?}; logs:\n{}",
+                    i + 1,
+                    self.all_logs()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
 
     fn write_voter(&self, name: &str) -> LocalHost {

@@ -99,13 +99,39 @@ pub async fn probe(settings: &Settings, me: NodeId, dialer: &Dialer) -> Start {
     let Some((address, own_view)) = formed else {
         return decide(me, &own_views);
     };
-    // The leader's view; if it cannot be had, the peer's own view still
-    // says that a cluster exists (without `matched`).
-    match ask(dialer, address, false, budget).await {
-        Some(leader_view) => decide(me, &[Some(leader_view)]),
-        None => decide(me, std::slice::from_ref(own_view)),
+    // The leader's view, confirmed by a quorum.
+    if let Some(leader_view) = ask(dialer, address, false, LINEARIZABLE_BUDGET.min(budget)).await {
+        return decide(me, &[Some(leader_view)]);
     }
+    // None can be confirmed while the quorum needs this voter, which takes
+    // no raft traffic until it has decided (a voter added while it asks
+    // makes a joint membership that counts it): then the leader's own
+    // view, which has `matched` too, rather than waiting out the budget.
+    let leader = own_view.as_ref().and_then(|view| {
+        let id = view.leader?;
+        view.voters
+            .iter()
+            .find(|v| v.id == id && !v.address.is_empty())
+            .map(|v| v.address.clone())
+            .or_else(|| others.get(&id).cloned())
+            .map(|at| (id, at))
+    });
+    if let Some((id, at)) = leader {
+        if let Some(view) = ask(dialer, &at, true, budget).await {
+            if view.leader == Some(id) && view.last_applied > 0 {
+                return decide(me, &[Some(view)]);
+            }
+        }
+    }
+    // Else the peer's own view still says that a cluster exists (without
+    // `matched`).
+    decide(me, std::slice::from_ref(own_view))
 }
+
+/// How long a voter without state waits for the leader's confirmed view
+/// before it takes the leader's own (a confirmed read takes milliseconds
+/// when a quorum answers).
+const LINEARIZABLE_BUDGET: Duration = Duration::from_secs(1);
 
 async fn ask(
     dialer: &Dialer,
