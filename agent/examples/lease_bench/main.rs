@@ -4,13 +4,15 @@
 //! (release build, fsync on), plaintext and then with mutual TLS, and prints
 //! p50/p99 of acquire, release, hand-off and leader failover, 16-client
 //! throughput, each voter's idle RSS, and (`--waiters`) a patch day: N hosts
-//! queued at once in one group (see `waiters`). In the same run it starts a
+//! queued at once in one group (see `waiters`), and (`--reporters`) N hosts
+//! reporting to the fleet view (see `fleet`). In the same run it starts a
 //! 3-member etcd (Debian's `etcd-server`) and measures the semaphore
 //! locksmith and airlock use (see `etcd`), and prints baton/etcd ratios.
 //!
-//! Run: `cargo build --release --bin baton && cargo run --release --example lease_bench -- [ITERATIONS] [--waiters 10,100,1000,10000] [--no-etcd]`
+//! Run: `cargo build --release --bin baton && cargo run --release --example lease_bench -- [ITERATIONS] [--waiters 10,100,1000,10000] [--reporters 1000,10000] [--no-etcd]`
 
 mod etcd;
+mod fleet;
 mod waiters;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +34,7 @@ const THROUGHPUT_FOR: Duration = Duration::from_secs(5);
 struct Args {
     iterations: usize,
     waiters: Vec<usize>,
+    reporters: Vec<usize>,
     etcd: bool,
 }
 
@@ -40,17 +43,24 @@ impl Args {
         let mut args = Args {
             iterations: 500,
             waiters: Vec::new(),
+            reporters: Vec::new(),
             etcd: true,
         };
         let mut given = std::env::args().skip(1);
         while let Some(arg) = given.next() {
             match arg.as_str() {
-                "--waiters" => {
-                    let list = given.next().ok_or("--waiters needs a list: 10,100,1000")?;
-                    args.waiters = list
+                "--waiters" | "--reporters" => {
+                    let list = given
+                        .next()
+                        .ok_or_else(|| format!("{arg} needs a list: 10,100,1000"))?;
+                    let list = list
                         .split(',')
                         .map(|n| n.trim().parse::<usize>())
                         .collect::<Result<_, _>>()?;
+                    match arg.as_str() {
+                        "--waiters" => args.waiters = list,
+                        _ => args.reporters = list,
+                    }
                 }
                 "--no-etcd" => args.etcd = false,
                 number => args.iterations = number.parse()?,
@@ -209,8 +219,8 @@ async fn main() -> Result<(), Error> {
     let bin = baton_binary()?;
     // The same benchmark twice in one run: plaintext, then mutual TLS (and
     // the patch days on the TLS cluster, as a fleet runs it).
-    let (plain, _) = cluster_run(&bin, false, &args).await?;
-    let (tls, rolls) = cluster_run(&bin, true, &args).await?;
+    let (plain, _, _) = cluster_run(&bin, false, &args).await?;
+    let (tls, rolls, fleets) = cluster_run(&bin, true, &args).await?;
     let anchor = if args.etcd {
         Some(etcd_run(args.iterations).await?)
     } else {
@@ -231,6 +241,13 @@ async fn main() -> Result<(), Error> {
             roll.print_row();
         }
         println!("targets at 10,000: <= 3 entries per host, gap p99 < 20 ms, >= 100 hosts/s, <= 1 entry/s while waiting, voter RSS < 64 MiB");
+    }
+    if !fleets.is_empty() {
+        println!("\nfleet view (TLS cluster; each host reports once per 30 s interval, spread evenly; the table full at the end):");
+        fleet::FleetFigures::print_header();
+        for figures in &fleets {
+            figures.print_row();
+        }
     }
     Ok(())
 }
@@ -261,7 +278,7 @@ async fn cluster_run(
     bin: &Path,
     tls: bool,
     args: &Args,
-) -> Result<(Figures, Vec<waiters::RollFigures>), Error> {
+) -> Result<(Figures, Vec<waiters::RollFigures>, Vec<fleet::FleetFigures>), Error> {
     let dir = std::env::temp_dir().join(format!("baton-bench-{}-{tls}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let names: Vec<String> = (1..=3).map(|i| format!("b{i}")).collect();
@@ -301,7 +318,16 @@ async fn cluster_run(
         }
     );
     let rolls = if tls { args.waiters.as_slice() } else { &[] };
-    let result = run(&mut bench, args.iterations, rolls).await;
+    let reporters = if tls { args.reporters.as_slice() } else { &[] };
+    let result = async {
+        let (figures, rolls) = run(&mut bench, args.iterations, rolls).await?;
+        let mut fleets = Vec::new();
+        for &hosts in reporters {
+            fleets.push(fleet::measure(&bench, hosts).await?);
+        }
+        Ok((figures, rolls, fleets))
+    }
+    .await;
     drop(bench);
     let _ = std::fs::remove_dir_all(&dir);
     result

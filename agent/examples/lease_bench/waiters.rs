@@ -73,7 +73,7 @@ impl RollFigures {
     }
 }
 
-async fn last_applied(c: &mut LeaseClient<Channel>) -> Result<u64, Error> {
+pub async fn last_applied(c: &mut LeaseClient<Channel>) -> Result<u64, Error> {
     Ok(c.status(pb::StatusRequest { stale: false })
         .await?
         .into_inner()
