@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageIOError};
-use redb::{Database, Durability, ReadableDatabase};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
@@ -158,21 +158,37 @@ impl StateMachine {
         }
     }
 
+    /// Stores a snapshot unless a newer one is stored already; returns
+    /// whether it was stored.
+    ///
+    /// A snapshot built here can finish after a newer one arrived from the
+    /// leader and was installed (the builder runs beside the apply loop);
+    /// openraft then purges the log up to the installed one. Overwriting it
+    /// with the older build would leave a store that cannot start: the
+    /// snapshot ends before the log begins (found by the simulation, seed
+    /// 19137).
     fn store_snapshot(
         &self,
         meta: &SnapshotMeta<NodeId, VoterNode>,
         data: &[u8],
-    ) -> Result<(), redb::Error> {
-        let meta = encode(meta)?;
+    ) -> Result<bool, redb::Error> {
+        let encoded = encode(meta)?;
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         {
             let mut table = txn.open_table(SNAPSHOT)?;
-            table.insert("meta", meta.as_slice())?;
+            let stored = match table.get("meta")? {
+                Some(bytes) => Some(decode::<SnapshotMeta<NodeId, VoterNode>>(bytes.value())?),
+                None => None,
+            };
+            if stored.is_some_and(|stored| stored.last_log_id > meta.last_log_id) {
+                return Ok(false);
+            }
+            table.insert("meta", encoded.as_slice())?;
             table.insert("data", data)?;
         }
         txn.commit()?;
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -209,7 +225,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         };
         let this = self.clone();
         let (meta, data) = tokio::task::spawn_blocking(move || {
-            this.store_snapshot(&meta, &data).map(|()| (meta, data))
+            this.store_snapshot(&meta, &data).map(|_| (meta, data))
         })
         .await
         .map_err(|e| snapshot_err(&redb::Error::Io(std::io::Error::other(e))))?
@@ -299,6 +315,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let this = self.clone();
         let meta_owned = meta.clone();
         let stored = data.clone();
+        // openraft installs only snapshots newer than its own, so a newer
+        // one stored here is not expected; if there is one, it stays (a
+        // restart then starts from it and replays the log after it).
         tokio::task::spawn_blocking(move || this.store_snapshot(&meta_owned, &stored))
             .await
             .map_err(|e| snapshot_err(&redb::Error::Io(std::io::Error::other(e))))?
@@ -338,6 +357,51 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::raft::storage::open_in_memory;
+    use openraft::{CommittedLeaderId, Membership};
+
+    fn meta_at(index: u64) -> SnapshotMeta<NodeId, VoterNode> {
+        SnapshotMeta {
+            last_log_id: Some(LogId::new(CommittedLeaderId::new(2, 1), index)),
+            last_membership: StoredMembership::new(None, Membership::default()),
+            snapshot_id: format!("2-1-{index}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_built_before_an_install_does_not_overwrite_it() {
+        // The interleaving of seed 19137: the builder read the state at
+        // 284, a snapshot up to 290 was installed (and openraft purged the
+        // log up to it), then the build stored its older state.
+        let db = open_in_memory().expect("in-memory redb");
+        let mut sm = StateMachine::open(db.clone()).expect("open");
+        sm.write_state().last_applied = meta_at(284).last_log_id;
+        let built = encode(&*sm.view.read()).expect("encode");
+
+        let mut installed = AppliedState {
+            last_applied: meta_at(290).last_log_id,
+            ..AppliedState::default()
+        };
+        installed.lease.last_token = 7;
+        let bytes = encode(&installed).expect("encode");
+        sm.install_snapshot(&meta_at(290), Box::new(Cursor::new(bytes)))
+            .await
+            .expect("install");
+
+        assert!(!sm.store_snapshot(&meta_at(284), &built).expect("store"));
+        let current = sm
+            .get_current_snapshot()
+            .await
+            .expect("read")
+            .expect("a snapshot");
+        assert_eq!(current.meta.last_log_id, meta_at(290).last_log_id);
+        // What a restart loads.
+        let restarted = StateMachine::open(db).expect("reopen");
+        assert_eq!(restarted.view.read().last_applied, meta_at(290).last_log_id);
+        assert_eq!(restarted.view.read().lease.last_token, 7);
+        // A newer build is stored.
+        assert!(sm.store_snapshot(&meta_at(300), &built).expect("store"));
+    }
 
     #[test]
     fn snapshots_from_before_the_settle_time_still_load() {
