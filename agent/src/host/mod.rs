@@ -14,5 +14,6 @@ pub mod notify;
 pub mod phase_file;
 pub mod process;
 pub mod reboot;
+mod roll;
 pub mod service_manager;
 pub mod updates;
