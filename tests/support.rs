@@ -125,6 +125,16 @@ impl TestCluster {
         cluster
     }
 
+    /// Whether voter `i` has joined: its own (stale) status names a leader
+    /// and has applied entries.
+    pub fn has_joined(&self, i: usize) -> bool {
+        let out = self.cli_at(&self.address(i), &["status", "--stale", "--json"]);
+        let status: Option<Value> = serde_json::from_slice(&out.stdout).ok();
+        status.is_some_and(|s| {
+            s["leader"].is_u64() && s["last_applied"].as_u64().is_some_and(|a| a > 0)
+        })
+    }
+
     /// Waits until every voter has joined: its own (stale) status names a
     /// leader and has applied entries. A voter that started before the
     /// others asks them what to do first (`server::bootstrap`) and joins
@@ -138,12 +148,7 @@ impl TestCluster {
                 continue;
             }
             loop {
-                let out = self.cli_at(&self.address(i), &["status", "--stale", "--json"]);
-                let status: Option<Value> = serde_json::from_slice(&out.stdout).ok();
-                let joined = status.as_ref().is_some_and(|s| {
-                    s["leader"].is_u64() && s["last_applied"].as_u64().is_some_and(|a| a > 0)
-                });
-                if joined {
+                if self.has_joined(i) {
                     break;
                 }
                 assert!(

@@ -151,6 +151,11 @@ mod tests {
     use super::*;
     use crate::rules::notify::NOTIFY_EVENTS;
 
+    /// A notifier for host w1 of group workers.
+    fn notifier(webhooks: Vec<WebhookSettings>) -> Notifier {
+        Notifier::new(webhooks, Some(HttpClient::new().unwrap()), "w1", "workers")
+    }
+
     fn webhook(url: String, events: &[NotifyEvent], timeout: Duration) -> WebhookSettings {
         WebhookSettings {
             url,
@@ -164,23 +169,18 @@ mod tests {
     async fn webhooks_get_slack_json_for_the_events_they_want() {
         let all = HttpFake::start().await;
         let failures = HttpFake::start().await;
-        let notifier = Notifier::new(
-            vec![
-                webhook(
-                    format!("{}/hooks/all", all.url()),
-                    &NOTIFY_EVENTS,
-                    Duration::from_secs(2),
-                ),
-                webhook(
-                    format!("{}/hooks/failed", failures.url()),
-                    &[NotifyEvent::Failed],
-                    Duration::from_secs(2),
-                ),
-            ],
-            Some(HttpClient::new().unwrap()),
-            "w1",
-            "workers",
-        );
+        let notifier = notifier(vec![
+            webhook(
+                format!("{}/hooks/all", all.url()),
+                &NOTIFY_EVENTS,
+                Duration::from_secs(2),
+            ),
+            webhook(
+                format!("{}/hooks/failed", failures.url()),
+                &[NotifyEvent::Failed],
+                Duration::from_secs(2),
+            ),
+        ]);
         notifier.send(NotifyEvent::Draining, "4152.2.1", "holding the lease");
         let got = all.wait_received(1, Duration::from_secs(5)).await;
         assert_eq!(got.len(), 1);
@@ -210,16 +210,11 @@ mod tests {
     async fn a_hung_or_dead_webhook_never_holds_up_the_caller() {
         let hung = HttpFake::start().await;
         hung.answer_after("/hook", 200, "{}", Duration::from_secs(30));
-        let notifier = Notifier::new(
-            vec![webhook(
-                format!("{}/hook", hung.url()),
-                &NOTIFY_EVENTS,
-                Duration::from_millis(200),
-            )],
-            Some(HttpClient::new().unwrap()),
-            "w1",
-            "workers",
-        );
+        let notifier = notifier(vec![webhook(
+            format!("{}/hook", hung.url()),
+            &NOTIFY_EVENTS,
+            Duration::from_millis(200),
+        )]);
         let started = Instant::now();
         for _ in 0..(MAX_IN_FLIGHT + 5) {
             notifier.send(NotifyEvent::Rebooting, "", "now");
@@ -250,23 +245,18 @@ mod tests {
         let slow = HttpFake::start().await;
         slow.answer_after("/hook", 200, "{}", Duration::from_millis(150));
         let quick = HttpFake::start().await;
-        let notifier = Notifier::new(
-            vec![
-                webhook(
-                    format!("{}/hook", slow.url()),
-                    &NOTIFY_EVENTS,
-                    Duration::from_secs(2),
-                ),
-                webhook(
-                    format!("{}/hook", quick.url()),
-                    &NOTIFY_EVENTS,
-                    Duration::from_secs(2),
-                ),
-            ],
-            Some(HttpClient::new().unwrap()),
-            "w1",
-            "workers",
-        );
+        let notifier = notifier(vec![
+            webhook(
+                format!("{}/hook", slow.url()),
+                &NOTIFY_EVENTS,
+                Duration::from_secs(2),
+            ),
+            webhook(
+                format!("{}/hook", quick.url()),
+                &NOTIFY_EVENTS,
+                Duration::from_secs(2),
+            ),
+        ]);
         let order = [
             NotifyEvent::Draining,
             NotifyEvent::Rebooting,
