@@ -330,6 +330,7 @@ async fn twenty_concurrent_holders_never_exceed_max_two() {
                         group: "pool".into(),
                         holder: holder.clone(),
                         machine_id: String::new(),
+                        released: None,
                     })
                     .await
                     .expect("acquire")
@@ -406,6 +407,7 @@ fn invalid_group_names_are_rejected_as_invalid_argument() {
                 group: "bad name".into(),
                 holder: "h".into(),
                 machine_id: String::new(),
+                released: None,
             })
             .await
             .unwrap_err();
@@ -719,4 +721,69 @@ fn a_wiped_voter_alone_waits_instead_of_forming_a_second_cluster() {
     let full = cluster.log(victim);
     let log = &full[full.rfind("starting as").unwrap_or(0)..];
     assert!(log.contains("its state was lost"), "{log}");
+}
+
+/// A request the network held (simulation seed 20560 had several) must not
+/// queue or grant a host that has released since it was sent: the leader
+/// refuses an acquire naming an older release than the holder's last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acquire_sent_before_the_holders_last_release_is_refused_as_late() {
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let mut lease = cluster.lease_client(0).await;
+    let acquire = |released| pb::AcquireRequest {
+        group: "late".into(),
+        holder: "h1".into(),
+        machine_id: "machine-h1".into(),
+        released,
+    };
+    let release = |token| pb::ReleaseRequest {
+        group: "late".into(),
+        holder: "h1".into(),
+        token: Some(token),
+    };
+    let granted = |reply: pb::AcquireResponse| match reply.outcome {
+        Some(pb::acquire_response::Outcome::Granted(grant)) => grant.token,
+        other => panic!("not granted: {other:?}"),
+    };
+    let token = granted(lease.acquire(acquire(Some(0))).await.unwrap().into_inner());
+    lease.release(release(token)).await.unwrap();
+    // The first acquire again, as if the network had held it until now.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let late = lease.acquire(acquire(Some(0))).await.unwrap_err();
+    assert_eq!(late.code(), tonic::Code::FailedPrecondition, "{late:?}");
+    assert!(late.message().starts_with("late acquire"), "{late:?}");
+    let status = cluster.wait_for_leader(Duration::from_secs(5));
+    assert_eq!(status["groups"]["late"]["holders"], serde_json::json!([]));
+    assert_eq!(status["groups"]["late"]["queue"], serde_json::json!([]));
+    // Sent after the release, it is granted; so is one that names no
+    // release (the CLI's, FleetLock's).
+    let again = granted(
+        lease
+            .acquire(acquire(Some(token)))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert!(again > token);
+    lease.release(release(again)).await.unwrap();
+    granted(lease.acquire(acquire(None)).await.unwrap().into_inner());
+
+    // A live host whose grant an operator released: its next acquire names
+    // an older release and is refused as late; its client asks again
+    // without naming one, and is granted.
+    let mut host = cluster.host_lease_client("late", "h2");
+    let out = cluster.cli(&["lease", "release", "late", "--holder", "h1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first = match host.acquire().await.unwrap() {
+        baton::simulation::Acquired::Granted(held) => held.token(),
+        other => panic!("h2 not granted: {other:?}"),
+    };
+    let out = cluster.cli(&["lease", "release", "late", "--holder", "h2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    match host.acquire().await.unwrap() {
+        baton::simulation::Acquired::Granted(held) => assert!(held.token() > first),
+        other => panic!("h2 not granted again: {other:?}"),
+    }
 }

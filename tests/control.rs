@@ -26,6 +26,7 @@ async fn acquire(lease: &mut LeaseClient<Channel>, holder: &str) -> pb::acquire_
             group: GROUP.into(),
             holder: holder.into(),
             machine_id: format!("machine-{holder}"),
+            released: None,
         })
         .await
         .expect("acquire")
@@ -199,6 +200,7 @@ async fn a_held_host_is_refused_leaves_the_queue_and_the_hold_survives_a_leader_
             group: GROUP.into(),
             holder: "h2".into(),
             machine_id: "machine-h2".into(),
+            released: None,
         })
         .await
         .expect_err("a held host must not queue");
@@ -268,6 +270,7 @@ async fn a_held_host_is_refused_leaves_the_queue_and_the_hold_survives_a_leader_
                 group: GROUP.into(),
                 holder: "h2".into(),
                 machine_id: "machine-h2".into(),
+                released: None,
             })
             .await
         {

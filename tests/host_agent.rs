@@ -161,16 +161,38 @@ fn a_lease_held_but_not_remembered_is_released_at_start() {
     assert!(out.status.success());
     let mut host = AgentHost::new(&cluster, "forgetful", "");
     host.start();
+    wait_until_nobody_holds(&cluster, &host, "stray lease not released");
+    assert_eq!(host.reboot_calls(), 0);
+}
+
+/// Waits (at most `WAIT`) until the cluster shows no holder; fails with
+/// `why` and the host's log.
+fn wait_until_nobody_holds(cluster: &TestCluster, host: &AgentHost, why: &str) {
     let deadline = Instant::now() + WAIT;
-    while !holders(&cluster).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "stray lease not released:\n{}",
-            host.log()
-        );
+    while !holders(cluster).is_empty() {
+        assert!(Instant::now() < deadline, "{why}:\n{}", host.log());
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A late retry of an acquire (one the network held until after the host
+/// had released; simulation seed 20560 had two) grants a host that is
+/// done. An idle agent sees the grant in its orders and gives it back.
+#[test]
+fn a_lease_granted_to_an_idle_host_is_given_back() {
+    let cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let mut host = AgentHost::new(&cluster, "finished", "");
+    host.start();
+    host.wait_phase("idle", WAIT);
+    // Its start-up check is done: this grant comes after it.
+    std::thread::sleep(Duration::from_millis(500));
+    let out = cluster.cli(&["lease", "acquire", "workers", "--holder", "finished"]);
+    assert!(out.status.success());
+    wait_until_nobody_holds(&cluster, &host, "the idle host kept the grant");
+    assert!(host.log().contains("released it"), "{}", host.log());
     assert_eq!(host.reboot_calls(), 0);
+    assert_eq!(host.phase(), "idle");
 }
 
 #[test]

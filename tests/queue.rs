@@ -75,6 +75,7 @@ async fn host(
                 group: GROUP.into(),
                 holder: holder.clone(),
                 machine_id: request.machine_id.clone(),
+                released: None,
             })
             .await;
         let token = match claimed.map(|r| r.into_inner().outcome) {
@@ -177,6 +178,7 @@ async fn queue_behind_first(
             group: GROUP.into(),
             holder: "first".into(),
             machine_id: "machine-first".into(),
+            released: None,
         })
         .await
         .expect("first acquires")

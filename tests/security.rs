@@ -375,6 +375,7 @@ async fn oversize_input_and_caps_are_refused_and_the_cluster_keeps_committing() 
         group: "caps".into(),
         holder: holder.into(),
         machine_id,
+        released: None,
     };
     // A machine id over its field limit: InvalidArgument, nothing proposed.
     let err = client

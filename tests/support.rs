@@ -335,6 +335,23 @@ impl TestCluster {
             .join("\n")
     }
 
+    /// The host agent's lease client for `holder` in `group`, on every
+    /// voter, as an admin of this cluster.
+    pub fn host_lease_client(
+        &self,
+        group: &str,
+        holder: &str,
+    ) -> baton::simulation::HostLeaseClient {
+        let endpoints = (0..self.voters.len()).map(|i| self.address(i)).collect();
+        baton::simulation::HostLeaseClient::new(
+            endpoints,
+            self.dialer.clone(),
+            group,
+            holder,
+            &format!("machine-{holder}"),
+        )
+    }
+
     /// A gRPC Lease client to voter `i`, as an admin of this cluster.
     pub async fn lease_client(&self, i: usize) -> LeaseClient<Channel> {
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -20,7 +20,9 @@
 //!   until it sends its release); tokens never granted twice and, with one
 //!   slot, strictly increasing in grant order; no acknowledged grant or
 //!   release lost; every host that "rebooted" held the lease then; after
-//!   the heal every client is granted again within a bound (liveness).
+//!   the heal every client is granted again within a bound (liveness);
+//! - after the heal a probe reads the group from the leader twice a second,
+//!   so a failing seed's log shows who held the slot its waiters missed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -139,6 +141,13 @@ enum Ev {
     Waiting,
     /// What an acquire answered, when it changed (for `-v`).
     Answer(String),
+    /// The host, idle after its rolls, gave back a grant it found it held.
+    GaveBackStray {
+        token: u64,
+    },
+    /// The group as the leader had it after the heal, when it changed
+    /// (recorded by the probe, not by a host).
+    State(String),
 }
 
 #[derive(Default)]
@@ -232,10 +241,82 @@ async fn voter_process(
     Err(format!("voter {} stopped: {failure}", index + 1).into())
 }
 
-/// When clients may stop: set by the driver at the heal.
+/// When clients may stop: set by the driver at the heal; and how many
+/// have stopped (the probe stops with the last).
 #[derive(Default)]
 struct Phase {
     healed_at: Option<Duration>,
+    done: usize,
+}
+
+/// The dialer every simulated lease client uses: the host agent's own
+/// (`lease_dialer`), on the simulated network.
+fn sim_dialer() -> baton::simulation::Dialer {
+    lease_dialer(
+        Duration::from_secs(1),
+        Duration::from_secs(3),
+        TlsMode::Insecure,
+    )
+    .over(network())
+}
+
+/// After the heal, reads the group from the leader twice a second and
+/// records it whenever it changed: who holds (and whether the holder
+/// claimed its slot) and who waits. A liveness failure's log then shows
+/// what kept the waiters out.
+async fn probe_process(
+    log: SharedLog,
+    phase: Arc<Mutex<Phase>>,
+    clients: usize,
+    bound: Duration,
+) -> turmoil::Result {
+    let endpoints: Vec<String> = (0..VOTERS)
+        .map(|i| format!("{}:{PORT}", voter_name(i)))
+        .collect();
+    let mut client = HostLeaseClient::new(endpoints, sim_dialer(), "default", "probe", "probe");
+    let mut last = String::new();
+    loop {
+        let (healed_at, done) = {
+            let phase = phase.lock().unwrap_or_else(|p| p.into_inner());
+            (phase.healed_at, phase.done)
+        };
+        if done >= clients {
+            return Ok(());
+        }
+        if let Some(at) = healed_at {
+            if now() > at + bound + Duration::from_secs(1) {
+                return Ok(());
+            }
+            let seen = match client.group_status().await {
+                Ok(Some(group)) => describe_group(&group),
+                Ok(None) => "no state for the group".to_string(),
+                Err(e) => format!("status failed: {e}"),
+            };
+            if seen != last {
+                record(&log, clients, Ev::State(seen.clone()));
+                last = seen;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// "holders [h2 #199, h4 #204 unclaimed] queue [h3]".
+fn describe_group(group: &baton_proto::v1::GroupStatus) -> String {
+    let holders: Vec<String> = group
+        .holders
+        .iter()
+        .map(|h| {
+            let unclaimed = if h.claimed { "" } else { " unclaimed" };
+            format!("{} #{}{unclaimed}", h.holder, h.token)
+        })
+        .collect();
+    let queue: Vec<&str> = group.queue.iter().map(|w| w.holder.as_str()).collect();
+    format!(
+        "holders [{}] queue [{}]",
+        holders.join(", "),
+        queue.join(", ")
+    )
 }
 
 /// One host: acquire, reboot (proved by `verify`), hold, release, again;
@@ -247,15 +328,10 @@ async fn client_process(
     phase: Arc<Mutex<Phase>>,
     bound: Duration,
     sabotage: bool,
+    clients: usize,
 ) -> turmoil::Result {
     let mut rng = Rng(seed ^ (index as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
-    // The host agent's own dialer (lease_dialer), on the simulated network.
-    let dialer = lease_dialer(
-        Duration::from_secs(1),
-        Duration::from_secs(3),
-        TlsMode::Insecure,
-    )
-    .over(network());
+    let dialer = sim_dialer();
     let endpoints: Vec<String> = (0..VOTERS)
         .map(|i| format!("{}:{PORT}", voter_name((i + index) % VOTERS)))
         .collect();
@@ -271,6 +347,7 @@ async fn client_process(
             if let Some(at) = healed(&phase) {
                 if now() > at + bound {
                     // The checker sees a wait with no grant: a liveness failure.
+                    phase.lock().unwrap_or_else(|p| p.into_inner()).done += 1;
                     return Ok(());
                 }
             }
@@ -389,9 +466,34 @@ async fn client_process(
                 .iter()
                 .any(|(t, c, e)| *c == index && *t >= at && matches!(e, Ev::Granted { .. }));
             if granted_after_heal {
+                phase.lock().unwrap_or_else(|p| p.into_inner()).done += 1;
+                idle_until_all_done(&mut client, &log, index, &phase, clients).await;
                 return Ok(());
             }
         }
+    }
+}
+
+/// A host done with its rolls stays up, as its agent does when idle: it
+/// learns its orders and gives back a grant it finds there (a late retry of
+/// one of its acquires can take one after its release). Until every host is
+/// done.
+async fn idle_until_all_done(
+    client: &mut HostLeaseClient,
+    log: &SharedLog,
+    index: usize,
+    phase: &Arc<Mutex<Phase>>,
+    clients: usize,
+) {
+    while phase.lock().unwrap_or_else(|p| p.into_inner()).done < clients {
+        if let Ok(orders) = client.orders().await {
+            if orders.grant.is_some() {
+                if let Ok(Some(token)) = client.give_back_stray().await {
+                    record(log, index, Ev::GaveBackStray { token });
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -590,18 +692,21 @@ fn run_seed(seed: u64, verbose: bool, sabotage: bool) -> SeedResult {
     let log: SharedLog = Arc::default();
     let phase: Arc<Mutex<Phase>> = Arc::default();
     for c in 0..clients {
-        sim.client(
-            format!("h{}", c + 1),
-            client_process(
-                c,
-                seed,
-                log.clone(),
-                phase.clone(),
-                bound,
-                sabotage && c == 0,
-            ),
+        let run = client_process(
+            c,
+            seed,
+            log.clone(),
+            phase.clone(),
+            bound,
+            sabotage && c == 0,
+            clients,
         );
+        sim.client(format!("h{}", c + 1), run);
     }
+    sim.client(
+        "probe",
+        probe_process(log.clone(), phase.clone(), clients, bound),
+    );
 
     let mut down = [false; VOTERS];
     let mut actions = plan.actions.into_iter().peekable();
@@ -705,6 +810,7 @@ fn run_seed(seed: u64, verbose: bool, sabotage: bool) -> SeedResult {
     let events = std::mem::take(&mut log.lock().unwrap_or_else(|p| p.into_inner()).events);
     for (at, client, ev) in &events {
         trace.push(match ev {
+            Ev::State(text) => format!("{:>8.3}s state: {text}", at.as_secs_f64()),
             Ev::Answer(text) => format!(
                 "{:>8.3}s h{}: acquire: {text}",
                 at.as_secs_f64(),
@@ -849,7 +955,16 @@ fn check(
                 holding.remove(client);
             }
             Ev::Broken(why) => violations.push(format!("{at:?}: h{}: {why}", client + 1)),
-            Ev::ReleaseAcked | Ev::Waiting | Ev::Answer(_) => {}
+            Ev::GaveBackStray { token } => {
+                // Only a grant the host did not know of is stray.
+                if holding.get(client) == Some(token) {
+                    violations.push(format!(
+                        "{at:?}: h{} gave back its own grant (token {token}) as stray",
+                        client + 1
+                    ));
+                }
+            }
+            Ev::ReleaseAcked | Ev::Waiting | Ev::Answer(_) | Ev::State(_) => {}
         }
     }
     // Liveness: after the heal, every client is granted within the bound.

@@ -42,8 +42,7 @@ fn acquire(group: &str, holder: &str) -> Request {
     Request::Acquire(pb::AcquireRequest {
         group: group.into(),
         holder: holder.into(),
-        machine_id: MACHINE.into(),
-    })
+        machine_id: MACHINE.into(), released: None, })
 }
 
 fn release(group: &str, holder: &str, token: Option<u64>) -> Request {

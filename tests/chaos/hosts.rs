@@ -84,6 +84,7 @@ pub(super) async fn one_turn(
                 group: group.into(),
                 holder: holder.into(),
                 machine_id: machine_id.clone(),
+                released: None,
             })
             .await;
         match claim.map(|r| r.into_inner().outcome) {

@@ -139,6 +139,7 @@ fn acquire_req(group: &str, holder: &str) -> pb::AcquireRequest {
         group: group.into(),
         holder: holder.into(),
         machine_id: String::new(),
+        released: None,
     }
 }
 

@@ -118,6 +118,7 @@ async fn host(mut lease: LeaseClient<Channel>, holder: String) -> Result<Turn, E
                 group: GROUP.into(),
                 holder: holder.clone(),
                 machine_id: request.machine_id.clone(),
+                released: None,
             })
             .await?
             .into_inner();
@@ -170,6 +171,7 @@ pub async fn roll(bench: &Bench, hosts: usize) -> Result<RollFigures, Error> {
             group: GROUP.into(),
             holder: "first".into(),
             machine_id: "machine-first".into(),
+            released: None,
         })
         .await?;
 

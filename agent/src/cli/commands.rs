@@ -207,6 +207,7 @@ async fn acquire(client: &Client, args: &AcquireArgs) -> Result<ExitCode, CliErr
         group: args.group.clone(),
         holder: args.holder.clone(),
         machine_id: args.machine_id.clone().unwrap_or_else(machine_id),
+        released: None,
     };
     if !args.wait {
         return match acquire_once(client, &request).await? {

@@ -29,6 +29,10 @@ const EXPIRY_WARNING_SECS: i64 = 14 * 24 * 60 * 60;
 /// The STATUS= warning topic of TLS.
 const TLS_WARNING: &str = "tls";
 
+/// When a host agent that is not a voter lets go of its start-up pages:
+/// after its first rounds (stray check, orders, update source) ran.
+const RELEASE_STARTUP_PAGES_AFTER: Duration = Duration::from_secs(30);
+
 pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCode, CliError> {
     let settings = Settings::load(config, vendor_dir)?;
     let notify = ServiceManager::from_env();
@@ -140,6 +144,9 @@ pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCo
         }
         None => notify.ready(),
     }
+    if voter.is_none() && agent.is_some() {
+        tokio::spawn(release_startup_pages_later());
+    }
 
     // The host agent pings the watchdog from its own loop; this loop pings
     // when there is no agent, and, with a voter, pings (and lets the agent
@@ -226,6 +233,19 @@ pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCo
 /// How often a voter still starting tells systemd so (and extends its start
 /// timeout by twice this).
 const START_PROGRESS: Duration = Duration::from_secs(10);
+
+/// Once a host that is not a voter has settled, its start-up code leaves
+/// memory (`cli::resident`); what it uses again comes back.
+async fn release_startup_pages_later() {
+    tokio::time::sleep(RELEASE_STARTUP_PAGES_AFTER).await;
+    match super::resident::release_startup_pages() {
+        Ok(bytes) => tracing::debug!(
+            "paged out the binary's start-up pages ({:.1} MiB mapped)",
+            bytes as f64 / (1024.0 * 1024.0)
+        ),
+        Err(e) => tracing::debug!("cannot page out the binary's start-up pages: {e}"),
+    }
+}
 
 /// Starts the voter. A voter without state waits, for as long as it takes,
 /// until a majority of the voters answer (the operator may start them one

@@ -9,6 +9,7 @@ pub mod hosts;
 pub mod local_fleet;
 pub mod logging;
 pub mod output;
+mod resident;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

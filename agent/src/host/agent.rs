@@ -578,18 +578,7 @@ impl HostAgent {
         if !self.stray_checked {
             // A lease we hold but do not remember (state lost, or an old
             // crash): give it back so it does not block the group.
-            match self.lease.held_token().await {
-                Ok(Some(token)) => {
-                    warn!(
-                        "holding a lease this host does not remember (token {token}); releasing it"
-                    );
-                    if self.lease.release(Some(token)).await.is_ok() {
-                        self.stray_checked = true;
-                    }
-                }
-                Ok(None) => self.stray_checked = true,
-                Err(e) => warn!("cannot reach the lease cluster yet: {e}"),
-            }
+            self.give_back_stray().await;
         }
         // Annotations and pre-reboot labels of a roll that ended without a
         // reboot (update gone, blocked, drain failed): gone once idle.
@@ -619,6 +608,13 @@ impl HostAgent {
             self.blocked_after_grant = None;
         }
         self.learn_orders().await;
+        if self.orders.grant.is_some() {
+            // Idle, yet the cluster shows a grant for us: a late retry of an
+            // acquire of ours (held by the network) took it after we had
+            // released, or someone acquired in our name. Nobody would give
+            // it back: a stuck lock.
+            self.give_back_stray().await;
+        }
         let pending = Self::with_watchdog(&self.notify, self.updates.pending()).await;
         if let (Ok(None), Some(by)) = (&pending, &self.orders.reboot_now_by) {
             // Like kured's sentinel: an admin's reboot-now reboots the host
@@ -664,6 +660,19 @@ impl HostAgent {
         }
         self.wait_for_update_news().await;
         None
+    }
+
+    /// Gives back a grant this idle host holds (checked by a linearizable
+    /// read); the start-up check is done once that read answered.
+    async fn give_back_stray(&mut self) {
+        match self.lease.give_back_stray().await {
+            Ok(Some(token)) => {
+                warn!("holding a lease this host does not remember (token {token}); released it");
+                self.stray_checked = true;
+            }
+            Ok(None) => self.stray_checked = true,
+            Err(e) => warn!("cannot check for a lease this host holds: {e}"),
+        }
     }
 
     /// Tells systemd `status` and the journal `status` with `why`, as a

@@ -12,6 +12,7 @@ use tonic::{Code, Status};
 
 use crate::config::Settings;
 use crate::host::held_lease::HeldLease;
+use crate::rules::lease::LATE_ACQUIRE;
 use crate::rules::limits::MAX_RESPONSE_BYTES;
 use crate::rules::phases::RememberedLease;
 use crate::transport::tls::TlsMode;
@@ -77,6 +78,12 @@ pub struct HostLeaseClient {
     group: String,
     holder: String,
     machine_id: String,
+    /// The token of the last grant this client released (0: none yet), sent
+    /// with each acquire so that one the network held past a release is
+    /// refused as late. None after a live acquire of ours was refused as
+    /// late (the holder's last release was not ours: an operator's, or one
+    /// before a restart): not sent until our next release.
+    released: Option<u64>,
 }
 
 /// Whether a failed call should be tried on the next voter.
@@ -102,6 +109,7 @@ impl HostLeaseClient {
             group: group.to_string(),
             holder: holder.to_string(),
             machine_id: machine_id.to_string(),
+            released: Some(0),
         }
     }
 
@@ -141,7 +149,13 @@ impl HostLeaseClient {
                 async move { client.host_control(request).await.map(|r| r.into_inner()) }
             })
             .await?;
+        let grant = reply
+            .grants
+            .iter()
+            .find(|g| g.group == self.group)
+            .map(|g| g.token);
         Ok(HostOrders {
+            grant,
             held: reply
                 .held
                 .map(|h| format!("{} (held by {})", h.reason, h.by)),
@@ -190,17 +204,16 @@ impl HostLeaseClient {
 
     /// Takes a slot (also one handed over to us on release), or queues.
     pub async fn acquire(&mut self) -> Result<Acquired, HostLeaseError> {
-        let request = pb::AcquireRequest {
-            group: self.group.clone(),
-            holder: self.holder.clone(),
-            machine_id: self.machine_id.clone(),
+        let reply = match self.try_acquire().await {
+            // Refused as late, yet this is a live call: the holder's last
+            // release was not ours (an operator's, or before a restart).
+            // Ask again without naming one.
+            Err(HostLeaseError::Refused(why)) if why.starts_with(LATE_ACQUIRE) => {
+                self.released = None;
+                self.try_acquire().await?
+            }
+            other => other?,
         };
-        let reply = self
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.acquire(request).await.map(|r| r.into_inner()) }
-            })
-            .await?;
         match reply.outcome {
             Some(pb::acquire_response::Outcome::Granted(grant)) => Ok(Acquired::Granted(
                 HeldLease::from_grant(&grant.group, &grant.holder, grant.token),
@@ -214,6 +227,20 @@ impl HostLeaseClient {
         }
     }
 
+    async fn try_acquire(&mut self) -> Result<pb::AcquireResponse, HostLeaseError> {
+        let request = pb::AcquireRequest {
+            group: self.group.clone(),
+            holder: self.holder.clone(),
+            machine_id: self.machine_id.clone(),
+            released: self.released,
+        };
+        self.call(|mut c| {
+            let request = request.clone();
+            async move { c.acquire(request).await.map(|r| r.into_inner()) }
+        })
+        .await
+    }
+
     /// Gives the slot back (only under `token`, when given) or leaves the queue.
     pub async fn release(&mut self, token: Option<u64>) -> Result<(), HostLeaseError> {
         let request = pb::ReleaseRequest {
@@ -225,12 +252,18 @@ impl HostLeaseClient {
             let request = request.clone();
             async move { c.release(request).await.map(|_| ()) }
         })
-        .await
+        .await?;
+        if let Some(token) = token {
+            // Released (or released before): acquires sent from now on
+            // come after it.
+            self.released = Some(self.released.unwrap_or(0).max(token));
+        }
+        Ok(())
     }
 
-    /// The token under which this holder holds its group now, by a
-    /// linearizable read; None when it holds nothing.
-    pub async fn held_token(&mut self) -> Result<Option<u64>, HostLeaseError> {
+    /// This host's group as the leader has it now (holders and queue), by a
+    /// linearizable read; None when the group has no state yet.
+    pub async fn group_status(&mut self) -> Result<Option<pb::GroupStatus>, HostLeaseError> {
         let status = self
             .call(|mut c| async move {
                 c.status(pb::StatusRequest { stale: false })
@@ -238,12 +271,30 @@ impl HostLeaseClient {
                     .map(|r| r.into_inner())
             })
             .await?;
-        Ok(status
-            .groups
-            .iter()
-            .find(|g| g.name == self.group)
-            .and_then(|g| g.holders.iter().find(|h| h.holder == self.holder))
-            .map(|h| h.token))
+        Ok(status.groups.into_iter().find(|g| g.name == self.group))
+    }
+
+    /// The token under which this holder holds its group now, by a
+    /// linearizable read; None when it holds nothing.
+    pub async fn held_token(&mut self) -> Result<Option<u64>, HostLeaseError> {
+        Ok(self.group_status().await?.and_then(|g| {
+            g.holders
+                .iter()
+                .find(|h| h.holder == self.holder)
+                .map(|h| h.token)
+        }))
+    }
+
+    /// Gives back a grant this host holds but does not want (it is idle): one
+    /// its agent forgot, or one a late retry of an acquire took after the
+    /// host had released. Checked by a linearizable read first; returns the
+    /// token given back.
+    pub async fn give_back_stray(&mut self) -> Result<Option<u64>, HostLeaseError> {
+        let Some(token) = self.held_token().await? else {
+            return Ok(None);
+        };
+        self.release(Some(token)).await?;
+        Ok(Some(token))
     }
 
     /// Re-checks a remembered grant with a linearizable read: the proof of
@@ -319,6 +370,9 @@ pub struct HostOrders {
     pub reboot_now_by: Option<String>,
     /// When it was asked (unix ms): tells one request from the next.
     pub reboot_now_at: Option<u64>,
+    /// The token of a grant the answering voter has for this host in its
+    /// group (perhaps a moment stale).
+    pub grant: Option<u64>,
 }
 
 /// This host's machine id (/etc/machine-id), recorded with its grants; empty

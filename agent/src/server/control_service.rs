@@ -9,7 +9,7 @@ use crate::rules::lease::LeaseState;
 use crate::server::admin_service::propose_admin;
 use crate::server::requests;
 use crate::server::routing::Cluster;
-use crate::server::wire::{hold_entry, reboot_entry};
+use crate::server::wire::{self, hold_entry, reboot_entry};
 
 /// gRPC `Control` service of a voter.
 pub struct ControlService {
@@ -79,7 +79,8 @@ impl Control for ControlService {
     }
 }
 
-/// `holder`'s orders in `lease`: its hold and its reboot-now request, if any.
+/// `holder`'s orders in `lease`: its hold and its reboot-now request, if
+/// any, and the grants it has.
 pub fn host_control(lease: &LeaseState, holder: &str) -> pb::HostControlResponse {
     pb::HostControlResponse {
         held: lease.held.get(holder).map(|hold| hold_entry(holder, hold)),
@@ -87,5 +88,11 @@ pub fn host_control(lease: &LeaseState, holder: &str) -> pb::HostControlResponse
             .reboot_now
             .get(holder)
             .map(|request| reboot_entry(holder, request)),
+        grants: lease
+            .groups
+            .values()
+            .filter_map(|group| group.grant(holder))
+            .map(wire::grant)
+            .collect(),
     }
 }

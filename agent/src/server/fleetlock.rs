@@ -269,6 +269,7 @@ pub fn check_request(
         group: group.clone(),
         holder: id.clone(),
         machine_id: String::new(),
+        released: None,
     };
     requests::check_acquire(&acquire).map_err(|status| {
         Reply::new(
@@ -417,6 +418,7 @@ impl Front {
                 group: key.group.clone(),
                 holder: key.holder.clone(),
                 machine_id: String::new(),
+                released: None,
             },
             Self::caller(&key.holder),
         );

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 
 use crate::raft::state_machine::Change;
 use crate::rules::access::{Caller, Rpc};
-use crate::rules::lease::{Outcome, WaiterRef};
+use crate::rules::lease::{Outcome, WaiterRef, LATE_ACQUIRE};
 use crate::rules::limits::{MAX_WAITS_PER_HOLDER, MAX_WATCHES_PER_CALLER};
 use crate::server::auth;
 use crate::server::requests;
@@ -104,10 +104,16 @@ pub(crate) async fn acquire_routed(
     let answer = cluster
         .route(
             request,
-            || {
-                cluster.propose_stamped(|now| {
-                    requests::acquire_command(req, now, cluster.lease.default_max_holders)
-                })
+            || async {
+                // On the leader, before anything reaches the log.
+                if let Some(status) = late_acquire(cluster, req) {
+                    return Attempt::Fail(status);
+                }
+                cluster
+                    .propose_stamped(|now| {
+                        requests::acquire_command(req, now, cluster.lease.default_max_holders)
+                    })
+                    .await
             },
             |channel, forwarded| async move { LeaseClient::new(channel).acquire(forwarded).await },
         )
@@ -123,6 +129,27 @@ pub(crate) async fn acquire_routed(
         }]);
     }
     acquire_response(req, outcome, cluster.sessions.ttl().as_millis() as u64)
+}
+
+/// The refusal of `req` when it is late: it names an older release than
+/// the last one of its holder this voter applied (`server::late_requests`).
+fn late_acquire(cluster: &Cluster, req: &pb::AcquireRequest) -> Option<Status> {
+    let known = req.released?;
+    let key = WaiterRef {
+        group: req.group.clone(),
+        holder: req.holder.clone(),
+    };
+    let token = cluster.late.released_since(&key, known)?;
+    tracing::info!(
+        "refused a late acquire of {} in {}: it names token {known}, released since: {token}",
+        req.holder,
+        req.group
+    );
+    Some(Status::failed_precondition(format!(
+        "{LATE_ACQUIRE}: {} released its grant (token {token}) after this request was sent \
+         (it names token {known}); not applied",
+        req.holder
+    )))
 }
 
 /// The answer to `req` applied on the leader with `outcome`: granted or

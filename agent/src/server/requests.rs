@@ -52,6 +52,7 @@ pub fn wait_as_acquire(req: &pb::WaitRequest) -> pb::AcquireRequest {
         group: req.group.clone(),
         holder: req.holder.clone(),
         machine_id: req.machine_id.clone(),
+        released: None,
     }
 }
 
@@ -249,6 +250,7 @@ mod tests {
             group: group.into(),
             holder: holder.into(),
             machine_id: String::new(),
+            released: None,
         };
         assert!(check_acquire(&acquire("workers", "node-1")).is_ok());
         for (group, holder) in [("", "node-1"), ("a b", "node-1"), ("g", "localhost")] {

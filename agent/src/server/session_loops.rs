@@ -44,6 +44,17 @@ pub async fn dispatch_changes(cluster: Cluster) {
                         EventKind::LeftQueue { holder } => {
                             sessions.wake(group, holder, Some(Removal::Left))
                         }
+                        EventKind::Released {
+                            holder,
+                            token,
+                            cause: ReleaseCause::Released,
+                        } => cluster.late.released(
+                            WaiterRef {
+                                group: group.clone(),
+                                holder: holder.clone(),
+                            },
+                            *token,
+                        ),
                         _ => {}
                     }
                 }

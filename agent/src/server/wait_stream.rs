@@ -25,16 +25,24 @@ const RECHECK: Duration = Duration::from_secs(5);
 enum Standing {
     Holds(pb::Grant),
     Queued(pb::Queued),
+    /// Queued, its place already told (not counted again: with 10,000
+    /// waiters, every re-read counting its way down the queue added up).
+    StillQueued,
     Absent,
 }
 
-fn standing(cluster: &Cluster, key: &WaiterRef) -> Standing {
+/// Where `key` stands; `announced`: its place was told, only whether it
+/// still waits matters.
+fn standing(cluster: &Cluster, key: &WaiterRef, announced: bool) -> Standing {
     let state = cluster.view.read();
     let Some(group) = state.lease.groups.get(&key.group) else {
         return Standing::Absent;
     };
     if let Some(grant) = group.grant(&key.holder) {
         return Standing::Holds(wire::grant(grant));
+    }
+    if announced && group.queue.contains(&key.holder) {
+        return Standing::StillQueued;
     }
     match group.queue_position(&key.holder) {
         Some(position) => Standing::Queued(pb::Queued {
@@ -83,7 +91,7 @@ pub async fn serve<A, AF>(
     let mut unconfirmed: Option<u64> = None;
     loop {
         let removal = registration.take_removal();
-        let here = match standing(&cluster, &key) {
+        let here = match standing(&cluster, &key, announced) {
             Standing::Holds(grant) if !queued_once => {
                 unconfirmed = Some(grant.token);
                 Standing::Absent
@@ -96,6 +104,7 @@ pub async fn serve<A, AF>(
                 let _ = tx.send(event(Kind::Granted(grant))).await;
                 return;
             }
+            Standing::StillQueued => {}
             Standing::Queued(queued) => {
                 if !announced {
                     announced = true;

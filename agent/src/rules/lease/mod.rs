@@ -9,7 +9,7 @@
 //! sessions live in the leader's memory, see `server::sessions`). Every entry that may free
 //! a slot grants it to the head of the queue in the same apply ([`LeaseState::apply`]).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,11 @@ pub const MAX_HOLDERS_CAP: u32 = 1_000;
 
 /// Most groups the cluster keeps.
 pub const MAX_GROUPS: usize = 1_000;
+
+/// How the refusal of a late acquire (one sent before its holder's last
+/// release, see `server::late_requests`) begins: the host's lease client
+/// knows it by this and asks again without naming a release.
+pub const LATE_ACQUIRE: &str = "late acquire";
 
 /// Most waiters in one group's queue: a fleet of 10,000 hosts, twice over.
 pub const MAX_QUEUE: usize = 20_000;
@@ -46,7 +51,8 @@ pub enum Command {
     Release {
         group: String,
         holder: String,
-        /// When given, only the grant with this fencing token is released.
+        /// When given, only the grant with this fencing token is released (a
+        /// place in the queue stays); without, the queue is left too.
         token: Option<u64>,
         now: UnixMillis,
     },
@@ -217,7 +223,7 @@ pub struct Group {
     /// Current grants, in grant order.
     pub holders: Vec<Grant>,
     /// Waiters, first come first served.
-    pub queue: VecDeque<Waiter>,
+    pub queue: Queue,
 }
 
 impl Group {
@@ -239,7 +245,7 @@ impl Group {
     }
 
     fn queue_index(&self, holder: &str) -> Option<usize> {
-        self.queue.iter().position(|w| w.holder == holder)
+        self.queue.index_of(holder)
     }
 
     fn holder_index(&self, holder: &str) -> Option<usize> {
@@ -721,7 +727,7 @@ impl LeaseState {
     /// holds an unclaimed slot).
     pub fn has_session(&self, group: &str, holder: &str) -> bool {
         self.groups.get(group).is_some_and(|g| {
-            g.queue_index(holder).is_some() || g.grant(holder).is_some_and(|grant| !grant.claimed)
+            g.queue.contains(holder) || g.grant(holder).is_some_and(|grant| !grant.claimed)
         })
     }
 
@@ -748,6 +754,9 @@ impl LeaseState {
 }
 
 mod ops;
+mod queue;
+
+pub use queue::Queue;
 
 use ops::AcquireRequest;
 

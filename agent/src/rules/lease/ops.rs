@@ -321,7 +321,11 @@ impl LeaseState {
                     });
                 }
             }
-            if let Some(i) = group.queue_index(holder) {
+            // A release with a token names a grant. Sent again late (a retry,
+            // a forward the network held), it must not cost the holder its
+            // place in a later queue: only a release without one leaves it.
+            let leaves_queue = token.is_none();
+            if let Some(i) = group.queue_index(holder).filter(|_| leaves_queue) {
                 group.queue.remove(i);
                 left_queue = true;
                 events.push(Event {

@@ -332,10 +332,16 @@ fn release_is_idempotent() {
         }
     );
     assert_eq!(events, vec![released("g", "a", 1, ReleaseCause::Released)]);
+    releases_nothing(&mut s, 3, &release("g", "a", Some(1), 2));
+}
+
+/// Applies `release`, which must release nothing, leave no queue and
+/// change nothing at all.
+fn releases_nothing(s: &mut LeaseState, index: u64, release: &Command) {
     let before = s.clone();
-    let (again, events) = ok(&mut s, 3, &release("g", "a", Some(1), 2));
+    let (outcome, events) = ok(s, index, release);
     assert_eq!(
-        again,
+        outcome,
         Outcome::Released {
             released: false,
             left_queue: false,
@@ -343,7 +349,7 @@ fn release_is_idempotent() {
         }
     );
     assert!(events.is_empty());
-    assert_eq!(s, before);
+    assert_eq!(*s, before);
 }
 
 #[test]
@@ -396,6 +402,21 @@ fn release_by_waiter_leaves_queue() {
     assert_eq!(queue_names(&s, "g"), ["c"]);
     assert_eq!(s.groups["g"].queue_position("c"), Some(1));
     assert!(!s.has_session("g", "b"));
+}
+
+/// Simulation seed 19690: a host's release of its first grant, sent again
+/// late (a retry the network held), came after it had queued for a second
+/// roll and put it back at the end of the queue.
+#[test]
+fn a_late_release_of_an_old_grant_keeps_the_place_in_a_later_queue() {
+    let mut s = LeaseState::default();
+    ok(&mut s, 1, &acquire("g", "a", 0));
+    ok(&mut s, 2, &release("g", "a", Some(1), 1));
+    ok(&mut s, 3, &acquire("g", "b", 2));
+    ok(&mut s, 4, &acquire("g", "a", 3));
+    ok(&mut s, 5, &acquire("g", "c", 4));
+    releases_nothing(&mut s, 6, &release("g", "a", Some(1), 5));
+    assert_eq!(queue_names(&s, "g"), ["a", "c"]);
 }
 
 #[test]
