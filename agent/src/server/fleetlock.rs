@@ -572,10 +572,7 @@ mod tests {
 
     #[test]
     fn the_clusters_answers_in_fleetlock_words() {
-        let key = WaiterRef {
-            group: "workers".into(),
-            holder: "node-1".into(),
-        };
+        let key = WaiterRef::new("workers", "node-1");
         let queued = pb::AcquireResponse {
             outcome: Some(pb::acquire_response::Outcome::Queued(pb::Queued {
                 position: 2,

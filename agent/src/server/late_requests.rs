@@ -74,10 +74,7 @@ mod tests {
     use super::*;
 
     fn key(holder: &str) -> WaiterRef {
-        WaiterRef {
-            group: "g".into(),
-            holder: holder.into(),
-        }
+        WaiterRef::new("g", holder)
     }
 
     #[test]

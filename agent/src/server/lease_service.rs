@@ -123,10 +123,9 @@ pub(crate) async fn acquire_routed(
         Answered::Here(outcome) => outcome,
     };
     if let Outcome::Queued { .. } = outcome {
-        cluster.sessions.touch([WaiterRef {
-            group: req.group.clone(),
-            holder: req.holder.clone(),
-        }]);
+        cluster
+            .sessions
+            .touch([WaiterRef::new(req.group.clone(), req.holder.clone())]);
     }
     acquire_response(req, outcome, cluster.sessions.ttl().as_millis() as u64)
 }
@@ -135,10 +134,7 @@ pub(crate) async fn acquire_routed(
 /// the last one of its holder this voter applied (`server::late_requests`).
 fn late_acquire(cluster: &Cluster, req: &pb::AcquireRequest) -> Option<Status> {
     let known = req.released?;
-    let key = WaiterRef {
-        group: req.group.clone(),
-        holder: req.holder.clone(),
-    };
+    let key = WaiterRef::new(req.group.clone(), req.holder.clone());
     let token = cluster.late.released_since(&key, known)?;
     tracing::info!(
         "refused a late acquire of {} in {}: it names token {known}, released since: {token}",
@@ -251,10 +247,7 @@ impl Lease for LeaseService {
         let req = &request.message;
         requests::check_wait(req)?;
         auth::permit_holder(&request.caller, Rpc::Wait, &req.holder)?;
-        let key = WaiterRef {
-            group: req.group.clone(),
-            holder: req.holder.clone(),
-        };
+        let key = WaiterRef::new(req.group.clone(), req.holder.clone());
         let slot = StreamSlot::take(
             &self.waits,
             format!("{}/{}/{}", request.caller.name(), key.group, key.holder),

@@ -69,10 +69,10 @@ pub fn check_keep_alive(req: &pb::KeepAliveRequest) -> Result<Vec<WaiterRef>, St
         .iter()
         .map(|session| {
             group_and_holder(&session.group, &session.holder)?;
-            Ok(WaiterRef {
-                group: session.group.clone(),
-                holder: session.holder.clone(),
-            })
+            Ok(WaiterRef::new(
+                session.group.clone(),
+                session.holder.clone(),
+            ))
         })
         .collect()
 }

@@ -48,13 +48,9 @@ pub async fn dispatch_changes(cluster: Cluster) {
                             holder,
                             token,
                             cause: ReleaseCause::Released,
-                        } => cluster.late.released(
-                            WaiterRef {
-                                group: group.clone(),
-                                holder: holder.clone(),
-                            },
-                            *token,
-                        ),
+                        } => cluster
+                            .late
+                            .released(WaiterRef::new(group.clone(), holder.clone()), *token),
                         _ => {}
                     }
                 }

@@ -135,10 +135,7 @@ impl Sessions {
 
     /// Wakes the Wait streams of `group`/`holder` on this voter, if any.
     pub fn wake(&self, group: &str, holder: &str, removal: Option<Removal>) {
-        let key = WaiterRef {
-            group: group.to_owned(),
-            holder: holder.to_owned(),
-        };
+        let key = WaiterRef::new(group, holder);
         if let Some(slots) = lock(&self.inner.local).get(&key) {
             for slot in slots {
                 wake_slot(slot, removal);
@@ -205,10 +202,7 @@ mod tests {
     use super::*;
 
     fn key(holder: &str) -> WaiterRef {
-        WaiterRef {
-            group: "g".into(),
-            holder: holder.into(),
-        }
+        WaiterRef::new("g", holder)
     }
 
     #[test]

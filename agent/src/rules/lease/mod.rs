@@ -208,6 +208,16 @@ pub struct WaiterRef {
     pub holder: String,
 }
 
+impl WaiterRef {
+    /// The waiter `holder` in `group`.
+    pub fn new(group: impl Into<String>, holder: impl Into<String>) -> Self {
+        WaiterRef {
+            group: group.into(),
+            holder: holder.into(),
+        }
+    }
+}
+
 /// A named counting semaphore.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {

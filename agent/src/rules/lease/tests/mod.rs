@@ -78,10 +78,7 @@ fn expire(now: UnixMillis, hold_timeout_ms: Option<u64>) -> Command {
 }
 
 fn wref(group: &str, holder: &str) -> WaiterRef {
-    WaiterRef {
-        group: group.to_owned(),
-        holder: holder.to_owned(),
-    }
+    WaiterRef::new(group, holder)
 }
 
 /// A `DropWaiters` naming `(group, holder)` pairs.
