@@ -756,6 +756,21 @@ async fn an_acquire_sent_before_the_holders_last_release_is_refused_as_late() {
     let status = cluster.wait_for_leader(Duration::from_secs(5));
     assert_eq!(status["groups"]["late"]["holders"], serde_json::json!([]));
     assert_eq!(status["groups"]["late"]["queue"], serde_json::json!([]));
+    // A Wait stream opened before that release ends at once, refused the
+    // same way, and leaves no place in the queue.
+    let wait = pb::WaitRequest {
+        group: "late".into(),
+        holder: "h1".into(),
+        machine_id: "machine-h1".into(),
+        released: Some(0),
+    };
+    let mut stream = lease.wait(wait).await.unwrap().into_inner();
+    let late = stream.message().await.unwrap_err();
+    assert_eq!(late.code(), tonic::Code::FailedPrecondition, "{late:?}");
+    assert!(late.message().starts_with("late acquire"), "{late:?}");
+    let status = cluster.wait_for_leader(Duration::from_secs(5));
+    assert_eq!(status["groups"]["late"]["holders"], serde_json::json!([]));
+    assert_eq!(status["groups"]["late"]["queue"], serde_json::json!([]));
     // Sent after the release, it is granted; so is one that names no
     // release (the CLI's, FleetLock's).
     let again = granted(
@@ -782,8 +797,31 @@ async fn an_acquire_sent_before_the_holders_last_release_is_refused_as_late() {
     let out = cluster.cli(&["lease", "release", "late", "--holder", "h2"]);
     assert!(out.status.success(), "{}", stderr(&out));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    match host.acquire().await.unwrap() {
-        baton::simulation::Acquired::Granted(held) => assert!(held.token() > first),
+    let second = match host.acquire().await.unwrap() {
+        baton::simulation::Acquired::Granted(held) => held.token(),
         other => panic!("h2 not granted again: {other:?}"),
+    };
+    assert!(second > first);
+
+    // The same on the host's Wait stream: it names the host's own last
+    // release, an operator released a later grant, so the stream is refused
+    // as late; the client knows it, and its next stream is granted.
+    host.release(Some(second)).await.unwrap();
+    match host.acquire().await.unwrap() {
+        baton::simulation::Acquired::Granted(held) => assert!(held.token() > second),
+        other => panic!("h2 not granted a third time: {other:?}"),
+    }
+    let out = cluster.cli(&["lease", "release", "late", "--holder", "h2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut stream = host.wait().await.unwrap();
+    let late = stream.message().await.unwrap_err();
+    assert!(host.wait_refused_as_late(&late), "{late:?}");
+    let mut stream = host.wait().await.unwrap();
+    match stream.message().await.unwrap() {
+        Some(pb::WaitEvent {
+            kind: Some(pb::wait_event::Kind::Granted(grant)),
+        }) => assert_eq!(grant.holder, "h2"),
+        other => panic!("h2's second stream not granted: {other:?}"),
     }
 }

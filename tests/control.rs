@@ -45,6 +45,7 @@ async fn wait_queued(
             group: GROUP.into(),
             holder: holder.into(),
             machine_id: format!("machine-{holder}"),
+            released: None,
         })
         .await
         .expect("wait")

@@ -40,6 +40,7 @@ async fn host(
         group: GROUP.into(),
         holder: holder.clone(),
         machine_id: format!("machine-{holder}"),
+        released: None,
     };
     let mut voter = first;
     loop {

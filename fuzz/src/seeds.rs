@@ -88,6 +88,7 @@ fn requests() -> Vec<Seed> {
                     group: "workers".into(),
                     holder: "node-3".into(),
                     machine_id: MACHINE.into(),
+                    released: Some(7),
                 }),
             ),
             call(

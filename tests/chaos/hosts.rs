@@ -73,6 +73,7 @@ pub(super) async fn one_turn(
             group: group.into(),
             holder: holder.into(),
             machine_id: machine_id.clone(),
+            released: None,
         };
         if !wait_for_grant(&mut client, request).await {
             *voter += 1;

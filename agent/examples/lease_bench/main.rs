@@ -429,6 +429,7 @@ async fn run(
                 group: "handoff".into(),
                 holder: "B".into(),
                 machine_id: String::new(),
+                released: None,
             })
             .await?
             .into_inner();

@@ -110,6 +110,7 @@ async fn host(mut lease: LeaseClient<Channel>, holder: String) -> Result<Turn, E
         group: GROUP.into(),
         holder: holder.clone(),
         machine_id: format!("machine-{holder}"),
+        released: None,
     };
     loop {
         let mut stream = lease.wait(request.clone()).await?.into_inner();

@@ -226,6 +226,7 @@ async fn acquire(client: &Client, args: &AcquireArgs) -> Result<ExitCode, CliErr
         group: request.group.clone(),
         holder: request.holder.clone(),
         machine_id: request.machine_id.clone(),
+        released: request.released,
     };
     loop {
         let mut stream = client

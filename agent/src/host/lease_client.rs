@@ -324,6 +324,7 @@ impl HostLeaseClient {
             group: self.group.clone(),
             holder: self.holder.clone(),
             machine_id: self.machine_id.clone(),
+            released: self.released,
         };
         let mut last = String::from("no voters configured");
         for attempt in 0..self.endpoints.len() {
@@ -351,6 +352,19 @@ impl HostLeaseClient {
             tried: self.endpoints.join(", "),
             last,
         })
+    }
+
+    /// Whether a Wait stream that ended with `status` was refused as late:
+    /// it named our last release, yet the holder's last release is newer
+    /// (not ours: an operator's, or one before a restart). The stream was
+    /// live, so the next one names no release, and may open at once.
+    pub fn wait_refused_as_late(&mut self, status: &Status) -> bool {
+        let late =
+            status.code() == Code::FailedPrecondition && status.message().starts_with(LATE_ACQUIRE);
+        if late {
+            self.released = None;
+        }
+        late
     }
 
     /// The voter we waited on went away: try the next one first.

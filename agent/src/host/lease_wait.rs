@@ -84,6 +84,11 @@ impl HostAgent {
                 self.claim().await
             }
             Ok(Some(pb::WaitEvent { kind: None })) => None,
+            Err(status) if self.lease.wait_refused_as_late(&status) => {
+                info!("{}; queueing again", status.message());
+                self.wait_stream = None;
+                None
+            }
             Err(status) => {
                 warn!("the wait stream broke: {}", status.message());
                 self.wait_stream = None;

@@ -52,7 +52,7 @@ pub fn wait_as_acquire(req: &pb::WaitRequest) -> pb::AcquireRequest {
         group: req.group.clone(),
         holder: req.holder.clone(),
         machine_id: req.machine_id.clone(),
-        released: None,
+        released: req.released,
     }
 }
 
