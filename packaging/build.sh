@@ -43,10 +43,14 @@ cargo build --release --locked -p baton --bin baton
 
 # Man pages, completions and the list of linked crates go to
 # target/release/baton-docs, where [package.metadata.deb] assets expect them.
+# gen_docs only prints the command line's help (the same source as the
+# binary's), so it runs from the dev build: an example in release would
+# build every dependency once more (examples bring the dev-dependencies'
+# features) and link it with fat LTO, for text that comes out the same.
 docs="$target_dir/release/baton-docs"
 rm -rf "$docs"
 say "man pages and completions -> $docs"
-cargo run --release --locked -q -p baton --example gen_docs -- "$docs" >/dev/null
+cargo run --locked -q -p baton --example gen_docs -- "$docs" >/dev/null
 [[ -s "$docs/man/baton.1" && -s "$docs/completions/baton.bash" && -s "$docs/completions/_baton" && -s "$docs/completions/baton.fish" ]] ||
     die "gen_docs did not write the man page and the three completions into $docs"
 
