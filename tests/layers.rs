@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 
 /// The layers, bottom first; a module may use its own layer and those below.
 /// `server` and `host` share a level but must not use each other.
-const LAYERS: [(&str, u8); 8] = [
+const LAYERS: [(&str, u8); 9] = [
     ("rules", 0),
+    ("locks", 0),
     ("config", 1),
     ("log_fields", 2),
     ("transport", 2),

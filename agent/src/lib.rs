@@ -2,6 +2,7 @@
 //!
 //! Layers, bottom to top (imports only go downwards):
 //! - `rules`: the pure rules (lease state machine, host agent phases, windows, names, limits);
+//!   `locks`: std's locks, taken also after a panic poisoned them;
 //! - `config`: fragments -> merged inputs -> validated settings, using the rules' parsers;
 //! - `transport`: the one place that dials voters and listens; `log_fields`: the BATON_* fields;
 //! - `raft`: openraft's types, redb storage, state machine, network and RPC service;
@@ -14,6 +15,7 @@
 // edge. Errors are rare and off the hot path.
 #![allow(clippy::result_large_err)]
 
+mod locks;
 mod rules;
 
 mod config;

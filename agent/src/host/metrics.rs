@@ -14,6 +14,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::locks::LockOrRecover;
 use crate::rules::phases::{Phase, PHASE_NAMES};
 use crate::transport::metrics::Source;
 
@@ -71,9 +72,7 @@ impl HostMetrics {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Seen> {
-        self.seen
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.seen.lock_or_recover()
     }
 
     /// The agent moved to `phase`.

@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use sd_notify::NotifyState;
 
+use crate::locks::LockOrRecover;
+
 /// Environment variables systemd sets for the service's main process only.
 /// Remove them from the environment of commands the daemon runs (hooks,
 /// blockers), so that those commands do not talk to systemd on baton's
@@ -62,7 +64,7 @@ impl ServiceManager {
 
     /// Sets (or, with None, clears) the standing warning of `topic`.
     pub fn warn(&self, topic: &'static str, warning: Option<String>) {
-        let mut warnings = self.warnings.lock().unwrap_or_else(|p| p.into_inner());
+        let mut warnings = self.warnings.lock_or_recover();
         match warning {
             Some(text) => warnings.insert(topic, text),
             None => warnings.remove(topic),
@@ -71,7 +73,7 @@ impl ServiceManager {
 
     /// `text` followed by the standing warnings.
     fn with_warnings(&self, text: &str) -> String {
-        let warnings = self.warnings.lock().unwrap_or_else(|p| p.into_inner());
+        let warnings = self.warnings.lock_or_recover();
         let mut line = text.to_string();
         for warning in warnings.values() {
             line.push_str(" | WARNING: ");

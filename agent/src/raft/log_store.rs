@@ -15,8 +15,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::log_writer::{self, LogWriter, Tail, Write};
+
 use super::storage::{decode, encode, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE, LOG, META};
 use super::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
+use crate::locks::LockOrRecover;
 
 /// The raft log and vote, stored in redb. Cheap to clone (shares the
 /// database, the tail and the writer).
@@ -124,7 +126,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 Ok(entries)
             })
             .map_err(|e| StorageIOError::read_logs(&e))?;
-        let tail = log_writer::lock(&self.tail);
+        let tail = self.tail.lock_or_recover();
         let mut pending = tail.range((start, end)).peekable();
         if pending.peek().is_none() {
             return Ok(stored);
@@ -143,7 +145,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id: Option<LogId> =
             self.read_meta(KEY_LAST_PURGED).map_err(read_err)?;
-        let pending = log_writer::lock(&self.tail)
+        let pending = self
+            .tail
+            .lock_or_recover()
             .last_key_value()
             .map(|(_, entry)| entry.log_id);
         let last = match pending {
@@ -216,7 +220,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         // Readable now (openraft replicates them at once); on disk when the
         // writer calls back.
-        log_writer::lock(&self.tail).extend(readable.into_iter().map(|e| (e.log_id.index, e)));
+        self.tail
+            .lock_or_recover()
+            .extend(readable.into_iter().map(|e| (e.log_id.index, e)));
         self.writer
             .send(Write::Append {
                 rows,
@@ -228,7 +234,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // Gone for readers at once; gone from disk before this returns.
-        log_writer::lock(&self.tail).retain(|index, _| *index < log_id.index);
+        self.tail
+            .lock_or_recover()
+            .retain(|index, _| *index < log_id.index);
         self.write_through(|done| Write::Truncate {
             from: log_id.index,
             done,

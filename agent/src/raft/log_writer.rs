@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::LogFlushed;
 use redb::{Database, Durability};
@@ -19,12 +19,10 @@ use tokio::sync::oneshot;
 use super::storage::{KEY_COMMITTED, KEY_LAST_PURGED, LOG, META};
 use super::types::{Entry, LogId, TypeConfig};
 
+use crate::locks::LockOrRecover;
+
 /// Entries appended but not yet on disk, by index: what reads see first.
 pub(super) type Tail = Arc<Mutex<BTreeMap<u64, Entry>>>;
-
-pub(super) fn lock(tail: &Tail) -> MutexGuard<'_, BTreeMap<u64, Entry>> {
-    tail.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// Answers a write that the caller waits for.
 pub(super) type Done = oneshot::Sender<Result<(), redb::Error>>;
@@ -86,10 +84,7 @@ impl LogWriter {
 
     /// Remembers the committed log id for the next append's commit.
     pub(super) fn note_committed(&self, bytes: Vec<u8>) {
-        *self
-            .committed
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(bytes);
+        *self.committed.lock_or_recover() = Some(bytes);
     }
 }
 
@@ -131,10 +126,7 @@ fn commit_appends(
     if appends.is_empty() {
         return;
     }
-    let hint = committed
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .take();
+    let hint = committed.lock_or_recover().take();
     let result = (|| -> Result<(), redb::Error> {
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
@@ -154,7 +146,7 @@ fn commit_appends(
         Ok(())
     })();
     if result.is_ok() {
-        let mut tail = lock(tail);
+        let mut tail = tail.lock_or_recover();
         for id in appends.iter().flat_map(|(_, ids, _)| ids) {
             // A truncation may have replaced the entry meanwhile: drop only this one.
             if tail.get(&id.index).is_some_and(|entry| entry.log_id == *id) {

@@ -16,6 +16,7 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::locks::LockOrRecover;
 use crate::raft::types::{from_payload, to_payload, NodeId, TypeConfig, VoterNode};
 use crate::transport::Dialer;
 
@@ -43,9 +44,7 @@ impl PeerHealth {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, Instant>> {
-        self.last_ok
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.last_ok.lock_or_recover()
     }
 }
 

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use crate::locks::LockOrRecover;
 use crate::raft::election::{self, ElectionTiming, PreVoteRequest};
 use crate::raft::types::{from_payload, to_payload, NodeId, Raft, TypeConfig};
 use crate::rules::limits::MAX_SNAPSHOT_BYTES;
@@ -63,7 +64,7 @@ impl RaftService {
     }
 
     fn receiving(&self) -> std::sync::MutexGuard<'_, Option<(String, u64)>> {
-        self.receiving.lock().unwrap_or_else(|p| p.into_inner())
+        self.receiving.lock_or_recover()
     }
 }
 

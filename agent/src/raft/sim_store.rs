@@ -33,6 +33,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
+use crate::locks::LockOrRecover;
+
 /// What the disk holds (durable) or what readers see (written).
 #[derive(Clone, Default)]
 struct Image {
@@ -142,9 +144,7 @@ impl SimDisk {
     }
 
     fn lock(&self) -> MutexGuard<'_, Disk> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0.lock_or_recover()
     }
 
     /// fsyncs take between `min` and `max` from now on (a slow disk: long).

@@ -19,6 +19,7 @@ use super::storage::{decode, encode, SNAPSHOT};
 use super::types::{
     Applied, Entry, LogId, NodeId, StorageError, StoredMembership, TypeConfig, VoterNode,
 };
+use crate::locks::ReadWriteOrRecover;
 use crate::rules::lease::{Command, Event, LeaseState, Outcome};
 
 /// How many published changes a slow watcher may fall behind before it is resynced.
@@ -101,9 +102,7 @@ impl StateView {
     pub fn read(&self) -> RwLockReadGuard<'_, AppliedState> {
         // A poisoned lock means a panic while applying; the data is still the
         // last fully applied state because apply mutates a copy first.
-        self.state
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.read_or_recover()
     }
 
     /// Subscribes to changes applied from now on.
@@ -145,10 +144,7 @@ impl StateMachine {
     }
 
     fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, AppliedState> {
-        self.view
-            .state
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.view.state.write_or_recover()
     }
 
     fn publish(&self, changes: Vec<Change>) {

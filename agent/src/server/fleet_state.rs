@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use baton_proto::v1 as pb;
 use tonic::Status;
 
+use crate::locks::LockOrRecover;
 use crate::rules::fleet::{check_report, FleetTable, ReportFields};
 use crate::rules::limits::MAX_FLEET_HOSTS;
 use crate::server::requests::invalid;
@@ -74,7 +75,7 @@ impl FleetView {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock_or_recover()
     }
 
     /// Keeps a checked report until it is passed on. A new host in a full

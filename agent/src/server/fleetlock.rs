@@ -42,6 +42,7 @@ use tonic::{Code, Status};
 use tracing::info;
 
 use crate::config::FleetLockSettings;
+use crate::locks::LockOrRecover;
 use crate::rules::access::{
     permit_fleetlock_group, Caller, HttpCaller, HttpEndpoint, Identity, Role,
 };
@@ -335,7 +336,7 @@ pub fn steady_state_reply(key: &WaiterRef, answer: &Result<pb::ReleaseResponse, 
 
 impl Front {
     fn clients(&self) -> MutexGuard<'_, HashMap<WaiterRef, Polling>> {
-        self.clients.lock().unwrap_or_else(|p| p.into_inner())
+        self.clients.lock_or_recover()
     }
 
     /// Keeps `key`'s place until `poll_ttl` from now (registering its

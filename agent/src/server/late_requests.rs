@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::locks::LockOrRecover;
 use crate::rules::lease::WaiterRef;
 
 /// How long a release is remembered.
@@ -35,9 +36,7 @@ pub struct LateRequests {
 
 impl LateRequests {
     fn lock(&self) -> MutexGuard<'_, HashMap<WaiterRef, (u64, Instant)>> {
-        self.released
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.released.lock_or_recover()
     }
 
     /// `key` released the grant with `token` (applied now).

@@ -11,6 +11,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::locks::LockOrRecover;
 use crate::raft::state_machine::Change;
 use crate::rules::access::{Caller, Rpc};
 use crate::rules::lease::{Outcome, WaiterRef, LATE_ACQUIRE};
@@ -62,7 +63,7 @@ impl StreamSlot {
         max: usize,
         what: &str,
     ) -> Result<Self, Status> {
-        let mut counts = watchers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counts = watchers.lock_or_recover();
         let count = counts.entry(key.clone()).or_insert(0);
         if *count >= max {
             return Err(Status::resource_exhausted(format!(
@@ -79,7 +80,7 @@ impl StreamSlot {
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        let mut counts = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counts = self.watchers.lock_or_recover();
         if let Some(count) = counts.get_mut(&self.key) {
             *count = count.saturating_sub(1);
             if *count == 0 {

@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::locks::LockOrRecover;
 use crate::rules::lease::WaiterRef;
 
 /// Why a Wait stream was woken without its state telling it all.
@@ -58,9 +59,7 @@ pub struct Sessions {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock_or_recover()
 }
 
 /// One open Wait stream; its session stops being kept alive here when dropped.

@@ -25,6 +25,7 @@ use tonic::transport::Uri;
 
 use super::certs::summarize;
 use super::tls::TlsMode;
+use crate::locks::LockOrRecover;
 use crate::rules::access::Identity;
 
 /// Longest a TLS handshake may take before the connection is dropped.
@@ -43,7 +44,7 @@ struct HandshakeLog(Arc<Mutex<(Option<std::time::Instant>, u64)>>);
 
 impl HandshakeLog {
     fn failed(&self, remote: SocketAddr, why: &str) {
-        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.0.lock_or_recover();
         let (last, suppressed) = &mut *state;
         if last.is_some_and(|at| at.elapsed() < HANDSHAKE_LOG_EVERY) {
             *suppressed += 1;
@@ -309,18 +310,13 @@ pub struct PeerCerts(Arc<Mutex<HashMap<String, i64>>>);
 impl PeerCerts {
     fn record(&self, address: &str, not_after: i64) {
         self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .lock_or_recover()
             .insert(address.to_string(), not_after);
     }
 
     /// When the certificate of the voter at `address` expires, if seen.
     pub fn expiry(&self, address: &str) -> Option<i64> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(address)
-            .copied()
+        self.0.lock_or_recover().get(address).copied()
     }
 }
 

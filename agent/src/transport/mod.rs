@@ -28,6 +28,8 @@ use conn::Connector;
 pub use conn::{PeerCerts, PeerInfo, ServerConn};
 use tls::TlsMode;
 
+use crate::locks::LockOrRecover;
+
 /// Why a channel could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -155,10 +157,7 @@ impl Dialer {
 
     /// The shared channel to `address` (`host:port`), created on first use.
     pub fn channel(&self, address: &str) -> Result<Channel, TransportError> {
-        let mut channels = self
-            .channels
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut channels = self.channels.lock_or_recover();
         if let Some(channel) = channels.get(address) {
             return Ok(channel.clone());
         }

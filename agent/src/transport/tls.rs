@@ -19,6 +19,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::certs::{summarize, CertSummary};
 use crate::config::TlsFiles;
+use crate::locks::{LockOrRecover, ReadWriteOrRecover};
 
 /// ALPN of gRPC: HTTP/2 only.
 const ALPN_H2: &[u8] = b"h2";
@@ -229,10 +230,7 @@ impl TlsState {
 
     /// The material new connections use.
     pub fn current(&self) -> Arc<TlsMaterial> {
-        self.current
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.current.read_or_recover().clone()
     }
 
     /// Reads the files again if any of them changed since the last read.
@@ -241,21 +239,21 @@ impl TlsState {
     /// cluster); the caller logs it and tries again later.
     pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
         let now = Self::stamps(&self.files);
-        let mut stamps = self.stamps.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stamps = self.stamps.lock_or_recover();
         if *stamps == now {
             return Ok(false);
         }
         let material = TlsMaterial::load(&self.files)?;
         *stamps = now;
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(material);
+        *self.current.write_or_recover() = Arc::new(material);
         Ok(true)
     }
 
     /// Reads the files again whether or not they changed (SIGHUP).
     pub fn reload(&self) -> Result<(), TlsError> {
         let material = TlsMaterial::load(&self.files)?;
-        *self.stamps.lock().unwrap_or_else(|p| p.into_inner()) = Self::stamps(&self.files);
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(material);
+        *self.stamps.lock_or_recover() = Self::stamps(&self.files);
+        *self.current.write_or_recover() = Arc::new(material);
         Ok(())
     }
 }

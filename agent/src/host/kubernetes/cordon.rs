@@ -10,6 +10,8 @@ use tracing::{info, warn};
 
 use super::{DrainError, DrainRecord, KubeDrainer, UnrecordedCordon};
 
+use crate::locks::LockOrRecover;
+
 /// Node annotation set in the same PATCH as `spec.unschedulable=true` when
 /// baton cordons the node (value: the lease holder), removed in the same
 /// PATCH that uncordons it. A cordoned node without it was cordoned by
@@ -93,8 +95,7 @@ impl KubeDrainer {
     pub async fn undo_unrecorded_cordon(&self) -> Result<UnrecordedCordon, DrainError> {
         let due = self
             .unrecorded_check
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .lock_or_recover()
             .is_some_and(|at| Instant::now() >= at);
         if !due {
             return Ok(UnrecordedCordon::Skipped);
@@ -121,10 +122,7 @@ impl KubeDrainer {
                 Some(Instant::now() + UNRECORDED_CHECK_RETRY)
             }
         };
-        *self
-            .unrecorded_check
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = next;
+        *self.unrecorded_check.lock_or_recover() = next;
         checked
     }
 

@@ -46,6 +46,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::KubernetesSettings;
 use crate::host::held_lease::HeldLease;
+use crate::locks::{LockOrRecover, ReadWriteOrRecover};
 /// What the drain did; lives with the host state it is persisted in.
 pub use crate::rules::phases::DrainRecord;
 
@@ -312,16 +313,13 @@ impl KubeDrainer {
     /// client in use stays, and the error is logged.
     async fn refresh(&self) {
         match client(&self.kubeconfig, &self.node).await {
-            Ok(fresh) => *self.client.write().unwrap_or_else(|p| p.into_inner()) = fresh,
+            Ok(fresh) => *self.client.write_or_recover() = fresh,
             Err(e) => warn!("kubernetes: keeping the client in use: {e}"),
         }
     }
 
     fn client(&self) -> Client {
-        self.client
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.client.read_or_recover().clone()
     }
 }
 
@@ -389,7 +387,7 @@ impl KubeDrainer {
         let outcome =
             tokio::time::timeout_at(deadline, self.drain_steps(lease.holder(), &mut progress))
                 .await;
-        *self.forced.lock().unwrap_or_else(|p| p.into_inner()) = progress.forced.clone();
+        *self.forced.lock_or_recover() = progress.forced.clone();
         match outcome {
             Ok(Ok(())) => {
                 info!(
@@ -478,7 +476,7 @@ impl KubeDrainer {
     /// The pods the last drain deleted instead of evicting (`force_after`),
     /// emptied by the call.
     pub fn take_forced(&self) -> Vec<String> {
-        std::mem::take(&mut *self.forced.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(&mut *self.forced.lock_or_recover())
     }
 
     fn nodes(&self) -> Api<Node> {
