@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{stderr, stdout, TestCluster};
 use baton_proto::v1 as pb;
+use baton_testkit::proc_stat::cpu_seconds;
 use pb::watch_event::Kind;
 use tokio_stream::StreamExt;
 
@@ -473,28 +474,15 @@ fn a_cluster_without_quorum_answers_within_the_timeout() {
     // which each failed try made, and burned a core (13,000 connects a
     // second to the dead voters) for as long as the call waited.
     let survivor = cluster.voters[2].pid().expect("the survivor runs");
-    let cpu_before = cpu_seconds(survivor);
+    let cpu_before = cpu_seconds(survivor).expect("CPU time of a running voter");
     let out = cluster.cli_at(&cluster.address(2), &["status", "--request-timeout", "4s"]);
     assert!(!out.status.success(), "status without a quorum succeeded");
-    let cpu = cpu_seconds(survivor) - cpu_before;
+    let cpu = cpu_seconds(survivor).expect("CPU time of a running voter") - cpu_before;
     eprintln!("the leader used {cpu:.2} s of CPU during the 4 s status call");
     assert!(
         cpu < 0.8,
         "the leader used {cpu:.2} s of CPU during a 4 s status call without a quorum"
     );
-}
-
-/// CPU time (user + system) process `pid` used so far, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
-    // Fields after the command name (in parentheses, which may hold spaces):
-    // utime and stime are the 14th and 15th fields of the line.
-    let after_name = &stat[stat.rfind(')').expect("stat has the command name") + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: f64 =
-        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
-    // USER_HZ: 100 on Linux (sysconf(_SC_CLK_TCK)).
-    ticks / 100.0
 }
 
 #[test]

@@ -21,7 +21,9 @@ use tokio::sync::Mutex;
 use tonic::transport::Channel;
 
 use super::waiters::last_applied;
-use super::{client, leader, percentile, status_kib, Bench, Error};
+use baton_testkit::proc_stat::{cpu_seconds, status_kib};
+
+use super::{client, leader, percentile, Bench, Error};
 
 /// Hosts per client connection.
 const HOSTS_PER_CONNECTION: usize = 50;
@@ -111,15 +113,6 @@ fn report(n: usize) -> pb::HostReport {
     }
 }
 
-/// CPU seconds (user + system) the process has used.
-fn cpu_secs(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
-    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    // USER_HZ: 100 on Linux.
-    Some(ticks / 100.0)
-}
-
 /// `hosts` hosts report once each over one interval; then the view is read.
 pub async fn measure(bench: &Bench, hosts: usize) -> Result<FleetFigures, Error> {
     let l = leader(bench).await?;
@@ -131,7 +124,10 @@ pub async fn measure(bench: &Bench, hosts: usize) -> Result<FleetFigures, Error>
         .collect::<Result<_, _>>()?;
     let mut admin = client(bench, &bench.address(l)).await?;
     let first_index = last_applied(&mut admin).await?;
-    let cpu_before: Vec<f64> = pids.iter().map(|&p| cpu_secs(p).unwrap_or(0.0)).collect();
+    let cpu_before: Vec<f64> = pids
+        .iter()
+        .map(|&p| cpu_seconds(p).unwrap_or(0.0))
+        .collect();
 
     let mut connections = Vec::new();
     for c in 0..hosts.div_ceil(HOSTS_PER_CONNECTION) {
@@ -164,7 +160,7 @@ pub async fn measure(bench: &Bench, hosts: usize) -> Result<FleetFigures, Error>
     let cpu: Vec<f64> = pids
         .iter()
         .zip(&cpu_before)
-        .map(|(&p, before)| (cpu_secs(p).unwrap_or(0.0) - before) / elapsed)
+        .map(|(&p, before)| (cpu_seconds(p).unwrap_or(0.0) - before) / elapsed)
         .collect();
     // Followers pass reports on every 200 ms.
     tokio::time::sleep(Duration::from_millis(600)).await;

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use baton::{Dialer, FleetLayout, HostConfig, LocalHost, Role, TlsMode, TlsState};
 use baton_proto::v1 as pb;
+use baton_testkit::proc_stat::status_kib;
 use pb::lease_client::LeaseClient;
 use tonic::transport::Channel;
 
@@ -90,13 +91,6 @@ fn baton_binary() -> Result<PathBuf, Error> {
 
 /// The voters' log filter: only problems.
 const RUST_LOG: &str = "warn";
-
-/// A field of /proc/PID/status in KiB (VmRSS, RssAnon, RssFile).
-fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
 
 /// A client of the voter at `address`, on its own connection (as a host).
 async fn client(bench: &Bench, address: &str) -> Result<LeaseClient<Channel>, Error> {

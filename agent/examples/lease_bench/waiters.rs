@@ -16,7 +16,9 @@ use pb::lease_client::LeaseClient;
 use tokio::sync::Mutex;
 use tonic::transport::Channel;
 
-use super::{client, leader, percentile, status_kib, Bench, Error};
+use baton_testkit::proc_stat::status_kib;
+
+use super::{client, leader, percentile, Bench, Error};
 
 /// Hosts per client connection.
 const HOSTS_PER_CONNECTION: usize = 50;
