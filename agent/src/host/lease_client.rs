@@ -16,7 +16,7 @@ use crate::rules::lease::LATE_ACQUIRE;
 use crate::rules::limits::MAX_RESPONSE_BYTES;
 use crate::rules::phases::RememberedLease;
 use crate::transport::tls::TlsMode;
-use crate::transport::Dialer;
+use crate::transport::{Dialer, TransportError};
 
 /// Where the agent sends lease calls: the local voter first when this host
 /// is one, then the other voters.
@@ -174,11 +174,27 @@ impl HostLeaseClient {
         F: Fn(C) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
+        self.on_voters(Dialer::channel, client, call).await
+    }
+
+    /// Runs `call` with a client on a channel `channel` makes, against the
+    /// voters from the last one that answered, until one answers or all
+    /// failed; what cannot be tried elsewhere is a refusal.
+    async fn on_voters<C, T, F, Fut>(
+        &mut self,
+        channel: fn(&Dialer, &str) -> Result<Channel, TransportError>,
+        client: impl Fn(Channel) -> C,
+        call: F,
+    ) -> Result<T, HostLeaseError>
+    where
+        F: Fn(C) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
         let mut last = String::from("no voters configured");
         for attempt in 0..self.endpoints.len() {
             let index = (self.current + attempt) % self.endpoints.len();
             let address = &self.endpoints[index];
-            let channel = match self.dialer.channel(address) {
+            let channel = match channel(&self.dialer, address) {
                 Ok(channel) => channel,
                 Err(e) => {
                     last = e.to_string();
@@ -326,32 +342,11 @@ impl HostLeaseClient {
             machine_id: self.machine_id.clone(),
             released: self.released,
         };
-        let mut last = String::from("no voters configured");
-        for attempt in 0..self.endpoints.len() {
-            let index = (self.current + attempt) % self.endpoints.len();
-            let address = &self.endpoints[index];
-            let channel = match self.dialer.stream_channel(address) {
-                Ok(channel) => channel,
-                Err(e) => {
-                    last = e.to_string();
-                    continue;
-                }
-            };
-            match LeaseClient::new(channel).wait(request.clone()).await {
-                Ok(stream) => {
-                    self.current = index;
-                    return Ok(stream.into_inner());
-                }
-                Err(status) if try_elsewhere(&status) => {
-                    last = format!("{address}: {}", status.message());
-                }
-                Err(status) => return Err(HostLeaseError::Refused(status.message().to_string())),
-            }
-        }
-        Err(HostLeaseError::Unavailable {
-            tried: self.endpoints.join(", "),
-            last,
+        self.on_voters(Dialer::stream_channel, LeaseClient::new, |mut c| {
+            let request = request.clone();
+            async move { c.wait(request).await.map(|r| r.into_inner()) }
         })
+        .await
     }
 
     /// Whether a Wait stream that ended with `status` was refused as late:
