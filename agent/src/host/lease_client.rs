@@ -224,8 +224,7 @@ impl HostLeaseClient {
             // Refused as late, yet this is a live call: the holder's last
             // release was not ours (an operator's, or before a restart).
             // Ask again without naming one.
-            Err(HostLeaseError::Refused(why)) if why.starts_with(LATE_ACQUIRE) => {
-                self.released = None;
+            Err(HostLeaseError::Refused(why)) if self.forget_release_if_late(&why) => {
                 self.try_acquire().await?
             }
             other => other?,
@@ -354,8 +353,13 @@ impl HostLeaseClient {
     /// (not ours: an operator's, or one before a restart). The stream was
     /// live, so the next one names no release, and may open at once.
     pub fn wait_refused_as_late(&mut self, status: &Status) -> bool {
-        let late =
-            status.code() == Code::FailedPrecondition && status.message().starts_with(LATE_ACQUIRE);
+        status.code() == Code::FailedPrecondition && self.forget_release_if_late(status.message())
+    }
+
+    /// Whether `refusal` is the voters' refusal of a late acquire; if so, our
+    /// last release is not the holder's last, and is no longer named.
+    fn forget_release_if_late(&mut self, refusal: &str) -> bool {
+        let late = refusal.starts_with(LATE_ACQUIRE);
         if late {
             self.released = None;
         }
