@@ -1,7 +1,11 @@
 //! Deterministic simulation: 3 real voters and real host lease clients on turmoil's simulated network and clock, under seeded faults, with safety and liveness checkers.
 //!
 //! `cargo run --release --example simulate -- --seeds N --json` runs seeds
-//! 0..N; `--seed S` replays one (add `-v` for its event log). Each seed:
+//! 0..N, each in a process of its own (`--jobs J` at a time); `--seed S`
+//! replays one (add `-v` for its event log), and the replay is the same run:
+//! in a seed's process only the seed decides (this binary's `getrandom`
+//! draws from it; the voters' clocks are turmoil's). `--recheck K` runs the
+//! first K seeds twice and fails if a trace differs. Each seed:
 //!
 //! - three voters run baton's real voter (`Voter::start_with`): openraft with
 //!   baton's state machine (`rules::lease`), the Raft, Lease and Admin gRPC
@@ -25,11 +29,12 @@
 //!   so a failing seed's log shows who held the slot its waiters missed.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use baton::simulation::{
     lease_dialer, open_in_memory, Acquired, BoxedIo, HostLeaseClient, HostLeaseError, Incoming,
@@ -75,6 +80,32 @@ impl Rng {
     fn pick(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
+}
+
+// ---------------------------------------------------------------- process randomness
+
+/// The stream `getrandom` draws from in this process (see below).
+static PROCESS_RANDOMNESS: Mutex<Rng> = Mutex::new(Rng(0));
+
+/// Replaces libc's `getrandom` in this binary, so that what the process
+/// would draw from the kernel comes from the seed instead: std's hash-map
+/// keys (every `HashMap`'s iteration order, baton's election jitter) and
+/// tokio's scheduler randomness (`select!` branch order) are then the same
+/// in every run of a seed. The linker binds this executable's calls to this
+/// definition; baton's library and the daemon keep the kernel's.
+///
+/// # Safety
+/// As libc's: `buf` points to `len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn getrandom(buf: *mut u8, len: usize, _flags: u32) -> isize {
+    let mut rng = PROCESS_RANDOMNESS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    for i in 0..len {
+        // SAFETY: the caller's buffer holds `len` bytes.
+        unsafe { *buf.add(i) = rng.next() as u8 };
+    }
+    len as isize
 }
 
 // ---------------------------------------------------------------- network
@@ -623,12 +654,30 @@ fn schedule(rng: &mut Rng, clients: usize) -> Schedule {
 struct SeedResult {
     violations: Vec<String>,
     liveness: Vec<String>,
-    faults: BTreeMap<&'static str, u64>,
+    faults: BTreeMap<String, u64>,
+    /// FNV-1a of the seed's trace (faults, client events, probe readings,
+    /// in time order): two runs of a seed that differ anywhere differ here.
+    digest: u64,
+}
+
+impl SeedResult {
+    /// A seed that could not run: a violation, so the run fails.
+    fn broken(why: String) -> SeedResult {
+        SeedResult {
+            violations: vec![why],
+            liveness: Vec::new(),
+            faults: BTreeMap::new(),
+            digest: 0,
+        }
+    }
 }
 
 fn run_seed(seed: u64, verbose: bool, sabotage: bool) -> SeedResult {
     CURRENT_SEED.store(seed, Ordering::SeqCst);
     let mut rng = Rng(seed);
+    *PROCESS_RANDOMNESS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Rng(!seed);
     let max_holders = if rng.pick(3) == 0 { 2 } else { 1 };
     let clients = 3 + rng.pick(3);
     let plan = schedule(&mut rng, clients);
@@ -651,14 +700,7 @@ fn run_seed(seed: u64, verbose: bool, sabotage: bool) -> SeedResult {
 
     let dirs: Vec<tempfile::TempDir> = match (0..VOTERS).map(|_| tempfile::tempdir()).collect() {
         Ok(dirs) => dirs,
-        Err(e) => {
-            violations.push(format!("cannot make state dirs: {e}"));
-            return SeedResult {
-                violations,
-                liveness,
-                faults,
-            };
-        }
+        Err(e) => return SeedResult::broken(format!("cannot make state dirs: {e}")),
     };
     let disks: Vec<SimDisk> = (0..VOTERS)
         .map(|i| SimDisk::new(rng.next() ^ i as u64))
@@ -670,12 +712,7 @@ fn run_seed(seed: u64, verbose: bool, sabotage: bool) -> SeedResult {
         let snapshots = match open_in_memory() {
             Ok(db) => db,
             Err(e) => {
-                violations.push(format!("cannot open the in-memory snapshot store: {e}"));
-                return SeedResult {
-                    violations,
-                    liveness,
-                    faults,
-                };
+                return SeedResult::broken(format!("cannot open the in-memory snapshot store: {e}"))
             }
         };
         let leaders = leaders.clone();
@@ -829,20 +866,18 @@ fn run_seed(seed: u64, verbose: bool, sabotage: bool) -> SeedResult {
         &mut violations,
         &mut liveness,
     );
-    // A failing seed's own run may not come again (replays repeat the
-    // faults, not every interleaving): print what it did now.
+    trace.sort_by(|a, b| {
+        let at = |line: &str| {
+            line.trim_start()
+                .split('s')
+                .next()
+                .and_then(|t| t.parse::<f64>().ok())
+        };
+        at(a)
+            .partial_cmp(&at(b))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     if verbose || !violations.is_empty() || !liveness.is_empty() {
-        trace.sort_by(|a, b| {
-            let at = |line: &str| {
-                line.trim_start()
-                    .split('s')
-                    .next()
-                    .and_then(|t| t.parse::<f64>().ok())
-            };
-            at(a)
-                .partial_cmp(&at(b))
-                .unwrap_or(std::cmp::Ordering::Equal)
-        });
         for line in &trace {
             eprintln!("seed {seed}: {line}");
         }
@@ -850,8 +885,20 @@ fn run_seed(seed: u64, verbose: bool, sabotage: bool) -> SeedResult {
     SeedResult {
         violations,
         liveness,
-        faults,
+        faults: faults
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        digest: fnv1a(trace.iter().flat_map(|line| line.bytes().chain([b'\n']))),
     }
+}
+
+/// FNV-1a, 64 bits: a digest that is the same in every process (std's
+/// hasher is keyed per process).
+fn fnv1a(bytes: impl Iterator<Item = u8>) -> u64 {
+    bytes.fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Crashes voter `v`: its process goes, its disk loses what was not synced.
@@ -999,7 +1046,16 @@ struct Args {
     json: bool,
     verbose: bool,
     sabotage: bool,
+    /// Seeds run side by side, each in its own process.
+    jobs: usize,
+    /// Run the first this many seeds a second time and compare their traces.
+    recheck: u64,
+    /// Run the one seed and print its result as one JSON line, for the
+    /// process that started this one.
+    child: bool,
 }
+
+const USAGE: &str = "usage: simulate [--seeds N] [--first S] [--seed S] [--jobs J] [--recheck K] [--json] [-v] [--sabotage]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -1008,6 +1064,9 @@ fn parse_args() -> Result<Args, String> {
         json: false,
         verbose: false,
         sabotage: false,
+        jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        recheck: 0,
+        child: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -1023,21 +1082,126 @@ fn parse_args() -> Result<Args, String> {
                 args.first = number("--seed")?;
                 args.seeds = 1;
             }
+            "--jobs" => args.jobs = number("--jobs")?.max(1) as usize,
+            "--recheck" => args.recheck = number("--recheck")?,
             "--json" => args.json = true,
             "-v" | "--verbose" => args.verbose = true,
             "--sabotage" => args.sabotage = true,
-            other => {
-                return Err(format!(
-                    "unknown argument {other:?}; usage: simulate [--seeds N] [--first S] [--seed S] [--json] [-v] [--sabotage]"
-                ))
-            }
+            "--child" => args.child = true,
+            other => return Err(format!("unknown argument {other:?}; {USAGE}")),
         }
     }
+    args.recheck = args.recheck.min(args.seeds);
     Ok(args)
 }
 
 fn replay(seed: u64) -> String {
     format!("cargo run --release --example simulate -- --seed {seed} -v")
+}
+
+/// The simulation's wall clock: a fixed day plus the simulated time, so the
+/// times the leader stamps into raft commands are the same in every run.
+fn simulated_wall_clock() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_800_000_000) + turmoil::sim_elapsed().unwrap_or_default()
+}
+
+fn result_json(result: &SeedResult) -> String {
+    serde_json::json!({
+        "violations": result.violations,
+        "liveness": result.liveness,
+        "faults": result.faults,
+        "digest": format!("{:016x}", result.digest),
+    })
+    .to_string()
+}
+
+fn parse_result(line: &str) -> Option<SeedResult> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    let strings = |key: &str| -> Option<Vec<String>> {
+        value[key]
+            .as_array()?
+            .iter()
+            .map(|v| v.as_str().map(String::from))
+            .collect()
+    };
+    let faults = value["faults"]
+        .as_object()?
+        .iter()
+        .map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+        .collect::<Option<BTreeMap<String, u64>>>()?;
+    Some(SeedResult {
+        violations: strings("violations")?,
+        liveness: strings("liveness")?,
+        faults,
+        digest: u64::from_str_radix(value["digest"].as_str()?, 16).ok()?,
+    })
+}
+
+/// Runs `seed` in a process of its own (this program with `--child`): a
+/// seed's run then starts from the same process state as its replay, which
+/// is what makes the replay the same run. What the child wrote to stderr
+/// (its trace, with -v or when it failed) is passed on in one piece.
+fn run_child(exe: &Path, seed: u64, args: &Args) -> SeedResult {
+    let mut command = std::process::Command::new(exe);
+    command.args(["--child", "--seed", &seed.to_string()]);
+    if args.verbose {
+        command.arg("-v");
+    }
+    if args.sabotage {
+        command.arg("--sabotage");
+    }
+    match command.output() {
+        Ok(output) => {
+            std::io::stderr().write_all(&output.stderr).ok();
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            match (
+                output.status.success(),
+                stdout.lines().last().and_then(parse_result),
+            ) {
+                (true, Some(result)) => result,
+                _ => SeedResult::broken(format!("the seed's process ended with {}", output.status)),
+            }
+        }
+        Err(e) => SeedResult::broken(format!("cannot start {}: {e}", exe.display())),
+    }
+}
+
+/// Runs `seeds`, `jobs` at a time, each in its own process; results by seed.
+fn run_seeds(seeds: Vec<u64>, args: &Args) -> BTreeMap<u64, SeedResult> {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            let why = format!("cannot find this program to run seeds in: {e}");
+            return seeds
+                .into_iter()
+                .map(|seed| (seed, SeedResult::broken(why.clone())))
+                .collect();
+        }
+    };
+    let next = AtomicU64::new(0);
+    let results = Mutex::new(BTreeMap::new());
+    std::thread::scope(|scope| {
+        for _ in 0..args.jobs.min(seeds.len()) {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::SeqCst) as usize;
+                let Some(&seed) = seeds.get(index) else { break };
+                let result = run_child(&exe, seed, args);
+                if !args.json {
+                    eprintln!(
+                        "seed {seed}: {} violations, {} liveness failures, faults {:?}",
+                        result.violations.len(),
+                        result.liveness.len(),
+                        result.faults
+                    );
+                }
+                results
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(seed, result);
+            });
+        }
+    });
+    results.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
 fn main() {
@@ -1055,17 +1219,51 @@ fn main() {
         eprintln!("seed {seed}: PANIC; replay: {}", replay(seed));
         default_hook(info);
     }));
+    if !baton::simulation::run_wall_clock_on(simulated_wall_clock) {
+        eprintln!("the wall clock was installed before the simulation's");
+        std::process::exit(2);
+    }
     let started = Instant::now();
+    // One seed (a replay, or a child of a run) runs in this process.
+    if args.child || (args.seeds == 1 && args.recheck == 0) {
+        let result = run_seed(args.first, args.verbose, args.sabotage);
+        if args.child {
+            println!("{}", result_json(&result));
+            return;
+        }
+        let results = BTreeMap::from([(args.first, result)]);
+        std::process::exit(summarize(&args, &results, 0, started.elapsed()));
+    }
+    let results = run_seeds((args.first..args.first + args.seeds).collect(), &args);
+    // Each seed of the recheck again, in a new process: its trace must be
+    // the one of its first run, to the byte.
+    let again = run_seeds((args.first..args.first + args.recheck).collect(), &args);
+    let mut differ = 0u64;
+    for (seed, second) in &again {
+        let first = results.get(seed).map(|r| r.digest);
+        if first != Some(second.digest) {
+            differ += 1;
+            eprintln!(
+                "seed {seed}: NOT REPEATABLE: trace digest {first:016x?} then {:016x}; compare the traces of two runs of: {}",
+                second.digest,
+                replay(*seed)
+            );
+        }
+    }
+    std::process::exit(summarize(&args, &results, differ, started.elapsed()));
+}
+
+/// Prints what went wrong in each seed and the run's JSON line; the exit code.
+fn summarize(args: &Args, results: &BTreeMap<u64, SeedResult>, differ: u64, took: Duration) -> i32 {
     let mut violations = 0u64;
     // Hosts not granted in time, and the seeds they were in (one seed can
     // leave every host of its group waiting).
     let mut liveness_failures = 0u64;
     let mut liveness_failed_seeds = 0u64;
-    let mut faults: BTreeMap<&'static str, u64> = KINDS.iter().map(|k| (*k, 0)).collect();
-    for seed in args.first..args.first + args.seeds {
-        let result = run_seed(seed, args.verbose, args.sabotage);
+    let mut faults: BTreeMap<String, u64> = KINDS.iter().map(|k| (k.to_string(), 0)).collect();
+    for (seed, result) in results {
         for (kind, n) in &result.faults {
-            *faults.entry(kind).or_default() += n;
+            *faults.entry(kind.clone()).or_default() += n;
         }
         for v in &result.violations {
             eprintln!("seed {seed}: VIOLATION: {v}");
@@ -1074,25 +1272,19 @@ fn main() {
             eprintln!("seed {seed}: LIVENESS: {l}");
         }
         if !result.violations.is_empty() || !result.liveness.is_empty() {
-            eprintln!("seed {seed}: replay with: {}", replay(seed));
+            eprintln!("seed {seed}: replay with: {}", replay(*seed));
         }
         violations += result.violations.len() as u64;
         liveness_failures += result.liveness.len() as u64;
         liveness_failed_seeds += u64::from(!result.liveness.is_empty());
-        if !args.json {
-            eprintln!(
-                "seed {seed}: {} violations, {} liveness failures, faults {:?}",
-                result.violations.len(),
-                result.liveness.len(),
-                result.faults
-            );
-        }
     }
     let faults_json: Vec<String> = faults.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
     let line = format!(
-        "{{\"seeds\":{},\"violations\":{violations},\"liveness_failures\":{liveness_failures},\"liveness_failed_seeds\":{liveness_failed_seeds},\"seconds\":{:.1},\"faults\":{{{}}}}}",
+        "{{\"seeds\":{},\"violations\":{violations},\"liveness_failures\":{liveness_failures},\"liveness_failed_seeds\":{liveness_failed_seeds},\"replays_checked\":{},\"replays_differ\":{differ},\"seconds\":{:.1},\"jobs\":{},\"faults\":{{{}}}}}",
         args.seeds,
-        started.elapsed().as_secs_f64(),
+        args.recheck,
+        took.as_secs_f64(),
+        args.jobs,
         faults_json.join(",")
     );
     if args.json {
@@ -1100,7 +1292,5 @@ fn main() {
     } else {
         eprintln!("{line}");
     }
-    if violations > 0 || liveness_failures > 0 {
-        std::process::exit(1);
-    }
+    i32::from(violations > 0 || liveness_failures > 0 || differ > 0)
 }

@@ -2,7 +2,7 @@
 //!
 //! Layers, bottom to top (imports only go downwards):
 //! - `rules`: the pure rules (lease state machine, host agent phases, windows, names, limits);
-//!   `locks`: std's locks, taken also after a panic poisoned them;
+//!   `locks`: std's locks, taken also after a panic poisoned them; `clock`: time as baton reads it;
 //! - `config`: fragments -> merged inputs -> validated settings, using the rules' parsers;
 //! - `transport`: the one place that dials voters and listens; `log_fields`: the BATON_* fields;
 //! - `raft`: openraft's types, redb storage, state machine, network and RPC service;
@@ -15,6 +15,7 @@
 // edge. Errors are rare and off the hot path.
 #![allow(clippy::result_large_err)]
 
+mod clock;
 mod locks;
 mod rules;
 
@@ -101,6 +102,7 @@ pub mod fuzzing {
 /// lease client. Not an API: hidden from the docs.
 #[doc(hidden)]
 pub mod simulation {
+    pub use crate::clock::run_wall_clock_on;
     pub use crate::config::Settings;
     pub use crate::host::held_lease::HeldLease;
     pub use crate::host::lease_client::{lease_dialer, Acquired, HostLeaseClient, HostLeaseError};

@@ -28,9 +28,7 @@ const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Now in unix milliseconds (0 if the clock is before 1970: informational).
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    crate::clock::since_unix_epoch().map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// What this host reports while in `phase` (entered at `phase_since_ms`).

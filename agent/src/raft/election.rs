@@ -21,11 +21,11 @@ use std::time::Duration;
 use futures::stream::{FuturesUnordered, StreamExt};
 use openraft::ServerState;
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 use tracing::{debug, info};
 
 use baton_proto::v1::raft_client::RaftClient;
 
+use crate::clock::Instant;
 use crate::raft::types::{from_payload, to_payload, LogId, NodeId, Raft, VoterNode};
 use crate::transport::Dialer;
 

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use baton_proto::v1::raft_client::RaftClient;
 use openraft::error::{
@@ -16,6 +16,7 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::clock::Instant;
 use crate::locks::LockOrRecover;
 use crate::raft::types::{from_payload, to_payload, NodeId, TypeConfig, VoterNode};
 use crate::transport::Dialer;

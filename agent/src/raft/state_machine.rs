@@ -220,16 +220,29 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             snapshot_id,
         };
         let this = self.clone();
-        let (meta, data) = tokio::task::spawn_blocking(move || {
-            this.store_snapshot(&meta, &data).map(|_| (meta, data))
-        })
-        .await
-        .map_err(|e| snapshot_err(&redb::Error::Io(std::io::Error::other(e))))?
-        .map_err(|e| snapshot_err(&e))?;
+        let (meta, data) =
+            off_the_runtime(move || this.store_snapshot(&meta, &data).map(|_| (meta, data)))
+                .await
+                .map_err(|e| snapshot_err(&redb::Error::Io(std::io::Error::other(e))))?
+                .map_err(|e| snapshot_err(&e))?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
         })
+    }
+}
+
+/// Runs blocking disk work (a snapshot written or read whole) on tokio's
+/// blocking pool, so the daemon's workers keep serving meanwhile. On a
+/// current-thread runtime (the deterministic simulation, tests) it runs
+/// here instead: a second OS thread would finish at a moment the simulated
+/// clock cannot repeat, and such a runtime has no other worker to keep free.
+async fn off_the_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::CurrentThread => Ok(work()),
+        _ => tokio::task::spawn_blocking(work).await,
     }
 }
 
@@ -314,7 +327,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // openraft installs only snapshots newer than its own, so a newer
         // one stored here is not expected; if there is one, it stays (a
         // restart then starts from it and replays the log after it).
-        tokio::task::spawn_blocking(move || this.store_snapshot(&meta_owned, &stored))
+        off_the_runtime(move || this.store_snapshot(&meta_owned, &stored))
             .await
             .map_err(|e| snapshot_err(&redb::Error::Io(std::io::Error::other(e))))?
             .map_err(|e| snapshot_err(&e))?;
@@ -330,7 +343,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let db = self.db.clone();
-        let stored = tokio::task::spawn_blocking(move || read_snapshot(&db))
+        let stored = off_the_runtime(move || read_snapshot(&db))
             .await
             .map_err(|e| {
                 StorageIOError::read_snapshot(None, &redb::Error::Io(std::io::Error::other(e)))

@@ -11,12 +11,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use tonic::codegen::http;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Status};
 
+use crate::clock::Instant;
 use crate::log_fields::caller_span;
 use crate::raft::types::Raft;
 use crate::rules::access::{self, Caller, Denied, Identity, Role, Rpc};

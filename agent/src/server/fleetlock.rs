@@ -37,10 +37,10 @@ use hyper::body::Bytes;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
-use tokio::time::Instant;
 use tonic::{Code, Status};
 use tracing::info;
 
+use crate::clock::Instant;
 use crate::config::FleetLockSettings;
 use crate::locks::LockOrRecover;
 use crate::rules::access::{

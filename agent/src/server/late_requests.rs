@@ -16,8 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
+use crate::clock::Instant;
 use crate::locks::LockOrRecover;
 use crate::rules::lease::WaiterRef;
 

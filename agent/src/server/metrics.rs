@@ -8,7 +8,6 @@
 //! the change buffer behind (a resync) misses those changes.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -110,9 +109,7 @@ impl Drop for VoterMetrics {
 }
 
 fn now_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+    crate::clock::since_unix_epoch().map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn register(registry: &mut Registry, cluster: &Cluster, counters: &Counters) {

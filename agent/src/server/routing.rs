@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use baton_proto::v1 as pb;
 use openraft::error::{ClientWriteError, RaftError};
@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use crate::clock::{self, Instant};
 use crate::config::LeaseSettings;
 use crate::raft::network::PeerHealth;
 use crate::raft::state_machine::StateView;
@@ -159,10 +160,9 @@ pub fn applied(result: Applied) -> Result<Outcome, Status> {
 
 /// Now, in unix milliseconds, as the leader stamps it into commands.
 pub fn now_ms() -> Result<UnixMillis, Status> {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+    clock::since_unix_epoch()
         .map(|d| d.as_millis() as UnixMillis)
-        .map_err(|_| Status::internal("system clock is before 1970"))
+        .ok_or_else(|| Status::internal("system clock is before 1970"))
 }
 
 impl Cluster {

@@ -5,9 +5,9 @@ use std::time::Duration;
 use baton_proto::v1 as pb;
 use baton_proto::v1::lease_client::LeaseClient;
 use tokio::sync::broadcast;
-use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::clock::Instant;
 use crate::raft::state_machine::Change;
 use crate::rules::lease::{Command, EventKind, ReleaseCause, WaiterRef};
 use crate::rules::limits::{MAX_DROPS_PER_ENTRY, MAX_KEEPALIVE_SESSIONS};

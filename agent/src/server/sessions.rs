@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
+use crate::clock::Instant;
 use crate::locks::LockOrRecover;
 use crate::rules::lease::WaiterRef;
 

@@ -25,6 +25,7 @@ use tonic::transport::Uri;
 
 use super::certs::summarize;
 use super::tls::TlsMode;
+use crate::clock::Instant;
 use crate::locks::LockOrRecover;
 use crate::rules::access::Identity;
 
@@ -40,7 +41,7 @@ const HANDSHAKE_LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// Logs failed handshakes, at most one line per [`HANDSHAKE_LOG_EVERY`].
 #[derive(Clone, Default)]
-struct HandshakeLog(Arc<Mutex<(Option<std::time::Instant>, u64)>>);
+struct HandshakeLog(Arc<Mutex<(Option<Instant>, u64)>>);
 
 impl HandshakeLog {
     fn failed(&self, remote: SocketAddr, why: &str) {
@@ -54,7 +55,7 @@ impl HandshakeLog {
             0 => String::new(),
             n => format!(" ({n} more failed handshakes since the last line)"),
         };
-        *last = Some(std::time::Instant::now());
+        *last = Some(Instant::now());
         tracing::warn!("TLS handshake with {remote} failed: {why}{more}");
     }
 }
