@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 
 /// The layers, bottom first; a module may use its own layer and those below.
 /// `server` and `host` share a level but must not use each other.
-const LAYERS: [(&str, u8); 9] = [
+const LAYERS: [(&str, u8); 10] = [
     ("rules", 0),
     ("locks", 0),
+    ("clock", 0),
     ("config", 1),
     ("log_fields", 2),
     ("transport", 2),
