@@ -52,6 +52,13 @@ const FAULTS_FROM: Duration = Duration::from_secs(3);
 /// After the heal, every client must be granted again within this.
 const LIVENESS_BASE: Duration = Duration::from_secs(20);
 const HOLD_MAX_MS: u64 = 400;
+/// `[lease] hold_timeout` in the seeds where a host dies holding the lease
+/// (one in four): longer than any live host's hold here, faults included.
+const HOLD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How much earlier than `HOLD_TIMEOUT` after a dead holder's grant
+/// (as its host saw it) the next grant may be seen: the grant was stamped
+/// when the leader applied it, up to a request timeout before its answer.
+const EXPIRY_SLACK: Duration = Duration::from_secs(5);
 
 /// The seed being run, for the panic hook's replay line.
 static CURRENT_SEED: AtomicU64 = AtomicU64::new(u64::MAX);
@@ -165,6 +172,11 @@ enum Ev {
     },
     /// The client sent its release (no longer a holder from now on).
     ReleaseSent,
+    /// The host died holding `token` (after its reboot check): it never
+    /// releases, and only the hold timeout frees its slot.
+    Died {
+        token: u64,
+    },
     ReleaseAcked,
     /// The client saw something that must never happen.
     Broken(String),
@@ -208,7 +220,12 @@ fn voter_name(i: usize) -> String {
     format!("v{}", i + 1)
 }
 
-fn settings_for(voter: usize, max_holders: u32, state_dir: &std::path::Path) -> Settings {
+fn settings_for(
+    voter: usize,
+    max_holders: u32,
+    hold_timeout: Option<Duration>,
+    state_dir: &std::path::Path,
+) -> Settings {
     let voters: Vec<String> = (0..VOTERS)
         .map(|i| {
             format!(
@@ -221,10 +238,11 @@ fn settings_for(voter: usize, max_holders: u32, state_dir: &std::path::Path) -> 
         .collect();
     let text = format!(
         "[node]\nname = \"{}\"\nstate_dir = \"{}\"\n\n[cluster]\nvoters = [{}]\nlisten = \"0.0.0.0:{PORT}\"\nsnapshot_every = 40\n\n\
-         [lease]\ndefault_max_holders = {max_holders}\n\n[tls]\ninsecure = true\n\n[updates]\nsource = \"none\"\n",
+         [lease]\ndefault_max_holders = {max_holders}\n{}\n[tls]\ninsecure = true\n\n[updates]\nsource = \"none\"\n",
         voter_name(voter),
         state_dir.display(),
-        voters.join(", ")
+        voters.join(", "),
+        hold_timeout.map_or(String::new(), |t| format!("hold_timeout = \"{}s\"\n", t.as_secs()))
     );
     match Settings::from_fragments(&[(PathBuf::from("sim.toml"), text)]) {
         Ok(settings) => settings,
@@ -350,15 +368,25 @@ fn describe_group(group: &baton_proto::v1::GroupStatus) -> String {
     )
 }
 
+/// What a host does besides rolling like the others.
+#[derive(Clone, Copy, Default)]
+struct HostRole {
+    /// --sabotage: goes ahead without the lease when queued.
+    sabotage: bool,
+    /// Dies holding its n-th grant, after its reboot check.
+    dies_at_grant: Option<u32>,
+}
+
 /// One host: acquire, reboot (proved by `verify`), hold, release, again;
-/// done once it was granted after the heal (or the liveness bound passed).
+/// done once it was granted after the heal (or the liveness bound passed),
+/// or when it dies.
 async fn client_process(
     index: usize,
     seed: u64,
     log: SharedLog,
     phase: Arc<Mutex<Phase>>,
     bound: Duration,
-    sabotage: bool,
+    role: HostRole,
     clients: usize,
 ) -> turmoil::Result {
     let mut rng = Rng(seed ^ (index as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
@@ -370,6 +398,7 @@ async fn client_process(
     let mut client = HostLeaseClient::new(endpoints, dialer, "default", &holder, &holder);
     let healed =
         |phase: &Arc<Mutex<Phase>>| phase.lock().unwrap_or_else(|p| p.into_inner()).healed_at;
+    let mut grants = 0u32;
     loop {
         // Wait for, then take, the lease.
         record(&log, index, Ev::Waiting);
@@ -400,7 +429,7 @@ async fn client_process(
             }
             match answer {
                 Ok(Acquired::Granted(lease)) => break lease.token(),
-                Ok(Acquired::Queued { .. }) if sabotage => {
+                Ok(Acquired::Queued { .. }) if role.sabotage => {
                     // --sabotage: this client goes ahead without the lease,
                     // claiming a token of its own; the checkers must catch it.
                     break 1 << 40;
@@ -450,6 +479,12 @@ async fn client_process(
             }
         }
         let _ = proved;
+        grants += 1;
+        if role.dies_at_grant == Some(grants) {
+            record(&log, index, Ev::Died { token });
+            phase.lock().unwrap_or_else(|p| p.into_inner()).done += 1;
+            return Ok(());
+        }
         tokio::time::sleep(rng.ms(0, HOLD_MAX_MS)).await;
 
         // Release, until acknowledged.
@@ -551,7 +586,7 @@ enum Action {
 }
 
 /// Fault kinds counted in the JSON line.
-const KINDS: [&str; 10] = [
+const KINDS: [&str; 11] = [
     "isolate",
     "partition",
     "partition_oneway",
@@ -562,6 +597,7 @@ const KINDS: [&str; 10] = [
     "leader_kill",
     "slow_disk",
     "lost_unsynced_writes",
+    "host_death",
 ];
 
 struct Schedule {
@@ -681,7 +717,14 @@ fn run_seed(seed: u64, verbose: bool, sabotage: bool) -> SeedResult {
     let max_holders = if rng.pick(3) == 0 { 2 } else { 1 };
     let clients = 3 + rng.pick(3);
     let plan = schedule(&mut rng, clients);
-    let bound = LIVENESS_BASE + Duration::from_millis(clients as u64 * (HOLD_MAX_MS + 1_500));
+    // A host that dies holding the lease, in one seed in four (drawn apart
+    // from the schedule, which stays what it was before hosts could die).
+    let mut fate = Rng(seed ^ 0xD1ED_0F0D_EAD0_0001);
+    let dies = (fate.pick(4) == 0).then(|| (fate.pick(clients), 1 + fate.pick(3) as u32));
+    let hold_timeout = dies.map(|_| HOLD_TIMEOUT);
+    let bound = LIVENESS_BASE
+        + Duration::from_millis(clients as u64 * (HOLD_MAX_MS + 1_500))
+        + hold_timeout.unwrap_or_default();
 
     let mut sim = turmoil::Builder::new()
         .simulation_duration(Duration::from_secs(3_600))
@@ -707,7 +750,7 @@ fn run_seed(seed: u64, verbose: bool, sabotage: bool) -> SeedResult {
         .collect();
     let leaders: Leaders = Arc::new(Mutex::new(vec![None; VOTERS]));
     for i in 0..VOTERS {
-        let settings = settings_for(i, max_holders, dirs[i].path());
+        let settings = settings_for(i, max_holders, hold_timeout, dirs[i].path());
         let disk = disks[i].clone();
         let snapshots = match open_in_memory() {
             Ok(db) => db,
@@ -735,7 +778,10 @@ fn run_seed(seed: u64, verbose: bool, sabotage: bool) -> SeedResult {
             log.clone(),
             phase.clone(),
             bound,
-            sabotage && c == 0,
+            HostRole {
+                sabotage: sabotage && c == 0,
+                dies_at_grant: dies.filter(|(host, _)| *host == c).map(|(_, n)| n),
+            },
             clients,
         );
         sim.client(format!("h{}", c + 1), run);
@@ -857,15 +903,19 @@ fn run_seed(seed: u64, verbose: bool, sabotage: bool) -> SeedResult {
         });
     }
     let healed_at = phase.lock().unwrap_or_else(|p| p.into_inner()).healed_at;
-    check(
-        &events,
+    let deaths = events
+        .iter()
+        .filter(|(_, _, ev)| matches!(ev, Ev::Died { .. }))
+        .count();
+    *faults.entry("host_death").or_default() += deaths as u64;
+    let run = Run {
         max_holders,
         clients,
         healed_at,
         bound,
-        &mut violations,
-        &mut liveness,
-    );
+        hold_timeout,
+    };
+    check(&events, &run, &mut violations, &mut liveness);
     trace.sort_by(|a, b| {
         let at = |line: &str| {
             line.trim_start()
@@ -940,16 +990,33 @@ fn heal(sim: &mut turmoil::Sim<'_>, disks: &[SimDisk], down: &mut [bool; VOTERS]
     }
 }
 
-/// The checkers, over what the clients observed (in simulated-time order).
-fn check(
-    events: &[(Duration, usize, Ev)],
+/// What the checkers need to know of a seed's run.
+struct Run {
     max_holders: u32,
     clients: usize,
     healed_at: Option<Duration>,
+    /// After the heal, every live host is granted within this.
     bound: Duration,
+    /// Set in the seeds where a host dies holding the lease.
+    hold_timeout: Option<Duration>,
+}
+
+/// The checkers, over what the clients observed (in simulated-time order).
+fn check(
+    events: &[(Duration, usize, Ev)],
+    run: &Run,
     violations: &mut Vec<String>,
     liveness: &mut Vec<String>,
 ) {
+    let Run {
+        max_holders,
+        clients,
+        healed_at,
+        bound,
+        hold_timeout,
+    } = *run;
+    // The host that died, and when it saw the grant it died holding.
+    let mut dead: Option<(usize, Duration)> = None;
     let mut holding: HashMap<usize, u64> = HashMap::new();
     let mut granted_to: HashMap<u64, usize> = HashMap::new();
     let mut last_token: Option<u64> = None;
@@ -957,6 +1024,19 @@ fn check(
     for (at, client, ev) in events {
         match ev {
             Ev::Granted { token } => {
+                // With one slot, the dead host's slot opens only when its
+                // hold timeout has run out.
+                if let (1, Some((host, granted)), Some(timeout)) = (max_holders, dead, hold_timeout)
+                {
+                    if host != *client && *at + EXPIRY_SLACK < granted + timeout {
+                        violations.push(format!(
+                            "{at:?}: h{} granted {:?} after h{}'s grant, which it died holding (hold timeout {timeout:?})",
+                            client + 1,
+                            *at - granted,
+                            host + 1
+                        ));
+                    }
+                }
                 if let Some(other) = granted_to.insert(*token, *client) {
                     if other != *client {
                         violations.push(format!(
@@ -1001,6 +1081,20 @@ fn check(
             Ev::ReleaseSent => {
                 holding.remove(client);
             }
+            Ev::Died { token } => {
+                // Down for good: no longer a host that can act on a grant.
+                holding.remove(client);
+                let granted = events
+                    .iter()
+                    .rev()
+                    .find(|(t, c, e)| {
+                        t <= at
+                            && c == client
+                            && matches!(e, Ev::Granted { token: g } if g == token)
+                    })
+                    .map_or(*at, |(t, _, _)| *t);
+                dead = Some((*client, granted));
+            }
             Ev::Broken(why) => violations.push(format!("{at:?}: h{}: {why}", client + 1)),
             Ev::GaveBackStray { token } => {
                 // Only a grant the host did not know of is stray.
@@ -1019,7 +1113,7 @@ fn check(
         liveness.push("the run ended before the faults healed".into());
         return;
     };
-    for c in 0..clients {
+    for c in (0..clients).filter(|c| dead.is_none_or(|(host, _)| host != *c)) {
         let granted = events.iter().find(|(at, client, ev)| {
             *client == c && *at >= healed && matches!(ev, Ev::Granted { .. })
         });
