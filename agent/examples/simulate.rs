@@ -15,7 +15,8 @@
 //!   (`raft::sim_store`) that loses what was not fsynced when they crash;
 //! - 3-5 hosts run the real host-agent lease client (`HostLeaseClient`):
 //!   acquire (polling while queued), "reboot" (prove the grant by a
-//!   linearizable `verify`), hold a random time, release;
+//!   linearizable `verify`), hold a random time, release; in one seed in
+//!   four a host dies holding the lease, and `hold_timeout` must free it;
 //! - a seeded schedule injects faults for a while (partitions, one-way
 //!   partitions, held (delayed, then burst) links, lossy links, latency
 //!   spikes, crashes with restarts, leader kills, slow disks), then heals;
