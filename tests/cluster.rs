@@ -813,3 +813,60 @@ async fn an_acquire_sent_before_the_holders_last_release_is_refused_as_late() {
         other => panic!("h2's second stream not granted: {other:?}"),
     }
 }
+
+/// The releases that tell a late acquire are part of the replicated state:
+/// after every voter was killed and started again (nothing in any voter's
+/// memory), an acquire sent before the holder's release is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_acquire_is_refused_also_after_every_voter_restarted() {
+    let mut cluster = TestCluster::start(3, "");
+    cluster.wait_for_leader(Duration::from_secs(10));
+    let acquire = |released| pb::AcquireRequest {
+        group: "late".into(),
+        holder: "h1".into(),
+        machine_id: "machine-h1".into(),
+        released,
+    };
+    let mut lease = cluster.lease_client(0).await;
+    let token = match lease
+        .acquire(acquire(Some(0)))
+        .await
+        .unwrap()
+        .into_inner()
+        .outcome
+    {
+        Some(pb::acquire_response::Outcome::Granted(grant)) => grant.token,
+        other => panic!("not granted: {other:?}"),
+    };
+    let release = pb::ReleaseRequest {
+        group: "late".into(),
+        holder: "h1".into(),
+        token: Some(token),
+    };
+    lease.release(release).await.unwrap();
+    drop(lease);
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    for i in 0..3 {
+        cluster.start_voter(i);
+    }
+    cluster.wait_for_leader(Duration::from_secs(20));
+    let mut lease = cluster.lease_client(1).await;
+    let late = lease.acquire(acquire(Some(0))).await.unwrap_err();
+    assert_eq!(late.code(), tonic::Code::FailedPrecondition, "{late:?}");
+    assert!(late.message().starts_with("late acquire"), "{late:?}");
+    let status = cluster.wait_for_leader(Duration::from_secs(5));
+    assert_eq!(status["groups"]["late"]["holders"], serde_json::json!([]));
+    // Naming its release, the host is granted.
+    match lease
+        .acquire(acquire(Some(token)))
+        .await
+        .unwrap()
+        .into_inner()
+        .outcome
+    {
+        Some(pb::acquire_response::Outcome::Granted(grant)) => assert!(grant.token > token),
+        other => panic!("not granted after naming its release: {other:?}"),
+    }
+}

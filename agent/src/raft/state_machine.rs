@@ -20,7 +20,7 @@ use super::types::{
     Applied, Entry, LogId, NodeId, StorageError, StoredMembership, TypeConfig, VoterNode,
 };
 use crate::locks::ReadWriteOrRecover;
-use crate::rules::lease::{Command, Event, LeaseState, Outcome};
+use crate::rules::lease::{Command, Event, LeaseState, Outcome, RecentReleases};
 
 /// How many published changes a slow watcher may fall behind before it is resynced.
 const EVENT_BUFFER: usize = 4096;
@@ -35,33 +35,60 @@ pub struct AppliedState {
     /// that comes back under its id without state lost its vote.
     #[serde(default)]
     pub stored_voters: BTreeSet<NodeId>,
+    /// Each holder's last release (ten minutes), noted from the applied
+    /// events: what refuses an acquire sent before it.
+    #[serde(default)]
+    pub recent_releases: RecentReleases,
 }
 
-/// A snapshot's state: the current shape, or the shape before issue 11 added
-/// the settle time and per-host control at the end of `LeaseState`
-/// (postcard is positional, so an older snapshot simply ends early; JSON
-/// ones fill the new fields by default).
+/// A snapshot's state: the current shape, the shape before the recent
+/// releases were added at its end, or the shape before issue 11 added the
+/// settle time and per-host control at the end of `LeaseState` (postcard is
+/// positional, so an older snapshot simply ends early; JSON ones fill the
+/// new fields by default).
 fn decode_state(data: &[u8]) -> Result<AppliedState, redb::Error> {
-    match decode::<AppliedState>(data) {
-        Ok(state) => Ok(state),
-        Err(current) => match decode::<AppliedStateBefore11>(data) {
-            Ok(old) => Ok(AppliedState {
-                last_applied: old.last_applied,
-                membership: old.membership,
-                lease: LeaseState {
-                    groups: old.lease.groups,
-                    paused_all: old.lease.paused_all,
-                    paused_all_by: old.lease.paused_all_by,
-                    paused_all_at: old.lease.paused_all_at,
-                    last_token: old.lease.last_token,
-                    ..LeaseState::default()
-                },
-                // The leader records every voter again within a moment.
-                stored_voters: BTreeSet::new(),
-            }),
-            Err(_) => Err(current),
-        },
+    let current = match decode::<AppliedState>(data) {
+        Ok(state) => return Ok(state),
+        Err(current) => current,
+    };
+    if let Ok(old) = decode::<AppliedStateBeforeReleases>(data) {
+        return Ok(AppliedState {
+            last_applied: old.last_applied,
+            membership: old.membership,
+            lease: old.lease,
+            stored_voters: old.stored_voters,
+            // Releases applied before the upgrade are not known: an acquire
+            // the network held past one is let through, as before.
+            recent_releases: RecentReleases::default(),
+        });
     }
+    match decode::<AppliedStateBefore11>(data) {
+        Ok(old) => Ok(AppliedState {
+            last_applied: old.last_applied,
+            membership: old.membership,
+            lease: LeaseState {
+                groups: old.lease.groups,
+                paused_all: old.lease.paused_all,
+                paused_all_by: old.lease.paused_all_by,
+                paused_all_at: old.lease.paused_all_at,
+                last_token: old.lease.last_token,
+                ..LeaseState::default()
+            },
+            // The leader records every voter again within a moment.
+            stored_voters: BTreeSet::new(),
+            recent_releases: RecentReleases::default(),
+        }),
+        Err(_) => Err(current),
+    }
+}
+
+/// `AppliedState` as snapshots stored it before the recent releases.
+#[derive(Debug, Serialize, Deserialize)]
+struct AppliedStateBeforeReleases {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    lease: LeaseState,
+    stored_voters: BTreeSet<NodeId>,
 }
 
 /// `AppliedState` as snapshots stored it before issue 11.
@@ -278,6 +305,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     EntryPayload::Normal(ref command) => {
                         match state.lease.apply(entry.log_id.index, command) {
                             Ok((outcome, events)) => {
+                                state.recent_releases.note(&events, command.now());
                                 published.extend(events.into_iter().map(|event| Change::Applied {
                                     index: entry.log_id.index,
                                     event,
@@ -465,5 +493,46 @@ mod tests {
         let bytes = encode(&current).expect("encode");
         assert_eq!(decode_state(&bytes).expect("current loads"), current);
         assert!(decode_state(&[1, 0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn releases_are_remembered_in_the_snapshot_and_older_snapshots_still_load() {
+        let mut state = AppliedState::default();
+        let acquire = Command::Acquire {
+            group: "workers".into(),
+            holder: "h1".into(),
+            machine_id: "m1".into(),
+            now: 5,
+            default_max_holders: 1,
+        };
+        let release = Command::Release {
+            group: "workers".into(),
+            holder: "h1".into(),
+            token: Some(3),
+            now: 9,
+        };
+        for (index, command) in [(3, &acquire), (4, &release)] {
+            let (_, events) = state.lease.apply(index, command).expect("apply");
+            state.recent_releases.note(&events, command.now());
+        }
+        let key = crate::rules::lease::WaiterRef::new("workers", "h1");
+        assert_eq!(state.recent_releases.released_since(&key, 0, 10), Some(3));
+        let bytes = encode(&state).expect("encode");
+        let loaded = decode_state(&bytes).expect("current loads");
+        assert_eq!(loaded, state);
+        assert_eq!(loaded.recent_releases.released_since(&key, 0, 10), Some(3));
+
+        // A snapshot stored before the releases were kept: the same state,
+        // with none remembered.
+        let old = AppliedStateBeforeReleases {
+            last_applied: None,
+            membership: StoredMembership::default(),
+            lease: state.lease.clone(),
+            stored_voters: BTreeSet::from([1, 2]),
+        };
+        let loaded = decode_state(&encode(&old).expect("encode")).expect("older loads");
+        assert_eq!(loaded.lease, state.lease);
+        assert_eq!(loaded.stored_voters, BTreeSet::from([1, 2]));
+        assert!(loaded.recent_releases.is_empty());
     }
 }

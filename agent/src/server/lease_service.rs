@@ -18,7 +18,7 @@ use crate::rules::lease::{Outcome, WaiterRef, LATE_ACQUIRE};
 use crate::rules::limits::{MAX_WAITS_PER_HOLDER, MAX_WATCHES_PER_CALLER};
 use crate::server::auth;
 use crate::server::requests;
-use crate::server::routing::{Answered, Attempt, Cluster, Routed};
+use crate::server::routing::{self, Answered, Attempt, Cluster, Routed};
 use crate::server::wait_stream;
 use crate::server::wire;
 use crate::transport::PeerInfo;
@@ -132,11 +132,16 @@ pub(crate) async fn acquire_routed(
 }
 
 /// The refusal of `req` when it is late: it names an older release than
-/// the last one of its holder this voter applied (`server::late_requests`).
+/// the last one of its holder in the applied state (`rules::lease::RecentReleases`).
 fn late_acquire(cluster: &Cluster, req: &pb::AcquireRequest) -> Option<Status> {
     let known = req.released?;
     let key = WaiterRef::new(req.group.clone(), req.holder.clone());
-    let token = cluster.late.released_since(&key, known)?;
+    let now = routing::now_ms().ok()?;
+    let token = cluster
+        .view
+        .read()
+        .recent_releases
+        .released_since(&key, known, now)?;
     tracing::info!(
         "refused a late acquire of {} in {}: it names token {known}, released since: {token}",
         req.holder,

@@ -8,7 +8,6 @@ pub mod control_service;
 pub mod fleet_state;
 pub mod fleet_view;
 pub mod fleetlock;
-pub mod late_requests;
 pub mod lease_service;
 pub mod metrics;
 pub mod requests;

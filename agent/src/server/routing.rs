@@ -20,7 +20,6 @@ use crate::rules::access::Caller;
 use crate::rules::lease::{Command, Outcome, UnixMillis};
 use crate::server::auth;
 use crate::server::fleet_state::FleetView;
-use crate::server::late_requests::LateRequests;
 use crate::server::sessions::Sessions;
 use crate::server::wire;
 use crate::transport::tls::TlsMode;
@@ -144,8 +143,6 @@ pub struct Cluster {
     pub forward_slots: Arc<Semaphore>,
     /// Host reports: the inbox of this voter, and the leader's fleet view.
     pub fleet: FleetView,
-    /// The releases this voter applied lately, to tell a late acquire.
-    pub late: LateRequests,
 }
 
 /// What an applied command answers its caller: the outcome, or the

@@ -44,13 +44,6 @@ pub async fn dispatch_changes(cluster: Cluster) {
                         EventKind::LeftQueue { holder } => {
                             sessions.wake(group, holder, Some(Removal::Left))
                         }
-                        EventKind::Released {
-                            holder,
-                            token,
-                            cause: ReleaseCause::Released,
-                        } => cluster
-                            .late
-                            .released(WaiterRef::new(group.clone(), holder.clone()), *token),
                         _ => {}
                     }
                 }

@@ -36,7 +36,6 @@ use crate::server::call_latency::CallLatency;
 use crate::server::control_service::ControlService;
 use crate::server::fleet_state::FleetView;
 use crate::server::fleet_view::{self, FleetService};
-use crate::server::late_requests::LateRequests;
 use crate::server::lease_service::LeaseService;
 use crate::server::routing::{now_ms, Cluster};
 use crate::server::session_loops;
@@ -247,7 +246,6 @@ impl Voter {
             sessions: Sessions::new(settings.lease.waiter_ttl),
             forward_slots: Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDED_IN_FLIGHT)),
             fleet: FleetView::default(),
-            late: LateRequests::default(),
         };
 
         // A voter without state takes no raft traffic until it knows it may

@@ -25,7 +25,7 @@ pub const MAX_HOLDERS_CAP: u32 = 1_000;
 pub const MAX_GROUPS: usize = 1_000;
 
 /// How the refusal of a late acquire (one sent before its holder's last
-/// release, see `server::late_requests`) begins: the host's lease client
+/// release, see [`RecentReleases`]) begins: the host's lease client
 /// knows it by this and asks again without naming a release.
 pub const LATE_ACQUIRE: &str = "late acquire";
 
@@ -765,8 +765,10 @@ impl LeaseState {
 
 mod ops;
 mod queue;
+mod recent_releases;
 
 pub use queue::Queue;
+pub use recent_releases::RecentReleases;
 
 use ops::AcquireRequest;
 
