@@ -823,48 +823,31 @@ async fn an_acquire_sent_before_the_holders_last_release_is_refused_as_late() {
 async fn a_late_acquire_is_refused_also_after_every_voter_restarted() {
     let mut cluster = TestCluster::start(3, "snapshot_every = 10\n");
     cluster.wait_for_leader(Duration::from_secs(10));
-    let acquire = |released| pb::AcquireRequest {
-        group: "late".into(),
-        holder: "h1".into(),
-        machine_id: "machine-h1".into(),
+    let acquire = |group: &str, holder: &str, released| pb::AcquireRequest {
+        group: group.into(),
+        holder: holder.into(),
+        machine_id: format!("machine-{holder}"),
         released,
     };
-    let mut lease = cluster.lease_client(0).await;
-    let token = match lease
-        .acquire(acquire(Some(0)))
-        .await
-        .unwrap()
-        .into_inner()
-        .outcome
-    {
-        Some(pb::acquire_response::Outcome::Granted(grant)) => grant.token,
-        other => panic!("not granted: {other:?}"),
-    };
-    let release = pb::ReleaseRequest {
-        group: "late".into(),
-        holder: "h1".into(),
+    let release = |group: &str, holder: &str, token| pb::ReleaseRequest {
+        group: group.into(),
+        holder: holder.into(),
         token: Some(token),
     };
-    lease.release(release).await.unwrap();
+    let granted = |reply: Result<tonic::Response<pb::AcquireResponse>, tonic::Status>| match reply
+        .map(|r| r.into_inner().outcome)
+    {
+        Ok(Some(pb::acquire_response::Outcome::Granted(grant))) => grant.token,
+        other => panic!("not granted: {other:?}"),
+    };
+    let mut lease = cluster.lease_client(0).await;
+    let token = granted(lease.acquire(acquire("late", "h1", Some(0))).await);
+    lease.release(release("late", "h1", token)).await.unwrap();
     // Enough other entries that a snapshot covers the release and the log
     // before it is purged.
     for _ in 0..15 {
-        let other = pb::AcquireRequest {
-            group: "other".into(),
-            holder: "h9".into(),
-            machine_id: "machine-h9".into(),
-            released: None,
-        };
-        let token = match lease.acquire(other).await.unwrap().into_inner().outcome {
-            Some(pb::acquire_response::Outcome::Granted(grant)) => grant.token,
-            other => panic!("h9 not granted: {other:?}"),
-        };
-        let release = pb::ReleaseRequest {
-            group: "other".into(),
-            holder: "h9".into(),
-            token: Some(token),
-        };
-        lease.release(release).await.unwrap();
+        let other = granted(lease.acquire(acquire("other", "h9", None)).await);
+        lease.release(release("other", "h9", other)).await.unwrap();
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     drop(lease);
@@ -876,20 +859,15 @@ async fn a_late_acquire_is_refused_also_after_every_voter_restarted() {
     }
     cluster.wait_for_leader(Duration::from_secs(20));
     let mut lease = cluster.lease_client(1).await;
-    let late = lease.acquire(acquire(Some(0))).await.unwrap_err();
+    let late = lease
+        .acquire(acquire("late", "h1", Some(0)))
+        .await
+        .unwrap_err();
     assert_eq!(late.code(), tonic::Code::FailedPrecondition, "{late:?}");
     assert!(late.message().starts_with("late acquire"), "{late:?}");
     let status = cluster.wait_for_leader(Duration::from_secs(5));
     assert_eq!(status["groups"]["late"]["holders"], serde_json::json!([]));
     // Naming its release, the host is granted.
-    match lease
-        .acquire(acquire(Some(token)))
-        .await
-        .unwrap()
-        .into_inner()
-        .outcome
-    {
-        Some(pb::acquire_response::Outcome::Granted(grant)) => assert!(grant.token > token),
-        other => panic!("not granted after naming its release: {other:?}"),
-    }
+    let again = granted(lease.acquire(acquire("late", "h1", Some(token))).await);
+    assert!(again > token);
 }
