@@ -1190,8 +1190,20 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
+/// The command that runs `seed` again with this same build (the profile
+/// is the name of the directory cargo put this program's build in:
+/// `target/<profile>/examples/simulate`), so the replay is the same run.
 fn replay(seed: u64) -> String {
-    format!("cargo run --release --example simulate -- --seed {seed} -v")
+    let profile = std::env::current_exe().ok().and_then(|exe| {
+        let dir = exe.parent()?.parent()?.file_name()?.to_str()?.to_string();
+        Some(dir)
+    });
+    let flag = match profile.as_deref() {
+        Some("release") | None => "--release ".to_string(),
+        Some("debug") => String::new(),
+        Some(other) => format!("--profile {other} "),
+    };
+    format!("cargo run {flag}--example simulate -- --seed {seed} -v")
 }
 
 /// The simulation's wall clock: a fixed day plus the simulated time, so the
