@@ -75,8 +75,8 @@ pub mod fuzzing {
     pub use crate::raft::types::{from_payload, Applied, NodeId, TypeConfig, VoterNode};
     pub use crate::rules::access::{Caller, HttpCaller, HttpEndpoint, Identity, Role};
     pub use crate::rules::lease::{
-        Command, LeaseError, LeaseState, Outcome, QueueReason, WaiterRef, MAX_HOLDERS_CAP,
-        MAX_HOST_CONTROLS,
+        Command, LeaseError, LeaseState, Outcome, QueueReason, RecentReleases, WaiterRef,
+        MAX_HOLDERS_CAP, MAX_HOST_CONTROLS,
     };
     pub use crate::rules::limits::MAX_SNAPSHOT_BYTES;
     pub use crate::rules::phases::{resume, Phase, PHASE_NAMES};

@@ -197,7 +197,9 @@ fn acquire(
     let req = pb::AcquireRequest {
         group: key.group.clone(),
         holder: key.holder.clone(),
-        machine_id: String::new(), released: None, };
+        machine_id: String::new(),
+        released: None,
+    };
     let cmd = requests::acquire_command(&req, now, default_max);
     if let Err(e) = cmd.validate() {
         panic!("propose refuses what the FleetLock front accepted: {e} ({cmd:?})");

@@ -17,13 +17,11 @@
 use std::cmp::Ordering;
 use std::io::{Cursor, Write};
 
-use baton::fuzzing::{
-    check_chunk, decode, from_payload, taken, AppliedState, MAX_SNAPSHOT_BYTES,
-};
+use baton::fuzzing::{check_chunk, decode, from_payload, taken, AppliedState, MAX_SNAPSHOT_BYTES};
 use baton_fuzz::raft::{InstallSnapshotRequest, Vote};
-use openraft::raft::InstallSnapshotResponse;
 use baton_fuzz::{assert_round_trip, Chunks};
 use libfuzzer_sys::fuzz_target;
+use openraft::raft::InstallSnapshotResponse;
 use prost::Message;
 
 const MAX_CHUNKS: usize = 64;

@@ -9,7 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use baton::fuzzing::{
-    encode, AppliedState, Command, LeaseState, Phase, PreVoteRequest, PreVoteResponse, VoterNode,
+    encode, AppliedState, Command, LeaseState, Phase, PreVoteRequest, PreVoteResponse,
+    RecentReleases, VoterNode,
 };
 use baton_proto::v1 as pb;
 use openraft::{CommittedLeaderId, EntryPayload, Membership, StoredMembership};
@@ -42,7 +43,9 @@ fn acquire(group: &str, holder: &str) -> Request {
     Request::Acquire(pb::AcquireRequest {
         group: group.into(),
         holder: holder.into(),
-        machine_id: MACHINE.into(), released: None, })
+        machine_id: MACHINE.into(),
+        released: None,
+    })
 }
 
 fn release(group: &str, holder: &str, token: Option<u64>) -> Request {
@@ -266,11 +269,14 @@ fn entries() -> Vec<Entry> {
 /// A state with a holder, a waiter, a pause: what a snapshot holds.
 fn applied_state() -> AppliedState {
     let mut lease = LeaseState::default();
+    // The releases among the entries, noted as the state machine does.
+    let mut recent_releases = RecentReleases::default();
     for entry in entries() {
         if let EntryPayload::Normal(command) = &entry.payload {
-            lease
+            let (_, events) = lease
                 .apply(entry.log_id.index, command)
                 .expect("seed entry");
+            recent_releases.note(&events, command.now());
         }
     }
     let more = [
@@ -297,6 +303,7 @@ fn applied_state() -> AppliedState {
         membership: membership(),
         lease,
         stored_voters: [1, 2].into(),
+        recent_releases,
     }
 }
 

@@ -35,10 +35,11 @@ pub struct Released {
     pub at: UnixMillis,
 }
 
-/// The last release per holder and group.
+/// The last release per holder, by group then holder (maps keyed by
+/// strings, so the state also has a JSON form).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecentReleases {
-    by_holder: BTreeMap<WaiterRef, Released>,
+    by_group: BTreeMap<String, BTreeMap<String, Released>>,
 }
 
 impl RecentReleases {
@@ -64,12 +65,14 @@ impl RecentReleases {
     }
 
     fn record(&mut self, key: WaiterRef, token: u64, now: UnixMillis) {
-        if self.by_holder.len() >= MAX_REMEMBERED && !self.by_holder.contains_key(&key) {
+        if self.len() >= MAX_REMEMBERED && self.get(&key).is_none() {
             self.forget_old(now);
         }
         let entry = self
-            .by_holder
-            .entry(key)
+            .by_group
+            .entry(key.group)
+            .or_default()
+            .entry(key.holder)
             .or_insert(Released { token, at: now });
         // Tokens only grow: an older grant's release applied later does not
         // move the mark back.
@@ -81,31 +84,46 @@ impl RecentReleases {
     /// Makes room: drops what is past remembering, then, if that was not
     /// enough, the older half.
     fn forget_old(&mut self, now: UnixMillis) {
-        self.by_holder
-            .retain(|_, r| now.saturating_sub(r.at) < REMEMBER_FOR_MS);
-        if self.by_holder.len() >= MAX_REMEMBERED {
-            let mut ages: Vec<UnixMillis> = self.by_holder.values().map(|r| r.at).collect();
+        self.retain(|r| now.saturating_sub(r.at) < REMEMBER_FOR_MS);
+        if self.len() >= MAX_REMEMBERED {
+            let mut ages: Vec<UnixMillis> = self
+                .by_group
+                .values()
+                .flat_map(|holders| holders.values().map(|r| r.at))
+                .collect();
             ages.sort_unstable();
             let cut = ages[ages.len() / 2];
-            self.by_holder.retain(|_, r| r.at > cut);
+            self.retain(|r| r.at > cut);
         }
+    }
+
+    /// Keeps the releases `keep` says yes to; drops groups left empty.
+    fn retain(&mut self, keep: impl Fn(&Released) -> bool) {
+        for holders in self.by_group.values_mut() {
+            holders.retain(|_, r| keep(r));
+        }
+        self.by_group.retain(|_, holders| !holders.is_empty());
+    }
+
+    fn get(&self, key: &WaiterRef) -> Option<&Released> {
+        self.by_group.get(&key.group)?.get(&key.holder)
     }
 
     /// The token of a release by `key` newer than `known` (the last one the
     /// caller says it released) and applied within [`REMEMBER_FOR_MS`] of
     /// `now`, when there is one: an acquire that names `known` is late.
     pub fn released_since(&self, key: &WaiterRef, known: u64, now: UnixMillis) -> Option<u64> {
-        let last = self.by_holder.get(key)?;
+        let last = self.get(key)?;
         (last.token > known && now.saturating_sub(last.at) < REMEMBER_FOR_MS).then_some(last.token)
     }
 
     /// How many holders' releases are remembered.
     pub fn len(&self) -> usize {
-        self.by_holder.len()
+        self.by_group.values().map(BTreeMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_holder.is_empty()
+        self.by_group.is_empty()
     }
 }
 
@@ -158,6 +176,22 @@ mod tests {
         );
         assert!(recent.is_empty());
         assert_eq!(recent.released_since(&key("a"), 0, 1_000), None);
+    }
+
+    #[test]
+    fn the_releases_have_a_json_form_as_the_state_does() {
+        let mut recent = RecentReleases::default();
+        recent.note(
+            &[
+                released("g", "a", 7, ReleaseCause::Released),
+                released("h", "a", 8, ReleaseCause::Released),
+            ],
+            1_000,
+        );
+        let text = serde_json::to_string(&recent).expect("JSON");
+        let back: RecentReleases = serde_json::from_str(&text).expect("JSON back");
+        assert_eq!(back, recent);
+        assert_eq!(back.len(), 2);
     }
 
     #[test]
