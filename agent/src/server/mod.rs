@@ -10,6 +10,7 @@ pub mod fleet_view;
 pub mod fleetlock;
 pub mod lease_service;
 pub mod metrics;
+pub mod proposals;
 pub mod requests;
 pub mod routing;
 pub mod session_loops;

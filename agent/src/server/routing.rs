@@ -20,6 +20,7 @@ use crate::rules::access::Caller;
 use crate::rules::lease::{Command, Outcome, UnixMillis};
 use crate::server::auth;
 use crate::server::fleet_state::FleetView;
+use crate::server::proposals::Proposals;
 use crate::server::sessions::Sessions;
 use crate::server::wire;
 use crate::transport::tls::TlsMode;
@@ -143,6 +144,8 @@ pub struct Cluster {
     pub forward_slots: Arc<Semaphore>,
     /// Host reports: the inbox of this voter, and the leader's fleet view.
     pub fleet: FleetView,
+    /// The group commit every write goes through (`server::proposals`).
+    pub proposals: Proposals,
 }
 
 /// What an applied command answers its caller: the outcome, or the
@@ -318,21 +321,13 @@ impl Cluster {
         if let Err(rejected) = command.validate() {
             return Attempt::Fail(Status::invalid_argument(rejected.to_string()));
         }
-        let wake_followers = command.may_free_slot();
-        match self.raft.client_write(command).await {
-            Ok(response) => {
-                if wake_followers {
-                    // A heartbeat carries the new commit index: followers
-                    // apply now and wake their watchers, instead of at the
-                    // next heartbeat tick.
-                    let _ = self.raft.trigger().heartbeat().await;
-                }
-                match applied(response.data) {
-                    Ok(outcome) => Attempt::Done(outcome),
-                    Err(status) => Attempt::Fail(status),
-                }
-            }
-            Err(e) => write_failed(e),
+        match self.proposals.propose(command).await {
+            Ok(Ok(result)) => match applied(result) {
+                Ok(outcome) => Attempt::Done(outcome),
+                Err(status) => Attempt::Fail(status),
+            },
+            Ok(Err(e)) => write_failed(e),
+            Err(gone) => Attempt::Fail(Status::unavailable(gone.to_string())),
         }
     }
 

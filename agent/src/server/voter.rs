@@ -37,6 +37,7 @@ use crate::server::control_service::ControlService;
 use crate::server::fleet_state::FleetView;
 use crate::server::fleet_view::{self, FleetService};
 use crate::server::lease_service::LeaseService;
+use crate::server::proposals::Proposals;
 use crate::server::routing::{now_ms, Cluster};
 use crate::server::session_loops;
 use crate::server::sessions::Sessions;
@@ -246,6 +247,7 @@ impl Voter {
             sessions: Sessions::new(settings.lease.waiter_ttl),
             forward_slots: Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDED_IN_FLIGHT)),
             fleet: FleetView::default(),
+            proposals: Proposals::start(raft.clone()),
         };
 
         // A voter without state takes no raft traffic until it knows it may

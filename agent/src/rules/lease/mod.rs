@@ -32,6 +32,10 @@ pub const LATE_ACQUIRE: &str = "late acquire";
 /// Most waiters in one group's queue: a fleet of 10,000 hosts, twice over.
 pub const MAX_QUEUE: usize = 20_000;
 
+/// Most commands one `Command::Batch` carries: the leader's group commit
+/// takes at most this many concurrent proposals into one raft entry.
+pub const MAX_BATCH: usize = 64;
+
 /// One change to the lease state, as proposed through raft.
 ///
 /// Time and defaults are stamped in by the leader so that applying a command never
@@ -140,6 +144,12 @@ pub enum Command {
         by: String,
         now: UnixMillis,
     },
+    /// Several commands proposed at once, in one raft entry (the leader's
+    /// group commit, `server::proposals`): applied one after the other at the
+    /// entry's index, each on its own (one refused changes nothing of the
+    /// others), as if each had its own entry. Neither a batch nor
+    /// `RecordVoter` (kept by the raft state machine) goes inside one.
+    Batch { commands: Vec<Command> },
 }
 
 /// A host an admin holds (`baton hold`): it does not queue.
@@ -320,6 +330,8 @@ pub enum Outcome {
     /// Applied, but the command itself was refused for what the state holds
     /// (nothing changed).
     Refused(Refusal),
+    /// What each command of a `Command::Batch` came to, in its order.
+    Batch(Vec<Result<Outcome, LeaseError>>),
 }
 
 /// Why an applied command changed nothing: the state does not allow it.
@@ -449,6 +461,9 @@ pub enum LeaseError {
     /// The pause reason breaks the rule (`rules::names::check_reason`).
     #[error("invalid reason: {0}")]
     Reason(NameError),
+    /// A batch that is empty, too long, or holds what may not be batched.
+    #[error("invalid batch: {0}")]
+    Batch(String),
 }
 
 /// Checks a group name, as the lease rules need it.
@@ -490,7 +505,7 @@ impl Command {
                 | Command::Resume { .. }
                 | Command::SetSettleTime { .. }
                 | Command::Hold { .. }
-        )
+        ) || matches!(self, Command::Batch { commands } if commands.iter().any(Command::may_free_slot))
     }
 
     /// The time the leader stamped into the command.
@@ -509,6 +524,8 @@ impl Command {
             | Command::Hold { now, .. }
             | Command::Unhold { now, .. }
             | Command::RebootNow { now, .. } => *now,
+            // Stamped in order: the last is the latest.
+            Command::Batch { commands } => commands.last().map_or(0, Command::now),
         }
     }
 
@@ -576,6 +593,22 @@ impl Command {
                 validate_max(*max_holders)?;
                 validate_max(*default_max_holders)
             }
+            Command::Batch { commands } => {
+                if commands.is_empty() || commands.len() > MAX_BATCH {
+                    return Err(LeaseError::Batch(format!(
+                        "it must hold 1 to {MAX_BATCH} commands"
+                    )));
+                }
+                commands.iter().try_for_each(|command| match command {
+                    Command::Batch { .. } => {
+                        Err(LeaseError::Batch("a batch inside a batch".into()))
+                    }
+                    Command::RecordVoter { .. } => Err(LeaseError::Batch(
+                        "RecordVoter is proposed on its own".into(),
+                    )),
+                    other => other.validate(),
+                })
+            }
         }
     }
 }
@@ -594,6 +627,9 @@ impl LeaseState {
     ) -> Result<(Outcome, Vec<Event>), LeaseError> {
         // Validate first: a rejected command changes nothing at all.
         cmd.validate()?;
+        if let Command::Batch { commands } = cmd {
+            return Ok(self.apply_batch(index, commands));
+        }
         let mut events = Vec::new();
         // Before an Acquire, slots whose settle time has passed go to the queue
         // at once, so a newcomer queues behind the waiters that were there
@@ -673,9 +709,27 @@ impl LeaseState {
                 by,
                 now,
             } => self.reboot_now(holder, *cancel, by, *now),
+            // Returned above.
+            Command::Batch { .. } => Outcome::Batch(Vec::new()),
         };
         self.promote(index, cmd.now(), &mut events);
         Ok((outcome, events))
+    }
+
+    /// Applies a batch's commands in order at one `index`, each exactly as
+    /// `apply` would on its own: a refused one changes nothing and does not
+    /// stop the rest. Tokens still strictly increase (`next_token` goes one
+    /// past the last token when an index grants more than once).
+    fn apply_batch(&mut self, index: u64, commands: &[Command]) -> (Outcome, Vec<Event>) {
+        let mut outcomes = Vec::with_capacity(commands.len());
+        let mut events = Vec::new();
+        for command in commands {
+            outcomes.push(self.apply(index, command).map(|(outcome, applied)| {
+                events.extend(applied);
+                outcome
+            }));
+        }
+        (Outcome::Batch(outcomes), events)
     }
 
     /// The earliest time at which an `Expire` would take back a grant (a

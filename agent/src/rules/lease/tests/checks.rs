@@ -353,3 +353,76 @@ fn a_hand_over_at_the_top_of_the_token_space_does_not_overflow() {
     assert_eq!(g.holders[0].token, u64::MAX);
     assert_eq!(s.last_token, u64::MAX);
 }
+
+#[test]
+fn a_batch_is_refused_whole_when_empty_too_long_nested_or_invalid() {
+    let refused = |commands: Vec<Command>| {
+        let mut state = LeaseState::default();
+        state.apply(1, &acquire("g", "a", 10)).expect("acquire");
+        let before = state.clone();
+        let error = state
+            .apply(2, &Command::Batch { commands })
+            .expect_err("refused");
+        assert_eq!(state, before, "a refused batch changed the state");
+        error.to_string()
+    };
+    assert!(refused(Vec::new()).contains("1 to 64"));
+    let too_many = (0..=MAX_BATCH)
+        .map(|i| acquire(&format!("g{i}"), "a", 20))
+        .collect();
+    assert!(refused(too_many).contains("1 to 64"));
+    let nested = Command::Batch {
+        commands: vec![acquire("g", "b", 20)],
+    };
+    assert!(refused(vec![acquire("g", "b", 20), nested]).contains("inside a batch"));
+    let voter = Command::RecordVoter { voter: 2, now: 20 };
+    assert!(refused(vec![voter]).contains("on its own"));
+    // One invalid command refuses the whole batch: the leader validates
+    // each before it joins one, so a batch is never half valid.
+    let invalid = acquire("no spaces allowed", "b", 20);
+    assert!(refused(vec![release("g", "a", None, 20), invalid]).contains("invalid group"));
+}
+
+#[test]
+fn a_batch_answers_each_command_and_a_refusal_stops_none_of_the_others() {
+    let mut state = LeaseState::default();
+    let batch = Command::Batch {
+        commands: vec![
+            acquire("g", "a", 10),
+            acquire("g", "b", 11),
+            // Same name, other machine: refused, and the rest still apply.
+            Command::Acquire {
+                group: "g".into(),
+                holder: "a".into(),
+                machine_id: "elsewhere".into(),
+                now: 12,
+                default_max_holders: 1,
+            },
+            release("g", "a", None, 13),
+        ],
+    };
+    let (outcome, _events) = state.apply(7, &batch).expect("applies");
+    let Outcome::Batch(results) = outcome else {
+        panic!("not a batch outcome: {outcome:?}");
+    };
+    assert_eq!(results.len(), 4);
+    assert!(matches!(&results[0], Ok(Outcome::Granted(g)) if g.token == 7));
+    assert!(matches!(
+        &results[1],
+        Ok(Outcome::Queued { position: 1, .. })
+    ));
+    assert!(matches!(
+        &results[2],
+        Ok(Outcome::Refused(Refusal::OtherMachine { .. }))
+    ));
+    assert!(matches!(
+        &results[3],
+        Ok(Outcome::Released { released: true, .. })
+    ));
+    // a's release handed the slot to b in the same entry, with the next token.
+    let b = state
+        .holder_grant("g", "b")
+        .expect("b was granted on a's release");
+    assert_eq!(b.token, 8);
+    assert!(!b.claimed);
+}

@@ -766,3 +766,63 @@ proptest! {
         prop_assert_eq!(&replica, &state);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// The leader's group commit (`Command::Batch`) changes nothing but the
+    /// entry count: a batch applied at one index answers, reports and ends in
+    /// exactly what its commands applied one by one at that index do, and
+    /// tokens still strictly increase across batches.
+    #[test]
+    fn batches_apply_as_their_commands_would_one_by_one(
+        batches in proptest::collection::vec(
+            proptest::collection::vec((op(), 0u64..40), 1..6),
+            1..40,
+        )
+    ) {
+        let mut one_by_one = LeaseState::default();
+        let mut batched = LeaseState::default();
+        let mut now: UnixMillis = 1_000;
+        let mut index = 0;
+        let mut last_token = 0;
+        for ops in &batches {
+            index += 1;
+            let mut commands = Vec::new();
+            let mut outcomes = Vec::new();
+            let mut events = Vec::new();
+            for (op, dt) in ops {
+                now += dt;
+                let cmd = build(op, &one_by_one, now);
+                // The leader validates each command before it joins a batch.
+                if cmd.validate().is_err() {
+                    continue;
+                }
+                let result = one_by_one.apply(index, &cmd).map(|(outcome, applied)| {
+                    events.extend(applied);
+                    outcome
+                });
+                outcomes.push(result);
+                commands.push(cmd);
+            }
+            if commands.is_empty() {
+                continue;
+            }
+            let batch = Command::Batch { commands };
+            let json = serde_json::to_string(&batch).expect("serialize");
+            let batch: Command = serde_json::from_str(&json).expect("parse");
+            let (outcome, applied) = batched.apply(index, &batch).expect("a valid batch applies");
+            prop_assert_eq!(outcome, Outcome::Batch(outcomes));
+            prop_assert_eq!(&applied, &events);
+            prop_assert_eq!(&batched, &one_by_one);
+            check_invariants(&batched)?;
+            for event in &applied {
+                if let EventKind::Granted(grant) = &event.kind {
+                    prop_assert!(grant.token > last_token, "token {} after {}", grant.token, last_token);
+                    prop_assert!(grant.token >= index);
+                    last_token = grant.token;
+                }
+            }
+        }
+    }
+}
