@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::clock::Instant;
 use crate::locks::LockOrRecover;
-use crate::raft::types::{from_payload, to_payload, NodeId, TypeConfig, VoterNode};
+use crate::raft::types::{from_payload, to_payload, NodeId, TypeConfig, VoterNode, READS_BATCHES};
 use crate::transport::Dialer;
 
 /// How long replication to a peer that did not answer waits before it
@@ -26,25 +26,46 @@ use crate::transport::Dialer;
 /// partition would wait out before it is caught up).
 const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(100);
 
-/// When each peer last answered a raft RPC: the leader's view of who is reachable.
+/// When each peer last answered a raft RPC, and whether that answer said it
+/// reads batch entries: the leader's view of who is reachable, and of
+/// whether it may group commands (`server::proposals`).
 #[derive(Clone, Default)]
 pub struct PeerHealth {
-    last_ok: Arc<Mutex<HashMap<NodeId, Instant>>>,
+    last_ok: Arc<Mutex<HashMap<NodeId, Answer>>>,
+}
+
+/// A peer's last answer.
+#[derive(Clone, Copy)]
+struct Answer {
+    at: Instant,
+    reads_batches: bool,
 }
 
 impl PeerHealth {
-    fn record_ok(&self, peer: NodeId) {
-        self.lock().insert(peer, Instant::now());
+    /// Notes an answer of `peer`; `reads_batches`: it carried `READS_BATCHES`.
+    fn record_ok(&self, peer: NodeId, reads_batches: bool) {
+        let answer = Answer {
+            at: Instant::now(),
+            reads_batches,
+        };
+        self.lock().insert(peer, answer);
     }
 
     /// True when `peer` answered within `within`.
     pub fn answered_within(&self, peer: NodeId, within: Duration) -> bool {
         self.lock()
             .get(&peer)
-            .is_some_and(|at| at.elapsed() <= within)
+            .is_some_and(|answer| answer.at.elapsed() <= within)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, Instant>> {
+    /// True when every one of `peers` said, in its last answer, that it
+    /// reads batch entries; false while one has not answered yet.
+    pub fn all_read_batches(&self, mut peers: impl Iterator<Item = NodeId>) -> bool {
+        let answers = self.lock();
+        peers.all(|peer| answers.get(&peer).is_some_and(|a| a.reads_batches))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, Answer>> {
         self.last_ok.lock_or_recover()
     }
 }
@@ -125,7 +146,8 @@ impl PeerConnection {
             tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&status)),
             _ => RPCError::Network(NetworkError::new(&status)),
         })?;
-        self.health.record_ok(self.target);
+        let reads_batches = reply.metadata().contains_key(READS_BATCHES);
+        self.health.record_ok(self.target, reads_batches);
         let decoded: Result<Resp, RaftError<NodeId, E>> =
             from_payload(reply.get_ref()).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         decoded.map_err(|remote| {
@@ -168,5 +190,32 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, VoterNode, RaftError<NodeId>>> {
         self.call(Rpc::Vote, &rpc, &option).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_only_once_every_peer_said_it_reads_them() {
+        let health = PeerHealth::default();
+        assert!(
+            !health.all_read_batches([2, 3].into_iter()),
+            "no answers yet"
+        );
+        health.record_ok(2, true);
+        assert!(!health.all_read_batches([2, 3].into_iter()), "3 not heard");
+        // An older voter answers without the header.
+        health.record_ok(3, false);
+        assert!(!health.all_read_batches([2, 3].into_iter()));
+        health.record_ok(3, true);
+        assert!(health.all_read_batches([2, 3].into_iter()));
+        // Downgraded again: its next answer takes it back.
+        health.record_ok(2, false);
+        assert!(!health.all_read_batches([2, 3].into_iter()));
+        assert!(health.answered_within(2, Duration::from_secs(60)));
+        // A single voter has no peers to wait for.
+        assert!(health.all_read_batches(std::iter::empty()));
     }
 }

@@ -10,11 +10,12 @@ use openraft::raft::{InstallSnapshotRequest, InstallSnapshotResponse};
 use openraft::Vote;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
 use crate::locks::LockOrRecover;
 use crate::raft::election::{self, ElectionTiming, PreVoteRequest};
-use crate::raft::types::{from_payload, to_payload, NodeId, Raft, TypeConfig};
+use crate::raft::types::{from_payload, to_payload, NodeId, Raft, TypeConfig, READS_BATCHES};
 use crate::rules::limits::MAX_SNAPSHOT_BYTES;
 
 /// Whether a voter takes raft traffic yet. A voter that starts without
@@ -125,10 +126,15 @@ fn decode<T: DeserializeOwned>(request: Request<RaftPayload>) -> Result<T, Statu
         .map_err(|e| Status::invalid_argument(format!("malformed raft request: {e}")))
 }
 
+/// Encodes an answer, saying that this voter reads batches (`READS_BATCHES`).
 fn encode<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
-    to_payload(value)
+    let mut response = to_payload(value)
         .map(Response::new)
-        .map_err(|e| Status::internal(format!("cannot encode raft response: {e}")))
+        .map_err(|e| Status::internal(format!("cannot encode raft response: {e}")))?;
+    response
+        .metadata_mut()
+        .insert(READS_BATCHES, MetadataValue::from_static("1"));
+    Ok(response)
 }
 
 #[tonic::async_trait]

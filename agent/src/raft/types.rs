@@ -54,6 +54,13 @@ pub type StorageError = openraft::StorageError<NodeId>;
 /// What a raft write returns.
 pub type ClientWriteResponse = openraft::raft::ClientWriteResponse<TypeConfig>;
 
+/// Response metadata with which a voter says it reads `Command::Batch`
+/// entries (every raft RPC answer of this version carries it). The leader
+/// groups commands only once every other voter has said so, so that a
+/// voter of an older version, which cannot decode a batch, never stalls on
+/// one during a rolling upgrade.
+pub const READS_BATCHES: &str = "x-baton-reads-batches";
+
 /// A raft RPC message (openraft's own serde types) as sent between voters:
 /// the one encoding for both ends, `network` (client) and `service` (server).
 pub fn to_payload<T: Serialize>(message: &T) -> Result<RaftPayload, CodecError> {

@@ -1,4 +1,4 @@
-//! The leader's group commit: commands proposed while a raft write is under way go together in one entry.
+//! The leader's group commit: commands proposed together share one raft entry.
 //!
 //! openraft 0.9 makes every client write its own log entry, and on the
 //! leader it waits for that entry's fsync before it replicates it or takes
@@ -10,12 +10,18 @@
 //! A command proposed while nothing waits goes at once, alone, so a lone
 //! client sees no difference. The batch applies each command as its own
 //! entry would (`LeaseState::apply`), so the answers are the same.
+//!
+//! Commands are grouped only once every other voter has said, in its last
+//! raft answer, that it reads batch entries (`raft::types::READS_BATCHES`):
+//! during a rolling upgrade an older voter, which cannot decode one, never
+//! stalls on a batch.
 
 use std::sync::Arc;
 
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::raft::network::PeerHealth;
 use crate::raft::types::{Applied, NodeId, Raft, VoterNode};
 use crate::rules::lease::{Command, LeaseError, Outcome, MAX_BATCH};
 
@@ -49,9 +55,9 @@ pub struct ProposerGone;
 
 impl Proposals {
     /// Starts the proposer task for `raft`; it ends when every handle is gone.
-    pub fn start(raft: Raft) -> Proposals {
+    pub fn start(raft: Raft, health: PeerHealth) -> Proposals {
         let (queue, pending) = mpsc::channel(QUEUED);
-        tokio::spawn(run(raft, pending));
+        tokio::spawn(run(raft, health, pending));
         Proposals { queue }
     }
 
@@ -72,7 +78,7 @@ impl Proposals {
 
 /// Takes what waits, at most `MAX_BATCH` (a `RecordVoter` only alone), as
 /// soon as a write slot is free, and writes it as one entry.
-async fn run(raft: Raft, mut pending: mpsc::Receiver<Pending>) {
+async fn run(raft: Raft, health: PeerHealth, mut pending: mpsc::Receiver<Pending>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut held_back: Option<Pending> = None;
     loop {
@@ -88,7 +94,8 @@ async fn run(raft: Raft, mut pending: mpsc::Receiver<Pending>) {
             return;
         };
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH && !alone(&batch[0].command) {
+        let may_batch = !alone(&batch[0].command) && peers_read_batches(&raft, &health);
+        while may_batch && batch.len() < MAX_BATCH {
             match pending.try_recv() {
                 Ok(next) if alone(&next.command) => {
                     held_back = Some(next);
@@ -104,6 +111,21 @@ async fn run(raft: Raft, mut pending: mpsc::Receiver<Pending>) {
             drop(slot);
         });
     }
+}
+
+/// Whether every other member (voters and learners, which get the entries
+/// too) said in its last answer that it reads batch entries.
+fn peers_read_batches(raft: &Raft, health: &PeerHealth) -> bool {
+    let metrics = raft.metrics();
+    let metrics = metrics.borrow();
+    let own = metrics.id;
+    let peers = metrics
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, _)| *id)
+        .filter(|id| *id != own);
+    health.all_read_batches(peers)
 }
 
 /// A command that goes in an entry of its own.

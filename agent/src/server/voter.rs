@@ -240,14 +240,14 @@ impl Voter {
             raft: raft.clone(),
             view,
             dialer,
-            health,
+            health: health.clone(),
             lease: settings.lease.clone(),
             tls: tls.clone(),
             read_barrier_term: Default::default(),
             sessions: Sessions::new(settings.lease.waiter_ttl),
             forward_slots: Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDED_IN_FLIGHT)),
             fleet: FleetView::default(),
-            proposals: Proposals::start(raft.clone()),
+            proposals: Proposals::start(raft.clone(), health.clone()),
         };
 
         // A voter without state takes no raft traffic until it knows it may
