@@ -4,8 +4,8 @@
 //! leader it waits for that entry's fsync before it replicates it or takes
 //! the next write (`RaftCore::append_to_log` awaits the flush). With 16
 //! clients the leader made one fsync per command, and the disk, not the CPU,
-//! set the pace. Here at most [`IN_FLIGHT`] raft writes are under way at
-//! once; commands proposed meanwhile wait in order and then go as one
+//! set the pace. Here at most [`IN_FLIGHT`] grouped raft writes are under
+//! way at once; commands proposed meanwhile wait in order and then go as one
 //! `Command::Batch` (up to [`MAX_BATCH`]): one entry, one fsync per voter.
 //! A command proposed while nothing waits goes at once, alone, so a lone
 //! client sees no difference. The batch applies each command as its own
@@ -14,7 +14,7 @@
 //! Commands are grouped only once every other voter has said, in its last
 //! raft answer, that it reads batch entries (`raft::types::READS_BATCHES`):
 //! during a rolling upgrade an older voter, which cannot decode one, never
-//! stalls on a batch.
+//! stalls on a batch; until then each command goes to raft at once, alone.
 
 use std::sync::Arc;
 
@@ -89,13 +89,20 @@ async fn run(raft: Raft, health: PeerHealth, mut pending: mpsc::Receiver<Pending
                 None => return,
             },
         };
+        if alone(&first.command) || !peers_read_batches(&raft, &health) {
+            // Nothing to group it with, or a peer could not read a batch:
+            // straight to raft, as many at once as callers send (openraft
+            // queues them; holding them here would only slow them down).
+            let raft = raft.clone();
+            tokio::spawn(async move { write(&raft, vec![first]).await });
+            continue;
+        }
         // Never closed: the semaphore lives as long as this loop.
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
         let mut batch = vec![first];
-        let may_batch = !alone(&batch[0].command) && peers_read_batches(&raft, &health);
-        while may_batch && batch.len() < MAX_BATCH {
+        while batch.len() < MAX_BATCH {
             match pending.try_recv() {
                 Ok(next) if alone(&next.command) => {
                     held_back = Some(next);
