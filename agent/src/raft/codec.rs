@@ -105,4 +105,57 @@ mod tests {
         assert!(decode::<Record>(&[POSTCARD_V1, 0xff, 0xff, 0xff]).is_err());
         assert!(decode::<Record>(b"{not json").is_err());
     }
+
+    #[test]
+    fn a_batch_round_trips_and_a_nested_one_is_refused_before_it_recurses() {
+        let batch = Command::Batch {
+            commands: vec![
+                Command::Expire {
+                    now: 1,
+                    hold_timeout_ms: None,
+                },
+                Command::Expire {
+                    now: 2,
+                    hold_timeout_ms: Some(5),
+                },
+            ],
+        };
+        let bytes = encode(&batch).expect("encode");
+        assert_eq!(decode::<Command>(&bytes).expect("decode"), batch);
+        let json = serde_json::to_vec(&batch).expect("json");
+        assert_eq!(decode::<Command>(&json).expect("JSON decodes"), batch);
+
+        let nested = Command::Batch {
+            commands: vec![Command::Batch {
+                commands: Vec::new(),
+            }],
+        };
+        let refused = |bytes: &[u8]| match decode::<Command>(bytes) {
+            Err(e) => e.to_string(),
+            Ok(command) => panic!("decoded {command:?}"),
+        };
+        // postcard keeps no custom message: an error is what counts there.
+        let bytes = encode(&nested).expect("encode");
+        refused(&bytes);
+        let json = serde_json::to_vec(&nested).expect("json");
+        assert!(refused(&json).contains("batch inside a batch"));
+        // A million levels, as a peer could send them in one raft message:
+        // refused at the second level, not by a stack overflow. An empty
+        // batch is [variant, 0]; one holding one command [variant, 1, ..].
+        let empty = encode(&Command::Batch {
+            commands: Vec::new(),
+        })
+        .expect("encode");
+        let (variant, len) = (empty[1], empty[2]);
+        assert_eq!(len, 0);
+        let mut deep = vec![POSTCARD_V1];
+        for _ in 0..1_000_000 {
+            deep.extend([variant, 1]);
+        }
+        deep.extend([variant, 0]);
+        refused(&deep);
+        // The next decode on this thread starts outside any batch.
+        let again = encode(&batch).expect("encode");
+        assert_eq!(decode::<Command>(&again).expect("decode"), batch);
+    }
 }

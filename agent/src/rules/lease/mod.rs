@@ -149,7 +149,30 @@ pub enum Command {
     /// entry's index, each on its own (one refused changes nothing of the
     /// others), as if each had its own entry. Neither a batch nor
     /// `RecordVoter` (kept by the raft state machine) goes inside one.
-    Batch { commands: Vec<Command> },
+    Batch {
+        #[serde(deserialize_with = "decode_batch")]
+        commands: Vec<Command>,
+    },
+}
+
+/// Decodes a batch's commands, refusing a batch inside one as soon as it
+/// starts: `validate` refuses it too, but decoding it first would recurse
+/// as deep as the bytes nest it (two bytes a level in a raft message of up
+/// to 8 MiB: far past a thread's stack).
+fn decode_batch<'de, D>(deserializer: D) -> Result<Vec<Command>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    thread_local! {
+        static IN_BATCH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if IN_BATCH.with(|inside| inside.replace(true)) {
+        // The outer batch's decoding resets the mark when it returns.
+        return Err(serde::de::Error::custom("a batch inside a batch"));
+    }
+    let commands = Vec::<Command>::deserialize(deserializer);
+    IN_BATCH.with(|inside| inside.set(false));
+    commands
 }
 
 /// A host an admin holds (`baton hold`): it does not queue.
