@@ -13,8 +13,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::names::{check_group, check_holder, check_machine_id, check_reason, NameError};
-
 /// Milliseconds since the Unix epoch, as stamped into commands by the leader.
 pub type UnixMillis = u64;
 
@@ -31,10 +29,6 @@ pub const LATE_ACQUIRE: &str = "late acquire";
 
 /// Most waiters in one group's queue: a fleet of 10,000 hosts, twice over.
 pub const MAX_QUEUE: usize = 20_000;
-
-/// Most commands one `Command::Batch` carries: the leader's group commit
-/// takes at most this many concurrent proposals into one raft entry.
-pub const MAX_BATCH: usize = 64;
 
 /// One change to the lease state, as proposed through raft.
 ///
@@ -150,29 +144,9 @@ pub enum Command {
     /// others), as if each had its own entry. Neither a batch nor
     /// `RecordVoter` (kept by the raft state machine) goes inside one.
     Batch {
-        #[serde(deserialize_with = "decode_batch")]
+        #[serde(deserialize_with = "batch::decode_batch")]
         commands: Vec<Command>,
     },
-}
-
-/// Decodes a batch's commands, refusing a batch inside one as soon as it
-/// starts: `validate` refuses it too, but decoding it first would recurse
-/// as deep as the bytes nest it (two bytes a level in a raft message of up
-/// to 8 MiB: far past a thread's stack).
-fn decode_batch<'de, D>(deserializer: D) -> Result<Vec<Command>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-{
-    thread_local! {
-        static IN_BATCH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    }
-    if IN_BATCH.with(|inside| inside.replace(true)) {
-        // The outer batch's decoding resets the mark when it returns.
-        return Err(serde::de::Error::custom("a batch inside a batch"));
-    }
-    let commands = Vec::<Command>::deserialize(deserializer);
-    IN_BATCH.with(|inside| inside.set(false));
-    commands
 }
 
 /// A host an admin holds (`baton hold`): it does not queue.
@@ -465,177 +439,6 @@ pub struct Event {
     pub kind: EventKind,
 }
 
-/// A command that is rejected before it changes anything.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-pub enum LeaseError {
-    /// The group name breaks the naming rule (`rules::names::check_group`).
-    #[error("invalid group name {name:?}: {reason}")]
-    Group { name: String, reason: NameError },
-    /// The holder breaks the naming rule (`rules::names::check_holder`).
-    #[error("invalid holder {name:?}: {reason}")]
-    Holder { name: String, reason: NameError },
-    /// 0 would make a group that can never grant; more than the cap lets a
-    /// whole fleet reboot at once.
-    #[error("invalid max holders {0}: must be 1 to 1000")]
-    MaxHolders(u32),
-    /// The machine id breaks the rule (`rules::names::check_machine_id`).
-    #[error("invalid machine id {id:?}: {reason}")]
-    MachineId { id: String, reason: NameError },
-    /// The pause reason breaks the rule (`rules::names::check_reason`).
-    #[error("invalid reason: {0}")]
-    Reason(NameError),
-    /// A batch that is empty, too long, or holds what may not be batched.
-    #[error("invalid batch: {0}")]
-    Batch(String),
-}
-
-/// Checks a group name, as the lease rules need it.
-pub fn validate_group_name(name: &str) -> Result<(), LeaseError> {
-    check_group(name).map_err(|reason| LeaseError::Group {
-        name: name.to_owned(),
-        reason,
-    })
-}
-
-/// Checks a holder name, as the lease rules need it.
-pub fn validate_holder(holder: &str) -> Result<(), LeaseError> {
-    check_holder(holder).map_err(|reason| LeaseError::Holder {
-        name: holder.to_owned(),
-        reason,
-    })
-}
-
-/// Checks a max holders value: 1 to [`MAX_HOLDERS_CAP`].
-pub fn validate_max(max_holders: u32) -> Result<(), LeaseError> {
-    if !(1..=MAX_HOLDERS_CAP).contains(&max_holders) {
-        return Err(LeaseError::MaxHolders(max_holders));
-    }
-    Ok(())
-}
-
-impl Command {
-    /// Whether applying this may free a slot (or let a waiter in). Waiters
-    /// watching a follower learn of it only once the follower knows the
-    /// entry is committed, so the leader tells followers at once after these.
-    pub fn may_free_slot(&self) -> bool {
-        matches!(
-            self,
-            Command::Release { .. }
-                | Command::Expire { .. }
-                | Command::DropWaiters { .. }
-                | Command::ForceRelease { .. }
-                | Command::SetMax { .. }
-                | Command::Resume { .. }
-                | Command::SetSettleTime { .. }
-                | Command::Hold { .. }
-        ) || matches!(self, Command::Batch { commands } if commands.iter().any(Command::may_free_slot))
-    }
-
-    /// The time the leader stamped into the command.
-    pub fn now(&self) -> UnixMillis {
-        match self {
-            Command::Acquire { now, .. }
-            | Command::Release { now, .. }
-            | Command::Expire { now, .. }
-            | Command::DropWaiters { now, .. }
-            | Command::Pause { now, .. }
-            | Command::Resume { now, .. }
-            | Command::ForceRelease { now, .. }
-            | Command::SetMax { now, .. }
-            | Command::RecordVoter { now, .. }
-            | Command::SetSettleTime { now, .. }
-            | Command::Hold { now, .. }
-            | Command::Unhold { now, .. }
-            | Command::RebootNow { now, .. } => *now,
-            // Stamped in order: the last is the latest.
-            Command::Batch { commands } => commands.last().map_or(0, Command::now),
-        }
-    }
-
-    /// Checks every field `apply` would reject, so the server can refuse before proposing.
-    ///
-    /// `default_max_holders` must be at least 1 wherever it is carried, whether or not this
-    /// particular application creates a group: whether it does depends on the state, and
-    /// the check should not.
-    pub fn validate(&self) -> Result<(), LeaseError> {
-        match self {
-            Command::Acquire {
-                group,
-                holder,
-                machine_id,
-                default_max_holders,
-                ..
-            } => {
-                validate_group_name(group)?;
-                validate_holder(holder)?;
-                check_machine_id(machine_id).map_err(|reason| LeaseError::MachineId {
-                    id: machine_id.clone(),
-                    reason,
-                })?;
-                validate_max(*default_max_holders)
-            }
-            Command::Release { group, holder, .. }
-            | Command::ForceRelease { group, holder, .. } => {
-                validate_group_name(group)?;
-                validate_holder(holder)
-            }
-            Command::Expire { .. }
-            | Command::SetSettleTime { .. }
-            | Command::RecordVoter { .. } => Ok(()),
-            Command::Hold { holder, reason, .. } => {
-                validate_holder(holder)?;
-                check_reason(reason).map_err(LeaseError::Reason)
-            }
-            Command::Unhold { holder, .. } | Command::RebootNow { holder, .. } => {
-                validate_holder(holder)
-            }
-            Command::DropWaiters { waiters, .. } => waiters.iter().try_for_each(|w| {
-                validate_group_name(&w.group)?;
-                validate_holder(&w.holder)
-            }),
-            Command::Pause {
-                group,
-                reason,
-                default_max_holders,
-                ..
-            } => {
-                if let Some(group) = group {
-                    validate_group_name(group)?;
-                }
-                check_reason(reason).map_err(LeaseError::Reason)?;
-                validate_max(*default_max_holders)
-            }
-            Command::Resume { group, .. } => group.as_deref().map_or(Ok(()), validate_group_name),
-            Command::SetMax {
-                group,
-                max_holders,
-                default_max_holders,
-                ..
-            } => {
-                validate_group_name(group)?;
-                validate_max(*max_holders)?;
-                validate_max(*default_max_holders)
-            }
-            Command::Batch { commands } => {
-                if commands.is_empty() || commands.len() > MAX_BATCH {
-                    return Err(LeaseError::Batch(format!(
-                        "it must hold 1 to {MAX_BATCH} commands"
-                    )));
-                }
-                commands.iter().try_for_each(|command| match command {
-                    Command::Batch { .. } => {
-                        Err(LeaseError::Batch("a batch inside a batch".into()))
-                    }
-                    Command::RecordVoter { .. } => Err(LeaseError::Batch(
-                        "RecordVoter is proposed on its own".into(),
-                    )),
-                    other => other.validate(),
-                })
-            }
-        }
-    }
-}
-
 impl LeaseState {
     /// Applies one command at raft log `index`. Deterministic. On Err, state is unchanged.
     ///
@@ -650,9 +453,12 @@ impl LeaseState {
     ) -> Result<(Outcome, Vec<Event>), LeaseError> {
         // Validate first: a rejected command changes nothing at all.
         cmd.validate()?;
-        if let Command::Batch { commands } = cmd {
-            return Ok(self.apply_batch(index, commands));
-        }
+        Ok(self.apply_valid(index, cmd))
+    }
+
+    /// `apply` of a command that passed `validate` (a batch's commands pass
+    /// with the batch).
+    fn apply_valid(&mut self, index: u64, cmd: &Command) -> (Outcome, Vec<Event>) {
         let mut events = Vec::new();
         // Before an Acquire, slots whose settle time has passed go to the queue
         // at once, so a newcomer queues behind the waiters that were there
@@ -732,27 +538,11 @@ impl LeaseState {
                 by,
                 now,
             } => self.reboot_now(holder, *cancel, by, *now),
-            // Returned above.
-            Command::Batch { .. } => Outcome::Batch(Vec::new()),
+            // Each command promotes after itself.
+            Command::Batch { commands } => return self.apply_batch(index, commands),
         };
         self.promote(index, cmd.now(), &mut events);
-        Ok((outcome, events))
-    }
-
-    /// Applies a batch's commands in order at one `index`, each exactly as
-    /// `apply` would on its own: a refused one changes nothing and does not
-    /// stop the rest. Tokens still strictly increase (`next_token` goes one
-    /// past the last token when an index grants more than once).
-    fn apply_batch(&mut self, index: u64, commands: &[Command]) -> (Outcome, Vec<Event>) {
-        let mut outcomes = Vec::with_capacity(commands.len());
-        let mut events = Vec::new();
-        for command in commands {
-            outcomes.push(self.apply(index, command).map(|(outcome, applied)| {
-                events.extend(applied);
-                outcome
-            }));
-        }
-        (Outcome::Batch(outcomes), events)
+        (outcome, events)
     }
 
     /// The earliest time at which an `Expire` would take back a grant (a
@@ -840,12 +630,16 @@ impl LeaseState {
     }
 }
 
+mod batch;
 mod ops;
 mod queue;
 mod recent_releases;
+mod validation;
 
+pub use batch::MAX_BATCH;
 pub use queue::Queue;
 pub use recent_releases::RecentReleases;
+pub use validation::{validate_group_name, validate_holder, validate_max, LeaseError};
 
 use ops::AcquireRequest;
 
