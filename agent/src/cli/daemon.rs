@@ -29,8 +29,9 @@ const EXPIRY_WARNING_SECS: i64 = 14 * 24 * 60 * 60;
 /// The STATUS= warning topic of TLS.
 const TLS_WARNING: &str = "tls";
 
-/// When a host agent that is not a voter lets go of its start-up pages:
-/// after its first rounds (stray check, orders, update source) ran.
+/// When the daemon lets go of its start-up pages: after the agent's first
+/// rounds (stray check, orders, update source) and the voter's first
+/// election and catch-up ran.
 const RELEASE_STARTUP_PAGES_AFTER: Duration = Duration::from_secs(30);
 
 pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCode, CliError> {
@@ -144,9 +145,7 @@ pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCo
         }
         None => notify.ready(),
     }
-    if voter.is_none() && agent.is_some() {
-        tokio::spawn(release_startup_pages_later());
-    }
+    tokio::spawn(release_startup_pages_later());
 
     // The host agent pings the watchdog from its own loop; this loop pings
     // when there is no agent, and, with a voter, pings (and lets the agent
@@ -234,8 +233,8 @@ pub(super) async fn run_agent(config: &Path, vendor_dir: &Path) -> Result<ExitCo
 /// timeout by twice this).
 const START_PROGRESS: Duration = Duration::from_secs(10);
 
-/// Once a host that is not a voter has settled, its start-up code leaves
-/// memory (`cli::resident`); what it uses again comes back.
+/// Once the daemon has settled, its start-up code leaves memory
+/// (`cli::resident`); what it uses again comes back.
 async fn release_startup_pages_later() {
     tokio::time::sleep(RELEASE_STARTUP_PAGES_AFTER).await;
     match super::resident::release_startup_pages() {

@@ -165,7 +165,9 @@ async fn write(raft: &Raft, mut batch: Vec<Pending>) {
                 tell_followers(raft).await;
             }
             let results = match response.data {
-                Ok(Outcome::Batch(results)) if results.len() == count => results,
+                Ok(Outcome::Batch(outcomes)) if outcomes.len() == count => {
+                    outcomes.into_iter().map(Ok).collect()
+                }
                 // Validated before it was proposed, so this cannot happen; if
                 // it did, each caller learns why rather than a wrong answer.
                 Ok(other) => vec![

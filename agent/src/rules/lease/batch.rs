@@ -61,7 +61,7 @@ impl LeaseState {
         for command in commands {
             let (outcome, applied) = self.apply_valid(index, command);
             events.extend(applied);
-            outcomes.push(Ok(outcome));
+            outcomes.push(outcome);
         }
         (Outcome::Batch(outcomes), events)
     }

@@ -328,7 +328,7 @@ pub enum Outcome {
     /// (nothing changed).
     Refused(Refusal),
     /// What each command of a `Command::Batch` came to, in its order.
-    Batch(Vec<Result<Outcome, LeaseError>>),
+    Batch(Vec<Outcome>),
 }
 
 /// Why an applied command changed nothing: the state does not allow it.

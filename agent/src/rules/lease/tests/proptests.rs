@@ -798,11 +798,10 @@ proptest! {
                 if cmd.validate().is_err() {
                     continue;
                 }
-                let result = one_by_one.apply(index, &cmd).map(|(outcome, applied)| {
-                    events.extend(applied);
-                    outcome
-                });
-                outcomes.push(result);
+                let (outcome, applied) =
+                    one_by_one.apply(index, &cmd).expect("a valid command applies");
+                events.extend(applied);
+                outcomes.push(outcome);
                 commands.push(cmd);
             }
             if commands.is_empty() {
