@@ -3,7 +3,8 @@
 //! Starts a 3-voter loopback cluster of real `baton agent` processes
 //! (release build, fsync on), plaintext and then with mutual TLS, and prints
 //! p50/p99 of acquire, release, hand-off and leader failover, 16-client
-//! throughput, each voter's RSS after load and idle (with the cost of paging back in), and (`--waiters`) a patch day: N hosts
+//! throughput, each voter's RSS after load and idle (start-up pages out,
+//! and the first acquire after that), and (`--waiters`) a patch day: N hosts
 //! queued at once in one group (see `waiters`), and (`--reporters`) N hosts
 //! reporting to the fleet view (see `fleet`). In the same run it starts a
 //! 3-member etcd (Debian's `etcd-server`) and measures the semaphore
@@ -541,31 +542,28 @@ async fn run(
     report("acquire (via follower)", via_follower, "-");
     report("hand-off", handoff, "p99 <= 20 ms");
     report("failover (kill -9 leader)", failover, "< 1 s");
-    let mib = |kib: u64| kib as f64 / 1024.0;
-    for (i, (total, anon, file)) in after_load.iter().enumerate() {
-        println!(
-            "RSS 3 s after load, voter {}: {:.1} MiB (anonymous {:.1}, file-backed {:.1})",
-            i + 1,
-            mib(*total),
-            mib(*anon),
-            mib(*file)
-        );
-    }
-    for (i, (total, anon, file)) in idle.iter().enumerate() {
-        println!(
-            "idle RSS voter {} (start-up pages out): {:.1} MiB (anonymous {:.1}, file-backed {:.1})   target: < 12 MiB",
-            i + 1,
-            mib(*total),
-            mib(*anon),
-            mib(*file)
-        );
-    }
+    print_rss("RSS 3 s after load, voter", "", &after_load);
+    print_rss("idle RSS voter", " (start-up pages out)", &idle);
     println!(
         "first acquire after that      {:.3} ms",
         cold_acquire.as_secs_f64() * 1000.0
     );
     println!("throughput, {CLIENTS} clients       {throughput:.0} acquires/s");
     Ok((figures, roll_figures))
+}
+
+/// One line per voter: `label N suffix: total (anonymous, file-backed)`.
+fn print_rss(label: &str, suffix: &str, rss: &[(u64, u64, u64)]) {
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    for (i, (total, anon, file)) in rss.iter().enumerate() {
+        println!(
+            "{label} {}{suffix}: {:.1} MiB (anonymous {:.1}, file-backed {:.1})   target idle: < 12 MiB",
+            i + 1,
+            mib(*total),
+            mib(*anon),
+            mib(*file)
+        );
+    }
 }
 
 /// The `q` quantile of `samples`, in milliseconds.
