@@ -1,11 +1,13 @@
 //! Tests of the lease rules: helpers and the commands one by one here; grant on
 //! release and sessions in `grant_on_release`; checks, JSON and caps in `checks`;
-//! random histories in `proptests`; the settle time in `settle`; hold and reboot-now in `host_control`.
+//! random histories in `proptests` (built by `histories`); the settle time in
+//! `settle`; hold and reboot-now in `host_control`.
 
 use super::*;
 
 mod checks;
 mod grant_on_release;
+mod histories;
 mod host_control;
 mod proptests;
 mod settle;
