@@ -16,7 +16,9 @@ use serde::Serialize;
 
 use super::log_writer::{self, LogWriter, Tail, Write};
 
-use super::storage::{decode, encode, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE, LOG, META};
+use super::storage::{
+    committed_within_log, decode, encode, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE, LOG, META,
+};
 use super::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 use crate::locks::LockOrRecover;
 
@@ -100,6 +102,33 @@ impl LogStore {
     }
 }
 
+impl LogStore {
+    /// Makes `entries` readable at once and queues their write; `flushed`
+    /// is told once they are on disk.
+    fn append_then(
+        &self,
+        entries: impl IntoIterator<Item = Entry>,
+        flushed: log_writer::Flushed,
+    ) -> Result<(), StorageError> {
+        let mut rows = Vec::new();
+        let mut ids = Vec::new();
+        let mut readable = Vec::new();
+        for entry in entries {
+            rows.push((entry.log_id.index, encode(&entry).map_err(write_err)?));
+            ids.push(entry.log_id);
+            readable.push(entry);
+        }
+        // Readable now (openraft replicates them at once); on disk when the
+        // writer calls back.
+        self.tail
+            .lock_or_recover()
+            .extend(readable.into_iter().map(|e| (e.log_id.index, e)));
+        self.writer
+            .send(Write::Append { rows, ids, flushed })
+            .map_err(|e| StorageIOError::write_logs(&std::io::Error::other(e)).into())
+    }
+}
+
 fn read_err(e: redb::Error) -> StorageError {
     StorageIOError::read(&e).into()
 }
@@ -115,6 +144,16 @@ impl RaftLogReader<TypeConfig> for LogStore {
     ) -> Result<Vec<Entry>, StorageError> {
         let start = range.start_bound().cloned();
         let end = range.end_bound().cloned();
+        // The tail first: the writer drops an entry from it only after the
+        // commit that stores it, so an entry missing from this copy is in
+        // the read below. (Read the other way round, an entry committed and
+        // dropped between the two reads was in neither.)
+        let pending: Vec<Entry> = self
+            .tail
+            .lock_or_recover()
+            .range((start, end))
+            .map(|(_, entry)| entry.clone())
+            .collect();
         let stored = self
             .read(|txn| {
                 let table = txn.open_table(LOG)?;
@@ -126,15 +165,13 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 Ok(entries)
             })
             .map_err(|e| StorageIOError::read_logs(&e))?;
-        let tail = self.tail.lock_or_recover();
-        let mut pending = tail.range((start, end)).peekable();
-        if pending.peek().is_none() {
+        if pending.is_empty() {
             return Ok(stored);
         }
         // Appended entries not yet on disk are newer than anything stored at their index.
         let mut entries: std::collections::BTreeMap<u64, Entry> =
             stored.into_iter().map(|e| (e.log_id.index, e)).collect();
-        entries.extend(pending.map(|(index, entry)| (*index, entry.clone())));
+        entries.extend(pending.into_iter().map(|entry| (entry.log_id.index, entry)));
         Ok(entries.into_values().collect())
     }
 }
@@ -195,10 +232,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self
+        let committed = self
             .read_meta::<Option<LogId>>(KEY_COMMITTED)
             .map_err(read_err)?
-            .flatten())
+            .flatten();
+        let last = self.get_log_state().await?.last_log_id;
+        Ok(committed_within_log(committed, last))
     }
 
     async fn append<I>(
@@ -210,26 +249,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut rows = Vec::new();
-        let mut ids = Vec::new();
-        let mut readable = Vec::new();
-        for entry in entries {
-            rows.push((entry.log_id.index, encode(&entry).map_err(write_err)?));
-            ids.push(entry.log_id);
-            readable.push(entry);
-        }
-        // Readable now (openraft replicates them at once); on disk when the
-        // writer calls back.
-        self.tail
-            .lock_or_recover()
-            .extend(readable.into_iter().map(|e| (e.log_id.index, e)));
-        self.writer
-            .send(Write::Append {
-                rows,
-                ids,
-                flushed: callback,
-            })
-            .map_err(|e| StorageIOError::write_logs(&std::io::Error::other(e)).into())
+        self.append_then(
+            entries,
+            Box::new(move |result| callback.log_io_completed(result)),
+        )
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -255,5 +278,78 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         })
         .await
         .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, EntryPayload};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    /// A reader that runs while the writer commits (the leader's
+    /// replication and apply read entries while its fsync runs) sees every
+    /// appended entry: in the tail until it is stored, in redb after.
+    #[test]
+    fn appended_entries_stay_readable_while_the_writer_stores_them() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = super::super::storage::open_database(dir.path()).expect("database");
+        let store = LogStore::new(db).expect("log store");
+        let appended = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (mut store, appended, done) = (store.clone(), appended.clone(), done.clone());
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .expect("runtime");
+                let (mut reads, mut missing) = (0u64, 0u64);
+                while !done.load(Ordering::Acquire) {
+                    let last = appended.load(Ordering::Acquire);
+                    if last == 0 {
+                        continue;
+                    }
+                    let first = last.saturating_sub(32).max(1);
+                    let got = runtime
+                        .block_on(store.try_get_log_entries(first..=last))
+                        .expect("read");
+                    reads += 1;
+                    if got.len() as u64 != last - first + 1 {
+                        missing += 1;
+                    }
+                }
+                (reads, missing)
+            })
+        };
+        // One entry per commit, each awaited: every commit drops an entry
+        // from the tail while the reader runs.
+        let (stored, on_disk) = std::sync::mpsc::channel();
+        for index in 1..=500 {
+            let stored = stored.clone();
+            store
+                .append_then(
+                    [entry(index)],
+                    Box::new(move |result| {
+                        let _ = stored.send(result.is_ok());
+                    }),
+                )
+                .expect("queued");
+            appended.store(index, Ordering::Release);
+            assert_eq!(on_disk.recv(), Ok(true), "entry {index} was not stored");
+        }
+        done.store(true, Ordering::Release);
+        let (reads, missing) = reader.join().expect("reader");
+        assert!(reads > 100, "the reader ran only {reads} times");
+        assert_eq!(
+            missing, 0,
+            "{missing} of {reads} reads missed an appended entry"
+        );
     }
 }

@@ -12,17 +12,20 @@ use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use openraft::storage::LogFlushed;
 use redb::{Database, Durability};
 use tokio::sync::oneshot;
 
 use super::storage::{KEY_COMMITTED, KEY_LAST_PURGED, LOG, META};
-use super::types::{Entry, LogId, TypeConfig};
+use super::types::{Entry, LogId};
 
 use crate::locks::LockOrRecover;
 
 /// Entries appended but not yet on disk, by index: what reads see first.
 pub(super) type Tail = Arc<Mutex<BTreeMap<u64, Entry>>>;
+
+/// Told once appended entries are on disk (or that the write failed):
+/// openraft's `LogFlushed` callback in production.
+pub(super) type Flushed = Box<dyn FnOnce(std::io::Result<()>) + Send>;
 
 /// Answers a write that the caller waits for.
 pub(super) type Done = oneshot::Sender<Result<(), redb::Error>>;
@@ -33,7 +36,7 @@ pub(super) enum Write {
     Append {
         rows: Vec<(u64, Vec<u8>)>,
         ids: Vec<LogId>,
-        flushed: LogFlushed<TypeConfig>,
+        flushed: Flushed,
     },
     /// A marker (`vote`, `last_purged`, ...) to store with `durability`.
     Meta {
@@ -113,7 +116,7 @@ fn run(
     }
 }
 
-type Appends = Vec<(Vec<(u64, Vec<u8>)>, Vec<LogId>, LogFlushed<TypeConfig>)>;
+type Appends = Vec<(Vec<(u64, Vec<u8>)>, Vec<LogId>, Flushed)>;
 
 /// One transaction, one fsync for all `appends`; then they leave the tail
 /// and their callbacks learn they are on disk (or that the write failed).
@@ -155,7 +158,7 @@ fn commit_appends(
         }
     }
     for (_, _, flushed) in appends {
-        flushed.log_io_completed(
+        flushed(
             result
                 .as_ref()
                 .map(|_| ())
