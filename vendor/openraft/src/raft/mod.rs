@@ -266,7 +266,20 @@ where C: RaftTypeConfig
 
         let state = {
             let mut helper = StorageHelper::new(&mut log_store, &mut state_machine);
-            helper.get_initial_state().await?
+            let mut state = helper.get_initial_state().await?;
+
+            // baton patch: a leader replicates its entries before they are on
+            // its own disk (`RaftCore::append_own_entries`), so after a restart
+            // its log may lack entries it sent, which a majority may have
+            // committed. Leading again in the same term, it would propose new,
+            // different entries under those same log ids. So it does not
+            // resume as leader: its vote is read as a vote for itself that is
+            // not committed, and it must win a new term, which only a node
+            // holding every committed entry can.
+            if state.is_leader(&id) {
+                state.vote.committed = false;
+            }
+            state
         };
 
         let engine = Engine::new(state, eng_config);
