@@ -16,9 +16,7 @@ use serde::Serialize;
 
 use super::log_writer::{self, LogWriter, Tail, Write};
 
-use super::storage::{
-    committed_within_log, decode, encode, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE, LOG, META,
-};
+use super::storage::{decode, encode, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE, LOG, META};
 use super::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 use crate::locks::LockOrRecover;
 
@@ -232,12 +230,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        let committed = self
+        Ok(self
             .read_meta::<Option<LogId>>(KEY_COMMITTED)
             .map_err(read_err)?
-            .flatten();
-        let last = self.get_log_state().await?.last_log_id;
-        Ok(committed_within_log(committed, last))
+            .flatten())
     }
 
     async fn append<I>(

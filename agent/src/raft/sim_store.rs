@@ -31,7 +31,6 @@ use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader, StorageIOError, Vote};
 use tokio::sync::{mpsc, oneshot};
 
-use super::storage::committed_within_log;
 use super::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
 use crate::locks::LockOrRecover;
@@ -308,9 +307,7 @@ impl RaftLogStorage<TypeConfig> for SimLogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        let committed = self.disk.lock().written.committed;
-        let last = self.get_log_state().await?.last_log_id;
-        Ok(committed_within_log(committed, last))
+        Ok(self.disk.lock().written.committed)
     }
 
     async fn append<I>(
@@ -399,31 +396,6 @@ mod tests {
         let state = store.get_log_state().await.unwrap();
         assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(1));
         assert_eq!(state.last_log_id.map(|l| l.index), Some(2));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_committed_hint_past_the_log_on_disk_replays_only_what_the_log_holds() {
-        let disk = SimDisk::new(5);
-        let mut store = disk.open();
-        store
-            .write_durably(Op::Append(vec![entry(1), entry(2)]))
-            .await
-            .unwrap();
-        // Two followers committed entry 3 while the leader's own write of it
-        // was still queued; the hint naming it reached the disk first.
-        disk.lock()
-            .write(Op::Committed(Some(entry(3).log_id)), None);
-        store.save_vote(&Vote::new(1, 1)).await.unwrap();
-        disk.lock().write(Op::Append(vec![entry(3)]), None);
-        assert_eq!(disk.crash(), 1);
-        let mut store = disk.open();
-        assert_eq!(store.read_committed().await.unwrap(), Some(entry(2).log_id));
-        // A hint within the log is read as stored.
-        store
-            .write_durably(Op::Committed(Some(entry(1).log_id)))
-            .await
-            .unwrap();
-        assert_eq!(store.read_committed().await.unwrap(), Some(entry(1).log_id));
     }
 
     #[test]

@@ -11,7 +11,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::codec;
-use super::types::LogId;
 
 /// Log entries by index, each an openraft `Entry` (encoded by `codec`).
 pub(super) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
@@ -22,24 +21,6 @@ pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft
 pub(super) const KEY_VOTE: &str = "vote";
 pub(super) const KEY_COMMITTED: &str = "committed";
 pub(super) const KEY_LAST_PURGED: &str = "last_purged";
-
-/// The committed hint as start-up may replay it: never past the log's last entry.
-///
-/// The leader writes its own entries while they replicate, so two followers
-/// can commit an entry, and the hint naming it be stored with an earlier
-/// write, before the leader's own copy is on disk. After a crash in between,
-/// replay stops at what this log holds; the rest comes from the new leader.
-/// Every entry up to the hint is committed, so any prefix of them is too.
-pub(super) fn committed_within_log(
-    committed: Option<LogId>,
-    last_log_id: Option<LogId>,
-) -> Option<LogId> {
-    match (committed, last_log_id) {
-        (Some(committed), Some(last)) if last.index < committed.index => Some(last),
-        (Some(_), None) => None,
-        (committed, _) => committed,
-    }
-}
 
 /// redb's page cache size.
 const REDB_CACHE_BYTES: usize = 4 << 20;

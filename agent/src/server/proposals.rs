@@ -1,13 +1,11 @@
 //! The leader's group commit: commands proposed together share one raft entry.
 //!
-//! openraft 0.9 makes every client write its own log entry: its own
-//! replication message, apply and answer on every voter. Released 0.9.25
-//! also waited for the leader's fsync of each entry before it replicated it
-//! or took the next write; with 16 clients the leader made one fsync per
-//! command and the disk set the pace. (The vendored patch, vendor/README.md,
-//! lets the leader replicate while its fsync runs; the grouping stays, since
-//! an entry per command still costs every voter a round of work.) Here at
-//! most [`IN_FLIGHT`] grouped raft writes are under way at once; commands proposed meanwhile wait in order and then go as one
+//! openraft 0.9 makes every client write its own log entry, and on the
+//! leader it waits for that entry's fsync before it replicates it or takes
+//! the next write (`RaftCore::append_to_log` awaits the flush). With 16
+//! clients the leader made one fsync per command, and the disk, not the CPU,
+//! set the pace. Here at most [`IN_FLIGHT`] grouped raft writes are under
+//! way at once; commands proposed meanwhile wait in order and then go as one
 //! `Command::Batch` (up to [`MAX_BATCH`]): one entry, one fsync per voter.
 //! A command proposed while nothing waits goes at once, alone, so a lone
 //! client sees no difference. The batch applies each command as its own
@@ -27,9 +25,9 @@ use crate::raft::network::PeerHealth;
 use crate::raft::types::{Applied, NodeId, Raft, VoterNode};
 use crate::rules::lease::{Command, LeaseError, Outcome, MAX_BATCH};
 
-/// Raft writes under way at once. Two: while one is being committed the
-/// next is already on its way, and a batch forms behind them (measured
-/// against 1 and 4 before the vendored patch; README, benchmark section).
+/// Raft writes under way at once. Two: a batch forms behind the one the
+/// leader is writing, and the next can be handed to raft as soon as that
+/// one is on the leader's disk and on its way to the followers.
 pub const IN_FLIGHT: usize = 2;
 
 /// Commands waiting for a raft write, at most; a caller beyond waits to queue.
