@@ -99,9 +99,7 @@ impl LogStore {
         })
         .await
     }
-}
 
-impl LogStore {
     /// Makes `entries` readable at once and queues their write; `flushed`
     /// is told once they are on disk.
     fn append_then(
@@ -117,8 +115,8 @@ impl LogStore {
             ids.push(entry.log_id);
             readable.push(entry);
         }
-        // Readable now (openraft replicates them at once); on disk when the
-        // writer calls back.
+        // Readable now, as openraft's contract asks; on disk when the writer
+        // calls back.
         self.tail
             .lock_or_recover()
             .extend(readable.into_iter().map(|e| (e.log_id.index, e)));
@@ -291,9 +289,8 @@ mod tests {
         }
     }
 
-    /// A reader that runs while the writer commits (the leader's
-    /// replication and apply read entries while its fsync runs) sees every
-    /// appended entry: in the tail until it is stored, in redb after.
+    /// A reader that runs while the writer commits sees every appended
+    /// entry: in the tail until it is stored, in redb after.
     #[test]
     fn appended_entries_stay_readable_while_the_writer_stores_them() {
         let dir = tempfile::tempdir().expect("temp dir");
